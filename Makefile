@@ -1,0 +1,33 @@
+# tern: the two README commands are `make demo` and `make test`; each sets itself up first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export AMARANTH_USE_YOSYS := builtin
+export YOWASP_CACHE_DIR ?= $(HOME)/.cache/yowasp
+
+.PHONY: setup demo test lint bench train-micro train-demo clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m tern.demo
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m tern.bench
+
+train-micro: setup
+	$(VENV)/bin/tern train --preset micro -o checkpoints/micro
+
+train-demo: setup
+	$(VENV)/bin/tern train --preset demo -o checkpoints/demo
+
+clean:
+	rm -rf build sim_build .pytest_cache

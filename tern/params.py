@@ -1,0 +1,179 @@
+"""Accelerator parameters: the single source of truth for widths, sizes and numeric formats.
+
+One frozen :class:`AcceleratorParameters` object is handed whole to the Amaranth components
+(``hw/``), the NumPy golden model (``sim/``), the compiler and exporter (``quant/``), the host
+driver (``host/``) and the tests. Nothing re-derives a width in a second place: if a width is
+needed, it is a field or a property here.
+
+Presets (see :data:`PRESETS`):
+
+``demo``
+    ULX3S ECP5-85F: the byte-level demo model (d=128, 4 layers, ~1.1 M ternary weights) held
+    wholly in block RAM.
+``micro``
+    iCEBreaker iCE40UP5K: the byte-level micro model (d=64, 4 layers) in the 128 KB SPRAM.
+``large``
+    Simulation only: memories that hold one d=512 block and every shape of the released 370M
+    model, for the paper comparison.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+
+__all__ = ["AcceleratorParameters", "PRESETS", "preset"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorParameters:
+    """Geometry and numerics of one accelerator build.
+
+    Parameters
+    ----------
+    name : str
+        Preset name, recorded in exports and manifests.
+    ternary_lanes : int
+        ``P``: ternary multiply-accumulates per cycle in the matrix unit; also the number of
+        2-bit weights in one weight-memory word. A power of two, 8 to 1024.
+    vector_lanes : int
+        ``V``: elements per cycle in the row-wise and norm units. A power of two.
+    activation_bits : int
+        Width of quantised activations (int8 in the model).
+    frac_bits : int
+        Fractional bits of the vector fixed-point format (signed, ``vector_bits`` wide).
+    vector_bits : int
+        Width of one vector-scratchpad element.
+    scale_mantissa_bits : int
+        Width of the unsigned mantissa of per-token scales (see ``docs/numerics.md``).
+    sigmoid_table_bits : int
+        log2 of the number of sigmoid table segments.
+    sigmoid_input_range : int
+        The sigmoid table covers ``[-range, +range)``; outside it the sigmoid saturates.
+    rsqrt_table_bits : int
+        log2 of the number of entries of the reciprocal-square-root seed table.
+    weight_memory_words : int
+        Depth of the weight memory in ``P``-weight words.
+    vector_memory_words : int
+        Depth of the vector scratchpad in elements.
+    state_memory_words : int
+        Elements of recurrent state (one ``d``-vector per layer).
+    program_words : int
+        Depth of the instruction memory.
+    max_features : int
+        The largest vector length (``d``, ``I`` or ``2I``) a matrix instruction may take.
+    clock_hz : int
+        Target clock of the core.
+    """
+
+    name: str
+    ternary_lanes: int
+    vector_lanes: int
+    activation_bits: int = 8
+    frac_bits: int = 16
+    vector_bits: int = 32
+    scale_mantissa_bits: int = 16
+    sigmoid_table_bits: int = 8
+    sigmoid_input_range: int = 16
+    rsqrt_table_bits: int = 6
+    weight_memory_words: int = 1 << 14
+    vector_memory_words: int = 1 << 12
+    state_memory_words: int = 1 << 9
+    program_words: int = 1 << 10
+    max_features: int = 1 << 11
+    clock_hz: int = 50_000_000
+
+    def __post_init__(self):
+        def power_of_two(name, value, low, high):
+            if not (isinstance(value, int) and low <= value <= high and value & (value - 1) == 0):
+                raise ValueError(
+                    f"{name} must be a power of two from {low} to {high}, not {value!r}")
+
+        power_of_two("ternary_lanes", self.ternary_lanes, 8, 1024)
+        power_of_two("vector_lanes", self.vector_lanes, 1, 256)
+        if self.activation_bits != 8:
+            raise ValueError(
+                f"activation_bits must be 8 (the model's int8 activations), "
+                f"not {self.activation_bits!r}")
+        if not 8 <= self.frac_bits < self.vector_bits - 4:
+            raise ValueError(
+                f"frac_bits must be from 8 to vector_bits - 5 = {self.vector_bits - 5}, "
+                f"not {self.frac_bits!r}")
+        for field in ("weight_memory_words", "vector_memory_words", "state_memory_words",
+                      "program_words", "max_features"):
+            value = getattr(self, field)
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"{field} must be a positive integer, not {value!r}")
+
+    # Derived widths -------------------------------------------------------------------------
+
+    @property
+    def activation_max(self) -> int:
+        """Largest quantised activation magnitude (127 for int8)."""
+        return (1 << (self.activation_bits - 1)) - 1
+
+    @property
+    def accumulator_bits(self) -> int:
+        """Signed width that holds any ternary dot product over ``max_features`` int8 values.
+
+        The sum of ``n`` terms each in ``[-128, 128]`` lies in ``[-128 n, 128 n]``.
+        """
+        return math.ceil(math.log2(128 * self.max_features + 1)) + 1
+
+    @property
+    def weight_word_bits(self) -> int:
+        """Bits in one weight-memory word: ``P`` weights of 2 bits."""
+        return 2 * self.ternary_lanes
+
+    @property
+    def one(self) -> int:
+        """The fixed-point value 1.0 in the vector format."""
+        return 1 << self.frac_bits
+
+    # Identity -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "AcceleratorParameters":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"unknown accelerator parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(**fields)
+
+    @property
+    def hash(self) -> int:
+        """64-bit hash of every field; a bitstream and an export must agree on it."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return int.from_bytes(hashlib.sha256(canonical).digest()[:8], "little")
+
+    def replace(self, **changes) -> "AcceleratorParameters":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, AcceleratorParameters] = {
+    "demo": AcceleratorParameters(
+        name="demo", ternary_lanes=128, vector_lanes=8,
+        weight_memory_words=9 * 1024, vector_memory_words=4096, state_memory_words=512,
+        program_words=1024, max_features=1024, clock_hz=50_000_000),
+    "micro": AcceleratorParameters(
+        name="micro", ternary_lanes=32, vector_lanes=2,
+        weight_memory_words=9 * 1024, vector_memory_words=2048, state_memory_words=256,
+        program_words=1024, max_features=512, clock_hz=24_000_000),
+    "large": AcceleratorParameters(
+        name="large", ternary_lanes=512, vector_lanes=32,
+        weight_memory_words=1 << 16, vector_memory_words=1 << 15, state_memory_words=1 << 15,
+        program_words=1 << 13, max_features=1 << 13, clock_hz=100_000_000),
+}
+
+
+def preset(name: str) -> AcceleratorParameters:
+    """The named preset, or a ``ValueError`` listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
