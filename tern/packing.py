@@ -55,7 +55,7 @@ def _check_trits(trits) -> np.ndarray:
     bad = np.flatnonzero((trits < -1) | (trits > 1))
     if bad.size:
         raise ValueError(
-            f"trit {bad[0]} is {trits[bad[0]]!r}; a ternary weight must be -1, 0 or +1 "
+            f"trit {bad[0]} is {trits[bad[0]]}; a ternary weight must be -1, 0 or +1 "
             f"(ternarise with clamp(round(W * s_w), -1, 1) first)")
     return np.ascontiguousarray(trits, dtype=np.int8)
 
@@ -99,7 +99,7 @@ def codes_to_trits(codes) -> np.ndarray:
     bad = np.flatnonzero((codes < 0) | (codes > 3) | (codes == 2))
     if bad.size:
         raise ValueError(
-            f"2-bit code {bad[0]} is {codes[bad[0]]!r}; valid codes are 0 (0), 1 (+1), 3 (-1)")
+            f"2-bit code {bad[0]} is {codes[bad[0]]}; valid codes are 0 (0), 1 (+1), 3 (-1)")
     return _CODE_TRIT[codes]
 
 
