@@ -16,6 +16,7 @@ from tern.errors import TernError
 # Modules that define subcommands, in the order ``tern --help`` lists them.
 COMMAND_MODULES = [
     "quant.train_command",
+    "tern.inspect_command",
 ]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tern
-from tern import export_format
+from tern import cli, export_format
 from tern.export_format import (
     DTYPES,
     FIXED_HEADER,
@@ -291,3 +291,52 @@ def test_atomic_write(tmp_path, monkeypatch, limit):
     with pytest.raises(OSError, match="No space left"):
         write_export(path, make_export(seed=4))
     assert os.listdir(tmp_path) == []
+
+
+def random_program(rng, count):
+    isa = pytest.importorskip("sim.isa")
+    opcodes = rng.integers(len(isa.Opcode), size=count)
+    instructions = [isa.Instruction(isa.Opcode(int(opcode)), dst=int(rng.integers(1 << 12)),
+                                    a=int(rng.integers(1 << 12)), length=int(rng.integers(512)))
+                    for opcode in opcodes]
+    return isa.encode(instructions), [instruction.text() for instruction in instructions]
+
+
+def test_inspect(tmp_path, capsys):
+    export = make_export(seed=7)
+    export.sections["program"], texts = random_program(np.random.default_rng(7), 30)
+    path = tmp_path / "model.tern"
+    write_export(path, export, packing="base3")
+    assert cli.main(["inspect", str(path), "-n", "4"]) == 0
+    out = capsys.readouterr().out
+    micro = preset("micro")
+    assert f"parameters   micro (hash 0x{micro.hash:016x})" in out
+    assert "stored base3 in 241 bytes (1.60 bits/weight)" in out
+    assert "program: 120 words, 30 instructions; the first 4:" in out
+    assert out.rstrip().splitlines()[-4:] == [f"  {i:5d}  {texts[i]}" for i in range(4)]
+    assert out.count(" ok\n") == len(export.sections)
+
+    assert cli.main(["inspect", str(path), "--json", "-n", "100"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"]["hash"] == f"0x{micro.hash:016x}"
+    assert report["file_bytes"] == path.stat().st_size
+    assert report["weights"] == {"packing": "base3", "weights": 4 * 301, "image_bytes": 301,
+                                 "stored_bytes": 241}
+    assert [s["name"] for s in report["sections"] if s["crc_ok"]] == list(export.sections)
+    assert report["program"]["disassembly"] == texts
+
+
+def test_inspect_bad_files(written, capsys):
+    entry = ExportFile(written).sections["s_int64"]
+    flip(written, entry.offset + 3)
+    assert cli.main(["inspect", str(written)]) == 1
+    captured = capsys.readouterr()
+    assert "s_int64          int64" in captured.out and captured.out.count("CRC MISMATCH") == 1
+    assert captured.err == (f"tern inspect: error: {written}: section 's_int64' CRC mismatch "
+                            f"(stored 0x{entry.crc32:08x}): its bytes are damaged; copy the file "
+                            f"again or re-export it\n")
+    written.write_bytes(written.read_bytes()[:100])
+    assert cli.main(["inspect", str(written), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "truncated: expected" in captured.err
