@@ -16,7 +16,9 @@ from tern.errors import TernError
 # Modules that define subcommands, in the order ``tern --help`` lists them.
 COMMAND_MODULES = [
     "quant.train_command",
+    "quant.export_command",
     "tern.inspect_command",
+    "sim.golden_command",
 ]
 
 

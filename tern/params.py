@@ -54,12 +54,19 @@ class AcceleratorParameters:
         The sigmoid table covers ``[-range, +range)``; outside it the sigmoid saturates.
     rsqrt_table_bits : int
         log2 of the number of entries of the reciprocal-square-root seed table.
+    rsqrt_newton_steps : int
+        Newton-Raphson refinements after the table seed.
+    reciprocal_bits : int
+        Extra bits of the per-token reciprocal ``127 / max|u|`` used by the quantiser.
+    square_shift : int
+        Right shift of each square ``x**2`` (format ``2 * frac_bits``) before the sum of squares,
+        so that the sum fits 64 bits; squares saturate at ``2**square_saturation_bits - 1``.
     weight_memory_words : int
         Depth of the weight memory in ``P``-weight words.
     vector_memory_words : int
         Depth of the vector scratchpad in elements.
-    state_memory_words : int
-        Elements of recurrent state (one ``d``-vector per layer).
+    embedding_memory_words : int
+        Elements (int16) of the embedding table, ``vocab * d``.
     program_words : int
         Depth of the instruction memory.
     max_features : int
@@ -78,9 +85,12 @@ class AcceleratorParameters:
     sigmoid_table_bits: int = 8
     sigmoid_input_range: int = 16
     rsqrt_table_bits: int = 6
+    rsqrt_newton_steps: int = 2
+    reciprocal_bits: int = 16
+    square_shift: int = 8
     weight_memory_words: int = 1 << 14
     vector_memory_words: int = 1 << 12
-    state_memory_words: int = 1 << 9
+    embedding_memory_words: int = 1 << 15
     program_words: int = 1 << 10
     max_features: int = 1 << 11
     clock_hz: int = 50_000_000
@@ -101,7 +111,14 @@ class AcceleratorParameters:
             raise ValueError(
                 f"frac_bits must be from 8 to vector_bits - 5 = {self.vector_bits - 5}, "
                 f"not {self.frac_bits!r}")
-        for field in ("weight_memory_words", "vector_memory_words", "state_memory_words",
+        range_ = self.sigmoid_input_range
+        if not (isinstance(range_, int) and range_ > 0 and range_ & (range_ - 1) == 0):
+            raise ValueError(f"sigmoid_input_range must be a power of two, not {range_!r}")
+        if self.sigmoid_segment_shift < 0:
+            raise ValueError(
+                f"sigmoid_table_bits={self.sigmoid_table_bits} is finer than the vector format "
+                f"resolves; use at most {self.sigmoid_table_bits + self.sigmoid_segment_shift}")
+        for field in ("weight_memory_words", "vector_memory_words", "embedding_memory_words",
                       "program_words", "max_features"):
             value = getattr(self, field)
             if not (isinstance(value, int) and value > 0):
@@ -121,6 +138,23 @@ class AcceleratorParameters:
         The sum of ``n`` terms each in ``[-128, 128]`` lies in ``[-128 n, 128 n]``.
         """
         return math.ceil(math.log2(128 * self.max_features + 1)) + 1
+
+    @property
+    def square_saturation_bits(self) -> int:
+        """Each shifted square saturates below ``2**this``, so a sum of ``max_features`` of them
+        stays below ``2**62``."""
+        return 62 - math.ceil(math.log2(self.max_features))
+
+    @property
+    def sum_of_squares_frac_bits(self) -> int:
+        """Fractional bits of the sum of squares."""
+        return 2 * self.frac_bits - self.square_shift
+
+    @property
+    def sigmoid_segment_shift(self) -> int:
+        """log2 of the width of one sigmoid table segment, in LSBs of the vector format."""
+        return self.frac_bits + (2 * self.sigmoid_input_range).bit_length() - 1 \
+            - self.sigmoid_table_bits
 
     @property
     def weight_word_bits(self) -> int:
@@ -158,16 +192,19 @@ class AcceleratorParameters:
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
         name="demo", ternary_lanes=128, vector_lanes=8,
-        weight_memory_words=9 * 1024, vector_memory_words=4096, state_memory_words=512,
-        program_words=1024, max_features=1024, clock_hz=50_000_000),
+        weight_memory_words=9 * 1024, vector_memory_words=12 * 1024,
+        embedding_memory_words=256 * 128, program_words=1024, max_features=1024,
+        clock_hz=50_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
-        weight_memory_words=9 * 1024, vector_memory_words=2048, state_memory_words=256,
-        program_words=1024, max_features=512, clock_hz=24_000_000),
+        weight_memory_words=9 * 1024, vector_memory_words=6 * 1024,
+        embedding_memory_words=256 * 64, program_words=1024, max_features=512,
+        clock_hz=24_000_000),
     "large": AcceleratorParameters(
         name="large", ternary_lanes=512, vector_lanes=32,
-        weight_memory_words=1 << 16, vector_memory_words=1 << 15, state_memory_words=1 << 15,
-        program_words=1 << 13, max_features=1 << 13, clock_hz=100_000_000),
+        weight_memory_words=1 << 23, vector_memory_words=1 << 18,
+        embedding_memory_words=1 << 27, program_words=1 << 13, max_features=1 << 14,
+        clock_hz=100_000_000),
 }
 
 

@@ -1,0 +1,294 @@
+"""Compiler: lowers an HGRNBit model to the accelerator's program, memory images and constants.
+
+:func:`compile_model` takes a float model (``HGRNBitForCausalLM``) and an
+:class:`~tern.params.AcceleratorParameters` and returns a :class:`CompiledModel`: the program
+(a ``reset`` entry that clears the recurrent state and a ``step`` entry that runs one decode step),
+the weight-memory image in the matrix unit's word layout, the vector-memory image (norm weights,
+lower bounds; zeros for state and working buffers), the constant table, the embedding table and
+a memory map. Nothing here is preset-specific: every size comes from the model's config and the
+parameters, and a model that does not fit gets one :class:`DoesNotFitError` naming the memory,
+the need and the room.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
+from sim.golden import numerics
+from sim.golden.weight_image import pack_weight_image
+from sim.isa import Flag, Instruction, Opcode, encode
+from tern.errors import TernError
+from tern.params import AcceleratorParameters
+
+__all__ = ["CompiledModel", "DoesNotFitError", "compile_model", "SCALE_REGISTERS"]
+
+SCALE_REGISTERS = 4
+
+
+class DoesNotFitError(TernError):
+    """The model needs more of some accelerator resource than the parameters provide."""
+
+
+@dataclass
+class Region:
+    name: str
+    address: int
+    length: int
+
+
+@dataclass
+class CompiledModel:
+    """Everything the accelerator needs to run one model. See ``docs/isa.md``."""
+
+    params: AcceleratorParameters
+    model_config: dict
+    program: list[Instruction]
+    entry_points: dict[str, int]
+    weight_image: np.ndarray          # uint8, the weight memory's bytes
+    weight_words: int
+    vector_image: np.ndarray          # int32, the vector memory's initial contents
+    constants: np.ndarray             # int64 constant table
+    embeddings: np.ndarray            # int16 [vocab, d]
+    embedding_shift: int
+    memory_map: dict[str, list[int]]  # region name -> [address, length]
+    matrices: dict[str, list[int]] = field(default_factory=dict)  # name -> [word, rows, beats]
+
+    def sections(self) -> dict[str, np.ndarray]:
+        """The arrays an export stores and the golden model and the board load."""
+        return {
+            "program": encode(self.program),
+            "entry_points": np.array([self.entry_points["reset"], self.entry_points["step"]],
+                                     dtype=np.uint32),
+            "weights": self.weight_image,
+            "vector_init": self.vector_image,
+            "constants": self.constants,
+            "embeddings": self.embeddings,
+            "sigmoid_table": numerics.sigmoid_table(self.params).astype(np.int32),
+            "rsqrt_table": numerics.rsqrt_table(self.params).astype(np.int32),
+        }
+
+
+class _Allocator:
+    """Bump allocator for one memory, with a capacity check at the end."""
+
+    def __init__(self, memory: str, capacity: int, unit: str):
+        self.memory, self.capacity, self.unit = memory, capacity, unit
+        self.regions: dict[str, Region] = {}
+        self.next = 0
+
+    def take(self, name: str, length: int) -> Region:
+        region = Region(name, self.next, length)
+        self.regions[name] = region
+        self.next += length
+        return region
+
+    def check(self, what: str):
+        if self.next > self.capacity:
+            raise DoesNotFitError(
+                f"{what} needs {self.next} {self.unit} of {self.memory}, but the preset has "
+                f"{self.capacity}; choose a larger preset or a smaller model")
+
+
+class _Builder:
+    """Emits instructions and fills the memories for one model."""
+
+    def __init__(self, model, params: AcceleratorParameters):
+        self.model, self.params = model, params
+        self.config = model.config
+        self.d = self.config.hidden_size
+        self.intermediate = self.config.resolved_intermediate_size
+        self.vocab = self.config.vocab_size
+        self.state = {k: v.detach().to(torch.float32) for k, v in model.state_dict().items()}
+        self.program: list[Instruction] = []
+        self.vectors = _Allocator("vector memory", params.vector_memory_words, "elements")
+        self.vector_values: dict[int, np.ndarray] = {}
+        self.constants: list[int] = []
+        self.weight_codes: list[np.ndarray] = []
+        self.weight_words = 0
+        self.matrices: dict[str, list[int]] = {}
+
+    # Memories ---------------------------------------------------------------------------------
+
+    def constant_vector(self, name: str, values) -> int:
+        values = numerics.to_fixed(np.asarray(values, dtype=np.float64), self.params)
+        region = self.vectors.take(name, len(values))
+        self.vector_values[region.address] = values
+        return region.address
+
+    def buffer(self, name: str, length: int) -> int:
+        return self.vectors.take(name, length).address
+
+    def norm_constants(self, length: int, eps: float, extra_factor: float = 1.0) -> int:
+        """Constant-table index of ``[eps term, scale mantissa, scale exponent]`` for a norm
+        over ``length`` elements (see ``numerics.rmsnorm``)."""
+        g = self.params.sum_of_squares_frac_bits
+        epsilon_term = round(eps * length * 2.0 ** g)
+        scale = numerics.scale_from_float(math.sqrt(length) * 2.0 ** (g / 2) * extra_factor,
+                                          self.params)
+        index = len(self.constants)
+        self.constants += [max(epsilon_term, 1), scale.mantissa, scale.exponent]
+        return index
+
+    def matrix(self, name: str) -> tuple[int, int, int, float]:
+        """Place a BitLinear's ternary weights; returns (word address, rows, beats, mean|W|)."""
+        w_t, s_w = ternarize(self.state[f"{name}.weight"])
+        w_t = w_t.numpy()
+        rows, columns = w_t.shape
+        if columns > self.params.max_features or rows > (1 << 16) - 1:
+            raise DoesNotFitError(
+                f"{name} is {rows}x{columns}, but the preset takes at most "
+                f"{self.params.max_features} input features (max_features)")
+        beats = -(-columns // self.params.ternary_lanes)
+        address = self.weight_words
+        self.weight_codes.append(w_t)
+        self.weight_words += rows * beats
+        self.matrices[name] = [address, rows, beats]
+        return address, rows, beats, 1.0 / s_w
+
+    # Instructions -----------------------------------------------------------------------------
+
+    def emit(self, opcode: Opcode, comment: str = "", **fields):
+        self.program.append(Instruction(opcode, **fields, comment=comment))
+
+    def bitlinear(self, name: str, source: int, length: int, destination: int,
+                  flags: int = 0):
+        """QUANT + TMV: ``destination = name(source)`` with the projection's own norm."""
+        norm_weight = self.constant_vector(f"{name}.norm.weight",
+                                           self.state[f"{name}.norm.weight"].numpy())
+        address, rows, beats, mean_abs = self.matrix(name)
+        constants = self.norm_constants(length, BITLINEAR_NORM_EPS,
+                                        mean_abs / self.params.activation_max)
+        self.emit(Opcode.QUANT, name, dst=0, a=source, b=norm_weight, length=length,
+                  imm=constants)
+        self.emit(Opcode.TMV, name, dst=destination, a=beats, b=0, length=rows, imm=address,
+                  flags=flags)
+
+    def norm(self, name: str, source: int, destination: int, length: int):
+        weight = self.constant_vector(name, self.state[name].numpy())
+        self.emit(Opcode.NORM, name, dst=destination, a=source, b=weight, length=length,
+                  imm=self.norm_constants(length, self.config.rms_norm_eps))
+
+    def elementwise(self, opcode: Opcode, destination: int, a: int, b: int = 0,
+                    length: int | None = None, comment: str = ""):
+        self.emit(opcode, comment, dst=destination, a=a, b=b,
+                  length=self.d if length is None else length)
+
+
+def _embedding_table(weights: np.ndarray, params: AcceleratorParameters) -> tuple[np.ndarray, int]:
+    """int16 embeddings with one shared shift: ``x = table << shift`` is the Q.F vector."""
+    largest = float(np.abs(weights).max()) or 1.0
+    fraction = min(params.frac_bits, math.floor(math.log2(32767 / largest)))
+    table = np.clip(np.floor(weights * 2.0 ** fraction + 0.5), -32768, 32767).astype(np.int16)
+    return table, params.frac_bits - fraction
+
+
+def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
+    """Lower ``model`` for the accelerator described by ``params``.
+
+    Raises
+    ------
+    DoesNotFitError
+        When a memory, the program or a matrix shape exceeds what ``params`` provides.
+    """
+    builder = _Builder(model, params)
+    config, d, intermediate, vocab = builder.config, builder.d, builder.intermediate, \
+        builder.vocab
+    layers = config.num_hidden_layers
+    b = builder
+
+    lower_bounds = model.model.layer_lower_bounds()
+    lower_bounds = None if lower_bounds is None else lower_bounds.detach().double().numpy()
+
+    state = [b.buffer(f"state.{layer}", d) for layer in range(layers)]
+    x, xa = b.buffer("x", d), b.buffer("normed", d)
+    i_buf, f_buf, g_buf, tmp = (b.buffer(name, d) for name in ("i", "f", "g", "tmp"))
+    gate_y, product = b.buffer("gate_y", 2 * intermediate), b.buffer("glu", intermediate)
+    logits = b.buffer("logits", vocab)
+
+    entry_points = {"reset": 0}
+    for layer in range(layers):
+        b.emit(Opcode.ZERO, f"layer {layer} state", dst=state[layer], length=d)
+    b.emit(Opcode.HALT, "end of reset")
+    entry_points["step"] = len(b.program)
+
+    embeddings, embedding_shift = _embedding_table(
+        b.state["model.embeddings.weight"].numpy(), params)
+    b.emit(Opcode.EMBED, "x = embedding[token]", dst=x, length=d, imm=embedding_shift)
+    for layer in range(layers):
+        p = f"model.layers.{layer}"
+        # Token mixer (MLGRU).
+        b.norm(f"{p}.attn_norm.weight", x, xa, d)
+        for proj, buf in (("i_proj", i_buf), ("f_proj", f_buf), ("g_proj", g_buf)):
+            b.bitlinear(f"{p}.attn.{proj}", xa, d, buf)
+        b.elementwise(Opcode.SIGMOID, f_buf, f_buf, comment="f = sigmoid(f)")
+        if layer > 0 and lower_bounds is not None:
+            bound = lower_bounds[layer]
+            b.elementwise(Opcode.MUL, f_buf, f_buf,
+                          b.constant_vector(f"{p}.one_minus_lower_bound", 1 - bound),
+                          comment="f = lb + (1 - lb) f")
+            b.elementwise(Opcode.ADD, f_buf, f_buf,
+                          b.constant_vector(f"{p}.lower_bound", bound))
+        b.elementwise(Opcode.ONE_MINUS, tmp, f_buf, comment="1 - f")
+        b.elementwise(Opcode.SILU, i_buf, i_buf, comment="silu(i)")
+        b.elementwise(Opcode.MUL, i_buf, i_buf, tmp, comment="c = silu(i) (1 - f)")
+        b.elementwise(Opcode.MUL, state[layer], state[layer], f_buf, comment="f h")
+        b.elementwise(Opcode.ADD, state[layer], state[layer], i_buf, comment="h = f h + c")
+        if config.output_gate == "paper":
+            b.elementwise(Opcode.SIGMOID, g_buf, g_buf, comment="g = sigmoid(g)")
+            b.elementwise(Opcode.MUL, g_buf, g_buf, state[layer], comment="g h")
+            b.norm(f"{p}.attn.g_norm.weight", g_buf, g_buf, d)
+        else:
+            b.norm(f"{p}.attn.g_norm.weight", g_buf, g_buf, d)
+            b.elementwise(Opcode.SILU, tmp, state[layer], comment="silu(h)")
+            b.elementwise(Opcode.MUL, g_buf, g_buf, tmp, comment="o' = norm(g) silu(h)")
+        b.bitlinear(f"{p}.attn.o_proj", g_buf, d, i_buf)
+        b.elementwise(Opcode.ADD, x, x, i_buf, comment="residual")
+        # Channel mixer (GLU).
+        b.norm(f"{p}.mlp_norm.weight", x, xa, d)
+        b.bitlinear(f"{p}.mlp.gate_proj", xa, d, gate_y)
+        b.elementwise(Opcode.SILU, gate_y, gate_y, length=intermediate, comment="silu(gate)")
+        b.elementwise(Opcode.MUL, product, gate_y, gate_y + intermediate, length=intermediate,
+                      comment="silu(gate) y")
+        b.bitlinear(f"{p}.mlp.down_proj", product, intermediate, i_buf)
+        b.elementwise(Opcode.ADD, x, x, i_buf, comment="residual")
+    b.norm("model.norm.weight", x, xa, d)
+    b.bitlinear("lm_head", xa, d, logits, flags=Flag.ARGMAX)
+    b.emit(Opcode.HALT, "end of step")
+
+    b.vectors.check("the model's vectors, constants and state")
+    if len(b.program) > params.program_words:
+        raise DoesNotFitError(
+            f"the program has {len(b.program)} instructions, but the preset's program memory "
+            f"holds {params.program_words}; choose a larger preset or fewer layers")
+    if b.weight_words > params.weight_memory_words:
+        raise DoesNotFitError(
+            f"the ternary weights need {b.weight_words} words of {params.ternary_lanes} "
+            f"weights, but the preset's weight memory holds {params.weight_memory_words}; "
+            f"choose a larger preset or a smaller model")
+    if embeddings.size > params.embedding_memory_words:
+        raise DoesNotFitError(
+            f"the embeddings need {embeddings.size} elements, but the preset's embedding "
+            f"memory holds {params.embedding_memory_words}")
+
+    vector_image = np.zeros(b.vectors.next, dtype=np.int32)
+    for address, values in b.vector_values.items():
+        vector_image[address:address + len(values)] = values
+    return CompiledModel(
+        params=params,
+        model_config=config.to_dict(),
+        program=b.program,
+        entry_points=entry_points,
+        weight_image=pack_weight_image(b.weight_codes, params),
+        weight_words=b.weight_words,
+        vector_image=vector_image,
+        constants=np.asarray(b.constants, dtype=np.int64),
+        embeddings=embeddings,
+        embedding_shift=embedding_shift,
+        memory_map={r.name: [r.address, r.length] for r in b.vectors.regions.values()},
+        matrices=b.matrices,
+    )

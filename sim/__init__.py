@@ -1,0 +1,1 @@
+"""NumPy golden models of the integer datapath (no Amaranth imports here)."""

@@ -1,0 +1,199 @@
+"""The golden model: executes an exported program instruction by instruction, exactly.
+
+This is the contract the RTL and the board are checked against. It holds the accelerator's
+architectural state (vector memory, int8 activation buffer, scale registers, token register) and
+gives every instruction of ``sim/isa.py`` its integer meaning through ``sim/golden/numerics.py``.
+With ``trace=True`` it records, for each executed instruction, the program counter and a copy of
+what it wrote, so that a mismatch can be pinned to one instruction and one element.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.golden import numerics
+from sim.golden.numerics import Scale
+from sim.golden.weight_image import unpack_weight_image
+from sim.isa import Flag, Instruction, Opcode, decode
+from tern.errors import TernError
+from tern.params import AcceleratorParameters
+
+__all__ = ["GoldenModel", "TraceRecord", "ExecutionError"]
+
+SCALE_REGISTERS = 4
+
+
+class ExecutionError(TernError):
+    """The program did something the hardware cannot (an address out of range, no HALT)."""
+
+
+@dataclass
+class TraceRecord:
+    """One executed instruction: where, what, and the values it wrote (``None`` if nothing)."""
+
+    pc: int
+    instruction: Instruction
+    written: np.ndarray | None
+    scale: Scale | None = None
+
+
+class GoldenModel:
+    """Bit-exact interpreter of one exported model.
+
+    Parameters
+    ----------
+    params : AcceleratorParameters
+    sections : dict of str to numpy.ndarray
+        The export's sections: ``program``, ``weights``, ``vector_init``, ``constants``,
+        ``embeddings``; ``entry_points`` (``[reset, step]``).
+    trace : bool
+        Record a :class:`TraceRecord` per executed instruction in :attr:`trace`; each run of
+        the program (one :meth:`step`, or the reset) starts a new trace.
+    """
+
+    def __init__(self, params: AcceleratorParameters, sections: dict, trace: bool = False):
+        self.params = params
+        self.program = decode(sections["program"])
+        self.reset_entry, self.step_entry = (int(v) for v in sections["entry_points"])
+        self.weights = unpack_weight_image(sections["weights"], params)
+        self.constants = np.asarray(sections["constants"], dtype=np.int64)
+        self.embeddings = np.asarray(sections["embeddings"], dtype=np.int64)
+        self.vector_init = np.asarray(sections["vector_init"], dtype=np.int64)
+        self.memory = np.zeros(params.vector_memory_words, dtype=np.int64)
+        self.activations = np.zeros(
+            -(-params.max_features // params.ternary_lanes) * params.ternary_lanes, np.int64)
+        self.scales = [Scale(0, 0)] * SCALE_REGISTERS
+        self.token = 0
+        self.record = trace
+        self.trace: list[TraceRecord] = []
+        self.instructions_executed = 0
+        # Exact in float32 while |sum| < 2**24; float BLAS is much faster than int64 matmul.
+        exact32 = params.activation_max * params.max_features < (1 << 24)
+        self._matrix_dtype = np.float32 if exact32 else np.float64
+        self._matrices: dict[tuple[int, int, int], np.ndarray] = {}
+        self.reset()
+
+    # Public API ---------------------------------------------------------------------------------
+
+    def reset(self):
+        """Load the vector memory's initial image and run the ``reset`` entry (state to zero)."""
+        if self.vector_init.size > self.memory.size:
+            raise ExecutionError(
+                f"the export's vector image has {self.vector_init.size} elements but the "
+                f"vector memory holds {self.memory.size}")
+        self.memory[:] = 0
+        self.memory[:self.vector_init.size] = self.vector_init
+        self.run(self.reset_entry)
+
+    def step(self, token: int) -> int:
+        """One decode step on input ``token``; returns the greedy next token."""
+        if not 0 <= token < self.embeddings.shape[0]:
+            raise ExecutionError(
+                f"token {token} is outside the vocabulary of {self.embeddings.shape[0]}")
+        self.token = int(token)
+        self.run(self.step_entry)
+        return self.token
+
+    def generate(self, prompt: list[int], count: int, on_token=None) -> list[int]:
+        """Feed ``prompt`` then ``count`` greedy tokens; returns the generated tokens."""
+        if not prompt:
+            raise ExecutionError("the prompt must hold at least one token")
+        for token in prompt[:-1]:
+            self.step(token)
+        generated, token = [], prompt[-1]
+        for _ in range(count):
+            token = self.step(token)
+            generated.append(token)
+            if on_token:
+                on_token(token)
+        return generated
+
+    def vector(self, address: int, length: int) -> np.ndarray:
+        return self.memory[address:address + length].copy()
+
+    # Execution ----------------------------------------------------------------------------------
+
+    def run(self, entry: int):
+        self.trace.clear()
+        pc = entry
+        while True:
+            if pc >= len(self.program):
+                raise ExecutionError(f"the program ran past its end at {pc} without a halt")
+            instruction = self.program[pc]
+            if instruction.opcode == Opcode.HALT:
+                return
+            written, scale = self.execute(instruction)
+            self.instructions_executed += 1
+            if self.record:
+                self.trace.append(TraceRecord(
+                    pc, instruction, None if written is None else written.copy(), scale))
+            pc += 1
+
+    def _read(self, address: int, length: int) -> np.ndarray:
+        if address + length > self.memory.size:
+            raise ExecutionError(
+                f"read of {length} elements at {address} is past the vector memory "
+                f"({self.memory.size} elements)")
+        return self.memory[address:address + length]
+
+    def _write(self, address: int, values: np.ndarray) -> np.ndarray:
+        self._read(address, len(values))
+        self.memory[address:address + len(values)] = values
+        return values
+
+    def _constants(self, index: int) -> tuple[int, Scale]:
+        epsilon_term, mantissa, exponent = (int(v) for v in self.constants[index:index + 3])
+        return epsilon_term, Scale(mantissa, exponent)
+
+    def _matrix(self, word: int, rows: int, beats: int) -> np.ndarray:
+        key = (word, rows, beats)
+        if key not in self._matrices:
+            end = word + rows * beats
+            if end > len(self.weights):
+                raise ExecutionError(
+                    f"matrix at word {word} with {rows} rows of {beats} beats ends past the "
+                    f"weight image ({len(self.weights)} words)")
+            self._matrices[key] = self.weights[word:end].reshape(rows, -1).astype(
+                self._matrix_dtype)
+        return self._matrices[key]
+
+    def execute(self, ins: Instruction) -> tuple[np.ndarray | None, Scale | None]:
+        """Execute one instruction; returns what it wrote (and the scale, for QUANT)."""
+        p, op, n = self.params, ins.opcode, ins.length
+        if op == Opcode.ZERO:
+            return self._write(ins.dst, np.zeros(n, np.int64)), None
+        if op == Opcode.EMBED:
+            return self._write(ins.dst, self.embeddings[self.token, :n] << ins.imm), None
+        if op == Opcode.NORM:
+            epsilon_term, constant = self._constants(ins.imm)
+            result = numerics.rmsnorm(self._read(ins.a, n), self._read(ins.b, n),
+                                      epsilon_term, constant, p)
+            return self._write(ins.dst, result), None
+        if op == Opcode.QUANT:
+            epsilon_term, constant = self._constants(ins.imm)
+            q, scale = numerics.quantize_activations(
+                self._read(ins.a, n), self._read(ins.b, n), epsilon_term, constant, p)
+            self.activations[:n] = q
+            self.scales[ins.dst] = scale
+            return q.astype(np.int64), scale
+        if op == Opcode.TMV:
+            matrix = self._matrix(ins.imm, n, ins.a)
+            sums = matrix @ self.activations[:matrix.shape[1]].astype(self._matrix_dtype)
+            sums = sums.astype(np.int64)
+            if ins.flags & Flag.ARGMAX:
+                self.token = int(np.argmax(sums))
+            if ins.flags & Flag.NO_WRITE:
+                return None, None
+            return self._write(ins.dst, numerics.apply_scale(sums, self.scales[ins.b], p)), None
+        unary = {Opcode.SIGMOID: numerics.sigmoid, Opcode.SILU: numerics.silu,
+                 Opcode.ONE_MINUS: numerics.one_minus}
+        if op in unary:
+            return self._write(ins.dst, unary[op](self._read(ins.a, n), p)), None
+        binary = {Opcode.MUL: numerics.multiply, Opcode.ADD: numerics.add,
+                  Opcode.SUB: numerics.subtract}
+        if op in binary:
+            return self._write(ins.dst, binary[op](self._read(ins.a, n),
+                                                   self._read(ins.b, n), p)), None
+        raise ExecutionError(f"opcode {op!r} has no meaning in the golden model")
