@@ -61,12 +61,16 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 def activation_scale(y: torch.Tensor) -> torch.Tensor:
     """``s_x = 127 / max(max|y|, 1e-5)`` per row (last dimension kept, size 1)."""
-    return 127.0 / y.abs().amax(dim=-1, keepdim=True).clamp(min=ACTIVATION_SCALE_FLOOR)
+    # A true division: ``127.0 / tensor`` would compute ``reciprocal(tensor) * 127``, which
+    # rounds differently; the exporter and golden model divide too.
+    peak = y.abs().amax(dim=-1, keepdim=True).clamp(min=ACTIVATION_SCALE_FLOOR)
+    return torch.div(peak.new_tensor(127.0), peak)
 
 
 def weight_scale(weight: torch.Tensor) -> torch.Tensor:
     """``s_w = 1 / max(mean|W|, 1e-5)`` over the whole tensor (a 0-d tensor)."""
-    return 1.0 / weight.abs().mean().clamp(min=WEIGHT_SCALE_FLOOR)
+    mean = weight.abs().mean().clamp(min=WEIGHT_SCALE_FLOOR)
+    return torch.div(mean.new_tensor(1.0), mean)
 
 
 def quantize_activations(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pickle
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -41,11 +42,18 @@ def _listing(keys) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+def _first_line(error: Exception) -> str:
+    # Library errors can span lines; the CLI prints one.
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def _read_safetensors(path: pathlib.Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path, device="cpu")
     except Exception as error:  # noqa: BLE001 -- safetensors raises several unrelated types on bad input
-        raise CheckpointError(f"{path} is not a readable safetensors file ({error}); "
+        raise CheckpointError(f"{path} is not a readable safetensors file "
+                              f"({_first_line(error)}); "
                               f"re-download or re-save the checkpoint") from None
 
 
@@ -80,9 +88,14 @@ def _read_sharded_safetensors(folder: pathlib.Path) -> dict[str, torch.Tensor]:
 def _read_pytorch_bin(path: pathlib.Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 -- unpickling fails in many types
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path} is not a readable PyTorch weights file: it pickles "
+                              f"objects other than tensors and containers, which are never "
+                              f"unpickled here (weights_only=True); convert it to "
+                              f"safetensors where you trust it") from None
+    except Exception as error:  # noqa: BLE001 -- a damaged file fails in many types
         raise CheckpointError(f"{path} is not a readable PyTorch weights file (loaded with "
-                              f"weights_only=True): {error}") from None
+                              f"weights_only=True): {_first_line(error)}") from None
     if not isinstance(state, dict) or not all(isinstance(key, str) and
                                               isinstance(value, torch.Tensor)
                                               for key, value in state.items()):

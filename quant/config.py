@@ -172,12 +172,12 @@ class HGRNBitConfig:
     def from_dict(cls, values: dict) -> HGRNBitConfig:
         """Build from a ``config.json`` dictionary.
 
-        Hugging Face bookkeeping keys are ignored; a ``model_type`` other than ``hgrn_bit``
-        raises :class:`ConfigError`; other unknown keys are ignored with a warning.
+        ``model_type`` must be ``hgrn_bit``; Hugging Face bookkeeping keys are ignored; other
+        unknown keys are ignored with a warning. Bad values raise :class:`ConfigError`.
         """
         if not isinstance(values, dict):
             raise ConfigError(f"a config must be a JSON object, not {type(values).__name__}")
-        model_type = values.get("model_type", MODEL_TYPE)
+        model_type = values.get("model_type")
         if model_type != MODEL_TYPE:
             raise ConfigError(f"model_type is {model_type!r}; only {MODEL_TYPE!r} "
                               f"(MatMul-free LM, HGRNBitForCausalLM) is supported")
