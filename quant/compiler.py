@@ -25,7 +25,7 @@ from sim.isa import Flag, Instruction, Opcode, encode
 from tern.errors import TernError
 from tern.params import AcceleratorParameters
 
-__all__ = ["CompiledModel", "DoesNotFitError", "compile_model", "SCALE_REGISTERS"]
+__all__ = ["SCALE_REGISTERS", "CompiledModel", "DoesNotFitError", "compile_model"]
 
 SCALE_REGISTERS = 4
 

@@ -13,7 +13,7 @@ from tern.errors import TernError
 from tern.export_format import ExportFormatError, TernExport, read_export, write_export
 from tern.params import AcceleratorParameters
 
-__all__ = ["to_export", "export_checkpoint", "golden_from_file", "golden_from_export"]
+__all__ = ["export_checkpoint", "golden_from_export", "golden_from_file", "to_export"]
 
 
 def _checkpoint_digest(folder: Path) -> str:

@@ -20,7 +20,7 @@ from sim.isa import Flag, Instruction, Opcode, decode
 from tern.errors import TernError
 from tern.params import AcceleratorParameters
 
-__all__ = ["GoldenModel", "TraceRecord", "ExecutionError"]
+__all__ = ["ExecutionError", "GoldenModel", "TraceRecord"]
 
 SCALE_REGISTERS = 4
 

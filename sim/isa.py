@@ -25,8 +25,19 @@ import numpy as np
 
 from tern.errors import TernError
 
-__all__ = ["Opcode", "Instruction", "FIELDS", "OPERANDS", "Flag", "encode", "decode",
-           "assemble", "disassemble", "AssemblyError", "WORDS_PER_INSTRUCTION"]
+__all__ = [
+    "FIELDS",
+    "OPERANDS",
+    "WORDS_PER_INSTRUCTION",
+    "AssemblyError",
+    "Flag",
+    "Instruction",
+    "Opcode",
+    "assemble",
+    "decode",
+    "disassemble",
+    "encode",
+]
 
 ISA_VERSION = 1
 WORDS_PER_INSTRUCTION = 4  # uint32 words

@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 
-__all__ = ["AcceleratorParameters", "PRESETS", "preset"]
+__all__ = ["PRESETS", "AcceleratorParameters", "preset"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +172,7 @@ class AcceleratorParameters:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, fields: dict) -> "AcceleratorParameters":
+    def from_dict(cls, fields: dict) -> AcceleratorParameters:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(fields) - known)
         if unknown:
@@ -185,7 +185,7 @@ class AcceleratorParameters:
         canonical = json.dumps(self.to_dict(), sort_keys=True).encode()
         return int.from_bytes(hashlib.sha256(canonical).digest()[:8], "little")
 
-    def replace(self, **changes) -> "AcceleratorParameters":
+    def replace(self, **changes) -> AcceleratorParameters:
         return dataclasses.replace(self, **changes)
 
 

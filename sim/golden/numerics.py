@@ -14,7 +14,7 @@ rounding rules and error bounds are written up in ``docs/numerics.md``; in short
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -22,10 +22,28 @@ import numpy as np
 from tern.params import AcceleratorParameters
 
 __all__ = [
-    "Scale", "round_shift", "saturate", "scale_from_float", "scale_from_int", "scale_multiply",
-    "scale_to_float", "apply_scale", "multiply", "add", "subtract", "one_minus",
-    "rsqrt_table", "rsqrt_scale", "sigmoid_table", "sigmoid", "silu", "sum_of_squares",
-    "quantize_activations", "rmsnorm", "to_fixed", "from_fixed",
+    "Scale",
+    "add",
+    "apply_scale",
+    "from_fixed",
+    "multiply",
+    "one_minus",
+    "quantize_activations",
+    "rmsnorm",
+    "round_shift",
+    "rsqrt_scale",
+    "rsqrt_table",
+    "saturate",
+    "scale_from_float",
+    "scale_from_int",
+    "scale_multiply",
+    "scale_to_float",
+    "sigmoid",
+    "sigmoid_table",
+    "silu",
+    "subtract",
+    "sum_of_squares",
+    "to_fixed",
 ]
 
 # A right shift by more than this gives the same result as by this for any |value| < 2**61.
@@ -135,7 +153,7 @@ def one_minus(a, params: AcceleratorParameters) -> np.ndarray:
     return saturate(params.one - np.asarray(a, dtype=np.int64), params.vector_bits)
 
 
-@lru_cache(maxsize=None)
+@cache
 def sigmoid_table(params: AcceleratorParameters) -> np.ndarray:
     """``2**T + 1`` sigmoid samples in Q.F at the segment ends over ``[-range, +range]``."""
     count = 1 << params.sigmoid_table_bits
@@ -167,7 +185,7 @@ def silu(x, params: AcceleratorParameters) -> np.ndarray:
 
 # Reciprocal square root -----------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def rsqrt_table(params: AcceleratorParameters) -> np.ndarray:
     """Seeds ``round(2**16 / sqrt((i + 1/2) / 2**T))`` for ``i < 2**T`` (the lower quarter is
     never addressed: normalised inputs lie in ``[1/4, 1)``)."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from tern.params import AcceleratorParameters
 
-__all__ = ["pack_weight_image", "unpack_weight_image", "CODE_OF_TRIT", "TRIT_OF_CODE"]
+__all__ = ["CODE_OF_TRIT", "TRIT_OF_CODE", "pack_weight_image", "unpack_weight_image"]
 
 CODE_OF_TRIT = {0: 0b00, 1: 0b01, -1: 0b11}
 TRIT_OF_CODE = np.array([0, 1, 0, -1], dtype=np.int8)  # indexed by the 2-bit code
