@@ -92,3 +92,33 @@ def test_unpack_refuses(unpack, data, count, message):
 def test_unpack_refuses_wrong_dtype():
     with pytest.raises(ValueError, match="must be a 1-D uint8 array, not int32"):
         unpack_base3(np.zeros(2, np.int32), 10)
+
+
+def test_base3_decoder_every_byte():
+    from amaranth.sim import Simulator
+
+    from hw.base3_decoder import Base3Decoder
+    from sim.golden.base3 import decode_base3_bytes
+
+    dut = Base3Decoder()
+    outputs = []
+
+    async def testbench(ctx):
+        # Every byte, in a shuffled order so that each output is driven from a varied state.
+        for byte in np.random.default_rng(8).permutation(256):
+            ctx.set(dut.byte, int(byte))
+            outputs.append((int(byte), ctx.get(dut.codes.as_value()), ctx.get(dut.invalid)))
+
+    simulator = Simulator(dut)
+    simulator.add_testbench(testbench)
+    simulator.run()
+    outputs.sort()
+    words = np.array([word for _, word, _ in outputs])
+    codes = (words[:, None] >> (2 * np.arange(5))) & 3
+    expected_codes, expected_invalid = decode_base3_bytes(np.arange(256, dtype=np.uint8))
+    np.testing.assert_array_equal(codes, expected_codes)
+    np.testing.assert_array_equal([invalid for _, _, invalid in outputs], expected_invalid)
+    # As a 10-bit value, the codes are the 2-bit packing of the byte's five weights.
+    trits = unpack_base3(np.arange(243, dtype=np.uint8), 5 * 243).reshape(243, 5)
+    packed = [int.from_bytes(pack_2bit(row).tobytes(), "little") for row in trits]
+    np.testing.assert_array_equal(words[:243], packed)
