@@ -21,7 +21,7 @@ import torch
 from quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
 from sim.golden import numerics
 from sim.golden.weight_image import pack_weight_image
-from sim.isa import Flag, Instruction, Opcode, encode
+from sim.isa import FIELDS, Flag, Instruction, Opcode, encode
 from tern.errors import TernError
 from tern.params import AcceleratorParameters
 
@@ -49,7 +49,7 @@ class CompiledModel:
     model_config: dict
     program: list[Instruction]
     entry_points: dict[str, int]
-    weight_image: np.ndarray          # uint8, the weight memory's bytes
+    weight_image: np.ndarray | None   # uint8, the weight memory's bytes (None: layout only)
     weight_words: int
     vector_image: np.ndarray          # int32, the vector memory's initial contents
     constants: np.ndarray             # int64 constant table
@@ -104,6 +104,8 @@ class _Builder:
         self.intermediate = self.config.resolved_intermediate_size
         self.vocab = self.config.vocab_size
         self.state = {k: v.detach().to(torch.float32) for k, v in model.state_dict().items()}
+        # A model on the meta device has shapes but no values: lower the layout only.
+        self.layout_only = any(v.is_meta for v in self.state.values())
         self.program: list[Instruction] = []
         self.vectors = _Allocator("vector memory", params.vector_memory_words, "elements")
         self.vector_values: dict[int, np.ndarray] = {}
@@ -113,6 +115,10 @@ class _Builder:
         self.matrices: dict[str, list[int]] = {}
 
     # Memories ---------------------------------------------------------------------------------
+
+    def values(self, name: str) -> np.ndarray:
+        tensor = self.state[name]
+        return np.zeros(tensor.shape) if self.layout_only else tensor.double().numpy()
 
     def constant_vector(self, name: str, values) -> int:
         values = numerics.to_fixed(np.asarray(values, dtype=np.float64), self.params)
@@ -136,9 +142,13 @@ class _Builder:
 
     def matrix(self, name: str) -> tuple[int, int, int, float]:
         """Place a BitLinear's ternary weights; returns (word address, rows, beats, mean|W|)."""
-        w_t, s_w = ternarize(self.state[f"{name}.weight"])
-        w_t = w_t.numpy()
-        rows, columns = w_t.shape
+        weight = self.state[f"{name}.weight"]
+        rows, columns = weight.shape
+        if self.layout_only:
+            w_t, s_w = None, 1.0
+        else:
+            w_t, s_w = ternarize(weight)
+            w_t = w_t.numpy()
         if columns > self.params.max_features or rows > (1 << 16) - 1:
             raise DoesNotFitError(
                 f"{name} is {rows}x{columns}, but the preset takes at most "
@@ -159,7 +169,7 @@ class _Builder:
                   flags: int = 0):
         """QUANT + TMV: ``destination = name(source)`` with the projection's own norm."""
         norm_weight = self.constant_vector(f"{name}.norm.weight",
-                                           self.state[f"{name}.norm.weight"].numpy())
+                                           self.values(f"{name}.norm.weight"))
         address, rows, beats, mean_abs = self.matrix(name)
         constants = self.norm_constants(length, BITLINEAR_NORM_EPS,
                                         mean_abs / self.params.activation_max)
@@ -169,7 +179,7 @@ class _Builder:
                   flags=flags)
 
     def norm(self, name: str, source: int, destination: int, length: int):
-        weight = self.constant_vector(name, self.state[name].numpy())
+        weight = self.constant_vector(name, self.values(name))
         self.emit(Opcode.NORM, name, dst=destination, a=source, b=weight, length=length,
                   imm=self.norm_constants(length, self.config.rms_norm_eps))
 
@@ -195,6 +205,12 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     DoesNotFitError
         When a memory, the program or a matrix shape exceeds what ``params`` provides.
     """
+    for memory, size, field_name in (("vector_memory_words", params.vector_memory_words, "dst"),
+                                     ("weight_memory_words", params.weight_memory_words, "imm")):
+        if size > 1 << FIELDS[field_name][1]:
+            raise DoesNotFitError(
+                f"{memory}={size} exceeds what the instruction set addresses "
+                f"(2**{FIELDS[field_name][1]})")
     builder = _Builder(model, params)
     config, d, intermediate, vocab = builder.config, builder.d, builder.intermediate, \
         builder.vocab
@@ -202,7 +218,9 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     b = builder
 
     lower_bounds = model.model.layer_lower_bounds()
-    lower_bounds = None if lower_bounds is None else lower_bounds.detach().double().numpy()
+    if lower_bounds is not None:
+        lower_bounds = np.zeros(lower_bounds.shape) if b.layout_only else \
+            lower_bounds.detach().double().numpy()
 
     state = [b.buffer(f"state.{layer}", d) for layer in range(layers)]
     x, xa = b.buffer("x", d), b.buffer("normed", d)
@@ -217,7 +235,7 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     entry_points["step"] = len(b.program)
 
     embeddings, embedding_shift = _embedding_table(
-        b.state["model.embeddings.weight"].numpy(), params)
+        b.values("model.embeddings.weight"), params)
     b.emit(Opcode.EMBED, "x = embedding[token]", dst=x, length=d, imm=embedding_shift)
     for layer in range(layers):
         p = f"model.layers.{layer}"
@@ -283,7 +301,7 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
         model_config=config.to_dict(),
         program=b.program,
         entry_points=entry_points,
-        weight_image=pack_weight_image(b.weight_codes, params),
+        weight_image=None if b.layout_only else pack_weight_image(b.weight_codes, params),
         weight_words=b.weight_words,
         vector_image=vector_image,
         constants=np.asarray(b.constants, dtype=np.int64),
@@ -292,3 +310,13 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
         memory_map={r.name: [r.address, r.length] for r in b.vectors.regions.values()},
         matrices=b.matrices,
     )
+
+
+def compile_layout(config, params: AcceleratorParameters) -> CompiledModel:
+    """Lower a model configuration without weights: the program, memory map and sizes only
+    (used to check that a model fits a preset, and for the released models' shapes)."""
+    from quant.model import HGRNBitForCausalLM
+
+    with torch.device("meta"):
+        model = HGRNBitForCausalLM(config)
+    return compile_model(model, params)

@@ -23,6 +23,10 @@ from tern.params import AcceleratorParameters
 __all__ = ["ExecutionError", "GoldenModel", "TraceRecord"]
 
 SCALE_REGISTERS = 4
+_UNARY = {Opcode.SIGMOID: numerics.sigmoid, Opcode.SILU: numerics.silu,
+          Opcode.ONE_MINUS: numerics.one_minus}
+_BINARY = {Opcode.MUL: numerics.multiply, Opcode.ADD: numerics.add,
+           Opcode.SUB: numerics.subtract}
 
 
 class ExecutionError(TernError):
@@ -187,13 +191,9 @@ class GoldenModel:
             if ins.flags & Flag.NO_WRITE:
                 return None, None
             return self._write(ins.dst, numerics.apply_scale(sums, self.scales[ins.b], p)), None
-        unary = {Opcode.SIGMOID: numerics.sigmoid, Opcode.SILU: numerics.silu,
-                 Opcode.ONE_MINUS: numerics.one_minus}
-        if op in unary:
-            return self._write(ins.dst, unary[op](self._read(ins.a, n), p)), None
-        binary = {Opcode.MUL: numerics.multiply, Opcode.ADD: numerics.add,
-                  Opcode.SUB: numerics.subtract}
-        if op in binary:
-            return self._write(ins.dst, binary[op](self._read(ins.a, n),
-                                                   self._read(ins.b, n), p)), None
+        if op in _UNARY:
+            return self._write(ins.dst, _UNARY[op](self._read(ins.a, n), p)), None
+        if op in _BINARY:
+            return self._write(ins.dst, _BINARY[op](self._read(ins.a, n),
+                                                    self._read(ins.b, n), p)), None
         raise ExecutionError(f"opcode {op!r} has no meaning in the golden model")

@@ -3,12 +3,12 @@
 An instruction is one 128-bit word (stored as four little-endian ``uint32``) with fixed fields::
 
     bits   0..7    opcode
-    bits   8..27   dst      vector-memory address of the result (or a scale register)
-    bits  28..47   a        first operand address (or, for TMV, beats per row)
-    bits  48..67   b        second operand address (or a scale register)
-    bits  68..83   length   elements (rows for TMV)
-    bits  84..107  imm      constant-table index, weight-memory word address, or a shift
-    bits 108..115  flags
+    bits   8..31   dst      vector-memory address of the result (or a scale register)
+    bits  32..55   a        first operand address (or, for TMV, beats per row)
+    bits  56..79   b        second operand address (or a scale register)
+    bits  80..95   length   elements (rows for TMV)
+    bits  96..119  imm      constant-table index, weight-memory word address, or a shift
+    bits 120..127  flags
 
 The text form is one instruction a line, ``mnemonic field=value ...`` with only the fields the
 instruction uses, in any order; ``;`` starts a comment. The disassembler writes the same form,
@@ -45,12 +45,12 @@ WORDS_PER_INSTRUCTION = 4  # uint32 words
 # name: (lowest bit, width)
 FIELDS = {
     "opcode": (0, 8),
-    "dst": (8, 20),
-    "a": (28, 20),
-    "b": (48, 20),
-    "length": (68, 16),
-    "imm": (84, 24),
-    "flags": (108, 8),
+    "dst": (8, 24),
+    "a": (32, 24),
+    "b": (56, 24),
+    "length": (80, 16),
+    "imm": (96, 24),
+    "flags": (120, 8),
 }
 
 

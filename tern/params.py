@@ -202,7 +202,7 @@ PRESETS: dict[str, AcceleratorParameters] = {
         clock_hz=24_000_000),
     "large": AcceleratorParameters(
         name="large", ternary_lanes=512, vector_lanes=32,
-        weight_memory_words=1 << 23, vector_memory_words=1 << 18,
+        weight_memory_words=1 << 23, vector_memory_words=1 << 21,
         embedding_memory_words=1 << 27, program_words=1 << 13, max_features=1 << 14,
         clock_hz=100_000_000),
 }

@@ -71,7 +71,7 @@ def round_shift(value, shift: int):
 def saturate(value, bits: int):
     """Clamp to the signed ``bits``-wide range."""
     high = (1 << (bits - 1)) - 1
-    return np.clip(value, -high - 1, high)
+    return np.maximum(np.minimum(value, high), -high - 1)
 
 
 def to_fixed(values, params: AcceleratorParameters) -> np.ndarray:
