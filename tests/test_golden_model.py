@@ -102,7 +102,7 @@ def test_released_model_shapes_lower_for_the_large_preset():
                            intermediate_size=2816)
     compiled = compile_layout(config, PRESETS["large"])
     lanes = PRESETS["large"].ternary_lanes
-    beats = lambda n: -(-n // lanes)  # noqa: E731
+    beats = lambda n: -(-n // lanes)
     per_layer = 4 * 1024 * beats(1024) + 2 * 2816 * beats(1024) + 1024 * beats(2816)
     assert compiled.weight_words == 24 * per_layer + 32000 * beats(1024)
     assert compiled.program[-1].opcode == Opcode.HALT

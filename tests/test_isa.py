@@ -3,8 +3,17 @@
 import numpy as np
 import pytest
 
-from sim.isa import (FIELDS, OPERANDS, AssemblyError, Instruction, Opcode, assemble, decode,
-                     disassemble, encode)
+from sim.isa import (
+    FIELDS,
+    OPERANDS,
+    AssemblyError,
+    Instruction,
+    Opcode,
+    assemble,
+    decode,
+    disassemble,
+    encode,
+)
 
 
 def random_program(rng, count=200):
@@ -44,7 +53,7 @@ def test_text_form_is_readable():
     program = decode(assemble(text))
     assert program[0] == Instruction(Opcode.TMV, dst=10, a=2, b=1, length=64, imm=256, flags=1)
     assert disassemble(assemble(text)).splitlines()[0].split() == \
-        "tmv dst=10 a=2 b=1 len=64 imm=256 flags=1".split()
+        ["tmv", "dst=10", "a=2", "b=1", "len=64", "imm=256", "flags=1"]
 
 
 @pytest.mark.parametrize("text, message", [
