@@ -74,17 +74,19 @@ class CompiledModel:
 
 
 class _Allocator:
-    """Bump allocator for one memory, with a capacity check at the end."""
+    """Bump allocator for one memory, with a capacity check at the end. Regions start at
+    multiples of ``alignment`` (the vector lanes: a region starts at a lane-0 element)."""
 
-    def __init__(self, memory: str, capacity: int, unit: str):
+    def __init__(self, memory: str, capacity: int, unit: str, alignment: int):
         self.memory, self.capacity, self.unit = memory, capacity, unit
+        self.alignment = alignment
         self.regions: dict[str, Region] = {}
         self.next = 0
 
     def take(self, name: str, length: int) -> Region:
         region = Region(name, self.next, length)
         self.regions[name] = region
-        self.next += length
+        self.next += -(-length // self.alignment) * self.alignment
         return region
 
     def check(self, what: str):
@@ -107,7 +109,8 @@ class _Builder:
         # A model on the meta device has shapes but no values: lower the layout only.
         self.layout_only = any(v.is_meta for v in self.state.values())
         self.program: list[Instruction] = []
-        self.vectors = _Allocator("vector memory", params.vector_memory_words, "elements")
+        self.vectors = _Allocator("vector memory", params.vector_memory_words, "elements",
+                                  params.vector_lanes)
         self.vector_values: dict[int, np.ndarray] = {}
         self.constants: list[int] = []
         self.weight_codes: list[np.ndarray] = []
@@ -165,9 +168,11 @@ class _Builder:
     def emit(self, opcode: Opcode, comment: str = "", **fields):
         self.program.append(Instruction(opcode, **fields, comment=comment))
 
-    def bitlinear(self, name: str, source: int, length: int, destination: int,
+    def bitlinear(self, name: str, source: int, length: int, *destinations: int,
                   flags: int = 0):
-        """QUANT + TMV: ``destination = name(source)`` with the projection's own norm."""
+        """QUANT + TMV: ``destination = name(source)`` with the projection's own norm. With
+        several destinations the output rows are split evenly between them, one TMV each
+        (the GLU's gate and ``y`` halves), so that each half starts at an aligned address."""
         norm_weight = self.constant_vector(f"{name}.norm.weight",
                                            self.values(f"{name}.norm.weight"))
         address, rows, beats, mean_abs = self.matrix(name)
@@ -175,8 +180,10 @@ class _Builder:
                                         mean_abs / self.params.activation_max)
         self.emit(Opcode.QUANT, name, dst=0, a=source, b=norm_weight, length=length,
                   imm=constants)
-        self.emit(Opcode.TMV, name, dst=destination, a=beats, b=0, length=rows, imm=address,
-                  flags=flags)
+        part = rows // len(destinations)
+        for index, destination in enumerate(destinations):
+            self.emit(Opcode.TMV, name, dst=destination, a=beats, b=0, length=part,
+                      imm=address + index * part * beats, flags=flags)
 
     def norm(self, name: str, source: int, destination: int, length: int):
         weight = self.constant_vector(name, self.values(name))
@@ -225,7 +232,8 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     state = [b.buffer(f"state.{layer}", d) for layer in range(layers)]
     x, xa = b.buffer("x", d), b.buffer("normed", d)
     i_buf, f_buf, g_buf, tmp = (b.buffer(name, d) for name in ("i", "f", "g", "tmp"))
-    gate_y, product = b.buffer("gate_y", 2 * intermediate), b.buffer("glu", intermediate)
+    gate, up = b.buffer("gate", intermediate), b.buffer("up", intermediate)
+    product = b.buffer("glu", intermediate)
     logits = b.buffer("logits", vocab)
 
     entry_points = {"reset": 0}
@@ -268,9 +276,9 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
         b.elementwise(Opcode.ADD, x, x, i_buf, comment="residual")
         # Channel mixer (GLU).
         b.norm(f"{p}.mlp_norm.weight", x, xa, d)
-        b.bitlinear(f"{p}.mlp.gate_proj", xa, d, gate_y)
-        b.elementwise(Opcode.SILU, gate_y, gate_y, length=intermediate, comment="silu(gate)")
-        b.elementwise(Opcode.MUL, product, gate_y, gate_y + intermediate, length=intermediate,
+        b.bitlinear(f"{p}.mlp.gate_proj", xa, d, gate, up)
+        b.elementwise(Opcode.SILU, gate, gate, length=intermediate, comment="silu(gate)")
+        b.elementwise(Opcode.MUL, product, gate, up, length=intermediate,
                       comment="silu(gate) y")
         b.bitlinear(f"{p}.mlp.down_proj", product, intermediate, i_buf)
         b.elementwise(Opcode.ADD, x, x, i_buf, comment="residual")
@@ -279,6 +287,10 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     b.emit(Opcode.HALT, "end of step")
 
     b.vectors.check("the model's vectors, constants and state")
+    if len(b.constants) > params.program_words:
+        raise DoesNotFitError(
+            f"the constant table has {len(b.constants)} entries, but the preset's constant "
+            f"memory holds {params.program_words} (program_words)")
     if len(b.program) > params.program_words:
         raise DoesNotFitError(
             f"the program has {len(b.program)} instructions, but the preset's program memory "
