@@ -1,0 +1,397 @@
+"""The per-vector scalar engine of the norm and quantiser unit.
+
+:class:`ScalarEngine` turns the two reductions of a vector (its sum of squares and, for
+QUANT, ``max|x * weight|``) into the numbers that the lanes need, exactly as
+:mod:`sim.golden.numerics` defines them:
+
+- ``numerics.rsqrt_scale(sum_of_squares + epsilon_term)``: an even-shift normalisation to
+  ``[2**30, 2**32)``, the seed table ``numerics.rsqrt_table(params)`` and
+  ``params.rsqrt_newton_steps`` Newton steps with the truncations written there;
+- ``numerics.scale_multiply`` by the command's constant (and, for QUANT, by
+  ``numerics.scale_from_int(largest)``), each rounded by ``numerics._normalise``;
+- the quantiser's reciprocal ``floor(activation_max * 2**(B + e) / largest)`` by a restoring
+  divider that runs beside the rsqrt.
+
+It runs once per vector, so it is sequential: one 32 x 32 multiplier, one shared
+leading-zero normaliser and a two-bit-per-cycle divider, sequenced by a small FSM.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from sim.golden import numerics
+from tern.params import AcceleratorParameters
+
+__all__ = [
+    "SCALE_EXPONENT_BITS",
+    "ScalarEngine",
+    "request_layout",
+    "result_layout",
+    "scale_layout",
+    "sum_of_squares_bits",
+]
+
+# LOCAL CONSTANT, pending a `scale_exponent_bits` field in tern.params: the width of a Scale's
+# signed exponent on the unit's ports. The compiler's constants and the scales they produce stay
+# within about [-60, 10]; the numerics leave the exponent unbounded.
+SCALE_EXPONENT_BITS = 8
+
+# Fixed by numerics.rsqrt_scale (independent of the parameters): the value is normalised to
+# RSQRT_INPUT_BITS bits, the iterate y is in Q.RSQRT_FRAC_BITS, table seeds are shifted left by
+# RSQRT_SEED_SHIFT, and 1/sqrt(value) = y * 2**-(RSQRT_EXPONENT + shift / 2).
+RSQRT_INPUT_BITS = 32
+RSQRT_FRAC_BITS = 30
+RSQRT_SEED_SHIFT = 14
+RSQRT_EXPONENT = 46
+# y < 2**31 and 3 * 2**30 - error < 2**32 for every seed table of 8 or more entries (checked by
+# tests/hw/test_norm_quantizer.py), so all rsqrt products fit a 32 x 32 multiplier.
+MULTIPLIER_BITS = 32
+
+
+def sum_of_squares_bits(params: AcceleratorParameters) -> int:
+    """Width of the sum of squares and of ``epsilon_term``: ``max_features`` squares, each below
+    ``2**square_saturation_bits``, sum below ``2**62``."""
+    return params.square_saturation_bits + math.ceil(math.log2(params.max_features))
+
+
+def scale_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """A :class:`sim.golden.numerics.Scale` on a port: ``mantissa`` (unsigned,
+    ``scale_mantissa_bits``) and ``exponent`` (signed, :data:`SCALE_EXPONENT_BITS`)."""
+    return data.StructLayout({
+        "mantissa": unsigned(params.scale_mantissa_bits),
+        "exponent": signed(SCALE_EXPONENT_BITS),
+    })
+
+
+def _wide_scale_layout(params: AcceleratorParameters) -> data.StructLayout:
+    # Intermediate scales: wide enough that no sum of exponents wraps for any port values.
+    return data.StructLayout({
+        "mantissa": unsigned(params.scale_mantissa_bits),
+        "exponent": signed(SCALE_EXPONENT_BITS + 3),
+    })
+
+
+def request_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """What the engine takes per vector.
+
+    ``quantize`` (compute the reciprocal and output scale too), ``sum_of_squares``,
+    ``epsilon_term``, ``constant`` (:func:`scale_layout`) and ``largest`` (``max|u|``; 0 is
+    taken as 1, as ``numerics.quantize_activations`` does).
+    """
+    bits = sum_of_squares_bits(params)
+    return data.StructLayout({
+        "quantize": 1,
+        "sum_of_squares": unsigned(bits),
+        "epsilon_term": unsigned(bits),
+        "constant": scale_layout(params),
+        "largest": unsigned(params.vector_bits),
+    })
+
+
+def result_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """What the engine returns per vector.
+
+    ``norm_scale``
+        ``rsqrt(sum_of_squares + epsilon_term) * constant``, with a wide exponent.
+    ``output_scale``
+        QUANT only: ``norm_scale * scale_from_int(largest)``.
+    ``reciprocal``
+        QUANT only: ``floor(activation_max * 2**(B + e) / largest)``, ``B = reciprocal_bits``.
+    ``largest_bits``
+        QUANT only: ``e``, the bit length of ``largest``.
+    """
+    return data.StructLayout({
+        "norm_scale": _wide_scale_layout(params),
+        "output_scale": scale_layout(params),
+        "reciprocal": unsigned(params.reciprocal_bits + params.activation_bits),
+        "largest_bits": range(params.vector_bits + 1),
+    })
+
+
+class ScalarEngine(wiring.Component):
+    """Rsqrt, scale products and reciprocal of one vector, bit-exact with the numerics.
+
+    A request is taken when the engine is idle; its result is offered on ``result`` about
+    ``10 + 4 * rsqrt_newton_steps`` cycles later (see :attr:`latency`) and held until taken.
+
+    Parameters
+    ----------
+    params : tern.params.AcceleratorParameters
+
+    Members
+    -------
+    request : ``In(stream.Signature(request_layout(params)))``
+    result : ``Out(stream.Signature(result_layout(params)))``
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not an :class:`~tern.params.AcceleratorParameters`.
+    ValueError
+        If ``params.rsqrt_table_bits`` is below 3 (a coarser seed table lets the Newton
+        iterate leave the multiplier's range).
+    """
+
+    def __init__(self, params: AcceleratorParameters):
+        if not isinstance(params, AcceleratorParameters):
+            raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
+        if not 3 <= params.rsqrt_table_bits <= 12:
+            raise ValueError(
+                f"the scalar engine needs rsqrt_table_bits from 3 to 12, not "
+                f"{params.rsqrt_table_bits!r}")
+        self._params = params
+        super().__init__({
+            "request": In(stream.Signature(request_layout(params))),
+            "result": Out(stream.Signature(result_layout(params))),
+        })
+
+    @property
+    def params(self) -> AcceleratorParameters:
+        return self._params
+
+    @property
+    def divider_steps(self) -> int:
+        """Quotient bits the divider produces per cycle."""
+        return 2 if self.quotient_bits % 2 == 0 else 1
+
+    @property
+    def quotient_bits(self) -> int:
+        return self._params.reciprocal_bits + self._params.activation_bits
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a request being taken to its result being offered."""
+        newton = 4 * self._params.rsqrt_newton_steps
+        rsqrt = 3 + newton + 5  # align both inputs, seed, Newton, then three scale steps
+        divider = 1 + self.quotient_bits // self.divider_steps
+        return max(rsqrt, divider) + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        params = self._params
+        width = _normaliser_width(params)
+        request = Signal(request_layout(params))
+        value = Signal(width)
+        # The shared normaliser: aligned = its input shifted left until bit width-1 is set (by an
+        # even count when `even`), `count` = that shift.
+        normalise_in = Signal(width)
+        even = Signal()
+        aligned, count = _normalise_left(m, normalise_in, even)
+        mantissa, exponent_offset = _round_mantissa(m, params, aligned, count, width)
+
+        product = Signal(2 * MULTIPLIER_BITS)
+        multiplier_a = Signal(MULTIPLIER_BITS)
+        multiplier_b = Signal(MULTIPLIER_BITS)
+        m.d.sync += product.eq(multiplier_a * multiplier_b)
+
+        normalised = Signal(RSQRT_INPUT_BITS)           # w in [2**30, 2**32)
+        half_shift = Signal(range(width // 2 + 1))      # L / 2 of the even normalising shift
+        iterate = Signal(MULTIPLIER_BITS)               # y, Q.30
+        step = Signal(range(params.rsqrt_newton_steps + 1))
+        wide = _wide_scale_layout(params)
+        norm_scale = Signal(wide)
+        largest_scale = Signal(scale_layout(params))
+        largest_bits = Signal(range(params.vector_bits + 1))
+        output_scale = Signal(scale_layout(params))
+        # The exponent that the current rounding step adds its offset to.
+        exponent_in = Signal(signed(SCALE_EXPONENT_BITS + 3))
+
+        divider_start = Signal()
+        divider_done = Signal()
+        reciprocal = self._elaborate_divider(m, aligned, width, divider_start, divider_done)
+        seed = self._elaborate_seed_table(m, normalised)
+
+        def rounded_scale(target):
+            # numerics._normalise of normalise_in (already selected) with exponent exponent_in.
+            zero = normalise_in == 0
+            return [target.mantissa.eq(Mux(zero, 0, mantissa)),
+                    target.exponent.eq(Mux(zero, 0, exponent_in + exponent_offset))]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.request.ready.eq(1)
+                with m.If(self.request.valid):
+                    m.d.sync += [
+                        request.eq(self.request.payload),
+                        value.eq(self.request.payload.sum_of_squares
+                                 + self.request.payload.epsilon_term),
+                    ]
+                    m.next = "ALIGN_LARGEST"
+            with m.State("ALIGN_LARGEST"):
+                largest = Mux(request.largest == 0, 1, request.largest)
+                m.d.comb += [normalise_in.eq(largest), divider_start.eq(1)]
+                m.d.sync += rounded_scale(largest_scale)
+                m.d.sync += largest_bits.eq(width - count)
+                m.next = "ALIGN_VALUE"
+            with m.State("ALIGN_VALUE"):
+                m.d.comb += [normalise_in.eq(value), even.eq(1)]
+                m.d.sync += [normalised.eq(aligned[width - RSQRT_INPUT_BITS:]),
+                             half_shift.eq(count >> 1)]
+                m.next = "SEED"
+            with m.State("SEED"):
+                m.d.sync += [iterate.eq(seed << RSQRT_SEED_SHIFT), step.eq(0)]
+                m.next = "NEWTON_SQUARE" if params.rsqrt_newton_steps else "ROUND_RSQRT"
+            if params.rsqrt_newton_steps:
+                self._elaborate_newton(m, iterate, normalised, step, product,
+                                       multiplier_a, multiplier_b)
+            with m.State("ROUND_RSQRT"):
+                # 1/sqrt(value) = y * 2**-(46 + shift/2), shift = (width - 32) - L.
+                base = -RSQRT_EXPONENT - (width - RSQRT_INPUT_BITS) // 2
+                m.d.comb += [normalise_in.eq(iterate), exponent_in.eq(base + half_shift)]
+                m.d.sync += rounded_scale(norm_scale)
+                m.next = "MULTIPLY_CONSTANT"
+            with m.State("MULTIPLY_CONSTANT"):
+                m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
+                             multiplier_b.eq(request.constant.mantissa)]
+                m.next = "ROUND_CONSTANT"
+            with m.State("ROUND_CONSTANT"):
+                m.d.comb += [normalise_in.eq(product),
+                             exponent_in.eq(norm_scale.exponent + request.constant.exponent)]
+                m.d.sync += rounded_scale(norm_scale)
+                m.next = "DONE"
+                with m.If(request.quantize):
+                    m.next = "MULTIPLY_LARGEST"
+            with m.State("MULTIPLY_LARGEST"):
+                m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
+                             multiplier_b.eq(largest_scale.mantissa)]
+                m.next = "ROUND_LARGEST"
+            with m.State("ROUND_LARGEST"):
+                m.d.comb += [normalise_in.eq(product),
+                             exponent_in.eq(norm_scale.exponent + largest_scale.exponent)]
+                m.d.sync += rounded_scale(output_scale)
+                m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += self.result.valid.eq(divider_done | ~request.quantize)
+                with m.If(self.result.valid & self.result.ready):
+                    m.next = "IDLE"
+
+        m.d.comb += [
+            self.result.payload.norm_scale.eq(norm_scale),
+            self.result.payload.output_scale.eq(output_scale),
+            self.result.payload.reciprocal.eq(reciprocal),
+            self.result.payload.largest_bits.eq(largest_bits),
+        ]
+        return m
+
+    def _elaborate_newton(self, m, iterate, normalised, step, product, multiplier_a,
+                          multiplier_b):
+        """y <- y * (3 - w y**2) / 2 as numerics.rsqrt_scale writes it, one product a cycle."""
+        three = 3 << RSQRT_FRAC_BITS
+        with m.State("NEWTON_SQUARE"):
+            m.d.comb += [multiplier_a.eq(iterate), multiplier_b.eq(iterate)]
+            m.next = "NEWTON_ERROR"
+        with m.State("NEWTON_ERROR"):
+            # y_squared = (y * y) >> 30
+            m.d.comb += [multiplier_a.eq(normalised),
+                         multiplier_b.eq(product >> RSQRT_FRAC_BITS)]
+            m.next = "NEWTON_UPDATE"
+        with m.State("NEWTON_UPDATE"):
+            # error = (w * y_squared) >> 32
+            m.d.comb += [multiplier_a.eq(iterate),
+                         multiplier_b.eq(three - (product >> RSQRT_INPUT_BITS))]
+            m.next = "NEWTON_NEXT"
+        with m.State("NEWTON_NEXT"):
+            m.d.sync += [iterate.eq(product >> (RSQRT_FRAC_BITS + 1)), step.eq(step + 1)]
+            with m.If(step == self._params.rsqrt_newton_steps - 1):
+                m.next = "ROUND_RSQRT"
+            with m.Else():
+                m.next = "NEWTON_SQUARE"
+
+    def _elaborate_seed_table(self, m, normalised):
+        """Combinational ROM of numerics.rsqrt_table, addressed by the top bits of w."""
+        table = [int(v) for v in numerics.rsqrt_table(self._params)]
+        seed = Signal(max(table).bit_length())
+        index = normalised[RSQRT_INPUT_BITS - self._params.rsqrt_table_bits:]
+        with m.Switch(index):
+            for address, entry in enumerate(table):
+                with m.Case(address):
+                    m.d.comb += seed.eq(entry)
+        return seed
+
+    def _elaborate_divider(self, m, aligned, width, start, done):
+        """Restoring division ``floor(activation_max * 2**(B + vector_bits) / d)`` of the
+        divisor ``d`` = ``largest`` shifted so that its top bit is bit ``vector_bits - 1``:
+        equal to ``floor(activation_max * 2**(B + e) / largest)``. Starts in the cycle that
+        ``aligned`` holds ``largest`` (``start``); ``done`` rises when the quotient is
+        complete."""
+        params = self._params
+        vector_bits, activation_bits = params.vector_bits, params.activation_bits
+        # Dividend activation_max * 2**(vb - 1) < divisor * 2**(activation_bits - 1).
+        divisor = Signal(vector_bits + activation_bits - 1)
+        remainder = Signal(vector_bits + activation_bits)
+        quotient = Signal(self.quotient_bits)
+        remaining = Signal(range(self.quotient_bits // self.divider_steps + 1))
+        m.d.comb += done.eq(remaining == 0)
+        with m.If(start):
+            m.d.sync += [
+                divisor.eq(aligned[width - vector_bits:] << (activation_bits - 1)),
+                remainder.eq(params.activation_max << (vector_bits - 1)),
+                remaining.eq(self.quotient_bits // self.divider_steps),
+            ]
+        with m.Elif(~done):
+            partial, bits = remainder, quotient
+            for _ in range(self.divider_steps):
+                doubled = partial << 1
+                take = doubled >= divisor
+                partial = Mux(take, doubled - divisor, doubled)[:remainder.shape().width]
+                bits = Cat(take, bits)[:self.quotient_bits]
+            m.d.sync += [remainder.eq(partial), quotient.eq(bits), remaining.eq(remaining - 1)]
+        return quotient
+
+
+def _normaliser_width(params: AcceleratorParameters) -> int:
+    """Even width that holds ``sum_of_squares + epsilon_term`` and every other normaliser
+    input (the even width makes ``L = count & ~1`` the numerics' even shift)."""
+    bits = max(sum_of_squares_bits(params) + 1, 2 * MULTIPLIER_BITS, params.vector_bits)
+    return bits + (bits & 1)
+
+
+def _normalise_left(m, value, even):
+    """Shift ``value`` left until its top bit is set, by an even count if ``even``.
+
+    Returns ``(aligned, count)``; both are all zeros-safe (a zero input gives zero and the
+    largest count). A logarithmic shifter: stage ``k`` shifts by ``2**k`` when the top
+    ``2**k`` bits are zero; the one-bit stage is skipped when ``even``.
+    """
+    width = value.shape().width
+    stages = (width - 1).bit_length()
+    count = Signal(range(width + 1))
+    current = value
+    bits = []
+    for k in reversed(range(stages)):
+        amount = 1 << k
+        zero = current[width - amount:] == 0
+        if k == 0:
+            zero = zero & ~even
+        shifted = Signal(width, name=f"normalise_stage{k}")
+        m.d.comb += shifted.eq(Mux(zero, current << amount, current))
+        current = shifted
+        bits.append(zero)
+    m.d.comb += count.eq(Cat(*reversed(bits)))
+    return current, count
+
+
+def _round_mantissa(m, params, aligned, count, width):
+    """numerics._normalise from the aligned value: ``(mantissa, exponent offset)``.
+
+    The top ``bits + 1`` bits, rounded half up, are ``round_shift(value, excess)`` for any
+    bit length (below ``bits + 1`` significant bits the dropped bit is zero); a carry into
+    ``2**bits`` halves the mantissa and bumps the exponent.
+    """
+    bits = params.scale_mantissa_bits
+    top = aligned[width - bits - 1:]
+    rounded = Signal(bits + 1)
+    m.d.comb += rounded.eq((top + 1) >> 1)
+    carry = rounded[bits]
+    mantissa = Signal(bits)
+    offset = Signal(signed(Shape.cast(range(width + 1)).width + 1))
+    m.d.comb += [
+        mantissa.eq(Mux(carry, rounded >> 1, rounded)),
+        offset.eq(width - bits - count + carry),
+    ]
+    return mantissa, offset
