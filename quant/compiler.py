@@ -197,10 +197,13 @@ class _Builder:
 
 
 def _embedding_table(weights: np.ndarray, params: AcceleratorParameters) -> tuple[np.ndarray, int]:
-    """int16 embeddings with one shared shift: ``x = table << shift`` is the Q.F vector."""
+    """Embeddings of ``embedding_bits`` with one shared shift: ``x = table << shift`` is the
+    Q.F vector. Stored as the smallest NumPy integer type that holds them."""
+    high = (1 << (params.embedding_bits - 1)) - 1
     largest = float(np.abs(weights).max()) or 1.0
-    fraction = min(params.frac_bits, math.floor(math.log2(32767 / largest)))
-    table = np.clip(np.floor(weights * 2.0 ** fraction + 0.5), -32768, 32767).astype(np.int16)
+    fraction = min(params.frac_bits, math.floor(math.log2(high / largest)))
+    dtype = np.int16 if params.embedding_bits <= 16 else np.int32
+    table = np.clip(np.floor(weights * 2.0 ** fraction + 0.5), -high - 1, high).astype(dtype)
     return table, params.frac_bits - fraction
 
 

@@ -66,7 +66,9 @@ class AcceleratorParameters:
     vector_memory_words : int
         Depth of the vector scratchpad in elements.
     embedding_memory_words : int
-        Elements (int16) of the embedding table, ``vocab * d``.
+        Elements of the embedding table, ``vocab * d``.
+    embedding_bits : int
+        Width of one embedding element (signed, one shared shift per model).
     program_words : int
         Depth of the instruction memory.
     max_features : int
@@ -91,6 +93,7 @@ class AcceleratorParameters:
     weight_memory_words: int = 1 << 14
     vector_memory_words: int = 1 << 12
     embedding_memory_words: int = 1 << 15
+    embedding_bits: int = 16
     program_words: int = 1 << 10
     max_features: int = 1 << 11
     clock_hz: int = 50_000_000

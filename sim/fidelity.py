@@ -1,0 +1,159 @@
+"""How close the integer golden model is to the PyTorch fake-quant model (issue 3, item 6).
+
+:func:`compare` runs both over the same tokens, the float model in float64 (so that its own
+rounding adds nothing), and measures greedy next-token agreement, bits per byte of each,
+and the relative error of the residual stream after every layer. :func:`run` is the
+``make bench`` provider: the shipped checkpoints on held-out text, and one block with random
+weights at the released 370M model's shapes on the ``large`` preset.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quant.compiler import compile_model
+from sim.golden_model import GoldenModel
+from sim.isa import Opcode
+from tern.params import AcceleratorParameters, preset
+
+__all__ = ["FidelityResult", "compare", "run"]
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@dataclass
+class FidelityResult:
+    tokens: int
+    greedy_agreement: float              # fraction of positions with the same argmax
+    float_bits_per_byte: float
+    golden_bits_per_byte: float
+    layer_relative_error: list[float]    # per layer: median over tokens of |x_g - x_f| / |x_f|
+    logit_relative_error: float          # median over tokens of max|l_g - l_f| / max|l_f|
+    largest_vector_value: float          # largest |value| the golden model wrote, in real units
+
+    @property
+    def bits_per_byte_relative_difference(self) -> float:
+        return abs(self.golden_bits_per_byte - self.float_bits_per_byte) / \
+            self.float_bits_per_byte
+
+
+def _cross_entropy_bits(logits: np.ndarray, target: int) -> float:
+    shifted = logits - logits.max()
+    return float((math.log(np.exp(shifted).sum()) - shifted[target]) / math.log(2))
+
+
+def compare(model, params: AcceleratorParameters, tokens: list[int]) -> FidelityResult:
+    """Feed ``tokens`` to both models one at a time and compare every step."""
+    compiled = compile_model(model, params)
+    golden = GoldenModel(params, compiled.sections(), trace=True)
+    reference = model.double().eval()
+    state = reference.initial_state(1, dtype=torch.float64)
+    x_address = compiled.memory_map["x"][0]
+    logits_address, vocab = compiled.memory_map["logits"]
+    agree, float_bits, golden_bits, logit_errors = 0, 0.0, 0.0, []
+    layer_errors: list[list[float]] = [[] for _ in range(model.config.num_hidden_layers)]
+    largest = 0
+    for position, token in enumerate(tokens[:-1]):
+        golden_next = golden.step(token)
+        with torch.no_grad():
+            logits, state, hidden = reference.step_with_hidden_states(
+                torch.tensor([token]), state)
+        float_logits = logits[0].numpy()
+        golden_logits = golden.vector(logits_address, vocab) / params.one
+        target = tokens[position + 1]
+        agree += golden_next == int(np.argmax(float_logits))
+        float_bits += _cross_entropy_bits(float_logits, target)
+        golden_bits += _cross_entropy_bits(golden_logits, target)
+        logit_errors.append(np.abs(golden_logits - float_logits).max() /
+                            np.abs(float_logits).max())
+        # The residual stream after each layer: the second residual add of the layer.
+        residual_adds = [r.written for r in golden.trace
+                         if r.instruction.opcode == Opcode.ADD and r.instruction.dst == x_address]
+        for layer, values in enumerate(residual_adds[1::2]):
+            expected = hidden[layer + 1][0].numpy()
+            layer_errors[layer].append(
+                np.linalg.norm(values / params.one - expected) / np.linalg.norm(expected))
+        largest = max(largest, max(int(np.abs(r.written).max()) for r in golden.trace
+                                   if r.written is not None and
+                                   r.instruction.opcode not in (Opcode.QUANT,)))
+    steps = len(tokens) - 1
+    return FidelityResult(
+        tokens=steps,
+        greedy_agreement=agree / steps,
+        float_bits_per_byte=float_bits / steps,
+        golden_bits_per_byte=golden_bits / steps,
+        layer_relative_error=[float(np.median(errors)) for errors in layer_errors],
+        logit_relative_error=float(np.median(logit_errors)),
+        largest_vector_value=largest / params.one,
+    )
+
+
+def heldout_tokens(count: int, offset: int = 0) -> list[int]:
+    from quant.data import load_splits
+
+    heldout = load_splits().heldout
+    return heldout[offset:offset + count].tolist()
+
+
+def random_block_at_370m_shapes(tokens: int = 16, seed: int = 0) -> FidelityResult:
+    """One MatMul-free block with random weights at d=1024, I=2816 on the ``large`` preset."""
+    from quant import HGRNBitConfig, HGRNBitForCausalLM
+
+    torch.manual_seed(seed)
+    config = HGRNBitConfig(vocab_size=256, hidden_size=1024, num_hidden_layers=1,
+                           intermediate_size=2816)
+    model = HGRNBitForCausalLM(config)
+    with torch.no_grad():  # away from the initialisation: norm weights and scales vary
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.uniform_(0.5, 1.5)
+            elif parameter.dim() == 2:
+                parameter.normal_(0, 0.05)
+    ids = torch.randint(0, 256, (tokens,), generator=torch.Generator().manual_seed(seed))
+    return compare(model, preset("large"), ids.tolist())
+
+
+def run(quick: bool = False) -> list:
+    """``make bench`` provider: fidelity figures, labelled *simulated* (golden model)."""
+    from quant import load_pretrained
+    from tern.report import Figure
+
+    figures = []
+    count = 256 if quick else 2048
+    for name in ("micro", "demo"):
+        folder = CHECKPOINTS / name
+        if not (folder / "config.json").exists():
+            continue
+        result = compare(load_pretrained(folder), preset(name), heldout_tokens(count))
+        prefix = f"fidelity.{name}"
+        note = f"{result.tokens} held-out bytes, golden model vs float64 fake-quant model"
+        figures += [
+            Figure(f"{prefix}.greedy_agreement", round(100 * result.greedy_agreement, 2), "%",
+                   "simulated", notes=note),
+            Figure(f"{prefix}.float_bits_per_byte", round(result.float_bits_per_byte, 4),
+                   "bits/byte", "measured", notes=note),
+            Figure(f"{prefix}.golden_bits_per_byte", round(result.golden_bits_per_byte, 4),
+                   "bits/byte", "simulated", notes=note),
+            Figure(f"{prefix}.bits_per_byte_relative_difference",
+                   round(100 * result.bits_per_byte_relative_difference, 3), "%", "simulated",
+                   notes=note),
+            Figure(f"{prefix}.logit_relative_error_median",
+                   round(result.logit_relative_error, 5), "", "simulated", notes=note),
+            Figure(f"{prefix}.largest_vector_value", round(result.largest_vector_value, 2),
+                   "", "simulated", notes="against the Q15.16 limit of 32768"),
+        ]
+        figures += [Figure(f"{prefix}.layer{layer}.hidden_relative_error", round(error, 5), "",
+                           "simulated", notes=note)
+                    for layer, error in enumerate(result.layer_relative_error)]
+    block = random_block_at_370m_shapes(tokens=4 if quick else 16)
+    figures += [
+        Figure("fidelity.block_370m_shapes.hidden_relative_error",
+               round(block.layer_relative_error[0], 5), "", "simulated",
+               notes=f"one random block, d=1024, I=2816, {block.tokens} tokens, large preset"),
+    ]
+    return figures
