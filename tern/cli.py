@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "quant.export_command",
     "tern.inspect_command",
     "sim.golden_command",
+    "tern.bench_command",
+    "host.meters_command",
 ]
 
 

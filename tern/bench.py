@@ -1,0 +1,242 @@
+"""``tern bench`` / ``make bench``: run the benchmark providers and write one labelled report.
+
+A provider is ``"module"`` or ``"module:function"`` naming a function ``run(quick: bool) ->
+list[Figure]`` (``run`` by default). Providers run one after the other with a progress line
+each; one that raises :class:`Skipped` (not applicable here: no GPU, no meter) or fails is
+listed in the report with its reason, and the others still run. Figures saved elsewhere (a GPU
+run's JSON) can be merged in. Plots are drawn from the figures by name:
+
+- a system is a name prefix with a ``<prefix>.tokens_per_s`` figure; with a
+  ``<prefix>.weight_bandwidth`` figure (bytes/s) it is a point of ``roofline.png``, with a
+  ``<prefix>.tokens_per_joule`` figure a point of ``pareto.png``.
+
+The hardware units' benchmarks (``hw/bench_*.py``) return plain dicts; the adapters below turn
+them into figures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from tern.errors import TernError
+from tern.report import Figure, Problem, write_report
+
+__all__ = ["PROVIDERS", "Skipped", "figures_from_dict", "main", "make_plots", "run_bench",
+           "run_providers"]
+
+# In report order. Each is "module" (its run()) or "module:function".
+PROVIDERS = [
+    "tern.baselines",            # this CPU: PyTorch and golden-model decode speed
+    "host.meters.selfcheck",     # idle power and sampling rate of the meters found here
+    "tern.bench:ternary_unit",   # hw/bench_ternary.py: Verilator throughput, ECP5 size, Fmax
+]
+
+# Model shapes for the roofline's lines, besides the presets in quant.presets: the released
+# MatMul-free models (/work/shared/MODEL.md).
+RELEASED_MODELS = {
+    "MMfreeLM-370M": {"hidden_size": 1024, "num_hidden_layers": 24, "intermediate_size": 2816},
+    "MMfreeLM-1.3B": {"hidden_size": 2048, "num_hidden_layers": 24, "intermediate_size": 5632},
+    "MMfreeLM-2.7B": {"hidden_size": 2560, "num_hidden_layers": 32, "intermediate_size": 6912},
+}
+# Weight storage the roofline assumes: the 2-bit packing the matrix unit reads.
+ROOFLINE_BITS_PER_WEIGHT = 2
+
+
+class Skipped(Exception):
+    """Raised by a provider that does not apply on this machine; the message says why."""
+
+
+def _provider_function(spec: str) -> Callable:
+    module_name, _, function_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), function_name or "run")
+
+
+def _failure(error: BaseException) -> str:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def run_providers(providers, quick: bool, progress=print) -> tuple[list[Figure], list[Problem]]:
+    """Run each provider; a failure or a skip becomes a :class:`Problem`, never an exception
+    (except ``KeyboardInterrupt``)."""
+    figures, problems = [], []
+    for number, spec in enumerate(providers, 1):
+        prefix = f"[{number}/{len(providers)}] {spec}"
+        progress(f"{prefix}: running")
+        start = time.perf_counter()
+        try:
+            result = _provider_function(spec)(quick)
+            if not isinstance(result, list) or not all(isinstance(item, Figure)
+                                                       for item in result):
+                raise TypeError(f"{spec} returned {type(result).__name__}, not a list of Figure")
+        except Skipped as reason:
+            problems.append(Problem(spec, "skipped", str(reason)))
+            progress(f"{prefix}: skipped: {reason}")
+            continue
+        except Exception as error:  # noqa: BLE001 (the report says what failed; others run)
+            problems.append(Problem(spec, "failed", _failure(error)))
+            progress(f"{prefix}: FAILED: {problems[-1].message}")
+            continue
+        figures += result
+        progress(f"{prefix}: {len(result)} figures in {time.perf_counter() - start:.1f} s")
+    return figures, problems
+
+
+def _models_bytes_per_token() -> dict[str, float]:
+    """Weight bytes each model reads per token at :data:`ROOFLINE_BITS_PER_WEIGHT`: every
+    BitLinear weight (the LM head included), counted on a model built on the meta device."""
+    import torch
+
+    from quant import BitLinear, HGRNBitConfig, HGRNBitForCausalLM
+    from quant.presets import PRESETS
+
+    configs = {f"{name} preset": PRESETS[name].config() for name in ("micro", "demo")}
+    configs.update({name: HGRNBitConfig(vocab_size=32000, **shape)
+                    for name, shape in RELEASED_MODELS.items()})
+    result = {}
+    for name, config in configs.items():
+        with torch.device("meta"):
+            model = HGRNBitForCausalLM(config)
+        weights = sum(module.weight.numel() for module in model.modules()
+                      if isinstance(module, BitLinear))
+        result[name] = weights * ROOFLINE_BITS_PER_WEIGHT / 8
+    return result
+
+
+def make_plots(figures: list[Figure], directory) -> list[Path]:
+    """Draw ``roofline.png`` and ``pareto.png`` in ``directory`` from the figures that follow
+    the naming convention (module docstring); a plot without points is not drawn."""
+    from tern.plots import SystemPoint, pareto, roofline
+
+    directory = Path(directory)
+    by_name = {figure.name: figure for figure in figures}
+    points = []
+    for name, figure in by_name.items():
+        if not name.endswith(".tokens_per_s") or not isinstance(figure.value, (int, float)):
+            continue
+        prefix = name.removesuffix(".tokens_per_s")
+        bandwidth = by_name.get(f"{prefix}.weight_bandwidth")
+        efficiency = by_name.get(f"{prefix}.tokens_per_joule")
+        points.append(SystemPoint(prefix, figure.label, figure.value,
+                                  bandwidth and bandwidth.value, efficiency and efficiency.value))
+    written = []
+    for plot in ("roofline.png", "pareto.png"):
+        (directory / plot).unlink(missing_ok=True)  # never embed a plot of an earlier run
+    if any(point.bandwidth for point in points):
+        written.append(roofline(directory / "roofline.png", _models_bytes_per_token(), points))
+    if any(point.tokens_per_joule for point in points):
+        written.append(pareto(directory / "pareto.png", points))
+    return written
+
+
+def load_figures(path) -> list[Figure]:
+    """The figures of a JSON file holding ``{"figures": [...]}`` (a report, a GPU run).
+
+    Raises
+    ------
+    TernError
+        If the file is missing or not such a JSON file.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return [Figure.from_dict(item) for item in data["figures"]]
+    except OSError as error:
+        raise TernError(f"cannot read {path}: {error.strerror or error}") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise TernError(f"{path} is not a figures file ({{\"figures\": [...]}}): "
+                        f"{error}") from None
+
+
+def run_bench(directory, quick: bool = False, providers=None, merge=(),
+              progress=print) -> tuple[Path, Path, list[Problem]]:
+    """Run ``providers`` (default :data:`PROVIDERS`), add the figures of the ``merge`` files,
+    draw the plots and write the report into ``directory``; returns the report's JSON and
+    Markdown paths and the problems it lists."""
+    merged = [figure for path in merge for figure in load_figures(path)]
+    figures, problems = run_providers(PROVIDERS if providers is None else providers, quick,
+                                      progress)
+    figures += merged
+    try:
+        make_plots(figures, directory)
+    except Exception as error:  # noqa: BLE001 (a plot must not cost the report its numbers)
+        problems.append(Problem("tern.bench.make_plots", "failed", _failure(error)))
+    return (*write_report(figures, directory, problems), problems)
+
+
+# Adapters for the hardware units' benchmarks ----------------------------------------------------
+
+_UNITS = (("_mhz", "MHz"), ("_hz", "Hz"), ("macs_per_cycle", "MAC/cycle"), ("cycles", "cycles"),
+          ("_bytes", "B"), ("_seconds", "s"), ("_watts", "W"), ("_percent", "%"))
+
+
+def figures_from_dict(prefix: str, data: dict, source: str,
+                      label_of: Callable[[str], str], notes: str = "",
+                      machine: str | None = None) -> list[Figure]:
+    """Flatten a nested dict of numbers into figures named ``prefix.key.subkey``; the unit is
+    guessed from the key's suffix (``_mhz``: MHz, ``cycles``, ...), the label is
+    ``label_of(dotted_name)``. ``None`` values are left out."""
+    figures = []
+
+    def visit(name: str, value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{name}.{re.sub(r'[^A-Za-z0-9_-]+', '_', str(key))}", item)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(f"{name}.{index}", item)
+        elif value is not None:
+            unit = next((unit for suffix, unit in _UNITS if name.endswith(suffix)), "")
+            extra = {} if machine is None else {"machine": machine}
+            figures.append(Figure(name, str(value) if isinstance(value, bool) else value, unit,
+                                  label_of(name), source, notes, **extra))
+
+    visit(prefix, data)
+    return figures
+
+
+def _call_run(function: Callable, quick: bool):
+    """Call a ``run`` that may or may not take ``quick``."""
+    parameters = inspect.signature(function).parameters
+    return function(quick=quick) if "quick" in parameters else function()
+
+
+def ternary_unit(quick: bool) -> list[Figure]:
+    """``hw/bench_ternary.py``: synthesis and timing numbers are estimated, the rest
+    (Verilator cycle counts, throughput) simulated."""
+    from hw import bench_ternary
+
+    def label(name: str) -> str:
+        return "estimated" if re.search(r"fmax|cells|lut|dsp|bram|ff|util", name) \
+            else "simulated"
+
+    return figures_from_dict("ternary_unit", _call_run(bench_ternary.run, quick),
+                             "hw.bench_ternary.run", label)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tern.bench``: the same options as ``tern bench``."""
+    import argparse
+
+    from tern.bench_command import add_arguments, run
+
+    parser = argparse.ArgumentParser(prog="python -m tern.bench")
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except TernError as error:
+        print(f"tern bench: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""``tern bench``: run the benchmarks and write a labelled report (see :mod:`tern.bench`)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter runs (a few seconds per provider), for a smoke test")
+    parser.add_argument("-o", "--output", default="bench", metavar="DIR",
+                        help="folder for report.md, report.json and plots (default: bench)")
+    parser.add_argument("--provider", action="append", metavar="MODULE[:FUNCTION]",
+                        help="run only this provider (repeatable; default: all of "
+                             "tern.bench.PROVIDERS)")
+    parser.add_argument("--merge", action="append", default=[], metavar="FIGURES.json",
+                        help="add the figures of a JSON file, e.g. a GPU run of "
+                             "`python -m tern.baselines` (repeatable)")
+    parser.set_defaults(func=run)
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "bench", help="run the benchmarks and write a labelled report",
+        description="Run the benchmark providers (CPU baseline, power meters, hardware units), "
+                    "each figure labelled measured, simulated, projected or estimated, and "
+                    "write report.md and report.json with roofline and Pareto plots. A "
+                    "provider that fails is listed in the report; the others still run.")
+    add_arguments(parser)
+
+
+def run(args) -> int:
+    from tern.bench import run_bench
+
+    def progress(line: str):
+        print(line, flush=True)
+
+    json_path, markdown_path, problems = run_bench(
+        args.output, quick=args.quick, providers=args.provider, merge=args.merge,
+        progress=progress)
+    print(f"wrote {markdown_path} and {json_path}")
+    failed = [problem.source for problem in problems if problem.kind == "failed"]
+    if failed:
+        print(f"tern bench: {len(failed)} failed (see the report): {', '.join(failed)}",
+              file=sys.stderr)
+    return 1 if failed else 0
