@@ -35,6 +35,10 @@ __all__ = ["decode_rates", "load_baseline_model", "measure_golden", "measure_tor
 REPOSITORY = Path(__file__).resolve().parent.parent
 PROMPT = "The ternary model "
 SOURCE = "tern.baselines"
+# What the bench provider measures: model presets, and (runs, seconds per run, warm-up tokens).
+MEASURED_PRESETS = ("micro", "demo")
+QUICK_SETTINGS = (3, 0.3, 4)
+FULL_SETTINGS = (5, 1.0, 16)
 
 
 def load_baseline_model(checkpoint: str | os.PathLike | None, preset: str,
@@ -54,16 +58,18 @@ def load_baseline_model(checkpoint: str | os.PathLike | None, preset: str,
     from quant.presets import PRESETS, get_preset
 
     folder = Path(checkpoint) if checkpoint else REPOSITORY / "checkpoints" / preset
+    shown = folder.relative_to(REPOSITORY) if folder.is_relative_to(REPOSITORY) else folder
     if (folder / "config.json").is_file():
-        return load_pretrained(folder, dtype), f"trained checkpoint {folder}"
+        return load_pretrained(folder, dtype), f"trained checkpoint {shown}"
     if checkpoint and folder.name not in PRESETS:
-        raise TernError(f"checkpoint folder {folder} has no config.json; train it first "
-                        f"(`make train-{preset}`) or pass --preset alone for random weights")
+        raise TernError(f"checkpoint folder {folder} has no config.json; pass a trained "
+                        f"checkpoint, or a preset name ({', '.join(sorted(PRESETS))}) alone "
+                        f"for random weights of its shape")
     name = folder.name if checkpoint else preset
     torch.manual_seed(0)
     model = HGRNBitForCausalLM(get_preset(name).config()).to(dtype)
-    return model, (f"random weights of the {name} preset's configuration ({folder} has no "
-                   f"checkpoint yet); decode speed does not depend on the weights' values")
+    return model, (f"random weights of the {name} preset's shape (no checkpoint in {shown} "
+                   f"yet; speed does not depend on weight values)")
 
 
 def decode_rates(step: Callable, token, runs: int, seconds_per_run: float,
@@ -115,7 +121,10 @@ def _sync(device: torch.device) -> Callable[[], None]:
 
 
 def _spread(rates: list[float]) -> str:
-    return f"median of {len(rates)} runs, range {min(rates):.4g} to {max(rates):.4g}"
+    """How a median came about, with the load that other processes put on the machine."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"median of {len(rates)} runs, range {min(rates):.4g} to {max(rates):.4g}, "
+            f"load average {load:.1f}")
 
 
 def measure_torch(model, note: str, device: str, name: str, *, runs: int = 5,
@@ -136,10 +145,9 @@ def measure_torch(model, note: str, device: str, name: str, *, runs: int = 5,
     thread_count = torch.get_num_threads()
     threads = (f", {thread_count} torch thread{'s' if thread_count > 1 else ''}"
                if device.type == "cpu" else "")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    common = (f"batch-1 greedy decode via model.step, {next(model.parameters()).dtype}"
-              f"{threads}; PyTorch model as trained (BitLinear re-ternarises its weights at "
-              f"every step); {note}; 1-min load average {load:.1f} before the run")
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    common = (f"batch-1 greedy decode, {dtype}{threads}, fake-quantised BitLinear as trained "
+              f"(weights re-ternarised every step); {note}")
     with torch.inference_mode():
         step, token = _torch_decoder(model, device)
         rates = decode_rates(step, token, runs, seconds_per_run, warmup_tokens, sync)
@@ -194,36 +202,38 @@ def measure_golden(model, preset: str, note: str, name: str, *, runs: int = 5,
     token = golden.generate(encode(PROMPT), 1)[0]
     rates = decode_rates(golden.step, token, runs, seconds_per_run, warmup_tokens)
     return [Figure(f"{name}.tokens_per_s", statistics.median(rates), "tokens/s", "measured",
-                   SOURCE, f"{_spread(rates)}; the NumPy golden model interpreting the "
-                           f"{params.name} accelerator program (speed of the simulator, not of "
-                           f"the accelerator); {note}")]
+                   SOURCE, f"{_spread(rates)}; NumPy golden model running the {params.name} "
+                           f"accelerator program (the simulator's speed, not the accelerator's); "
+                           f"{note}")]
 
 
 def _cpu_meter():
     """RAPL package 0 if readable here, else ``(None, why)``."""
     from host.meters import MeterError, RaplMeter
+    from host.meters.rapl import DEFAULT_DOMAIN
 
     try:
         return RaplMeter(), ""
     except MeterError as error:
+        if not (DEFAULT_DOMAIN / "energy_uj").exists():
+            return None, "CPU power not measured: no RAPL counter on this machine"
         return None, f"CPU power not measured: {error}"
 
 
 def run(quick: bool) -> list[Figure]:
     """``tern bench`` provider: this CPU's PyTorch and golden-model decode speeds for the micro
     and demo models, at one thread and at torch's default thread count."""
-    runs, seconds, warmup = (3, 0.3, 4) if quick else (5, 1.0, 16)
+    runs, seconds, warmup = QUICK_SETTINGS if quick else FULL_SETTINGS
     meter, why = _cpu_meter()
     default_threads = torch.get_num_threads()
     figures = []
     try:
-        for preset in ("micro", "demo"):
+        for preset in MEASURED_PRESETS:
             model, note = load_baseline_model(None, preset)
-            note = f"{note}; {why}" if why else note
             for threads in sorted({1, default_threads}):
                 torch.set_num_threads(threads)
                 figures += measure_torch(
-                    model, note, "cpu", f"cpu_baseline.{preset}.pytorch_{threads}thread"
+                    model, f"{note}; {why}" if why else note, "cpu", f"cpu_baseline.{preset}.pytorch_{threads}thread"
                     f"{'s' if threads > 1 else ''}", runs=runs, seconds_per_run=seconds,
                     warmup_tokens=warmup, meter=meter, idle_seconds=1.0 if quick else 5.0,
                     metered_seconds=2.0 if quick else 10.0)

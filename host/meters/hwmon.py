@@ -17,6 +17,7 @@ from host.meters.base import Meter, MeterError
 __all__ = ["HWMON_ROOT", "HwmonMeter", "find_hwmon", "resolve_hwmon"]
 
 HWMON_ROOT = Path("/sys/class/hwmon")
+MAX_CHANNEL = 16  # channels searched for power readings
 
 
 def _read_number(path: Path) -> int:
@@ -51,7 +52,8 @@ def find_hwmon(root: Path | str = HWMON_ROOT) -> list[tuple[Path, str, list[int]
     root = Path(root)
     found = []
     for device in sorted(root.glob("hwmon*"), key=lambda path: (len(path.name), path.name)):
-        channels = [channel for channel in range(1, 17) if _power_files(device, channel)]
+        channels = [channel for channel in range(1, MAX_CHANNEL + 1)
+                    if _power_files(device, channel)]
         if channels:
             found.append((device, _device_name(device), channels))
     return found
@@ -83,8 +85,9 @@ class HwmonMeter(Meter):
     ----------
     device : str or os.PathLike
         The device folder, e.g. ``/sys/class/hwmon/hwmon3``.
-    channel : int
-        The reading's index (``power1_input``: 1).
+    channel : int or None
+        The reading's index (``power1_input``: 1); the device's first channel with a power
+        reading if ``None``.
 
     Raises
     ------
@@ -93,10 +96,13 @@ class HwmonMeter(Meter):
         channel.
     """
 
-    def __init__(self, device, channel: int = 1):
+    def __init__(self, device, channel: int | None = None):
         device = Path(device)
         if not device.is_dir():
             raise MeterError(f"no hwmon device at {device}; list meters with `tern meters`")
+        if channel is None:
+            channel = next((number for number in range(1, MAX_CHANNEL + 1)
+                            if _power_files(device, number)), 1)
         files = _power_files(device, channel)
         if files is None:
             raise MeterError(

@@ -3,7 +3,7 @@
 =====================================  ====================================================
 spec                                   meter
 =====================================  ====================================================
-``hwmon:/sys/class/hwmon/hwmon3``      hwmon device by folder (channel 1)
+``hwmon:/sys/class/hwmon/hwmon3``      hwmon device by folder (its first power channel)
 ``hwmon:/sys/class/hwmon/hwmon3#2``    ... channel 2 (e.g. an INA3221's second input)
 ``hwmon:ina219``                       the first hwmon device named ``ina219``
 ``hwmon``                              the first hwmon device with a power reading
@@ -36,7 +36,7 @@ SPEC_SYNTAX = ("hwmon[:PATH|NAME][#CHANNEL], um24c|um25c|um34c|um:PORT, nvidia-s
 def _hwmon(where: str, sysfs: Path) -> Meter:
     location, _, channel = where.partition("#")
     try:
-        channel_number = int(channel) if channel else 1
+        channel_number = int(channel) if channel else None
     except ValueError:
         raise MeterError(f"hwmon channel must be a number, not {channel!r}") from None
     return HwmonMeter(resolve_hwmon(location, sysfs / "class/hwmon"), channel_number)
