@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "sim.golden_command",
     "tern.bench_command",
     "host.meters_command",
+    "hw.verilog_command",
 ]
 
 
