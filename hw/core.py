@@ -1,0 +1,474 @@
+"""The accelerator core: memories, the sequencer, and the three functional units.
+
+:class:`Core` runs a compiled program (``quant/compiler.py``) one instruction at a time, exactly
+as :class:`sim.golden_model.GoldenModel` defines it, and implements the protocol engine's view
+:class:`hw.core_interface.CoreInterface` (flipped): the host writes and reads every memory
+32 bits at a time while the core is idle, starts a run at a program entry with a token, and
+gets the ARGMAX token back when the program halts.
+
+Memories (all on chip; the weight memory's read side is the one stream an external-memory
+streamer would replace):
+
+========== ====================== =========================================================
+memory     word                   read by
+========== ====================== =========================================================
+program    128-bit instruction    the sequencer (and the host)
+constants  int64                  NORM and QUANT (eps term, scale mantissa and exponent)
+vector     ``V`` x int32          two operand ports; one lane-masked write port
+embedding  ``V`` x int16          EMBED
+weights    ``P`` x 2-bit codes    TMV, one word a cycle
+activations ``P`` x int8          TMV; written by QUANT, ``V`` bytes a beat
+tables     int32 (read only)      the host's CRC check: the units hold their own ROMs
+========== ====================== =========================================================
+
+Each instruction streams its operands from memory through one unit and its results back:
+``ZERO`` writes zeros, ``EMBED`` and the element-wise instructions go through the
+:class:`~hw.row_unit.RowUnit`, ``NORM`` and ``QUANT`` through the
+:class:`~hw.norm_quantizer.NormQuantizer` (two passes over the operands), and ``TMV`` through
+the :class:`~hw.ternary_matvec.TernaryMatVec`, whose row sums are packed ``V`` at a time and
+scaled by the row unit's SCALE operation (ARGMAX watches the raw sums).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+
+from hw.core_interface import (
+    CoreInterface,
+    MemorySpace,
+)
+from hw.norm_quantizer import NormQuantizer
+from hw.norm_quantizer import Operation as NormOperation
+from hw.row_unit import RowUnit
+from hw.ternary_matvec import TernaryMatVec
+from sim.golden import numerics
+from sim.golden.row_unit import OPERATION_OF_OPCODE, RowOperation
+from sim.isa import FIELDS, Opcode
+from tern.params import AcceleratorParameters
+
+__all__ = ["SCALE_REGISTERS", "Core", "instruction_layout"]
+
+SCALE_REGISTERS = 4
+EMBEDDING_BITS = 16
+
+instruction_layout = data.StructLayout({name: width for name, (_, width) in FIELDS.items()})
+
+
+def _table_words(params: AcceleratorParameters) -> list[int]:
+    """The TABLES space: the sigmoid table at word 0, the rsqrt seeds at ``2 << T``."""
+    sigmoid = [int(v) & 0xFFFF_FFFF for v in numerics.sigmoid_table(params)]
+    rsqrt = [int(v) & 0xFFFF_FFFF for v in numerics.rsqrt_table(params)]
+    return sigmoid + [0] * ((2 << params.sigmoid_table_bits) - len(sigmoid)) + rsqrt
+
+
+class _HostWindow:
+    """One memory as the host sees it: 32-bit words mapped onto wider memory words."""
+
+    def __init__(self, memory: Memory, width: int):
+        self.memory = memory
+        self.lanes = width // 32
+        self.read = memory.read_port()
+        self.write = memory.write_port(granularity=32)
+
+    def host_write(self, m, address, value):
+        lane = address % self.lanes if self.lanes > 1 else 0
+        m.d.comb += [
+            self.write.addr.eq(address // self.lanes if self.lanes > 1 else address),
+            self.write.data.eq(value.replicate(self.lanes)),
+            self.write.en.eq(1 << lane if self.lanes > 1 else 1),
+        ]
+
+    def host_read_address(self, m, address):
+        m.d.comb += [self.read.addr.eq(address // self.lanes if self.lanes > 1 else address),
+                     self.read.en.eq(1)]
+
+    def host_read_data(self, lane):
+        words = self.read.data.word_select(lane, 32) if self.lanes > 1 else self.read.data
+        return words
+
+
+class Core(wiring.Component):
+    """The accelerator core for one set of parameters.
+
+    Parameters
+    ----------
+    params : tern.params.AcceleratorParameters
+        Every width and size. The core needs ``ternary_lanes >= 16`` (a weight word of at least
+        32 bits), ``vector_lanes >= 2`` (an embedding word of at least 32 bits), int16
+        embeddings, and memory sizes that are whole words.
+
+    Members
+    -------
+    The flipped :class:`hw.core_interface.CoreInterface`: ``memory_request``,
+    ``memory_response``, ``run``, ``done``, ``cycles``, ``instructions``, ``busy``.
+    """
+
+    def __init__(self, params: AcceleratorParameters):
+        if not isinstance(params, AcceleratorParameters):
+            raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
+        if params.ternary_lanes < 16:
+            raise ValueError(f"the core needs ternary_lanes >= 16, not {params.ternary_lanes}")
+        if params.vector_lanes < 2:
+            raise ValueError(f"the core needs vector_lanes >= 2, not {params.vector_lanes}")
+        if params.embedding_bits != EMBEDDING_BITS:
+            raise ValueError(f"the core stores int16 embeddings; embedding_bits must be 16, "
+                             f"not {params.embedding_bits}")
+        for name in ("vector_memory_words", "embedding_memory_words"):
+            if getattr(params, name) % params.vector_lanes:
+                raise ValueError(f"{name} must be a multiple of vector_lanes")
+        self._params = params
+        super().__init__(CoreInterface(params).flip())
+
+    @property
+    def params(self) -> AcceleratorParameters:
+        return self._params
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        lanes, vector_bits, ternary = p.vector_lanes, p.vector_bits, p.ternary_lanes
+        lane_shift = (lanes - 1).bit_length()
+
+        m.submodules.matvec = matvec = TernaryMatVec(p)
+        m.submodules.row = row = RowUnit(p)
+        m.submodules.norm = norm = NormQuantizer(p)
+
+        def memory(name, width, depth, init=()):
+            m.submodules[name] = mem = Memory(shape=unsigned(width), depth=depth, init=init)
+            return mem
+
+        program = _HostWindow(memory("program", 128, p.program_words), 128)
+        constants = _HostWindow(memory("constants", 64, p.program_words), 64)
+        vector = _HostWindow(memory("vector", lanes * vector_bits,
+                                    p.vector_memory_words // lanes), lanes * vector_bits)
+        vector_b = vector.memory.read_port()
+        embedding = _HostWindow(memory("embedding", lanes * EMBEDDING_BITS,
+                                       p.embedding_memory_words // lanes),
+                                lanes * EMBEDDING_BITS)
+        weights = _HostWindow(memory("weights", 2 * ternary, p.weight_memory_words),
+                              2 * ternary)
+        activation_words = -(-p.max_features // ternary)
+        activations = memory("activations", 8 * ternary, activation_words)
+        activation_read = activations.read_port()
+        activation_write = activations.write_port(granularity=8)
+        table_words = _table_words(p)
+        tables = memory("tables", 32, len(table_words), init=table_words)
+        table_read = tables.read_port()
+        windows = {MemorySpace.PROGRAM: program, MemorySpace.CONSTANTS: constants,
+                   MemorySpace.VECTOR: vector, MemorySpace.EMBEDDING: embedding,
+                   MemorySpace.WEIGHTS: weights}
+
+        # Sequencer state -----------------------------------------------------------------------
+        pc = Signal(range(p.program_words + 1))
+        token = Signal(16)
+        ins = Signal(instruction_layout)
+        beats = Signal(range(max(p.vector_memory_words, p.max_features) // lanes + 2))
+        scales = Signal(data.ArrayLayout(norm.scale.payload.shape(), SCALE_REGISTERS))
+        running = Signal()
+        m.d.comb += [self.busy.eq(running)]
+        with m.If(running):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        # Operand reader: beat k reads vector words a + k and b + k (NORM/QUANT: two passes),
+        # or the embedding row, or (TMV) weight word imm + k with activation word k mod beats.
+        read_index = Signal(range(2 * p.weight_memory_words + 2))
+        read_total = Signal.like(read_index)
+        pass_index = Signal.like(beats)        # k within the current pass (vector operands)
+        act_index = Signal(range(activation_words + 1))
+        read_valid = Signal()                  # the read ports' data is a beat not yet taken
+        read_ready = Signal()                  # the beat's consumer takes it this cycle
+        read_base_a = Signal(range(p.vector_memory_words // lanes + 1))
+        read_base_b = Signal.like(read_base_a)
+        read_base_embedding = Signal(range(p.embedding_memory_words // lanes + 1))
+        advance = ~read_valid | read_ready
+        m.d.comb += [
+            vector.read.addr.eq(read_base_a + pass_index),
+            vector_b.addr.eq(read_base_b + pass_index),
+            embedding.read.addr.eq(read_base_embedding + pass_index),
+            weights.read.addr.eq(ins.imm + read_index),
+            activation_read.addr.eq(act_index),
+        ]
+        with m.If(running):
+            m.d.comb += [vector.read.en.eq(advance), vector_b.en.eq(advance),
+                         embedding.read.en.eq(advance), weights.read.en.eq(advance),
+                         activation_read.en.eq(advance)]
+            with m.If(advance):
+                m.d.sync += read_valid.eq(read_index < read_total)
+                with m.If(read_index < read_total):
+                    m.d.sync += read_index.eq(read_index + 1)
+                    m.d.sync += pass_index.eq(Mux(pass_index + 1 == beats, 0, pass_index + 1))
+                    m.d.sync += act_index.eq(Mux(act_index + 1 == ins.a, 0, act_index + 1))
+
+        vector_a_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes),
+                                   vector.read.data)
+        vector_b_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes), vector_b.data)
+        embedding_lanes = data.View(data.ArrayLayout(signed(EMBEDDING_BITS), lanes),
+                                    embedding.read.data)
+
+        # Result writer: one vector-memory beat a cycle at dst + k, lanes masked.
+        write_index = Signal.like(beats)
+        write_valid = Signal()
+        write_data = Signal(lanes * vector_bits)
+        write_mask = Signal(lanes)
+        m.d.comb += [vector.write.addr.eq((ins.dst >> lane_shift) + write_index),
+                     vector.write.data.eq(write_data)]
+        with m.If(running & write_valid):
+            m.d.comb += vector.write.en.eq(write_mask)
+            m.d.sync += write_index.eq(write_index + 1)
+        # Named copies of the vector write port, for testbenches that watch it.
+        m.d.comb += [Signal(lanes, name="vector_write_en").eq(vector.write.en),
+                     Signal.like(vector.write.addr, name="vector_write_addr").eq(
+                         vector.write.addr),
+                     Signal(lanes * vector_bits, name="vector_write_data").eq(vector.write.data)]
+
+        def length_mask(index):
+            """Lanes of beat ``index`` that hold elements below ``ins.length``."""
+            remaining = ins.length - (index << lane_shift)
+            return Cat(remaining > lane for lane in range(lanes))
+
+        # Units' commands are offered once per instruction.
+        row_command_valid, norm_command_valid, matvec_command_valid = Signal(), Signal(), Signal()
+        m.d.comb += [row.command.valid.eq(row_command_valid),
+                     norm.command.valid.eq(norm_command_valid),
+                     matvec.command.valid.eq(matvec_command_valid)]
+        with m.If(row.command.ready):
+            m.d.sync += row_command_valid.eq(0)
+        with m.If(norm.command.ready):
+            m.d.sync += norm_command_valid.eq(0)
+        with m.If(matvec.command.ready):
+            m.d.sync += matvec_command_valid.eq(0)
+        row_operation = Signal(RowOperation)
+        epsilon_term = Signal.like(norm.command.payload.epsilon_term)
+        constant = Signal.like(norm.command.payload.constant)
+        m.d.comb += [
+            row.command.payload.operation.eq(row_operation),
+            row.command.payload.length.eq(ins.length),
+            row.command.payload.shift.eq(ins.imm),
+            row.command.payload.scale.eq(scales[ins.b[:2]]),
+            norm.command.payload.operation.eq(
+                Mux(ins.opcode == Opcode.QUANT, NormOperation.QUANT, NormOperation.NORM)),
+            norm.command.payload.length.eq(ins.length),
+            norm.command.payload.epsilon_term.eq(epsilon_term),
+            norm.command.payload.constant.eq(constant),
+            matvec.command.payload.rows.eq(ins.length),
+            matvec.command.payload.beats.eq(ins.a),
+        ]
+
+        # TMV: row sums, ARGMAX, packing V sums into one SCALE beat.
+        row_count = Signal(range((1 << FIELDS["length"][1]) + 1))
+        best = Signal(signed(p.accumulator_bits))
+        best_row = Signal(16)
+        packed = Signal(data.ArrayLayout(signed(vector_bits), lanes))
+        packed_count = Signal(range(lanes + 1))
+        packed_valid = Signal()
+
+        def take_row_sum(m):
+            value = matvec.result.payload
+            with m.If((row_count == 0) | (value > best)):
+                m.d.sync += [best.eq(value), best_row.eq(row_count)]
+            m.d.sync += row_count.eq(row_count + 1)
+
+        # Host window ----------------------------------------------------------------------------
+        request = self.memory_request.payload
+        response_pending = Signal()
+        response_space = Signal(3)
+        response_lane = Signal(8)
+        m.d.comb += table_read.addr.eq(request.address)
+
+        # Sequencer --------------------------------------------------------------------------------
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(response_pending):
+                    data_of_space = {
+                        space: window.host_read_data(response_lane[:max(
+                            (window.lanes - 1).bit_length(), 1)])
+                        for space, window in windows.items()}
+                    with m.Switch(response_space):
+                        for space, value in data_of_space.items():
+                            with m.Case(space):
+                                m.d.comb += self.memory_response.payload.eq(value)
+                        with m.Case(MemorySpace.TABLES):
+                            m.d.comb += self.memory_response.payload.eq(table_read.data)
+                    m.d.comb += self.memory_response.valid.eq(1)
+                    with m.If(self.memory_response.ready):
+                        m.d.sync += response_pending.eq(0)
+                with m.Elif(self.memory_request.valid):
+                    m.d.comb += self.memory_request.ready.eq(1)
+                    with m.Switch(request.space):
+                        for space, window in windows.items():
+                            with m.Case(space):
+                                with m.If(request.write):
+                                    window.host_write(m, request.address, request.write_data)
+                                with m.Else():
+                                    window.host_read_address(m, request.address)
+                        with m.Case(MemorySpace.TABLES):
+                            m.d.comb += table_read.en.eq(1)
+                    with m.If(~request.write):
+                        m.d.sync += [response_pending.eq(1), response_space.eq(request.space),
+                                     response_lane.eq(request.address)]
+                with m.Elif(self.run.valid):
+                    m.d.comb += self.run.ready.eq(1)
+                    m.d.sync += [pc.eq(self.run.payload.entry), token.eq(self.run.payload.token),
+                                 running.eq(1)]
+                    m.next = "FETCH"
+
+            with m.State("FETCH"):
+                m.d.comb += [program.read.addr.eq(pc), program.read.en.eq(1)]
+                m.next = "DECODE"
+
+            with m.State("DECODE"):
+                fetched = data.View(instruction_layout, program.read.data)
+                m.d.sync += [ins.eq(fetched), read_index.eq(0), pass_index.eq(0),
+                             act_index.eq(0), read_valid.eq(0), write_index.eq(0),
+                             row_count.eq(0), packed_count.eq(0), packed_valid.eq(0)]
+                instruction_beats = (fetched.length + lanes - 1) >> lane_shift
+                m.d.sync += beats.eq(instruction_beats)
+                m.d.comb += [constants.read.addr.eq(fetched.imm), constants.read.en.eq(1)]
+                m.d.sync += [read_base_a.eq(fetched.a >> lane_shift),
+                             read_base_b.eq(fetched.b >> lane_shift),
+                             read_base_embedding.eq(token * (fetched.length >> lane_shift))]
+                with m.Switch(fetched.opcode):
+                    with m.Case(Opcode.HALT):
+                        m.next = "DONE"
+                    with m.Case(Opcode.ZERO):
+                        m.next = "ZERO"
+                    with m.Case(Opcode.NORM, Opcode.QUANT):
+                        m.d.sync += read_total.eq(2 * instruction_beats)
+                        m.next = "CONSTANT"
+                    with m.Case(Opcode.TMV):
+                        m.d.sync += [read_total.eq(fetched.length * fetched.a),
+                                     matvec_command_valid.eq(1),
+                                     row_command_valid.eq(~fetched.flags[1]),
+                                     row_operation.eq(RowOperation.SCALE)]
+                        m.next = "TMV"
+                    for opcode, operation in OPERATION_OF_OPCODE.items():
+                        with m.Case(opcode):
+                            m.d.sync += [read_total.eq(instruction_beats),
+                                         row_command_valid.eq(1), row_operation.eq(operation)]
+                            m.next = "ROW"
+                with m.If(fetched.opcode != Opcode.HALT):
+                    m.d.sync += self.instructions.eq(self.instructions + 1)
+
+            # NORM and QUANT read their three constants, one a cycle.
+            with m.State("CONSTANT"):
+                m.d.sync += epsilon_term.eq(constants.read.data)
+                m.d.comb += [constants.read.addr.eq(ins.imm + 1), constants.read.en.eq(1)]
+                m.next = "CONSTANT_MANTISSA"
+            with m.State("CONSTANT_MANTISSA"):
+                m.d.sync += constant.mantissa.eq(constants.read.data)
+                m.d.comb += [constants.read.addr.eq(ins.imm + 2), constants.read.en.eq(1)]
+                m.next = "CONSTANT_EXPONENT"
+            with m.State("CONSTANT_EXPONENT"):
+                m.d.sync += [constant.exponent.eq(constants.read.data), norm_command_valid.eq(1)]
+                m.next = "NORM"
+
+            with m.State("ZERO"):
+                m.d.comb += [write_valid.eq(1), write_data.eq(0),
+                             write_mask.eq(length_mask(write_index))]
+                with m.If(write_index + 1 == beats):
+                    m.next = "NEXT"
+
+            with m.State("ROW"):
+                is_embed = ins.opcode == Opcode.EMBED
+                m.d.comb += [
+                    row.a.valid.eq(read_valid), row.b.valid.eq(read_valid),
+                    read_ready.eq(row.a.ready),  # b moves with a (binary operations)
+                    row.b.payload.eq(vector_b_lanes),
+                    row.result.ready.eq(1),
+                    write_valid.eq(row.result.valid),
+                    write_data.eq(row.result.payload.data),
+                    write_mask.eq(row.result.payload.mask),
+                ]
+                with m.If(is_embed):
+                    m.d.comb += [row.a.payload[lane].eq(embedding_lanes[lane])
+                                 for lane in range(lanes)]
+                with m.Else():
+                    m.d.comb += row.a.payload.eq(vector_a_lanes)
+                with m.If(row.result.valid & row.result.payload.last):
+                    m.next = "NEXT"
+
+            with m.State("NORM"):
+                is_quant = ins.opcode == Opcode.QUANT
+                m.d.comb += [
+                    norm.operands.valid.eq(read_valid),
+                    norm.operands.payload.x.eq(vector_a_lanes),
+                    norm.operands.payload.weight.eq(vector_b_lanes),
+                    read_ready.eq(norm.operands.ready),
+                    norm.result.ready.eq(1),
+                    norm.scale.ready.eq(1),
+                ]
+                with m.If(norm.scale.valid):
+                    m.d.sync += scales[ins.dst[:2]].eq(norm.scale.payload)
+                quant_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes),
+                                        norm.result.payload)
+                with m.If(is_quant):
+                    element = write_index << lane_shift
+                    offset = element[:(ternary - 1).bit_length()]
+                    m.d.comb += [
+                        activation_write.addr.eq(element >> (ternary - 1).bit_length()),
+                        activation_write.data.eq(
+                            Cat(quant_lanes[lane][:8] for lane in range(lanes))
+                            .replicate(ternary // lanes)),
+                        activation_write.en.eq(
+                            Mux(norm.result.valid, Const((1 << lanes) - 1) << offset, 0)),
+                    ]
+                    with m.If(norm.result.valid):
+                        m.d.sync += write_index.eq(write_index + 1)
+                with m.Else():
+                    m.d.comb += [write_valid.eq(norm.result.valid),
+                                 write_data.eq(norm.result.payload),
+                                 write_mask.eq(length_mask(write_index))]
+                # A QUANT's scale leaves before its first result, so it is in by now.
+                with m.If(norm.result.valid & (write_index + 1 == beats)):
+                    m.next = "NEXT"
+
+            with m.State("TMV"):
+                no_write = ins.flags[1]
+                m.d.comb += [
+                    matvec.weights.valid.eq(read_valid),
+                    matvec.activations.valid.eq(read_valid),
+                    matvec.weights.payload.as_value().eq(weights.read.data),
+                    matvec.activations.payload.as_value().eq(activation_read.data),
+                    read_ready.eq(matvec.weights.ready & matvec.activations.ready),
+                ]
+                last_row = row_count + 1 == ins.length
+                with m.If(no_write):
+                    m.d.comb += matvec.result.ready.eq(1)
+                    with m.If(matvec.result.valid):
+                        take_row_sum(m)
+                        with m.If(last_row):
+                            m.next = "NEXT"
+                with m.Else():
+                    # Pack V sums into one beat for the row unit's SCALE.
+                    m.d.comb += [row.a.valid.eq(packed_valid), row.a.payload.eq(packed)]
+                    with m.If(packed_valid & row.a.ready):
+                        m.d.sync += [packed_valid.eq(0), packed_count.eq(0)]
+                    m.d.comb += matvec.result.ready.eq(~packed_valid)
+                    with m.If(matvec.result.valid & ~packed_valid):
+                        take_row_sum(m)
+                        m.d.sync += [packed[packed_count[:max(lane_shift, 1)] if lanes > 1
+                                            else 0].eq(matvec.result.payload),
+                                     packed_count.eq(packed_count + 1)]
+                        with m.If((packed_count + 1 == lanes) | last_row):
+                            m.d.sync += packed_valid.eq(1)
+                    m.d.comb += [row.result.ready.eq(1),
+                                 write_valid.eq(row.result.valid),
+                                 write_data.eq(row.result.payload.data),
+                                 write_mask.eq(row.result.payload.mask)]
+                    with m.If(row.result.valid & row.result.payload.last):
+                        m.next = "NEXT"
+
+            with m.State("NEXT"):
+                with m.If(ins.flags[0] & (ins.opcode == Opcode.TMV)):
+                    m.d.sync += token.eq(best_row)
+                m.d.sync += pc.eq(pc + 1)
+                m.next = "FETCH"
+
+            with m.State("DONE"):
+                m.d.comb += [self.done.valid.eq(1), self.done.payload.eq(token)]
+                with m.If(self.done.ready):
+                    m.d.sync += running.eq(0)
+                    m.next = "IDLE"
+        return m
