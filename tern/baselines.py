@@ -39,6 +39,8 @@ SOURCE = "tern.baselines"
 MEASURED_PRESETS = ("micro", "demo")
 QUICK_SETTINGS = (3, 0.3, 4)
 FULL_SETTINGS = (5, 1.0, 16)
+# Pause between loading the model and the idle baseline, for clocks and power to settle.
+IDLE_SETTLE_S = 1.0
 
 
 def load_baseline_model(checkpoint: str | os.PathLike | None, preset: str,
@@ -150,6 +152,12 @@ def measure_torch(model, note: str, device: str, name: str, *, runs: int = 5,
               f"(weights re-ternarised every step); {note}")
     with torch.inference_mode():
         step, token = _torch_decoder(model, device)
+        sync()
+        if meter is not None:
+            # Idle first, with the model loaded and its kernels warm: after decoding, a GPU's
+            # one-second power average would still hold the work for a while.
+            time.sleep(IDLE_SETTLE_S)
+            idle = meter.idle_baseline(idle_seconds)
         rates = decode_rates(step, token, runs, seconds_per_run, warmup_tokens, sync)
         figures = [Figure(f"{name}.tokens_per_s", statistics.median(rates), "tokens/s",
                           "measured", SOURCE, f"{_spread(rates)}; {common}", machine)]
@@ -169,11 +177,10 @@ def measure_torch(model, note: str, device: str, name: str, *, runs: int = 5,
                 done += count
             return done
 
-        idle = meter.idle_baseline(idle_seconds)
         result = measure_generation(meter, generate)
     metered = (f"{meter.description}, {result.samples} samples over {result.seconds:.1f} s of "
                f"decoding at {result.tokens_per_s:.4g} tokens/s; idle baseline {idle:.4g} W over "
-               f"{idle_seconds:g} s with the model loaded; {common}")
+               f"{idle_seconds:g} s with the model loaded, before decoding; {common}")
     return figures + [
         Figure(f"{name}.idle_watts", idle, "W", "measured", SOURCE, metered, machine),
         Figure(f"{name}.watts", result.mean_watts, "W", "measured", SOURCE, metered, machine),

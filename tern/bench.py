@@ -29,8 +29,8 @@ from pathlib import Path
 from tern.errors import TernError
 from tern.report import Figure, Problem, write_report
 
-__all__ = ["PROVIDERS", "Skipped", "figures_from_dict", "main", "make_plots", "run_bench",
-           "run_providers"]
+__all__ = ["PROVIDERS", "Skipped", "figures_from_dict", "load_figures", "main", "make_plots",
+           "run_bench", "run_providers", "ternary_weight_count"]
 
 # In report order. Each is "module" (its run()) or "module:function".
 PROVIDERS = [
@@ -91,25 +91,24 @@ def run_providers(providers, quick: bool, progress=print) -> tuple[list[Figure],
     return figures, problems
 
 
-def _models_bytes_per_token() -> dict[str, float]:
-    """Weight bytes each model reads per token at :data:`ROOFLINE_BITS_PER_WEIGHT`: every
-    BitLinear weight (the LM head included), counted on a model built on the meta device."""
-    import torch
+def ternary_weight_count(config) -> int:
+    """Ternary weights a model reads per token: per layer ``i/f/g/o_proj`` (``d x d``),
+    ``gate_proj`` (``2I x d``) and ``down_proj`` (``d x I``), plus the LM head (``V x d``)."""
+    d, intermediate = config.hidden_size, config.resolved_intermediate_size
+    return config.num_hidden_layers * (4 * d * d + 3 * d * intermediate) + \
+        config.vocab_size * d
 
-    from quant import BitLinear, HGRNBitConfig, HGRNBitForCausalLM
+
+def _models_bytes_per_token() -> dict[str, float]:
+    """Weight bytes each model reads per token at :data:`ROOFLINE_BITS_PER_WEIGHT`."""
+    from quant import HGRNBitConfig
     from quant.presets import PRESETS
 
     configs = {f"{name} preset": PRESETS[name].config() for name in ("micro", "demo")}
     configs.update({name: HGRNBitConfig(vocab_size=32000, **shape)
                     for name, shape in RELEASED_MODELS.items()})
-    result = {}
-    for name, config in configs.items():
-        with torch.device("meta"):
-            model = HGRNBitForCausalLM(config)
-        weights = sum(module.weight.numel() for module in model.modules()
-                      if isinstance(module, BitLinear))
-        result[name] = weights * ROOFLINE_BITS_PER_WEIGHT / 8
-    return result
+    return {name: ternary_weight_count(config) * ROOFLINE_BITS_PER_WEIGHT / 8
+            for name, config in configs.items()}
 
 
 def make_plots(figures: list[Figure], directory) -> list[Path]:
@@ -216,7 +215,7 @@ def ternary_unit(quick: bool) -> list[Figure]:
     from hw import bench_ternary
 
     def label(name: str) -> str:
-        return "estimated" if re.search(r"fmax|cells|lut|dsp|bram|ff|util", name) \
+        return "estimated" if re.search(r"fmax|cells|lut|dsp|bram|util", name, re.IGNORECASE) \
             else "simulated"
 
     return figures_from_dict("ternary_unit", _call_run(bench_ternary.run, quick),

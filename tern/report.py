@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -47,6 +48,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
 def machine_description() -> str:
     """A short description of this machine, e.g. ``"AMD EPYC, 2 CPUs, Linux x86_64"``."""
     return f"{_cpu_model()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"

@@ -2,9 +2,10 @@
 
 While sampling, one ``nvidia-smi --query-gpu=power.draw --format=csv,noheader,nounits -i N
 -lms MS`` process prints one reading (watts) per line every ``MS`` milliseconds; each line is a
-sample timed on arrival. On Ampere and newer GPUs ``power.draw`` is itself averaged by the
-driver over about a second (NVIDIA's ``nvidia-smi --help-query-gpu``); pass
-``field="power.draw.instant"`` where the driver offers it.
+sample timed on arrival. On Ampere (except GA100) and newer GPUs, Hopper's H100/H200 included,
+the driver reports power averaged over one second (NVML's ``nvmlDeviceGetPowerUsage``), so runs
+and idle baselines should last several seconds; pass ``field="power.draw.instant"`` where the
+driver offers it.
 """
 
 from __future__ import annotations
