@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
         model={"vocab_size": 256, "hidden_size": 64, "num_hidden_layers": 4,
                "intermediate_size": 256},
         training=TrainingHyperparameters(
-            steps=6000, batch_size=64, seq_len=256, lr=3e-3, warmup_steps=200),
+            steps=12000, batch_size=256, seq_len=256, lr=3e-3, warmup_steps=300),
         accelerator="micro"),
     "demo": Preset(
         name="demo",
@@ -145,7 +145,7 @@ PRESETS: dict[str, Preset] = {
         model={"vocab_size": 256, "hidden_size": 128, "num_hidden_layers": 4,
                "intermediate_size": None},
         training=TrainingHyperparameters(
-            steps=6000, batch_size=64, seq_len=256, lr=2e-3, warmup_steps=200),
+            steps=8000, batch_size=256, seq_len=256, lr=2e-3, warmup_steps=300),
         accelerator="demo"),
 }
 

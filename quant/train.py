@@ -129,7 +129,7 @@ class _Deterministic:
 def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | None = None,
           device: str = "cpu", seed: int = 0, batch_size: int | None = None,
           seq_len: int | None = None, lr: float | None = None, force: bool = False,
-          progress: bool = True) -> dict:
+          compile: bool = False, progress: bool = True) -> dict:
     """Train a preset's model from scratch and write checkpoint, log and model card.
 
     Parameters
@@ -147,6 +147,9 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         Seeds the initial weights and the batch order.
     force : bool
         Overwrite the files of an earlier run in ``output_dir``.
+    compile : bool
+        Run the training steps through ``torch.compile`` (about 5 times faster on an H200,
+        after about 45 s of compilation); evaluation and the saved model are not affected.
     progress : bool
         Show a tqdm progress bar on stderr.
 
@@ -170,9 +173,10 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     torch_device = resolve_device(device)
     output_dir = Path(output_dir)
     _prepare_output(output_dir, force)
-    command = (f"tern train --preset {preset.name} -o {output_dir} --steps {hyper.steps} "
+    # The output folder is left out: a checkpoint is often moved after training.
+    command = (f"tern train --preset {preset.name} -o DIR --steps {hyper.steps} "
                f"--batch-size {hyper.batch_size} --seq-len {hyper.seq_len} --lr {hyper.lr} "
-               f"--seed {seed} --device {device}")
+               f"--seed {seed} --device {device}" + (" --compile" if compile else ""))
 
     splits = corpus.load_splits()
     train_data = splits.train.to(torch_device)
@@ -181,22 +185,28 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     torch.manual_seed(seed)
     model = HGRNBitForCausalLM(config).to(torch_device)
     model.train()
+    step_model = torch.compile(model) if compile else model
     optimizer = _optimizer(model, hyper)
     generator = torch.Generator().manual_seed(seed)
 
     losses, evaluations = [], []
     window_sum, window_count = 0.0, 0
+    eval_seconds, first_step_seconds = 0.0, 0.0
     start = time.perf_counter()
     with _Deterministic(torch_device), _progress_bar(hyper.steps, progress) as bar:
         for step in range(hyper.steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, hyper)
             batch = corpus.random_batch(train_data, hyper.batch_size, hyper.seq_len, generator)
-            loss = model(batch, labels=batch).loss
+            loss = step_model(batch, labels=batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), hyper.grad_clip)
             optimizer.step()
+            if step == 0:
+                # The first step includes one-off costs (compilation, CUDA start-up).
+                float(loss.detach())
+                first_step_seconds = time.perf_counter() - start
 
             # Reading the loss synchronises with the GPU, so only at the end of a log window.
             window_sum += loss.detach()
@@ -209,8 +219,10 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
                 rate = done * hyper.batch_size * hyper.seq_len / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{mean:.3f}", bytes_per_s=f"{rate:.3g}", refresh=False)
             if done % hyper.eval_interval == 0 or done == hyper.steps:
+                eval_start = time.perf_counter()
                 bpb = corpus.bits_per_byte(model, heldout, hyper.seq_len,
                                            max_bytes=hyper.eval_bytes)
+                eval_seconds += time.perf_counter() - eval_start
                 evaluations.append({"step": done, "heldout_bits_per_byte": bpb})
                 bar.write(f"step {done}: held-out {bpb:.4f} bits/byte")
             bar.update(1)
@@ -230,6 +242,7 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         "accelerator_preset": preset.accelerator,
         "hyperparameters": hyper.to_dict(),
         "optimizer": "AdamW",
+        "compiled": compile,
         "seed": seed,
         "steps": hyper.steps,
         "bytes_seen": hyper.steps * hyper.batch_size * hyper.seq_len,
@@ -247,7 +260,13 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         "python_version": platform.python_version(),
         "threads": torch.get_num_threads(),
         "wall_seconds": train_seconds,
-        "steps_per_second": hyper.steps / train_seconds,
+        "eval_seconds": eval_seconds,
+        "first_step_seconds": first_step_seconds,
+        # Training steps alone: the first step (compilation, start-up) and the periodic
+        # held-out evaluations are left out of the rate.
+        "steps_per_second": (hyper.steps - 1) / max(
+            train_seconds - eval_seconds - first_step_seconds, 1e-9) if hyper.steps > 1
+        else 1 / first_step_seconds,
     }
     (output_dir / "training_log.json").write_text(json.dumps(log, indent=1) + "\n")
     (output_dir / "MODEL_CARD.md").write_text(model_card(log))
@@ -330,7 +349,8 @@ Documents whose SHA-256 is divisible by {corpus.HELDOUT_MODULUS} are held out:
   {hyper['weight_decay']} (matrices only), {hyper['warmup_steps']} warm-up steps, cosine decay
   to {hyper['min_lr_ratio']} x peak, gradient norm clipped at {hyper['grad_clip']}
 - seed {log['seed']}; device {log['device']}; torch {log['torch_version']};
-  {log['wall_seconds']:.0f} s ({log['steps_per_second']:.1f} steps/s)
+  {log['wall_seconds']:.0f} s in all, {log['steps_per_second']:.1f} training steps/s after
+  the first step ({log['first_step_seconds']:.0f} s)
 
 ## Results
 
