@@ -17,7 +17,6 @@ them into figures.
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import re
 import sys
@@ -37,6 +36,7 @@ PROVIDERS = [
     "tern.baselines",            # this CPU: PyTorch and golden-model decode speed
     "host.meters.selfcheck",     # idle power and sampling rate of the meters found here
     "tern.bench:ternary_unit",   # hw/bench_ternary.py: Verilator throughput, ECP5 size, Fmax
+    "tern.bench:row_unit",       # hw/bench_row_unit.py: throughput, latency, size, Fmax
 ]
 
 # Model shapes for the roofline's lines, besides the presets in quant.presets: the released
@@ -174,52 +174,79 @@ def run_bench(directory, quick: bool = False, providers=None, merge=(),
 
 # Adapters for the hardware units' benchmarks ----------------------------------------------------
 
-_UNITS = (("_mhz", "MHz"), ("_hz", "Hz"), ("macs_per_cycle", "MAC/cycle"), ("cycles", "cycles"),
-          ("_bytes", "B"), ("_seconds", "s"), ("_watts", "W"), ("_percent", "%"))
+# Unit of a flattened key, by suffix or by the dict it sits in (first match wins).
+_UNITS = (("_mhz", "MHz"), ("_hz", "Hz"), ("macs_per_cycle", "MAC/cycle"),
+          ("elements_per_cycle", "elements/cycle"), ("_per_lane", "cells/lane"),
+          ("cycles", "cycles"), ("latency", "cycles"), ("_bytes", "B"), ("_seconds", "s"),
+          ("_watts", "W"), (".used", "cells"), (".available", "cells"))
+# Keys that describe how a benchmark ran rather than what it found: moved into the notes.
+_SETTINGS = ("lanes", "levels_per_stage", "constraint_mhz", "report")
+ECP5_DEVICE = "ECP5-85F CABGA381 (Yosys + nextpnr)"
+ICE40_DEVICE = "iCE40UP5K (Yosys)"
 
 
-def figures_from_dict(prefix: str, data: dict, source: str,
-                      label_of: Callable[[str], str], notes: str = "",
+def _unit(name: str) -> str:
+    if ".cells." in name:
+        return "cells"
+    return next((unit for suffix, unit in _UNITS if name.endswith(suffix)), "")
+
+
+def figures_from_dict(prefix: str, data: dict, source: str, label: str, notes: str = "",
                       machine: str | None = None) -> list[Figure]:
-    """Flatten a nested dict of numbers into figures named ``prefix.key.subkey``; the unit is
-    guessed from the key's suffix (``_mhz``: MHz, ``cycles``, ...), the label is
-    ``label_of(dotted_name)``. ``None`` values are left out."""
+    """Flatten a nested dict of numbers into figures named ``prefix.key.subkey``, all with
+    ``label``. Units come from the keys (``_mhz``: MHz, ``cycles``, ...). Keys in
+    :data:`_SETTINGS` become ``key=value`` notes of every figure; ``None`` values and
+    utilisation entries with nothing used are left out."""
+    data = dict(data)
+    settings = [f"{key}={data.pop(key)}" for key in _SETTINGS if data.get(key) is not None]
+    notes = "; ".join(filter(None, [notes, ", ".join(settings)]))
+    extra = {} if machine is None else {"machine": machine}
     figures = []
 
     def visit(name: str, value):
         if isinstance(value, dict):
+            if value.get("used", 1) == 0:
+                return
             for key, item in value.items():
                 visit(f"{name}.{re.sub(r'[^A-Za-z0-9_-]+', '_', str(key))}", item)
         elif isinstance(value, (list, tuple)):
             for index, item in enumerate(value):
                 visit(f"{name}.{index}", item)
         elif value is not None:
-            unit = next((unit for suffix, unit in _UNITS if name.endswith(suffix)), "")
-            extra = {} if machine is None else {"machine": machine}
-            figures.append(Figure(name, str(value) if isinstance(value, bool) else value, unit,
-                                  label_of(name), source, notes, **extra))
+            figures.append(Figure(name, str(value) if isinstance(value, bool) else value,
+                                  _unit(name), label, source, notes, **extra))
 
     visit(prefix, data)
     return figures
 
 
-def _call_run(function: Callable, quick: bool):
-    """Call a ``run`` that may or may not take ``quick``."""
-    parameters = inspect.signature(function).parameters
-    return function(quick=quick) if "quick" in parameters else function()
-
-
 def ternary_unit(quick: bool) -> list[Figure]:
-    """``hw/bench_ternary.py``: synthesis and timing numbers are estimated, the rest
-    (Verilator cycle counts, throughput) simulated."""
+    """``hw/bench_ternary.py``: Verilator throughput (simulated), ECP5 cells and Fmax of the
+    large preset's unit (estimated). Quick: two lane counts instead of four."""
     from hw import bench_ternary
 
-    def label(name: str) -> str:
-        return "estimated" if re.search(r"fmax|cells|lut|dsp|bram|util", name, re.IGNORECASE) \
-            else "simulated"
+    source = "hw.bench_ternary.run"
+    data = bench_ternary.run(lanes=(16, 64) if quick else (16, 64, 256, 1024))
+    return figures_from_dict("ternary_unit.throughput", data["throughput"], source,
+                             "simulated", "random matrix, streams never stall") + \
+        figures_from_dict("ternary_unit.ecp5", data["ecp5"], source, "estimated",
+                          machine=ECP5_DEVICE)
 
-    return figures_from_dict("ternary_unit", _call_run(bench_ternary.run, quick),
-                             "hw.bench_ternary.run", label)
+
+def row_unit(quick: bool) -> list[Figure]:
+    """``hw/bench_row_unit.py``: throughput and latency (simulated), ECP5 and iCE40 size and
+    ECP5 Fmax (estimated). Quick: no place and route."""
+    from hw import bench_row_unit
+
+    source = "hw.bench_row_unit.run"
+    data = bench_row_unit.run(fmax=not quick)
+    return figures_from_dict("row_unit", {"latency": data["latency"],
+                                          "throughput": data["throughput"]}, source,
+                             "simulated", "Amaranth simulator, back-to-back commands") + \
+        figures_from_dict("row_unit.ecp5", data["ecp5"], source, "estimated",
+                          machine=ECP5_DEVICE) + \
+        figures_from_dict("row_unit.ice40", data["ice40"], source, "estimated",
+                          machine=ICE40_DEVICE)
 
 
 def main(argv: list[str] | None = None) -> int:

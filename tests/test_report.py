@@ -13,6 +13,7 @@ from tern.bench import (
     figures_from_dict,
     load_figures,
     make_plots,
+    row_unit,
     run_providers,
     ternary_unit,
 )
@@ -225,29 +226,77 @@ def test_make_plots_needs_points(tmp_path):
                       tmp_path) == []
 
 
-def test_figures_from_dict_and_the_ternary_adapter(monkeypatch):
-    rng = random.Random(11)
-    data = {"p8": {"fmax_mhz": rng.uniform(20, 90), "macs_per_cycle": rng.uniform(7, 8),
-                   "cells": {"LUT4": rng.randrange(100, 999), "TRELLIS_FF": 12},
-                   "total_cycles": rng.randrange(100, 999), "note": None},
-            "P=16 x 2": [rng.random(), True]}
-    fake = types.ModuleType("hw.bench_ternary")
-    fake.run = lambda quick=False: data if quick else {}
-    monkeypatch.setitem(sys.modules, "hw.bench_ternary", fake)
+def fake_module(monkeypatch, name, run):
+    """Install ``hw.<name>`` with this ``run`` (test data in the shape the real one returns)."""
     import hw
-    monkeypatch.setattr(hw, "bench_ternary", fake, raising=False)
-    figures = {figure.name: figure for figure in ternary_unit(True)}
+
+    module = types.ModuleType(f"hw.{name}")
+    module.run = run
+    monkeypatch.setitem(sys.modules, f"hw.{name}", module)
+    monkeypatch.setattr(hw, name, module, raising=False)
+
+
+def test_the_ternary_unit_adapter(monkeypatch):
+    rng = random.Random(11)
+    calls = []
+
+    def run(*, lanes=(16, 64, 256, 1024)):
+        calls.append(lanes)
+        return {"throughput": {f"P{count}": {"words": 256, "total_cycles": rng.randrange(260, 300),
+                                             "macs_per_cycle": rng.uniform(0.9, 1) * count}
+                               for count in lanes},
+                "ecp5": {"lanes": 512, "levels_per_stage": 1,
+                         "cells": {"LUT4": rng.randrange(10**4, 10**5), "TRELLIS_FF": 900},
+                         "logic_per_lane": rng.uniform(20, 40), "fmax_mhz": rng.uniform(50, 90),
+                         "constraint_mhz": 100.0, "report": "/tmp/nextpnr-report.json",
+                         "utilisation": {"TRELLIS_SLICE": {"used": 5000, "available": 41820},
+                                         "DCUA": {"used": 0, "available": 2}}}}
+
+    fake_module(monkeypatch, "bench_ternary", run)
+    figures = {figure.name.removeprefix("ternary_unit."): figure for figure in ternary_unit(True)}
+    assert calls == [(16, 64)]
     assert list(figures) == [
-        "ternary_unit.p8.fmax_mhz", "ternary_unit.p8.macs_per_cycle",
-        "ternary_unit.p8.cells.LUT4", "ternary_unit.p8.cells.TRELLIS_FF",
-        "ternary_unit.p8.total_cycles", "ternary_unit.P_16_x_2.0", "ternary_unit.P_16_x_2.1"]
-    assert [(f.unit, f.label) for f in figures.values()][:5] == [
-        ("MHz", "estimated"), ("MAC/cycle", "simulated"), ("", "estimated"), ("", "estimated"),
-        ("cycles", "simulated")]
-    assert figures["ternary_unit.p8.fmax_mhz"].value == data["p8"]["fmax_mhz"]
-    assert figures["ternary_unit.P_16_x_2.1"].value == "True"
-    assert figures_from_dict("x", {"a": 1}, "s", lambda name: "simulated",
-                             machine="ULX3S")[0].machine == "ULX3S"
+        "throughput.P16.words", "throughput.P16.total_cycles", "throughput.P16.macs_per_cycle",
+        "throughput.P64.words", "throughput.P64.total_cycles", "throughput.P64.macs_per_cycle",
+        "ecp5.cells.LUT4", "ecp5.cells.TRELLIS_FF", "ecp5.logic_per_lane", "ecp5.fmax_mhz",
+        "ecp5.utilisation.TRELLIS_SLICE.used", "ecp5.utilisation.TRELLIS_SLICE.available"]
+    assert [(figure.unit, figure.label) for figure in figures.values()][1:3] == [
+        ("cycles", "simulated"), ("MAC/cycle", "simulated")]
+    fmax = figures["ecp5.fmax_mhz"]
+    assert (fmax.unit, fmax.label, fmax.machine) == ("MHz", "estimated",
+                                                      "ECP5-85F CABGA381 (Yosys + nextpnr)")
+    assert fmax.notes == ("lanes=512, levels_per_stage=1, constraint_mhz=100.0, "
+                          "report=/tmp/nextpnr-report.json")
+    assert figures["ecp5.cells.LUT4"].unit == "cells"
+    assert figures["ecp5.logic_per_lane"].unit == "cells/lane"
+
+
+def test_the_row_unit_adapter(monkeypatch):
+    rng = random.Random(12)
+    calls = []
+
+    def run(*, fmax=True):
+        calls.append(fmax)
+        size = {"logic": rng.randrange(100, 999), "dsp": 2}
+        return {"latency": 4, "throughput": {"demo": {"elements_per_cycle": 7.5}},
+                "ecp5": {**size, "fmax_mhz": 61.0} if fmax else size, "ice40": dict(size)}
+
+    fake_module(monkeypatch, "bench_row_unit", run)
+    figures = {figure.name: figure for figure in row_unit(True)}
+    assert calls == [False]
+    assert list(figures) == [
+        "row_unit.latency", "row_unit.throughput.demo.elements_per_cycle", "row_unit.ecp5.logic",
+        "row_unit.ecp5.dsp", "row_unit.ice40.logic", "row_unit.ice40.dsp"]
+    assert figures["row_unit.latency"].unit == "cycles"
+    assert figures["row_unit.ice40.dsp"].machine == "iCE40UP5K (Yosys)"
+    assert [figure.label for figure in figures.values()] == ["simulated"] * 2 + ["estimated"] * 4
+
+
+def test_figures_from_dict():
+    figures = figures_from_dict("x.y", {"P=16 x 2": [0.5, True], "skip": None}, "src",
+                                "projected", "a note", machine="ULX3S")
+    assert [(f.name, f.value, f.notes, f.machine) for f in figures] == [
+        ("x.y.P_16_x_2.0", 0.5, "a note", "ULX3S"), ("x.y.P_16_x_2.1", "True", "a note", "ULX3S")]
 
 
 @pytest.mark.parametrize("shape", [(32, 2, 64), (64, 3, None), (48, 1, 96)])
