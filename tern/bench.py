@@ -178,7 +178,8 @@ def run_bench(directory, quick: bool = False, providers=None, merge=(),
 _UNITS = (("_mhz", "MHz"), ("_hz", "Hz"), ("macs_per_cycle", "MAC/cycle"),
           ("elements_per_cycle", "elements/cycle"), ("_per_lane", "cells/lane"),
           ("cycles", "cycles"), ("latency", "cycles"), ("_bytes", "B"), ("_seconds", "s"),
-          ("_watts", "W"), (".used", "cells"), (".available", "cells"))
+          ("_watts", "W"), (".used", "cells"), (".available", "cells"), (".logic", "cells"),
+          (".ff", "cells"), (".dsp", "cells"), (".bram", "cells"), (".beats", "beats"))
 # Keys that describe how a benchmark ran rather than what it found: moved into the notes.
 _SETTINGS = ("lanes", "levels_per_stage", "constraint_mhz", "report")
 ECP5_DEVICE = "ECP5-85F CABGA381 (Yosys + nextpnr)"

@@ -288,6 +288,7 @@ def test_the_row_unit_adapter(monkeypatch):
         "row_unit.latency", "row_unit.throughput.demo.elements_per_cycle", "row_unit.ecp5.logic",
         "row_unit.ecp5.dsp", "row_unit.ice40.logic", "row_unit.ice40.dsp"]
     assert figures["row_unit.latency"].unit == "cycles"
+    assert figures["row_unit.ecp5.dsp"].unit == "cells"
     assert figures["row_unit.ice40.dsp"].machine == "iCE40UP5K (Yosys)"
     assert [figure.label for figure in figures.values()] == ["simulated"] * 2 + ["estimated"] * 4
 
