@@ -11,11 +11,12 @@ of the previous one with no bubble:
 1. operand registers; the sigmoid table's read (one ROM read port per lane, one ROM per two
    lanes; each entry holds a segment's start and its step to the next);
 2. the interpolation product ``step * fraction``;
-3. the sigmoid; the multiplier's operands (``b``, the sigmoid or the scale's mantissa); the sum
-   of ADD, SUB and ONE_MINUS;
+3. the sigmoid; the multiplier's second operand: ``b`` (MUL), the sigmoid (SILU), or the
+   command's constant ``mantissa << fine`` (SCALE; ``1 << fine`` for EMBED); the sum of ADD,
+   SUB and ONE_MINUS;
 4. the product, in one ``vector_bits`` x ``vector_bits`` signed multiplier per lane;
-5. the product shifted by one funnel shifter per lane: right by ``frac_bits`` for MUL and SILU,
-   right or left by the exponent for SCALE and EMBED;
+5. the product moved to one of a few coarse positions (a multiple of 16 bits apart; ``fine``
+   in stage 3 did the rest of a SCALE's shift, see :class:`_Funnel`);
 6. rounding half up, the choice of result and saturation, into the output register.
 
 The golden computes in ``np.int64`` and the funnel mirrors that: a left shift keeps the low 64
@@ -44,7 +45,6 @@ from sim.isa import FIELDS
 from tern.params import AcceleratorParameters
 
 __all__ = [
-    "EMBEDDING_BITS",
     "RowUnit",
     "command_layout",
     "max_length",
@@ -53,8 +53,6 @@ __all__ = [
     "scale_fields",
 ]
 
-# Width of one embedding element: the export's embedding table is int16.
-EMBEDDING_BITS = 16
 # numerics computes in np.int64: a left shift keeps the low 64 bits of the product.
 PRODUCT_BITS = 64
 # numerics.apply_scale shifts left by at most _MAX_SHIFT - 20 and round_shift right by at most
@@ -79,19 +77,20 @@ def command_layout(params: AcceleratorParameters) -> data.StructLayout:
     ``operation`` (:class:`~sim.golden.row_unit.RowOperation`), ``length`` (elements, 1 to
     :func:`max_length`), ``scale`` (:func:`hw.scalar_math.scale_layout`: the same scale
     registers the norm unit's QUANT writes; SCALE only) and ``shift`` (EMBED only,
-    0 to ``vector_bits - 16``: the largest that keeps every int16 ``<< shift`` in range).
+    0 to ``vector_bits - embedding_bits``: the largest that keeps every embedding
+    ``<< shift`` in range).
     """
     return data.StructLayout({
         "operation": RowOperation,
         "length": range(1, max_length(params) + 1),
         "scale": scale_layout(params),
-        "shift": range(params.vector_bits - EMBEDDING_BITS + 1),
+        "shift": range(params.vector_bits - params.embedding_bits + 1),
     })
 
 
 def operand_layout(params: AcceleratorParameters) -> data.ArrayLayout:
     """Payload of ``a`` and ``b``: ``V`` signed ``vector_bits`` lanes; lane ``j`` of beat ``i``
-    is element ``i * V + j``. SCALE's row sums and EMBED's int16 values come sign-extended."""
+    is element ``i * V + j``. SCALE's row sums and EMBED's embeddings come sign-extended."""
     return data.ArrayLayout(signed(params.vector_bits), params.vector_lanes)
 
 
@@ -230,7 +229,7 @@ class RowUnit(wiring.Component):
                 active.eq(1),
                 beat.eq(0),
                 last_beat.eq((command.length - 1) >> lane_bits),
-                last_mask.eq(Cat(final_lane >= lane for lane in range(lanes))),
+                last_mask.eq(Cat(1, *(final_lane >= lane for lane in range(1, lanes)))),
                 operation.eq(command.operation),
                 *self._funnel_setting(m, command, coarse, constant),
             ]
@@ -316,7 +315,9 @@ class RowUnit(wiring.Component):
         wide = Cat(Const(0, self._funnel.padding), product).as_signed()
         with m.Switch(tags[3]["coarse"]):
             for position in range(self._funnel.positions):
-                with m.Case(position):
+                # The last position also covers the coarse values that never occur.
+                last = position == self._funnel.positions - 1
+                with m.Default() if last else m.Case(position):
                     m.d.comb += funnel.eq(wide >> (self._funnel.granularity * position))
         funnel = stage(funnel, "funnel", 5)
         side = stage(side, "side", 5)
@@ -411,10 +412,10 @@ def _check_widths(params: AcceleratorParameters) -> None:
             f"the row unit takes the matrix unit's sums in vector_bits={width} lanes, but "
             f"max_features={params.max_features} makes them {params.accumulator_bits} bits; "
             f"lower max_features or widen vector_bits")
-    if EMBEDDING_BITS > width:
+    if params.embedding_bits > width:
         raise ValueError(
-            f"vector_bits={width} cannot hold the int{EMBEDDING_BITS} embeddings; use at least "
-            f"{EMBEDDING_BITS}")
+            f"embedding_bits={params.embedding_bits} does not fit the vector_bits={width} "
+            f"lanes; use at most {width}")
     if params.scale_mantissa_bits >= width:
         raise ValueError(
             f"scale_mantissa_bits={params.scale_mantissa_bits} does not fit the signed "

@@ -25,9 +25,16 @@ def _ternary_matvec(params):
     return TernaryMatVec(params)
 
 
+def _row_unit(params):
+    from hw.row_unit import RowUnit
+
+    return RowUnit(params)
+
+
 # (module and file name, constructor from the parameters): the units that exist so far.
 UNITS = [
     ("ternary_matvec", _ternary_matvec),
+    ("row_unit", _row_unit),
 ]
 
 # Verilator -Wall rules that Amaranth's generated Verilog trips by construction, and why they

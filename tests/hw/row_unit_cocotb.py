@@ -58,9 +58,11 @@ def _job(params, rng, operation, length, a=None) -> RowJob:
         scale = _scale(params, rng)
         a = _row_sums(params, rng, length) if a is None else a
     elif operation == RowOperation.EMBED:
-        shift = int(rng.integers(0, params.vector_bits - 16 + 1))
-        a = rng.integers(-(1 << 15), 1 << 15, length)
-        a[rng.random(length) < 0.2] = rng.choice([-(1 << 15), (1 << 15) - 1])
+        half = 1 << (params.embedding_bits - 1)
+        top = params.vector_bits - params.embedding_bits
+        shift = int(rng.choice([0, top, rng.integers(0, top + 1)]))
+        a = rng.integers(-half, half, length)
+        a[rng.random(length) < 0.2] = rng.choice([-half, half - 1])
     elif a is None:
         a = _vector_values(params, rng, length)
     b = _vector_values(params, rng, length) if operation in BINARY_OPERATIONS else None

@@ -49,8 +49,8 @@ def test_init_wrong_params():
     ({"vector_bits": 16, "frac_bits": 8},
      (r"^the row unit takes the matrix unit's sums in vector_bits=16 lanes, but "
      r"max_features=1024 makes them 19 bits; lower max_features or widen vector_bits$")),
-    ({"vector_bits": 14, "frac_bits": 8, "max_features": 1},
-     r"^vector_bits=14 cannot hold the int16 embeddings; use at least 16$"),
+    ({"embedding_bits": 33},
+     r"^embedding_bits=33 does not fit the vector_bits=32 lanes; use at most 32$"),
     ({"scale_mantissa_bits": 32},
      (r"^scale_mantissa_bits=32 does not fit the signed vector_bits=32 multiplier port; use at "
      r"most 31$")),
