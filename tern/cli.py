@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "tern.bench_command",
     "host.meters_command",
     "hw.verilog_command",
+    "hw.build_command",
 ]
 
 

