@@ -138,3 +138,23 @@ def test_cli_export_inspect_golden_and_a_corrupt_file(tmp_path, capsys):
     output.write_bytes(bytes(data))
     assert tern_main(["golden", str(output), "--prompt", "The ", "-n", "8"]) == 1
     assert "CRC mismatch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lanes", [16, 32, 128])
+def test_weight_image_round_trip_matches_the_unit_words(lanes):
+    from sim.golden.ternary_matvec import pack_weight_words, weight_word_to_int
+    from sim.golden.weight_image import pack_weight_image, unpack_weight_image
+
+    params = MICRO.replace(ternary_lanes=lanes)
+    rng = np.random.default_rng(lanes)
+    matrices = [rng.integers(-1, 2, (5, 70)), rng.integers(-1, 2, (3, 33))]
+    image = pack_weight_image(matrices, params)
+    words = unpack_weight_image(image, params)
+    beats = [-(-70 // lanes), -(-33 // lanes)]
+    assert len(words) == 5 * beats[0] + 3 * beats[1]
+    first = words[:5 * beats[0]].reshape(5, -1)
+    np.testing.assert_array_equal(first[:, :70], matrices[0])
+    assert not first[:, 70:].any()
+    word_bytes = image[:lanes // 4].tobytes()
+    assert int.from_bytes(word_bytes, "little") == \
+        weight_word_to_int(pack_weight_words(matrices[0], params)[0])
