@@ -206,8 +206,9 @@ class NormQuantizer(wiring.Component):
                 tag.second_pass.eq(second_pass),
                 tag.first.eq(beat == 0),
                 tag.last.eq(beat == last_beat),
-                tag.mask.eq(Cat(*[(beat != last_beat) | (last_lane >= lane)
-                                  for lane in range(params.vector_lanes)])),
+                # Lane 0 always holds an element.
+                tag.mask.eq(Cat(1, *[(beat != last_beat) | (last_lane >= lane)
+                                     for lane in range(1, params.vector_lanes)])),
             ]
 
         engine_done = engine.result.valid & engine.result.ready

@@ -116,8 +116,9 @@ def result_layout(params: AcceleratorParameters) -> data.StructLayout:
 class ScalarEngine(wiring.Component):
     """Rsqrt, scale products and reciprocal of one vector, bit-exact with the numerics.
 
-    A request is taken when the engine is idle; its result is offered on ``result`` about
-    ``10 + 4 * rsqrt_newton_steps`` cycles later (see :attr:`latency`) and held until taken.
+    A request is taken when the engine is idle; its result is offered on ``result``
+    ``9 + 4 * rsqrt_newton_steps`` cycles later for QUANT, two fewer for NORM (see
+    :meth:`latency`), and held until taken.
 
     Parameters
     ----------
@@ -163,13 +164,14 @@ class ScalarEngine(wiring.Component):
     def quotient_bits(self) -> int:
         return self._params.reciprocal_bits + self._params.activation_bits
 
-    @property
-    def latency(self) -> int:
-        """Cycles from a request being taken to its result being offered."""
-        newton = 4 * self._params.rsqrt_newton_steps
-        rsqrt = 3 + newton + 5  # align both inputs, seed, Newton, then three scale steps
-        divider = 1 + self.quotient_bits // self.divider_steps
-        return max(rsqrt, divider) + 1
+    def latency(self, quantize: bool) -> int:
+        """Cycles from the edge that takes a request to the first one at which its result can
+        be taken: the FSM's states (two fewer for NORM, which skips the output scale), or for
+        QUANT the divider if it finishes later."""
+        states = 7 + 4 * self._params.rsqrt_newton_steps
+        if not quantize:
+            return states
+        return max(states + 2, 2 + self.quotient_bits // self.divider_steps)
 
     def elaborate(self, platform):
         m = Module()

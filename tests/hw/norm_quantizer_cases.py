@@ -13,8 +13,13 @@ import dataclasses
 import numpy as np
 from amaranth.hdl import Const
 
-from hw.norm_quantizer import (Operation, beats_per_pass, command_layout, operand_layout,
-                               result_layout)
+from hw.norm_quantizer import (
+    Operation,
+    beats_per_pass,
+    command_layout,
+    operand_layout,
+    result_layout,
+)
 from hw.scalar_math import SCALE_EXPONENT_BITS, sum_of_squares_bits
 from sim.golden import numerics
 from sim.golden.numerics import Scale
@@ -97,9 +102,9 @@ def _constant(distribution, n, params, rng):
     """A constant that keeps the golden inside the hardware's domain: NORM scales below
     2**16 never shift left (numerics.apply_scale's int64 shift would wrap past 2**63), except
     for the tiny vectors, where left shifts that saturate are safe to test."""
-    if distribution == "ragged_scale":
-        return Scale(int(rng.integers(0, 1 << params.scale_mantissa_bits)),
-                     int(rng.integers(-40, 1)))
+    if distribution == "ragged_scale":  # any mantissa, zero (a zero scale) included
+        mantissa = int(rng.integers(0, 1 << int(rng.integers(0, params.scale_mantissa_bits + 1))))
+        return Scale(mantissa, int(rng.integers(-40, 1)))
     if distribution == "tiny":
         return Scale(int(rng.integers(1, 1 << params.scale_mantissa_bits)),
                      int(rng.integers(-10, 21)))
