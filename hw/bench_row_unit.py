@@ -127,7 +127,8 @@ def measure_fmax_ecp5(params: AcceleratorParameters, *, frequency_mhz: float = 1
 
 def run(*, fmax: bool = True) -> dict:
     """All row-unit benchmarks, as ``make bench`` reports them: the demo preset (``V`` = 8) on
-    the ECP5-85F and the micro preset (``V`` = 2) on the iCE40UP5K.
+    the ECP5-85F and the micro preset (``V`` = 2) on the iCE40UP5K. Place and route takes
+    nearly all of the time (minutes); ``fmax=False`` skips it.
 
     Returns
     -------
