@@ -229,7 +229,7 @@ class RowUnit(wiring.Component):
                 active.eq(1),
                 beat.eq(0),
                 last_beat.eq((command.length - 1) >> lane_bits),
-                last_mask.eq(Cat(1, *(final_lane >= lane for lane in range(1, lanes)))),
+                last_mask.eq(Cat(Const(1, 1), *(final_lane >= lane for lane in range(1, lanes)))),
                 operation.eq(command.operation),
                 *self._funnel_setting(m, command, coarse, constant),
             ]
@@ -247,9 +247,9 @@ class RowUnit(wiring.Component):
 
     def _funnel_setting(self, m, command, coarse, constant) -> list:
         """Assignments of a command's funnel position and multiplier constant (see
-        :class:`_Funnel`): the product times ``2**e`` is the right shift ``r = -e - 1`` of
-        twice it, done as the constant ``mantissa << fine`` and the funnel's ``coarse``
-        position, ``coarse * G = r + padding + fine``."""
+        :class:`_Funnel`). A result ``round(p * 2**e)`` needs ``p * 2**-r`` (``r = -e - 1``)
+        in stage 5; the constant ``mantissa << fine`` and the ``coarse`` position with
+        ``coarse * granularity = r + padding + fine`` give it."""
         funnel, operation = self._funnel, command.operation
         embed = operation == RowOperation.EMBED
         exponent = Mux(embed, command.shift, command.scale.exponent)

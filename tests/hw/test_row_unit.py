@@ -34,7 +34,9 @@ def test_init():
     assert unit.a.payload.shape() == operand_layout(params)
     assert unit.result.payload.shape() == result_layout(params)
     assert unit.command.payload.shape() == command_layout(params)
-    assert max_length(params) == 12 * 1024
+    assert max_length(params) == params.vector_memory_words
+    # The ISA's 16-bit length field limits a vector in the large preset's 2**21-word memory.
+    assert max_length(PRESETS["large"]) == (1 << 16) - 1
 
 
 def test_init_wrong_params():
