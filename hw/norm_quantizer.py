@@ -52,6 +52,14 @@ class Operation(enum.Enum, shape=1):
     QUANT = 1
 
 
+class _Phase(enum.Enum, shape=2):
+    # Where the unit is in a command.
+    IDLE = 0      # between commands
+    REDUCE = 1    # pass 1
+    SCALE = 2     # the scalar engine
+    APPLY = 3     # pass 2
+
+
 def beats_per_pass(length: int, params: AcceleratorParameters) -> int:
     """Beats of ``V`` lanes that one pass over ``length`` elements takes."""
     return -(-length // params.vector_lanes)
@@ -195,7 +203,7 @@ class NormQuantizer(wiring.Component):
         beat = Signal(range(beats_per_pass(params.max_features, params)))
         last_beat = (command.length - 1) >> lane_bits
         last_lane = (command.length - 1)[:lane_bits]
-        second_pass = Signal()
+        phase = Signal(_Phase)
         take = Signal()
         m.d.comb += take.eq(self.operands.valid & self.operands.ready)
 
@@ -203,7 +211,7 @@ class NormQuantizer(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 tag.valid.eq(take),
-                tag.second_pass.eq(second_pass),
+                tag.second_pass.eq(phase == _Phase.APPLY),
                 tag.first.eq(beat == 0),
                 tag.last.eq(beat == last_beat),
                 # Lane 0 always holds an element.
@@ -211,44 +219,41 @@ class NormQuantizer(wiring.Component):
                                      for lane in range(1, params.vector_lanes)])),
             ]
 
+        # The phase register; written with If/Elif rather than m.FSM, whose Verilog case
+        # statements list only the states that assign (Verilator's CASEINCOMPLETE).
+        quantize = command.operation == Operation.QUANT
         engine_done = engine.result.valid & engine.result.ready
+        m.d.comb += [
+            self.command.ready.eq(phase == _Phase.IDLE),
+            self.operands.ready.eq(((phase == _Phase.REDUCE) | (phase == _Phase.APPLY))
+                                   & advance),
+            engine.result.ready.eq((phase == _Phase.SCALE) & ~(quantize & self.scale.valid)),
+        ]
         with m.If(take):
             m.d.sync += beat.eq(Mux(beat == last_beat, 0, beat + 1))
-        with m.FSM() as control:
-            with m.State("IDLE"):
-                m.d.comb += self.command.ready.eq(1)
-                with m.If(self.command.valid):
-                    m.d.sync += command.eq(self.command.payload)
-                    m.next = "REDUCE"
-            with m.State("REDUCE"):
-                m.d.comb += self.operands.ready.eq(advance)
-                with m.If(take & (beat == last_beat)):
-                    m.next = "SCALE"
-            with m.State("SCALE"):
-                quantize = command.operation == Operation.QUANT
-                m.d.comb += engine.result.ready.eq(~(quantize & self.scale.valid))
-                with m.If(engine_done):
-                    m.d.sync += second_pass.eq(1)
-                    m.next = "APPLY"
-            with m.State("APPLY"):
-                m.d.comb += self.operands.ready.eq(advance)
-                with m.If(take & (beat == last_beat)):
-                    m.d.sync += second_pass.eq(0)
-                    m.next = "IDLE"
+        with m.If(self.command.valid & self.command.ready):
+            m.d.sync += [command.eq(self.command.payload), phase.eq(_Phase.REDUCE)]
+        with m.Elif(take & (beat == last_beat)):
+            with m.If(phase == _Phase.REDUCE):
+                m.d.sync += phase.eq(_Phase.SCALE)
+            with m.Else():
+                m.d.sync += phase.eq(_Phase.IDLE)
+        with m.Elif(engine_done):
+            m.d.sync += phase.eq(_Phase.APPLY)
 
         # Engine request, raised by the reduction (see _elaborate_reduction).
         m.d.comb += [
-            engine.request.payload.quantize.eq(command.operation == Operation.QUANT),
+            engine.request.payload.quantize.eq(quantize),
             engine.request.payload.epsilon_term.eq(command.epsilon_term),
             engine.request.payload.constant.eq(command.constant),
         ]
         # The QUANT output scale, held until taken.
         with m.If(self.scale.valid & self.scale.ready):
             m.d.sync += self.scale.valid.eq(0)
-        with m.If(engine_done & (command.operation == Operation.QUANT)):
+        with m.If(engine_done & quantize):
             m.d.sync += [self.scale.valid.eq(1),
                          self.scale.payload.eq(engine.result.payload.output_scale)]
-        return tag, ~control.ongoing("IDLE")
+        return tag, phase != _Phase.IDLE
 
     def _elaborate_apply_settings(self, m, engine):
         """The pass-2 settings, loaded when the engine's result is taken: multiplicand ``k``,
@@ -291,7 +296,8 @@ class NormQuantizer(wiring.Component):
             with m.Switch(coarse):
                 for index in range(self.max_coarse_shift + 1):
                     high, low = self._thresholds(index)
-                    with m.Case(index):
+                    # A default keeps the case statement complete (CASEINCOMPLETE).
+                    with m.Default() if index == self.max_coarse_shift else m.Case(index):
                         m.d.sync += [apply.high.eq(high), apply.low.eq(low)]
         return apply
 
@@ -394,7 +400,7 @@ class NormQuantizer(wiring.Component):
         with m.Switch(apply.coarse):
             for coarse in range(self.max_coarse_shift + 1):
                 shift = (coarse << _FINE_SHIFT_BITS) - vector_bits
-                with m.Case(coarse):
+                with m.Default() if coarse == self.max_coarse_shift else m.Case(coarse):
                     m.d.comb += window.eq(product >> shift if shift >= 0 else product << -shift)
         rounded = Signal(signed(vector_bits), name=f"lane{lane}_rounded_result")
         m.d.comb += rounded.eq((window + 1) >> 1)

@@ -13,7 +13,7 @@ QUANT, ``max|x * weight|``) into the numbers that the lanes need, exactly as
   divider that runs beside the rsqrt.
 
 It runs once per vector, so it is sequential: one 32 x 32 multiplier, one shared
-leading-zero normaliser and a two-bit-per-cycle divider, sequenced by a small FSM.
+leading-zero normaliser and a two-bit-per-cycle divider, sequenced by a small state machine.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.golden import numerics
@@ -51,6 +51,24 @@ RSQRT_EXPONENT = 46
 # y < 2**31 and 3 * 2**30 - error < 2**32 for every seed table of 8 or more entries (checked by
 # tests/hw/test_norm_quantizer.py), so all rsqrt products fit a 32 x 32 multiplier.
 MULTIPLIER_BITS = 32
+
+
+class _Step(enum.Enum):
+    # The engine's states, in the order a QUANT request visits them.
+    IDLE = 0
+    ALIGN_LARGEST = 1
+    ALIGN_VALUE = 2
+    SEED = 3
+    NEWTON_SQUARE = 4
+    NEWTON_ERROR = 5
+    NEWTON_UPDATE = 6
+    NEWTON_NEXT = 7
+    ROUND_RSQRT = 8
+    MULTIPLY_CONSTANT = 9
+    ROUND_CONSTANT = 10
+    MULTIPLY_LARGEST = 11
+    ROUND_LARGEST = 12
+    DONE = 13
 
 
 def sum_of_squares_bits(params: AcceleratorParameters) -> int:
@@ -166,7 +184,7 @@ class ScalarEngine(wiring.Component):
 
     def latency(self, quantize: bool) -> int:
         """Cycles from the edge that takes a request to the first one at which its result can
-        be taken: the FSM's states (two fewer for NORM, which skips the output scale), or for
+        be taken: the state machine's states (two fewer for NORM, which skips the output scale), or for
         QUANT the divider if it finishes later."""
         states = 7 + 4 * self._params.rsqrt_newton_steps
         if not quantize:
@@ -191,6 +209,7 @@ class ScalarEngine(wiring.Component):
         multiplier_b = Signal(MULTIPLIER_BITS)
         m.d.sync += product.eq(multiplier_a * multiplier_b)
 
+        state = Signal(_Step)
         normalised = Signal(RSQRT_INPUT_BITS)           # w in [2**30, 2**32)
         half_shift = Signal(range(width // 2 + 1))      # L / 2 of the even normalising shift
         iterate = Signal(MULTIPLIER_BITS)               # y, Q.30
@@ -214,63 +233,63 @@ class ScalarEngine(wiring.Component):
             return [target.mantissa.eq(Mux(zero, 0, mantissa)),
                     target.exponent.eq(Mux(zero, 0, exponent_in + exponent_offset))]
 
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.request.ready.eq(1)
-                with m.If(self.request.valid):
-                    m.d.sync += [
-                        request.eq(self.request.payload),
-                        value.eq(self.request.payload.sum_of_squares
-                                 + self.request.payload.epsilon_term),
-                    ]
-                    m.next = "ALIGN_LARGEST"
-            with m.State("ALIGN_LARGEST"):
-                largest = Mux(request.largest == 0, 1, request.largest)
-                m.d.comb += [normalise_in.eq(largest), divider_start.eq(1)]
-                m.d.sync += rounded_scale(largest_scale)
-                m.d.sync += largest_bits.eq(width - count)
-                m.next = "ALIGN_VALUE"
-            with m.State("ALIGN_VALUE"):
-                m.d.comb += [normalise_in.eq(value), even.eq(1)]
-                m.d.sync += [normalised.eq(aligned[width - RSQRT_INPUT_BITS:]),
-                             half_shift.eq(count >> 1)]
-                m.next = "SEED"
-            with m.State("SEED"):
-                m.d.sync += [iterate.eq(seed << RSQRT_SEED_SHIFT), step.eq(0)]
-                m.next = "NEWTON_SQUARE" if params.rsqrt_newton_steps else "ROUND_RSQRT"
-            if params.rsqrt_newton_steps:
-                self._elaborate_newton(m, iterate, normalised, step, product,
-                                       multiplier_a, multiplier_b)
-            with m.State("ROUND_RSQRT"):
-                # 1/sqrt(value) = y * 2**-(46 + shift/2), shift = (width - 32) - L.
-                base = -RSQRT_EXPONENT - (width - RSQRT_INPUT_BITS) // 2
-                m.d.comb += [normalise_in.eq(iterate), exponent_in.eq(base + half_shift)]
-                m.d.sync += rounded_scale(norm_scale)
-                m.next = "MULTIPLY_CONSTANT"
-            with m.State("MULTIPLY_CONSTANT"):
-                m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
-                             multiplier_b.eq(request.constant.mantissa)]
-                m.next = "ROUND_CONSTANT"
-            with m.State("ROUND_CONSTANT"):
-                m.d.comb += [normalise_in.eq(product),
-                             exponent_in.eq(norm_scale.exponent + request.constant.exponent)]
-                m.d.sync += rounded_scale(norm_scale)
-                m.next = "DONE"
-                with m.If(request.quantize):
-                    m.next = "MULTIPLY_LARGEST"
-            with m.State("MULTIPLY_LARGEST"):
-                m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
-                             multiplier_b.eq(largest_scale.mantissa)]
-                m.next = "ROUND_LARGEST"
-            with m.State("ROUND_LARGEST"):
-                m.d.comb += [normalise_in.eq(product),
-                             exponent_in.eq(norm_scale.exponent + largest_scale.exponent)]
-                m.d.sync += rounded_scale(output_scale)
-                m.next = "DONE"
-            with m.State("DONE"):
-                m.d.comb += self.result.valid.eq(divider_done | ~request.quantize)
-                with m.If(self.result.valid & self.result.ready):
-                    m.next = "IDLE"
+        with m.If(state == _Step.IDLE):
+            m.d.comb += self.request.ready.eq(1)
+            with m.If(self.request.valid):
+                m.d.sync += [
+                    request.eq(self.request.payload),
+                    value.eq(self.request.payload.sum_of_squares
+                             + self.request.payload.epsilon_term),
+                ]
+                m.d.sync += state.eq(_Step.ALIGN_LARGEST)
+        with m.If(state == _Step.ALIGN_LARGEST):
+            largest = Mux(request.largest == 0, 1, request.largest)
+            m.d.comb += [normalise_in.eq(largest), divider_start.eq(1)]
+            m.d.sync += rounded_scale(largest_scale)
+            m.d.sync += largest_bits.eq(width - count)
+            m.d.sync += state.eq(_Step.ALIGN_VALUE)
+        with m.If(state == _Step.ALIGN_VALUE):
+            m.d.comb += [normalise_in.eq(value), even.eq(1)]
+            m.d.sync += [normalised.eq(aligned[width - RSQRT_INPUT_BITS:]),
+                         half_shift.eq(count >> 1)]
+            m.d.sync += state.eq(_Step.SEED)
+        with m.If(state == _Step.SEED):
+            m.d.sync += [iterate.eq(seed << RSQRT_SEED_SHIFT), step.eq(0)]
+            m.d.sync += state.eq(_Step.NEWTON_SQUARE if params.rsqrt_newton_steps
+                                 else _Step.ROUND_RSQRT)
+        if params.rsqrt_newton_steps:
+            self._elaborate_newton(m, state, iterate, normalised, step, product,
+                                   multiplier_a, multiplier_b)
+        with m.If(state == _Step.ROUND_RSQRT):
+            # 1/sqrt(value) = y * 2**-(46 + shift/2), shift = (width - 32) - L.
+            base = -RSQRT_EXPONENT - (width - RSQRT_INPUT_BITS) // 2
+            m.d.comb += [normalise_in.eq(iterate), exponent_in.eq(base + half_shift)]
+            m.d.sync += rounded_scale(norm_scale)
+            m.d.sync += state.eq(_Step.MULTIPLY_CONSTANT)
+        with m.If(state == _Step.MULTIPLY_CONSTANT):
+            m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
+                         multiplier_b.eq(request.constant.mantissa)]
+            m.d.sync += state.eq(_Step.ROUND_CONSTANT)
+        with m.If(state == _Step.ROUND_CONSTANT):
+            m.d.comb += [normalise_in.eq(product),
+                         exponent_in.eq(norm_scale.exponent + request.constant.exponent)]
+            m.d.sync += rounded_scale(norm_scale)
+            m.d.sync += state.eq(_Step.DONE)
+            with m.If(request.quantize):
+                m.d.sync += state.eq(_Step.MULTIPLY_LARGEST)
+        with m.If(state == _Step.MULTIPLY_LARGEST):
+            m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
+                         multiplier_b.eq(largest_scale.mantissa)]
+            m.d.sync += state.eq(_Step.ROUND_LARGEST)
+        with m.If(state == _Step.ROUND_LARGEST):
+            m.d.comb += [normalise_in.eq(product),
+                         exponent_in.eq(norm_scale.exponent + largest_scale.exponent)]
+            m.d.sync += rounded_scale(output_scale)
+            m.d.sync += state.eq(_Step.DONE)
+        with m.If(state == _Step.DONE):
+            m.d.comb += self.result.valid.eq(divider_done | ~request.quantize)
+            with m.If(self.result.valid & self.result.ready):
+                m.d.sync += state.eq(_Step.IDLE)
 
         m.d.comb += [
             self.result.payload.norm_scale.eq(norm_scale),
@@ -280,29 +299,29 @@ class ScalarEngine(wiring.Component):
         ]
         return m
 
-    def _elaborate_newton(self, m, iterate, normalised, step, product, multiplier_a,
+    def _elaborate_newton(self, m, state, iterate, normalised, step, product, multiplier_a,
                           multiplier_b):
         """y <- y * (3 - w y**2) / 2 as numerics.rsqrt_scale writes it, one product a cycle."""
         three = 3 << RSQRT_FRAC_BITS
-        with m.State("NEWTON_SQUARE"):
+        with m.If(state == _Step.NEWTON_SQUARE):
             m.d.comb += [multiplier_a.eq(iterate), multiplier_b.eq(iterate)]
-            m.next = "NEWTON_ERROR"
-        with m.State("NEWTON_ERROR"):
+            m.d.sync += state.eq(_Step.NEWTON_ERROR)
+        with m.If(state == _Step.NEWTON_ERROR):
             # y_squared = (y * y) >> 30
             m.d.comb += [multiplier_a.eq(normalised),
                          multiplier_b.eq(product >> RSQRT_FRAC_BITS)]
-            m.next = "NEWTON_UPDATE"
-        with m.State("NEWTON_UPDATE"):
+            m.d.sync += state.eq(_Step.NEWTON_UPDATE)
+        with m.If(state == _Step.NEWTON_UPDATE):
             # error = (w * y_squared) >> 32
             m.d.comb += [multiplier_a.eq(iterate),
                          multiplier_b.eq(three - (product >> RSQRT_INPUT_BITS))]
-            m.next = "NEWTON_NEXT"
-        with m.State("NEWTON_NEXT"):
+            m.d.sync += state.eq(_Step.NEWTON_NEXT)
+        with m.If(state == _Step.NEWTON_NEXT):
             m.d.sync += [iterate.eq(product >> (RSQRT_FRAC_BITS + 1)), step.eq(step + 1)]
             with m.If(step == self._params.rsqrt_newton_steps - 1):
-                m.next = "ROUND_RSQRT"
+                m.d.sync += state.eq(_Step.ROUND_RSQRT)
             with m.Else():
-                m.next = "NEWTON_SQUARE"
+                m.d.sync += state.eq(_Step.NEWTON_SQUARE)
 
     def _elaborate_seed_table(self, m, normalised):
         """Combinational ROM of numerics.rsqrt_table, addressed by the top bits of w."""
@@ -311,7 +330,8 @@ class ScalarEngine(wiring.Component):
         index = normalised[RSQRT_INPUT_BITS - self._params.rsqrt_table_bits:]
         with m.Switch(index):
             for address, entry in enumerate(table):
-                with m.Case(address):
+                # A default keeps the case statement complete (Verilator's CASEINCOMPLETE).
+                with m.Default() if address == len(table) - 1 else m.Case(address):
                     m.d.comb += seed.eq(entry)
         return seed
 

@@ -31,10 +31,17 @@ def _row_unit(params):
     return RowUnit(params)
 
 
+def _norm_quantizer(params):
+    from hw.norm_quantizer import NormQuantizer
+
+    return NormQuantizer(params)
+
+
 # (module and file name, constructor from the parameters): the units that exist so far.
 UNITS = [
     ("ternary_matvec", _ternary_matvec),
     ("row_unit", _row_unit),
+    ("norm_quantizer", _norm_quantizer),
 ]
 
 # Verilator -Wall rules that Amaranth's generated Verilog trips by construction, and why they
