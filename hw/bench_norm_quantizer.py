@@ -105,7 +105,7 @@ def measure_cycles(params: AcceleratorParameters, *, seed: int = 0) -> dict:
                 for _ in range(REPEATS)]
     report = build.build_dir / "throughput.json"
     build.run("norm_quantizer_cocotb", {
-        "params": params.to_dict(), "commands": commands, "probability": [1, 1, 1, 1],
+        "params": params.to_dict(), "commands": commands,
         "seed": seed, "report": str(report),
     }, testcase="throughput", module_dir=REPOSITORY / "tests" / "hw")
     cycles = json.loads(report.read_text())

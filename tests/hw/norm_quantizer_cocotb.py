@@ -2,8 +2,8 @@
 hw/bench_norm_quantizer.py.
 
 The configuration (:func:`sim.cocotb_support.test_config`) names the parameters, a list of
-commands ``[operation, length, distribution]`` sent back to back, a seed and the chance per
-cycle that each stream moves. Every result lane and every QUANT scale is compared with
+commands ``[operation, length, distribution]`` sent back to back, a seed and the chances per
+cycle that each stream moves (``probabilities``: one round of the commands per set). Every result lane and every QUANT scale is compared with
 :mod:`sim.golden.numerics` (through :mod:`norm_quantizer_cases`).
 """
 
@@ -45,35 +45,37 @@ async def run_cases(dut, params, cases, probability, seed):
     return lanes, [scale_from_payload(s, params) for s in received_scales], cycles
 
 
-def _draw(config, params):
-    rng = np.random.default_rng(config["seed"])
+def _draw(config, params, seed):
+    rng = np.random.default_rng(seed)
     return [make_case(Operation[operation], length, distribution, params, rng)
             for operation, length, distribution in config["commands"]]
 
 
 @cocotb.test()
 async def random_commands(dut):
-    """The configured commands against the golden, with the configured stalls."""
+    """The configured commands against the golden, once per configured set of stall
+    chances (``probabilities``), with fresh random vectors each time."""
     config = test_config()
     params = AcceleratorParameters.from_dict(config["params"])
-    cases = _draw(config, params)
     await start_clock_and_reset(dut)
-    lanes, scales, _ = await run_cases(dut, params, cases, config["probability"],
-                                       config["seed"])
-    start = 0
-    for index, case in enumerate(cases):
-        got = lanes[start:start + len(case.expected)]
-        start += len(case.expected)
-        if got != case.expected:
-            wrong = next(i for i, (a, b) in enumerate(zip(got, case.expected)) if a != b)
-            raise AssertionError(
-                f"command {index} ({case.operation.name}, n={case.length}, "
-                f"{config['commands'][index][2]}): lane {wrong} is {got[wrong]}, "
-                f"golden {case.expected[wrong]}")
-    assert scales == [case.scale for case in cases if case.scale is not None]
-    await ReadOnly()
-    assert dut.busy.value == 0, "busy is still high after the last output left"
-    await RisingEdge(dut.clk)
+    for round_, probability in enumerate(config["probabilities"]):
+        seed = config["seed"] + 1000 * round_
+        cases = _draw(config, params, seed)
+        lanes, scales, _ = await run_cases(dut, params, cases, probability, seed)
+        start = 0
+        for index, case in enumerate(cases):
+            got = lanes[start:start + len(case.expected)]
+            start += len(case.expected)
+            if got != case.expected:
+                wrong = next(i for i, (a, b) in enumerate(zip(got, case.expected)) if a != b)
+                raise AssertionError(
+                    f"round {round_}, command {index} ({case.operation.name}, "
+                    f"n={case.length}, {config['commands'][index][2]}): lane {wrong} is "
+                    f"{got[wrong]}, golden {case.expected[wrong]}")
+        assert scales == [case.scale for case in cases if case.scale is not None]
+        await ReadOnly()
+        assert dut.busy.value == 0, "busy is still high after the last output left"
+        await RisingEdge(dut.clk)
 
 
 @cocotb.test()
@@ -82,7 +84,7 @@ async def throughput(dut):
     cycles as JSON to the configured ``report`` path (for the benchmark)."""
     config = test_config()
     params = AcceleratorParameters.from_dict(config["params"])
-    cases = _draw(config, params)
+    cases = _draw(config, params, config["seed"])
     await start_clock_and_reset(dut)
     lanes, scales, cycles = await run_cases(dut, params, cases, (1, 1, 1, 1), config["seed"])
     assert lanes == [lane for case in cases for lane in case.expected]

@@ -253,10 +253,12 @@ def verilator_build(lanes):
                            f"V{lanes}-{params.hash:016x}", optimize="-O0")
 
 
-def run_verilator(lanes, commands, probability, seed):
+def run_verilator(lanes, commands, probabilities, seed):
+    """One simulation: ``commands`` once per set of stall chances in ``probabilities``
+    (command, operands, result, scale)."""
     params = PRESETS[VERILATOR_PRESETS[lanes]]
     verilator_build(lanes).run("norm_quantizer_cocotb", {
-        "params": params.to_dict(), "commands": commands, "probability": probability,
+        "params": params.to_dict(), "commands": commands, "probabilities": probabilities,
         "seed": seed,
     }, testcase="random_commands", module_dir=Path(__file__).parent)
 
@@ -275,8 +277,7 @@ def test_verilator_lengths(lanes):
     distributions = iter(DISTRIBUTIONS * 4)
     commands = [[operation, length, next(distributions)]
                 for length in lengths for operation in ("NORM", "QUANT")]
-    run_verilator(lanes, commands, [1, 1, 1, 1], seed=lanes)
-    run_verilator(lanes, commands[::-1], [0.8, 0.7, 0.6, 0.5], seed=lanes + 1)
+    run_verilator(lanes, commands, [[1, 1, 1, 1], [0.8, 0.7, 0.6, 0.5]], seed=lanes)
 
 
 @by_lanes
@@ -286,4 +287,4 @@ def test_verilator_distributions(lanes):
     maximum = PRESETS[VERILATOR_PRESETS[lanes]].max_features
     commands = [[operation, int(rng.integers(1, min(maximum, 40 * lanes) + 1)), distribution]
                 for distribution in DISTRIBUTIONS for operation in ("NORM", "QUANT")]
-    run_verilator(lanes, commands, [0.9, 0.8, 0.7, 0.6], seed=100 + lanes)
+    run_verilator(lanes, commands, [[0.9, 0.8, 0.7, 0.6]], seed=100 + lanes)
