@@ -135,8 +135,9 @@ class Core(wiring.Component):
         m.submodules.row = row = RowUnit(p)
         m.submodules.norm = norm = NormQuantizer(p)
 
-        def memory(name, width, depth, init=()):
-            m.submodules[name] = mem = Memory(shape=unsigned(width), depth=depth, init=init)
+        def memory(name, width, depth, init=(), attrs=None):
+            m.submodules[name] = mem = Memory(shape=unsigned(width), depth=depth, init=init,
+                                              attrs=attrs)
             return mem
 
         program = _HostWindow(memory("program", 128, p.program_words), 128)
@@ -150,7 +151,9 @@ class Core(wiring.Component):
         weights = _HostWindow(memory("weights", 2 * ternary, p.weight_memory_words),
                               2 * ternary)
         activation_words = -(-p.max_features // ternary)
-        activations = memory("activations", 8 * ternary, activation_words)
+        # A few very wide words: block RAM would be used for its width, not its depth.
+        activations = memory("activations", 8 * ternary, activation_words,
+                             attrs={"ram_style": "distributed"})
         activation_read = activations.read_port()
         activation_write = activations.write_port(granularity=8)
         table_words = _table_words(p)

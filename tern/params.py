@@ -195,8 +195,8 @@ class AcceleratorParameters:
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
         name="demo", ternary_lanes=128, vector_lanes=8,
-        weight_memory_words=9 * 1024, vector_memory_words=12 * 1024,
-        embedding_memory_words=256 * 128, program_words=1024, max_features=1024,
+        weight_memory_words=8448, vector_memory_words=10 * 1024,
+        embedding_memory_words=256 * 128, program_words=512, max_features=1024,
         clock_hz=50_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
