@@ -26,6 +26,7 @@ import zlib
 import numpy as np
 
 __all__ = [
+    "COMMAND_LIMIT",
     "DUPLICATE",
     "ESCAPE",
     "FLAG",
@@ -72,12 +73,15 @@ TOKEN_NOTIFICATION = struct.Struct("<HH")  # index within the run, token
 IDENTIFY_REPLY = struct.Struct("<BBHIQHHI")
 STATUS_REPLY = struct.Struct("<BBHQIIIIIIIQ")
 CRC_REPLY = struct.Struct("<BI")
+COMMAND_LIMIT = 0x40
 RESPONSE = 0x80     # a reply's code is the command's code with this bit set
 DUPLICATE = 0x80    # set in a reply's status byte: a repeated frame, not executed again
 
 
 class Code(enum.IntEnum):
-    """Frame codes: commands from the host, and frames that the board starts itself."""
+    """Frame codes. Commands are below :data:`COMMAND_LIMIT` (0x40); a reply's code is its
+    command's with :data:`RESPONSE` (0x80) set; frames that the board starts itself are 0xC0 and
+    up. The board ignores a frame from the host with a code of 0x40 or more (a frame error)."""
 
     IDENTIFY = 0x01
     WRITE = 0x02
