@@ -10,6 +10,7 @@ from host.driver import SECTION_SPACES, Board, BoardError, WrongBoardError
 from host.protocol import MemorySpace, crc32_words, space_words, table_offsets, to_words
 from hw.test_boards import stand_in_token
 from sim.virtual_board import VirtualBoard
+from tern.errors import TernError
 from tern.params import PRESETS
 
 SIZES = space_words(LINK_PARAMS)
@@ -110,14 +111,17 @@ def test_feed_and_generate(virtual_board):
     rng = np.random.default_rng(9)
     prompt = [int(t) for t in rng.integers(0, VOCAB, 300)]   # more than one RUN's worth
     with Board(virtual_board) as board:
+        with pytest.raises(TernError, match="no step entry point: load an export first"):
+            board.run(1)
         board.entry_points = {"reset": 0, "step": 1}
+        board.reset()
         assert board.feed(prompt) == stand_in_token(prompt[-1], VOCAB)
         assert board.run(17) == stand_in_token(17, VOCAB)
         # Longer than the chip's token history: streamed as produced, not read back at the end.
         generated = list(board.generate(prompt[:3], 400))
         assert generated == expected_chain(prompt[2], 400)
         status = board.status()
-        assert status.tokens == 300 + 1 + 2 + 400
+        assert status.tokens == 1 + 300 + 1 + 2 + 400
         assert status.instructions == status.tokens     # the stand-in: one per run
         assert status.cycles == status.tokens * BOARD_OPTIONS["run_cycles"]
 
