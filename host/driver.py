@@ -360,7 +360,8 @@ class Board:
     def generate(self, prompt, count: int, *, entry: int | None = None,
                  step_timeout: float = 30.0) -> Iterator[int]:
         """Feed ``prompt``, then generate ``count`` tokens greedily on the chip; yields each
-        token as it arrives. ``step_timeout`` bounds the wait for any one token."""
+        token as it arrives. ``step_timeout`` bounds the wait for any one token. A caller that
+        stops early leaves the chip to finish the run (commands answer BUSY meanwhile)."""
         prompt = [int(t) for t in prompt]
         if not prompt:
             raise ValueError("generate needs a prompt of at least one token")
@@ -385,15 +386,17 @@ class Board:
         poll = max(0.05, self.link.timeout / 2)
         while following < count:
             frame = self.link.notification(poll)
-            if frame is not None and frame.seq != run_seq:
-                continue    # from an earlier run
             if frame is not None:
+                if frame.seq != run_seq:
+                    continue    # from an earlier run
                 index, token = TOKEN_NOTIFICATION.unpack(frame.payload)
+                if index < following:
+                    continue    # already read back with TOKENS
                 if index == following:
                     following, progress_at = following + 1, time.monotonic()
                     yield token
-                if index <= following:
                     continue
+            # A token is missing (a gap, a damaged frame, or silence): ask the chip for it.
             tokens, running = self._tokens(following, count - following)
             for token in tokens:
                 following, progress_at = following + 1, time.monotonic()
@@ -410,5 +413,5 @@ class Board:
         payload = self._command(Code.TOKENS, TOKENS_REQUEST.pack(start, wanted),
                                 f"TOKENS from {start}", reply_bytes=4 + 2 * min(wanted, 256))
         _, running, produced = TOKENS_REPLY.unpack(payload[:TOKENS_REPLY.size])
-        tokens = list(np.frombuffer(payload[TOKENS_REPLY.size:], dtype="<u2").tolist())
+        tokens = np.frombuffer(payload[TOKENS_REPLY.size:], dtype="<u2").tolist()
         return tokens, bool(running) or produced > start + len(tokens)

@@ -14,12 +14,12 @@ core. Inside the engine:
 :class:`Runner`
     Runs the program ``count`` times (feed or generate), keeps the tokens in a ring buffer that
     the host can read back, and offers each token for a notification frame.
-the executor (:class:`ProtocolEngine` itself)
+the executor (``_Executor``, part of :class:`ProtocolEngine`)
     Takes one frame at a time: checks it completely (length, space, bounds, busy) before it
     touches the core, so that a bad frame never writes anything, then executes it and replies.
 """
 
-
+# No ``from __future__ import annotations``: Amaranth reads the signature annotations.
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import crc, data, fifo, stream, wiring
 from amaranth.lib.memory import Memory

@@ -1,7 +1,7 @@
 """8N1 UART receiver and transmitter with byte streams and a fractional bit timer.
 
 A bit lasts ``clock_hz / baud`` cycles, rarely an integer (50 MHz / 3 Mbaud = 16.67). An integer
-divisor (17) would run 2 % slow and the error would add up over a frame to a third of a bit at
+divisor (17) would run 2 % slow and the error would add up over a frame to a fifth of a bit at
 the stop bit. The :class:`BitTimer` instead keeps the bit period as a fixed-point number with
 :data:`FRACTION_BITS` fractional bits and schedules each bit edge from the previous *ideal* one,
 so edges never drift: each lies within one clock cycle of its ideal time, and the average rate is
@@ -16,7 +16,7 @@ drops the byte, and the receiver waits for the line to go high again (a break) b
 for the next start bit.
 """
 
-
+# No ``from __future__ import annotations``: Amaranth reads the signature annotations.
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out

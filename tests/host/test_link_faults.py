@@ -116,3 +116,24 @@ def test_link_gives_up_after_retries():
     with pytest.raises(LinkGaveUpError, match=r"gave up on IDENTIFY after 4 attempts \(last: "
                                               r"the board reported a damaged frame \(NAK\)"):
         Board(peer.url, timeout=0.1, retries=3)
+
+
+def test_lost_token_frames_are_read_back_from_the_chip(virtual_board):
+    with Board(virtual_board) as board:
+        board.entry_points = {"reset": 0, "step": 2}
+        receive, polls = board.link.notification, []
+        fetch = board._tokens
+
+        def lossy(timeout):
+            # Every third TOKEN frame is lost on the way.
+            frame = receive(timeout)
+            lost = frame is not None and frame.payload[0] % 3 == 1
+            return None if lost else frame
+
+        def counting(start, wanted):
+            polls.append(start)
+            return fetch(start, wanted)
+
+        board.link.notification, board._tokens = lossy, counting
+        assert list(board.generate([9], 120)) == expected_chain(9, 120)
+        assert polls, "no token was read back"
