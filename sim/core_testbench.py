@@ -1,9 +1,9 @@
-"""cocotb test of the whole core on Verilator: a real model, token after token, bit-exact.
+"""cocotb testbench of the whole core on Verilator: a real model, token after token, bit-exact.
 
-The pytest side (``test_core.py``) compiles the model, runs the golden model and writes
+The host side (:mod:`sim.core_case`) compiles the model, runs the golden model and writes
 everything into one ``.npz``: the memory image, the tokens to feed, and per step the golden's
 next token, logits, recurrent state and (for localising a mismatch) its per-instruction trace.
-This module loads the image through the core's memory port, runs the ``reset`` entry, then one
+:func:`whole_model` loads the image through the core's memory port, runs the ``reset`` entry, then one
 ``step`` per token, and after every step reads back the logits and every layer's state through
 the same port and compares them with the golden. On the first mismatch it re-runs that step
 while watching the vector memory's write port and names the first instruction whose output
@@ -131,6 +131,7 @@ async def first_differing_instruction(dut, host, case, step) -> str:
 
 @cocotb.test()
 async def whole_model(dut):
+    """Load, reset, then every step checked against the golden model."""
     config = test_config()
     case = np.load(config["case"], allow_pickle=False)
     host = CoreHost(dut, int(case["address_bits"]))
@@ -164,3 +165,38 @@ async def whole_model(dut):
                 f"{(logits == case['logits'][step]).all()}; first difference: {where}")
     dut._log.info("cycles per token: %s", cycle_counts)
     Path(config["cycles_file"]).write_text(" ".join(str(c) for c in cycle_counts))
+
+
+@cocotb.test()
+async def profile(dut):
+    """One step with the program counter sampled every cycle: cycles spent per instruction."""
+    import json
+
+    config = test_config()
+    case = np.load(config["case"], allow_pickle=False)
+    host = CoreHost(dut, int(case["address_bits"]))
+    dut.memory_request__valid.value = 0
+    dut.memory_response__ready.value = 0
+    dut.run__valid.value = 0
+    dut.done__ready.value = 0
+    await start_clock_and_reset(dut)
+    for space, words in zip(case["image_spaces"], np.split(case["image_words"],
+                                                           np.cumsum(case["image_lengths"])[:-1])):
+        await host.write(int(space), words)
+    await host.run(int(case["reset_entry"]), 0)
+    dut.run__payload.value = int(case["step_entry"]) | (int(case["tokens"][0]) << 24)
+    dut.run__valid.value = 1
+    await RisingEdge(dut.clk)
+    dut.run__valid.value = 0
+    cycles: dict[int, int] = {}
+    while True:
+        await ReadOnly()
+        if dut.done__valid.value:
+            break
+        pc = int(dut.pc.value)
+        cycles[pc] = cycles.get(pc, 0) + 1
+        await RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
+    dut.done__ready.value = 1
+    Path(config["profile_file"]).write_text(json.dumps(
+        {str(pc): count for pc, count in sorted(cycles.items())}))
