@@ -24,6 +24,7 @@ from tern.params import AcceleratorParameters, preset
 __all__ = ["FidelityResult", "compare", "run"]
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+SOURCE = "sim.fidelity"
 
 
 @dataclass
@@ -134,26 +135,26 @@ def run(quick: bool = False) -> list:
         note = f"{result.tokens} held-out bytes, golden model vs float64 fake-quant model"
         figures += [
             Figure(f"{prefix}.greedy_agreement", round(100 * result.greedy_agreement, 2), "%",
-                   "simulated", notes=note),
+                   "simulated", SOURCE, note),
             Figure(f"{prefix}.float_bits_per_byte", round(result.float_bits_per_byte, 4),
-                   "bits/byte", "measured", notes=note),
+                   "bits/byte", "measured", SOURCE, note),
             Figure(f"{prefix}.golden_bits_per_byte", round(result.golden_bits_per_byte, 4),
-                   "bits/byte", "simulated", notes=note),
+                   "bits/byte", "simulated", SOURCE, note),
             Figure(f"{prefix}.bits_per_byte_relative_difference",
                    round(100 * result.bits_per_byte_relative_difference, 3), "%", "simulated",
-                   notes=note),
+                   SOURCE, note),
             Figure(f"{prefix}.logit_relative_error_median",
-                   round(result.logit_relative_error, 5), "", "simulated", notes=note),
+                   round(result.logit_relative_error, 5), "", "simulated", SOURCE, note),
             Figure(f"{prefix}.largest_vector_value", round(result.largest_vector_value, 2),
-                   "", "simulated", notes="against the Q15.16 limit of 32768"),
+                   "", "simulated", SOURCE, "against the Q15.16 limit of 32768"),
         ]
         figures += [Figure(f"{prefix}.layer{layer}.hidden_relative_error", round(error, 5), "",
-                           "simulated", notes=note)
+                           "simulated", SOURCE, note)
                     for layer, error in enumerate(result.layer_relative_error)]
     block = random_block_at_370m_shapes(tokens=4 if quick else 16)
     figures += [
         Figure("fidelity.block_370m_shapes.hidden_relative_error",
-               round(block.layer_relative_error[0], 5), "", "simulated",
-               notes=f"one random block, d=1024, I=2816, {block.tokens} tokens, large preset"),
+               round(block.layer_relative_error[0], 5), "", "simulated", SOURCE,
+               f"one random block, d=1024, I=2816, {block.tokens} tokens, large preset"),
     ]
     return figures

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "host.meters_command",
     "hw.verilog_command",
     "hw.build_command",
+    "host.board_commands",
 ]
 
 

@@ -21,3 +21,15 @@ def encode(text: str) -> list[int]:
 
 def decode(ids: list[int]) -> str:
     return bytes(ids).decode("utf-8", errors="replace")
+
+
+class IncrementalDecoder:
+    """Bytes to text one token at a time, holding back an incomplete UTF-8 sequence."""
+
+    def __init__(self):
+        import codecs
+
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, token: int) -> str:
+        return self._decoder.decode(bytes([token]))

@@ -1,0 +1,163 @@
+"""``tern flash``, ``tern load`` and ``tern generate``: a board (or the virtual board) at work."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tern.errors import TernError
+
+BITSTREAMS = Path(__file__).resolve().parent.parent / "bitstreams"
+
+
+def register(subparsers):
+    from hw.board import BOARDS
+
+    flash = subparsers.add_parser(
+        "flash", help="program a board with a shipped or built bitstream",
+        description="Program the board's FPGA (volatile SRAM by default) with "
+                    "bitstreams/<board>-<preset> through openFPGALoader (ULX3S) or iceprog "
+                    "(iCEBreaker).")
+    flash.add_argument("--board", required=True, choices=sorted(BOARDS))
+    flash.add_argument("--preset", help="default: the board's own preset")
+    flash.add_argument("--bitstream", help="a bitstream file instead of the shipped one")
+    flash.add_argument("--write-flash", action="store_true",
+                       help="write the configuration flash, so it survives a power cycle")
+    flash.set_defaults(func=run_flash)
+
+    for name, helptext in (("load", "stream an export's weights to a board and verify them"),
+                           ("generate", "generate text on a board, with three speed figures")):
+        parser = subparsers.add_parser(
+            name, help=helptext,
+            description=helptext[0].upper() + helptext[1:] + ". PORT is a serial port "
+            "(/dev/ttyUSB0), any pyserial URL, or 'sim' for a virtual board (the board's top "
+            "level simulated by Verilator, same driver).")
+        parser.add_argument("export", help="a .tern file from `tern export`")
+        parser.add_argument("--port", required=True, help="serial port, pyserial URL or 'sim'")
+        parser.add_argument("--baud", type=int, default=3_000_000, help="line rate")
+        if name == "generate":
+            group = parser.add_mutually_exclusive_group(required=True)
+            group.add_argument("--prompt", help="prompt text (byte-level models)")
+            group.add_argument("--ids", help="prompt token ids, comma separated")
+            parser.add_argument("-n", "--tokens", type=int, default=64)
+            parser.add_argument("--meter", help="power meter spec, e.g. hwmon:ina219 "
+                                "(see `tern meters`): adds watts and joules per token")
+            parser.set_defaults(func=run_generate)
+        else:
+            parser.set_defaults(func=run_load)
+
+
+def run_flash(args) -> int:
+    from hw.board import board
+
+    target = board(args.board)
+    preset_name = args.preset or target.default_preset
+    bitstream = Path(args.bitstream) if args.bitstream else \
+        BITSTREAMS / f"{args.board}-{preset_name}{target.bitstream_suffix}"
+    if not bitstream.exists():
+        raise TernError(f"no bitstream {bitstream}; build it with `tern build --board "
+                        f"{args.board} --preset {preset_name}`")
+    if target.programmer == "openFPGALoader":
+        command = ["openFPGALoader", "--board", "ulx3s"] + \
+            (["--write-flash"] if args.write_flash else []) + [str(bitstream)]
+    else:
+        command = ["iceprog"] + ([] if args.write_flash else ["-S"]) + [str(bitstream)]
+    if shutil.which(command[0]) is None:
+        raise TernError(f"{command[0]} is not installed; run `make setup` (openFPGALoader) or "
+                        f"install Debian's fpga-icestorm (iceprog)")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode:
+        cause = "no board or cable found: plug in the board's USB port, check the cable and " \
+                "permissions (udev rules)" if "unable to open" in output.lower() or \
+                "no device" in output.lower() or "cannot find" in output.lower() else output
+        raise TernError(f"{command[0]} failed: {cause}")
+    print(output.splitlines()[-1] if output else f"programmed {bitstream}")
+    return 0
+
+
+class _Connection:
+    """``--port``: a real port, or 'sim' for a virtual board of the export's preset."""
+
+    def __init__(self, args, export):
+        self.args, self.export = args, export
+        self.virtual = None
+
+    def __enter__(self):
+        from host.driver import Board
+
+        url = self.args.port
+        if url == "sim":
+            from hw.board import Accelerator
+            from sim.virtual_board import VirtualBoard
+
+            print(f"starting a virtual board for preset {self.export.params.name!r} "
+                  f"(Verilator; the first build takes a few minutes)...", file=sys.stderr)
+            self.virtual = VirtualBoard(Accelerator(self.export.params, baud=self.args.baud),
+                                        self.export.params, name=self.export.params.name)
+            url = self.virtual.__enter__()
+        self.board = Board(url, baud=self.args.baud)
+        return self.board
+
+    def __exit__(self, *exc_info):
+        self.board.close()
+        if self.virtual is not None:
+            self.virtual.__exit__(*exc_info)
+        return False
+
+
+def run_load(args) -> int:
+    from host.session import load, open_export
+
+    export = open_export(args.export)
+    with _Connection(args, export) as board:
+        result = load(board, export)
+    print(f"loaded and verified {result['bytes']:,} bytes in {result['seconds']:.2f} s "
+          f"({result['bytes_per_s'] / 1e3:.1f} kB/s at the host)")
+    return 0
+
+
+def run_generate(args) -> int:
+    from host.session import generate_text, is_loaded, load, open_export
+    from tern import tokenizer
+
+    export = open_export(args.export)
+    if args.prompt is not None:
+        tokenizer.check_byte_level(export.model_config)
+        prompt = tokenizer.encode(args.prompt)
+    else:
+        try:
+            prompt = [int(v) for v in args.ids.split(",")]
+        except ValueError:
+            raise TernError(f"--ids takes comma-separated integers, not {args.ids!r}") from None
+    with _Connection(args, export) as board:
+        if not is_loaded(board, export):
+            load(board, export)
+        else:
+            board.load_export(export, progress=False)  # cheap: verifies by CRC, sets entries
+        if args.prompt is not None:
+            sys.stdout.write(args.prompt)
+        if args.meter:
+            from host.meters import measure_generation, open_meter
+
+            meter = open_meter(args.meter)
+            meter.idle_baseline(3.0)
+            holder = {}
+
+            def generate():
+                holder["report"] = generate_text(board, export, prompt, args.tokens)
+                return holder["report"].generated
+
+            energy = measure_generation(meter, generate)
+            report = holder["report"]
+        else:
+            report = generate_text(board, export, prompt, args.tokens)
+    where = "virtual board" if args.port == "sim" else args.port
+    for line in report.lines(where):
+        print(line)
+    if args.meter:
+        print(f"power measured by {args.meter}: {energy.mean_watts:.2f} W mean, "
+              f"{energy.joules_per_token:.4f} J per token")
+    return 0

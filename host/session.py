@@ -1,0 +1,122 @@
+"""What ``tern load``, ``tern generate`` and ``make demo`` do with a board: load, run, report.
+
+The same functions serve a real board on a serial port and the virtual board on a TCP port,
+since :class:`host.driver.Board` takes any pyserial URL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host.driver import Board
+from host.protocol import MemorySpace, crc32_words, to_words
+from tern import tokenizer
+from tern.errors import TernError
+from tern.export_format import read_export
+
+__all__ = [
+    "GenerationReport",
+    "bitstream_fmax_mhz",
+    "generate_text",
+    "is_loaded",
+    "load",
+    "open_export",
+]
+
+BITSTREAMS = Path(__file__).resolve().parent.parent / "bitstreams"
+
+
+def open_export(path):
+    if not Path(path).exists():
+        raise TernError(f"no such export file: {path}; make one with `tern export`")
+    return read_export(path)
+
+
+def is_loaded(board: Board, export) -> bool:
+    """Whether the board already holds this export's program and weights (by the chip's CRC)."""
+    for name, space in (("program", MemorySpace.PROGRAM), ("weights", MemorySpace.WEIGHTS)):
+        words = to_words(export.sections[name])
+        if board.memory_crc(space, 0, len(words)) != crc32_words(words):
+            return False
+    return True
+
+
+def load(board: Board, export, *, progress: bool = True) -> dict:
+    """Stream the export to the board and verify it; returns bytes, seconds and bytes/s."""
+    total = sum(len(to_words(array)) * 4 for array in export.sections.values())
+    start = time.perf_counter()
+    board.load_export(export, progress=progress)
+    seconds = time.perf_counter() - start
+    return {"bytes": total, "seconds": seconds, "bytes_per_s": total / seconds}
+
+
+def bitstream_fmax_mhz(params) -> tuple[float, str]:
+    """Fmax of a built bitstream for these parameters (from its manifest), else the preset's
+    target clock; with a note saying which."""
+    for manifest_path in sorted(BITSTREAMS.glob("*.json")):
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("params_hash") == f"0x{params.hash:016x}" and manifest.get("fmax_mhz"):
+            return min(manifest["fmax_mhz"].values()), f"Fmax of {manifest['bitstream']}"
+    return params.clock_hz / 1e6, f"the {params.name} preset's target clock (no bitstream built)"
+
+
+@dataclass
+class GenerationReport:
+    prompt_tokens: int
+    generated: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    cycles: int = 0
+    steps: int = 0
+    fmax_mhz: float = 0.0
+    fmax_source: str = ""
+
+    @property
+    def host_tokens_per_s(self) -> float:
+        return len(self.generated) / self.seconds if self.seconds else 0.0
+
+    @property
+    def cycles_per_token(self) -> float:
+        return self.cycles / self.steps if self.steps else 0.0
+
+    @property
+    def projected_tokens_per_s(self) -> float:
+        return self.fmax_mhz * 1e6 / self.cycles_per_token if self.cycles else 0.0
+
+    def lines(self, where: str) -> list[str]:
+        return [
+            (f"tokens/s measured at the host ({where}): {self.host_tokens_per_s:.1f} "
+             f"({len(self.generated)} tokens in {self.seconds:.2f} s, link included)"),
+            (f"cycles per token from the chip's counters: {self.cycles_per_token:,.0f} "
+             f"({self.steps} steps)"),
+            (f"tokens/s projected at {self.fmax_mhz:.1f} MHz ({self.fmax_source}): "
+             f"{self.projected_tokens_per_s:,.0f}"),
+        ]
+
+
+def generate_text(board: Board, export, prompt: list[int], count: int, *, show: bool = True,
+                  out=sys.stdout) -> GenerationReport:
+    """Reset the model's state, feed ``prompt``, generate ``count`` tokens and print them as
+    they arrive; measure at the host and read the chip's cycle counter around the run."""
+    byte_level = export.model_config.get("vocab_size") == tokenizer.BYTE_VOCABULARY
+    board.reset()
+    before = board.status()
+    report = GenerationReport(prompt_tokens=len(prompt))
+    decoder = tokenizer.IncrementalDecoder() if byte_level else None
+    start = time.perf_counter()
+    for token in board.generate(prompt, count):
+        report.generated.append(token)
+        if show:
+            out.write(decoder.feed(token) if byte_level else f"{token} ")
+            out.flush()
+    report.seconds = time.perf_counter() - start
+    after = board.status()
+    report.cycles = after.cycles - before.cycles
+    report.steps = after.tokens - before.tokens
+    report.fmax_mhz, report.fmax_source = bitstream_fmax_mhz(export.params)
+    if show:
+        out.write("\n")
+    return report
