@@ -36,7 +36,8 @@ def register(subparsers):
             "level simulated by Verilator, same driver).")
         parser.add_argument("export", help="a .tern file from `tern export`")
         parser.add_argument("--port", required=True, help="serial port, pyserial URL or 'sim'")
-        parser.add_argument("--baud", type=int, default=3_000_000, help="line rate")
+        parser.add_argument("--baud", type=int, default=3_000_000,
+                            help="line rate of the bitstream (the virtual board uses its own)")
         if name == "generate":
             group = parser.add_mutually_exclusive_group(required=True)
             group.add_argument("--prompt", help="prompt text (byte-level models)")
@@ -88,17 +89,18 @@ class _Connection:
     def __enter__(self):
         from host.driver import Board
 
-        url = self.args.port
+        url, baud = self.args.port, self.args.baud
         if url == "sim":
-            from hw.board import Accelerator
+            from hw.board import Accelerator, simulation_baud
             from sim.virtual_board import VirtualBoard
 
+            baud = simulation_baud(self.export.params)
             print(f"starting a virtual board for preset {self.export.params.name!r} "
                   f"(Verilator; the first build takes a few minutes)...", file=sys.stderr)
-            self.virtual = VirtualBoard(Accelerator(self.export.params, baud=self.args.baud),
+            self.virtual = VirtualBoard(Accelerator(self.export.params, baud=baud),
                                         self.export.params, name=self.export.params.name)
             url = self.virtual.__enter__()
-        self.board = Board(url, baud=self.args.baud)
+        self.board = Board(url, baud=baud)
         return self.board
 
     def __exit__(self, *exc_info):

@@ -21,9 +21,17 @@ from hw.protocol_engine import HostLink
 from tern.errors import TernError
 from tern.params import AcceleratorParameters
 
-__all__ = ["BOARDS", "Accelerator", "Board", "BoardTop", "board"]
+__all__ = ["BOARDS", "Accelerator", "Board", "BoardTop", "board", "simulation_baud"]
 
 DEFAULT_BAUD = 3_000_000
+
+
+def simulation_baud(params: AcceleratorParameters) -> int:
+    """The virtual board's line rate: the fastest the UART takes (four cycles a bit), so that
+    simulating a load takes minutes rather than the tens of minutes that 3 Mbaud would."""
+    from hw.uart import MIN_CYCLES_PER_BIT
+
+    return params.clock_hz // MIN_CYCLES_PER_BIT
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args) -> int:
     from host.driver import Board
     from host.session import generate_text, load
-    from hw.board import Accelerator
+    from hw.board import Accelerator, simulation_baud
     from quant.export import export_checkpoint, golden_from_file
     from sim.virtual_board import VirtualBoard
     from tern import tokenizer
@@ -68,10 +68,11 @@ def run(args) -> int:
     print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
 
     step("3. the virtual board: the board's top level in Verilator, UART on a local port")
-    board_design = Accelerator(params)
+    board_design = Accelerator(params, baud=simulation_baud(params))
     virtual = VirtualBoard(board_design, params, name=params.name)
     with virtual as url:
-        print(f"serving {url} (built in build/)")
+        print(f"serving {url} (built in build/; its UART runs at {board_design.baud:,} baud, "
+              f"four cycles a bit, to keep the simulation short)")
         with Board(url, baud=board_design.baud) as board:
             identity = board.identity
             print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x},"
