@@ -328,9 +328,10 @@ def bits_per_byte(model: torch.nn.Module, data: torch.Tensor, seq_len: int = 256
         for window in windows:
             ids = window.to(device).long()
             logits = model(ids).logits.float()
+            # Summed in float64 so that long texts do not lose the last digits.
             total_nats += F.cross_entropy(
                 logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
-                reduction="sum").item()
+                reduction="none").double().sum().item()
             total_bytes += ids[:, 1:].numel()
     finally:
         model.train(was_training)

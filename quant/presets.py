@@ -50,8 +50,8 @@ class TrainingHyperparameters:
     eval_interval : int
         Steps between held-out evaluations (and the last step).
     eval_bytes : int or None
-        Held-out bytes evaluated during training; ``None`` for all. The final evaluation
-        always uses all.
+        Held-out bytes evaluated, during training and at the end (the first ones); ``None``
+        for all. Only ``tiny`` limits it, to keep tests fast.
     log_interval : int
         Steps averaged into one point of the logged loss curve.
     """
@@ -94,7 +94,8 @@ class TrainingHyperparameters:
         return result
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as JSON types (``betas`` as a list)."""
+        return {**dataclasses.asdict(self), "betas": list(self.betas)}
 
 
 @dataclasses.dataclass(frozen=True)

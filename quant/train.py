@@ -230,7 +230,7 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         torch.cuda.synchronize()
     train_seconds = time.perf_counter() - start
 
-    final_bpb = corpus.bits_per_byte(model, heldout, hyper.seq_len)
+    final_bpb = corpus.bits_per_byte(model, heldout, hyper.seq_len, max_bytes=hyper.eval_bytes)
     sample = _sample(model, torch_device)
     model = model.cpu().float()
     save_pretrained(model, output_dir)
@@ -251,6 +251,7 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         "final_train_loss": losses[-1]["loss"],
         "heldout_bits_per_byte": final_bpb,
         "heldout_bytes": len(splits.heldout),
+        "heldout_bytes_evaluated": len(heldout[:hyper.eval_bytes]),
         "train_bytes": len(splits.train),
         "corpus_sha256": splits.sha256,
         "sample_prompt": SAMPLE_PROMPT,
@@ -314,6 +315,9 @@ def model_card(log: dict) -> str:
     accelerator = (f" It fits the memories of the `{log['accelerator_preset']}` accelerator "
                    f"preset (`tern/params.py`)." if log["accelerator_preset"] else "")
     fence = "~~~~"
+    count = log["heldout_bytes_evaluated"]
+    evaluated = (f"all {count:,}" if count == log["heldout_bytes"]
+                 else f"the first {count:,} of {log['heldout_bytes']:,}")
     curve = ", ".join(f"{e['step']}: {e['heldout_bits_per_byte']:.3f}"
                       for e in log["evaluations"])
     return f"""# tern `{log['preset']}`: byte-level MatMul-free language model
@@ -354,8 +358,8 @@ Documents whose SHA-256 is divisible by {corpus.HELDOUT_MODULUS} are held out:
 
 ## Results
 
-- held-out cross entropy: **{log['heldout_bits_per_byte']:.3f} bits per byte** over all
-  {log['heldout_bytes']:,} held-out bytes, in windows of {hyper['seq_len']} bytes each run from a
+- held-out cross entropy: **{log['heldout_bits_per_byte']:.3f} bits per byte** over {evaluated}
+  held-out bytes, in windows of {hyper['seq_len']} bytes each run from a
   zero state (the first byte of a window is not scored); 8 bits is a uniform guess
 - final training loss: {log['final_train_loss']:.3f} nats per byte
   ({log['final_train_loss'] / math.log(2):.3f} bits)
