@@ -23,11 +23,12 @@ lint: setup
 bench: setup
 	$(PY) -m tern.bench
 
+# Retrain the shipped models (on a CUDA GPU if there is one); the shipped ones stay untouched.
 train-micro: setup
-	$(VENV)/bin/tern train --preset micro -o checkpoints/micro
+	$(VENV)/bin/tern train --preset micro --device auto --compile -o out/micro
 
 train-demo: setup
-	$(VENV)/bin/tern train --preset demo -o checkpoints/demo
+	$(VENV)/bin/tern train --preset demo --device auto --compile -o out/demo
 
 clean:
 	rm -rf build sim_build .pytest_cache
