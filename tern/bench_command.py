@@ -39,8 +39,8 @@ def run(args) -> int:
         print(line, flush=True)
 
     # Measurements made elsewhere (the GPU baseline on the H200) are committed in
-    # bench/measured/ and always part of the report.
-    measured = sorted(str(path) for path in MEASURED.glob("*.json"))
+    # bench/measured/ and part of the full report (not of a run of chosen providers).
+    measured = [] if args.provider else sorted(str(path) for path in MEASURED.glob("*.json"))
     json_path, markdown_path, problems = run_bench(
         args.output, quick=args.quick, providers=args.provider, merge=measured + args.merge,
         progress=progress)

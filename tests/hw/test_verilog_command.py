@@ -23,13 +23,14 @@ def test_writes_one_module_per_unit(written):
 
 
 def test_lint_clean_with_exactly_the_waivers(written):
-    """Clean with the waivers, and every waiver is needed (none is stale)."""
+    """Clean with the waivers, and every waiver is needed by some unit (none is stale)."""
+    rules = set()
     for name, _ in UNITS:
         path = written / f"{name}.v"
         assert lint_warnings(path) == []
-        rules = {re.match(r"%Warning-(\w+):", line).group(1)
-                 for line in lint_warnings(path, waivers=())}
-        assert rules == set(LINT_WAIVERS)
+        rules |= {re.match(r"%Warning-(\w+):", line).group(1)
+                  for line in lint_warnings(path, waivers=())}
+    assert rules == set(LINT_WAIVERS)
 
 
 def test_lint_reports_other_warnings(tmp_path):
@@ -43,7 +44,7 @@ def test_lint_reports_other_warnings(tmp_path):
 
 def test_lint_option(tmp_path, capsys):
     assert main(["verilog", "--preset", "micro", "-o", str(tmp_path), "--lint"]) == 0
-    assert "lint: clean (1 file(s)" in capsys.readouterr().out
+    assert f"lint: clean ({len(UNITS)} file(s)" in capsys.readouterr().out
 
 
 def test_unwritable_output(tmp_path, capsys):
