@@ -25,12 +25,16 @@ __all__ = ["FidelityResult", "compare", "run"]
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SOURCE = "sim.fidelity"
+# Positions where the float model's two best logits differ by more than this are "decided".
+DECIDED_MARGIN = 0.05
 
 
 @dataclass
 class FidelityResult:
     tokens: int
     greedy_agreement: float              # fraction of positions with the same argmax
+    decided_agreement: float             # the same, where the float top-2 margin > 0.05
+    float32_agreement: float             # float32 vs float64 PyTorch: the float noise floor
     float_bits_per_byte: float
     golden_bits_per_byte: float
     layer_relative_error: list[float]    # per layer: median over tokens of |x_g - x_f| / |x_f|
@@ -52,11 +56,14 @@ def compare(model, params: AcceleratorParameters, tokens: list[int]) -> Fidelity
     """Feed ``tokens`` to both models one at a time and compare every step."""
     compiled = compile_model(model, params)
     golden = GoldenModel(params, compiled.sections(), trace=True)
+    with torch.no_grad():  # before the conversion to float64 below, which is in place
+        float32_argmax = model.float().eval()(torch.tensor([tokens[:-1]])).logits[0].argmax(-1)
     reference = model.double().eval()
     state = reference.initial_state(1, dtype=torch.float64)
     x_address = compiled.memory_map["x"][0]
     logits_address, vocab = compiled.memory_map["logits"]
     agree, float_bits, golden_bits, logit_errors = 0, 0.0, 0.0, []
+    decided = decided_agree = float32_agree = 0
     layer_errors: list[list[float]] = [[] for _ in range(model.config.num_hidden_layers)]
     largest = 0
     for position, token in enumerate(tokens[:-1]):
@@ -68,6 +75,11 @@ def compare(model, params: AcceleratorParameters, tokens: list[int]) -> Fidelity
         golden_logits = golden.vector(logits_address, vocab) / params.one
         target = tokens[position + 1]
         agree += golden_next == int(np.argmax(float_logits))
+        float32_agree += int(float32_argmax[position]) == int(np.argmax(float_logits))
+        top_two = np.sort(float_logits)[-2:]
+        if top_two[1] - top_two[0] > DECIDED_MARGIN:
+            decided += 1
+            decided_agree += golden_next == int(np.argmax(float_logits))
         float_bits += _cross_entropy_bits(float_logits, target)
         golden_bits += _cross_entropy_bits(golden_logits, target)
         logit_errors.append(np.abs(golden_logits - float_logits).max() /
@@ -86,6 +98,8 @@ def compare(model, params: AcceleratorParameters, tokens: list[int]) -> Fidelity
     return FidelityResult(
         tokens=steps,
         greedy_agreement=agree / steps,
+        decided_agreement=decided_agree / max(decided, 1),
+        float32_agreement=float32_agree / steps,
         float_bits_per_byte=float_bits / steps,
         golden_bits_per_byte=golden_bits / steps,
         layer_relative_error=[float(np.median(errors)) for errors in layer_errors],
@@ -136,6 +150,14 @@ def run(quick: bool = False) -> list:
         figures += [
             Figure(f"{prefix}.greedy_agreement", round(100 * result.greedy_agreement, 2), "%",
                    "simulated", SOURCE, note),
+            Figure(f"{prefix}.greedy_agreement_decided",
+                   round(100 * result.decided_agreement, 2), "%", "simulated", SOURCE,
+                   f"{note}; positions where the float model's top-2 margin exceeds "
+                   f"{DECIDED_MARGIN}"),
+            Figure(f"{prefix}.float32_vs_float64_agreement",
+                   round(100 * result.float32_agreement, 2), "%", "measured", SOURCE,
+                   f"{note}; the PyTorch model in float32 against itself in float64: the "
+                   f"noise floor of float arithmetic"),
             Figure(f"{prefix}.float_bits_per_byte", round(result.float_bits_per_byte, 4),
                    "bits/byte", "measured", SOURCE, note),
             Figure(f"{prefix}.golden_bits_per_byte", round(result.golden_bits_per_byte, 4),
