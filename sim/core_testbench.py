@@ -129,10 +129,9 @@ async def first_differing_instruction(dut, host, case, step) -> str:
     return "no single instruction's output differs (the mismatch is in state not traced)"
 
 
-@cocotb.test()
-async def whole_model(dut):
-    """Load, reset, then every step checked against the golden model."""
-    config = test_config()
+async def load_and_reset(dut, config) -> tuple:
+    """Clock and reset the core, write the case's memory image through the memory port, check
+    the chip's tables against the export's, and run the program's reset entry."""
     case = np.load(config["case"], allow_pickle=False)
     host = CoreHost(dut, int(case["address_bits"]))
     dut.memory_request__valid.value = 0
@@ -146,6 +145,14 @@ async def whole_model(dut):
     tables = await host.read(5, 0, len(case["tables"]))
     assert (tables == case["tables"]).all(), "the chip's tables differ from the export's"
     await host.run(int(case["reset_entry"]), 0)
+    return case, host
+
+
+@cocotb.test()
+async def whole_model(dut):
+    """Load, reset, then every step checked against the golden model."""
+    config = test_config()
+    case, host = await load_and_reset(dut, config)
     logits_address, vocab = (int(v) for v in case["logits_region"])
     cycle_counts = []
     for step, token in enumerate(case["tokens"].tolist()):
@@ -173,17 +180,7 @@ async def profile(dut):
     import json
 
     config = test_config()
-    case = np.load(config["case"], allow_pickle=False)
-    host = CoreHost(dut, int(case["address_bits"]))
-    dut.memory_request__valid.value = 0
-    dut.memory_response__ready.value = 0
-    dut.run__valid.value = 0
-    dut.done__ready.value = 0
-    await start_clock_and_reset(dut)
-    for space, words in zip(case["image_spaces"], np.split(case["image_words"],
-                                                           np.cumsum(case["image_lengths"])[:-1])):
-        await host.write(int(space), words)
-    await host.run(int(case["reset_entry"]), 0)
+    case, _ = await load_and_reset(dut, config)
     dut.run__payload.value = int(case["step_entry"]) | (int(case["tokens"][0]) << 24)
     dut.run__valid.value = 1
     await RisingEdge(dut.clk)

@@ -18,7 +18,6 @@ design starts without a rebuild.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -28,10 +27,9 @@ import signal
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from sim.cocotb_support import REPOSITORY, VERILATOR_BUILD_ARGS
+from sim.cocotb_support import REPOSITORY, VERILATOR_BUILD_ARGS, locked_directory
 from tern.errors import TernError
 
 __all__ = ["BUILD_ROOT", "HARNESS", "VirtualBoard", "VirtualBoardError", "build_board"]
@@ -44,17 +42,6 @@ _START_TIMEOUT = 30.0
 
 class VirtualBoardError(TernError):
     """The simulated board could not be built or started."""
-
-
-@contextmanager
-def _locked(directory: Path):
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # Executables already built in this process, by top-level object: the Verilog conversion alone
@@ -83,7 +70,7 @@ def build_board(top, name: str = "board") -> Path:
     key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
     directory = BUILD_ROOT / f"{name}-{key}"
     binary = directory / BINARY
-    with _locked(directory):
+    with locked_directory(directory):
         if binary.exists():
             _BUILT[id(top)] = (top, binary)
             return binary
