@@ -14,6 +14,7 @@ import json
 
 from hw.synthesis import RegisteredHarness, place_and_route_ecp5, synthesize
 from hw.ternary_matvec import TernaryMatVec
+from hw.ternary_matvec_testbench import TOPLEVEL
 from sim.cocotb_support import REPOSITORY, build_component
 from tern.params import PRESETS, AcceleratorParameters
 
@@ -45,7 +46,7 @@ def measure_matvec_throughput(params: AcceleratorParameters, out_features: int,
         latency), ``words``, ``input_cycles``, ``total_cycles``.
     """
     # Cycles, not simulation speed, are measured: compile the model's C++ quickly.
-    build = build_component(TernaryMatVec(params), "ternary_matvec",
+    build = build_component(TernaryMatVec(params), TOPLEVEL,
                             f"P{params.ternary_lanes}-{params.hash:016x}", optimize="-O0")
     report = build.build_dir / f"throughput-{out_features}x{in_features}.json"
     build.run("hw.ternary_matvec_testbench", {

@@ -16,6 +16,7 @@ from pathlib import Path
 import cocotb
 import numpy as np
 
+from sim.cocotb_support import StreamDriver, StreamSink, pack_lanes
 from sim.golden.ternary_matvec import (
     beats_per_row,
     pack_weight_words,
@@ -73,9 +74,8 @@ def make_job(params, w_t, activations, *, padding_seed: int = 0, words=None) -> 
         words = pack_weight_words(w_t, params)
     padded = np.random.default_rng(padding_seed).integers(-128, 128, beats * lanes)
     padded[:in_features] = activations
-    # Lane j of an activation beat is bits 8j+7 .. 8j: the flattened ArrayLayout(signed(8), P).
-    activation_bytes = padded.astype(np.int8).view(np.uint8).reshape(beats, lanes)
-    activation_beats = [int.from_bytes(beat.tobytes(), "little") for beat in activation_bytes]
+    activation_beats = [pack_lanes(block, params.activation_bits)
+                        for block in padded.reshape(beats, lanes)]
     return MatVecJob(rows=rows, beats=beats, words=[weight_word_to_int(w) for w in words],
                      activation_beats=activation_beats,
                      expected=ternary_matvec(w_t, activations))
@@ -110,8 +110,6 @@ async def run_jobs(dut, params, jobs, *, probability=(1.0, 1.0, 1.0), seed: int 
     cycles : dict
         ``weights``, ``activations`` and ``result``: the clock cycle of each transfer.
     """
-    from sim.cocotb_support import StreamDriver, StreamSink
-
     weight_p, activation_p, result_p = probability
     commands = StreamDriver(dut, "command", seed=seed)
     weights = StreamDriver(dut, "weights", probability=weight_p, seed=seed + 1)

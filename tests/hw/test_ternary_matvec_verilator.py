@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hw.ternary_matvec import TernaryMatVec
+from hw.ternary_matvec_testbench import TOPLEVEL
 from sim.cocotb_support import build_component
 from tern.params import PRESETS
 
@@ -35,7 +36,7 @@ def parameters(lanes):
 @functools.cache
 def verilator_build(lanes):
     params = parameters(lanes)
-    return build_component(TernaryMatVec(params), "ternary_matvec",
+    return build_component(TernaryMatVec(params), TOPLEVEL,
                            f"P{lanes}-{params.hash:016x}", optimize="-O0")
 
 
