@@ -148,7 +148,7 @@ class VerilatorBuild:
             tests, failed = get_results(results)
         except (SystemExit, RuntimeError) as error:
             raise AssertionError(f"cocotb run of {test_module} failed ({error!r}); "
-                                 f"see {log_file}") from None
+                                 f"see {log_file}:\n{_log_tail(log_file)}") from None
         if failed or not tests:
             raise AssertionError(f"{failed} of {tests} cocotb tests of {test_module} failed; "
                                  f"see {log_file}:\n{_log_tail(log_file)}")
