@@ -77,7 +77,11 @@ _STATUS_MEANING = {
 
 
 class BoardError(TernError):
-    """The board refused a command."""
+    """The board refused a command; ``status`` is its :class:`~host.protocol.Status` code."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class WrongBoardError(TernError):
@@ -201,7 +205,7 @@ class Board:
             name = Status(status).name if status in set(Status) else f"status {status}"
             again = " (a repeated frame)" if reply.payload[0] & DUPLICATE else ""
             raise BoardError(f"the board refused {what}: {name}{again}: "
-                             f"{_STATUS_MEANING.get(status, 'unknown status')}")
+                             f"{_STATUS_MEANING.get(status, 'unknown status')}", status)
         return reply.payload
 
     def identify(self) -> BoardIdentity:
@@ -386,6 +390,7 @@ class Board:
         poll = max(0.05, self.link.timeout / 2)
         while following < count:
             frame = self.link.notification(poll)
+            gap = False
             if frame is not None:
                 if frame.seq != run_seq:
                     continue    # from an earlier run
@@ -396,8 +401,22 @@ class Board:
                     following, progress_at = following + 1, time.monotonic()
                     yield token
                     continue
+                gap = True
             # A token is missing (a gap, a damaged frame, or silence): ask the chip for it.
-            tokens, running = self._tokens(following, count - following)
+            try:
+                tokens, running = self._tokens(following, count - following)
+            except BoardError as error:
+                if error.status != Status.OUT_OF_RANGE:
+                    raise
+                if gap:
+                    raise BoardError(
+                        f"{what}: token {following} was lost: its notification never arrived "
+                        f"and the chip's history of {self.identity.token_history} tokens has "
+                        f"moved past it; the host read too slowly (run again, or generate "
+                        f"fewer tokens per call)", error.status) from None
+                # Older than the chip's history, but its notification may only be late (a
+                # slow host): keep reading them; the step timeout still bounds the wait.
+                tokens, running = [], True
             for token in tokens:
                 following, progress_at = following + 1, time.monotonic()
                 yield token
