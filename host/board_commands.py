@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tern import tokenizer
 from tern.errors import TernError
 
 BITSTREAMS = Path(__file__).resolve().parent.parent / "bitstreams"
@@ -39,10 +40,7 @@ def register(subparsers):
         parser.add_argument("--baud", type=int, default=3_000_000,
                             help="line rate of the bitstream (the virtual board uses its own)")
         if name == "generate":
-            group = parser.add_mutually_exclusive_group(required=True)
-            group.add_argument("--prompt", help="prompt text (byte-level models)")
-            group.add_argument("--ids", help="prompt token ids, comma separated")
-            parser.add_argument("-n", "--tokens", type=int, default=64)
+            tokenizer.add_prompt_arguments(parser)
             parser.add_argument("--meter", help="power meter spec, e.g. hwmon:ina219 "
                                 "(see `tern meters`): adds watts and joules per token")
             parser.set_defaults(func=run_generate)
@@ -79,42 +77,18 @@ def run_flash(args) -> int:
     return 0
 
 
-class _Connection:
-    """``--port``: a real port, or 'sim' for a virtual board of the export's preset."""
+def _connect(args, export):
+    from host.session import connect
 
-    def __init__(self, args, export):
-        self.args, self.export = args, export
-        self.virtual = None
-
-    def __enter__(self):
-        from host.driver import Board
-
-        url, baud = self.args.port, self.args.baud
-        if url == "sim":
-            from hw.board import Accelerator, simulation_baud
-            from sim.virtual_board import VirtualBoard
-
-            baud = simulation_baud(self.export.params)
-            print(f"starting a virtual board for preset {self.export.params.name!r} "
-                  f"(Verilator; the first build takes a few minutes)...", file=sys.stderr)
-            self.virtual = VirtualBoard(Accelerator(self.export.params, baud=baud),
-                                        self.export.params, name=self.export.params.name)
-            url = self.virtual.__enter__()
-        self.board = Board(url, baud=baud)
-        return self.board
-
-    def __exit__(self, *exc_info):
-        self.board.close()
-        if self.virtual is not None:
-            self.virtual.__exit__(*exc_info)
-        return False
+    return connect(args.port, export.params, baud=args.baud)
 
 
 def run_load(args) -> int:
-    from host.session import load, open_export
+    from host.session import load
+    from tern.export_format import read_export
 
-    export = open_export(args.export)
-    with _Connection(args, export) as board:
+    export = read_export(args.export)
+    with _connect(args, export) as (board, _):
         result = load(board, export)
     print(f"loaded and verified {result['bytes']:,} bytes in {result['seconds']:.2f} s "
           f"({result['bytes_per_s'] / 1e3:.1f} kB/s at the host)")
@@ -122,19 +96,12 @@ def run_load(args) -> int:
 
 
 def run_generate(args) -> int:
-    from host.session import generate_text, is_loaded, load, open_export
-    from tern import tokenizer
+    from host.session import generate_text, is_loaded, load
+    from tern.export_format import read_export
 
-    export = open_export(args.export)
-    if args.prompt is not None:
-        tokenizer.check_byte_level(export.model_config)
-        prompt = tokenizer.encode(args.prompt)
-    else:
-        try:
-            prompt = [int(v) for v in args.ids.split(",")]
-        except ValueError:
-            raise TernError(f"--ids takes comma-separated integers, not {args.ids!r}") from None
-    with _Connection(args, export) as board:
+    export = read_export(args.export)
+    prompt = tokenizer.prompt_from_arguments(args, export.model_config)
+    with _connect(args, export) as (board, _):
         if not is_loaded(board, export):
             load(board, export)
         else:

@@ -265,9 +265,9 @@ class Board:
 
     # Loading -------------------------------------------------------------------------------
 
-    def load_export(self, export, *, progress: bool = True) -> None:
+    def load_export(self, export, *, progress: bool = True) -> int:
         """Load every section of ``export`` (a :class:`tern.export_format.TernExport`) and
-        verify each with the chip's CRC.
+        verify each with the chip's CRC; returns the bytes of the sections loaded.
 
         Raises
         ------
@@ -292,6 +292,7 @@ class Board:
         points = np.asarray(export.sections.get("entry_points", []), dtype=np.int64)
         self.entry_points = ({"reset": int(points[0]), "step": int(points[1])}
                              if points.size >= 2 else None)
+        return total
 
     def _plan(self, export) -> list:
         sizes = space_words(export.params)

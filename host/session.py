@@ -9,31 +9,46 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from host.driver import Board
 from host.protocol import MemorySpace, crc32_words, to_words
 from tern import tokenizer
-from tern.errors import TernError
-from tern.export_format import read_export
 
 __all__ = [
     "GenerationReport",
     "bitstream_fmax_mhz",
+    "connect",
     "generate_text",
     "is_loaded",
     "load",
-    "open_export",
 ]
 
 BITSTREAMS = Path(__file__).resolve().parent.parent / "bitstreams"
 
 
-def open_export(path):
-    if not Path(path).exists():
-        raise TernError(f"no such export file: {path}; make one with `tern export`")
-    return read_export(path)
+@contextmanager
+def connect(port: str, params, *, baud: int = 3_000_000):
+    """A connected :class:`~host.driver.Board` on ``port`` (a serial port or pyserial URL), or,
+    for ``port == "sim"``, on a virtual board of ``params`` started for the purpose. Yields
+    ``(board, virtual)``, ``virtual`` being the :class:`~sim.virtual_board.VirtualBoard` or
+    ``None``; its ``stats`` are complete after the block."""
+    if port != "sim":
+        with Board(port, baud=baud) as board:
+            yield board, None
+        return
+    from hw.board import Accelerator, simulation_baud
+    from sim.virtual_board import VirtualBoard
+
+    design = Accelerator(params, baud=simulation_baud(params))
+    print(f"starting a virtual board for preset {params.name!r} (Verilator; the first build "
+          f"takes a few minutes); its UART runs at {design.baud:,} baud, four cycles a bit, to "
+          f"keep the simulation short", file=sys.stderr)
+    virtual = VirtualBoard(design, params, name=params.name)
+    with virtual as url, Board(url, baud=design.baud) as board:
+        yield board, virtual
 
 
 def is_loaded(board: Board, export) -> bool:
@@ -47,9 +62,8 @@ def is_loaded(board: Board, export) -> bool:
 
 def load(board: Board, export, *, progress: bool = True) -> dict:
     """Stream the export to the board and verify it; returns bytes, seconds and bytes/s."""
-    total = sum(len(to_words(array)) * 4 for array in export.sections.values())
     start = time.perf_counter()
-    board.load_export(export, progress=progress)
+    total = board.load_export(export, progress=progress)
     seconds = time.perf_counter() - start
     return {"bytes": total, "seconds": seconds, "bytes_per_s": total / seconds}
 

@@ -9,7 +9,6 @@ from quant.checkpoint import load_pretrained
 from quant.compiler import CompiledModel, compile_model
 from sim.golden_model import GoldenModel
 from sim.isa import ISA_VERSION
-from tern.errors import TernError
 from tern.export_format import ExportFormatError, TernExport, read_export, write_export
 from tern.params import AcceleratorParameters
 
@@ -68,7 +67,5 @@ def golden_from_export(export: TernExport, trace: bool = False) -> GoldenModel:
 
 
 def golden_from_file(path, trace: bool = False) -> tuple[TernExport, GoldenModel]:
-    if not Path(path).exists():
-        raise TernError(f"no such export file: {path}; make one with `tern export`")
     export = read_export(path)
     return export, golden_from_export(export, trace=trace)

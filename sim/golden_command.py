@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tern import tokenizer
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -13,10 +15,7 @@ def register(subparsers):
                     "that the RTL and the board are checked against, and print the text as it "
                     "is generated.")
     parser.add_argument("export", help="a .tern file from `tern export`")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--prompt", help="prompt text (byte-level models)")
-    group.add_argument("--ids", help="prompt token ids, comma separated")
-    parser.add_argument("-n", "--tokens", type=int, default=64, help="tokens to generate")
+    tokenizer.add_prompt_arguments(parser)
     parser.add_argument("--trace", metavar="FILE",
                         help="write the per-instruction trace (pc, instruction, first values) "
                              "of the last token to FILE")
@@ -25,20 +24,10 @@ def register(subparsers):
 
 def run(args) -> int:
     from quant.export import golden_from_file
-    from tern import tokenizer
-    from tern.errors import TernError
 
     export, golden = golden_from_file(args.export, trace=bool(args.trace))
-    if args.prompt is not None:
-        tokenizer.check_byte_level(export.model_config)
-        prompt, show = tokenizer.encode(args.prompt), True
-    else:
-        try:
-            prompt, show = [int(v) for v in args.ids.split(",")], False
-        except ValueError:
-            raise TernError(f"--ids takes comma-separated integers, not {args.ids!r}") from None
-    if args.tokens < 1:
-        raise TernError(f"-n must be at least 1, not {args.tokens}")
+    prompt = tokenizer.prompt_from_arguments(args, export.model_config)
+    show = args.prompt is not None
 
     def on_token(token):
         text = tokenizer.decode([token]) if show else f"{token},"

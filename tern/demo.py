@@ -41,11 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
-    from host.driver import Board
-    from host.session import generate_text, load
-    from hw.board import Accelerator, simulation_baud
+    from host.session import connect, generate_text, load
     from quant.export import export_checkpoint, golden_from_file
-    from sim.virtual_board import VirtualBoard
     from tern import tokenizer
     from tern.params import preset
 
@@ -68,24 +65,19 @@ def run(args) -> int:
     print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
 
     step("3. the virtual board: the board's top level in Verilator, UART on a local port")
-    board_design = Accelerator(params, baud=simulation_baud(params))
-    virtual = VirtualBoard(board_design, params, name=params.name)
-    with virtual as url:
-        print(f"serving {url} (built in build/; its UART runs at {board_design.baud:,} baud, "
-              f"four cycles a bit, to keep the simulation short)")
-        with Board(url, baud=board_design.baud) as board:
-            identity = board.identity
-            print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x},"
-                  f" parameters hash 0x{identity.params_hash:016x}")
-            step("4. load the export and verify it by the chip's CRCs")
-            loaded = load(board, export)
-            status = board.status()
-            print(f"loaded {loaded['bytes']:,} bytes in {loaded['seconds']:.1f} s "
-                  f"(wall clock, simulation included); the chip counted "
-                  f"{status.bytes_received:,} bytes received")
-            step("5. generate on the virtual board")
-            sys.stdout.write(args.prompt)
-            report = generate_text(board, export, prompt, args.tokens)
+    with connect("sim", params) as (board, virtual):
+        identity = board.identity
+        print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x}, "
+              f"parameters hash 0x{identity.params_hash:016x}")
+        step("4. load the export and verify it by the chip's CRCs")
+        loaded = load(board, export)
+        status = board.status()
+        print(f"loaded {loaded['bytes']:,} bytes in {loaded['seconds']:.1f} s "
+              f"(wall clock, simulation included); the chip counted "
+              f"{status.bytes_received:,} bytes received")
+        step("5. generate on the virtual board")
+        sys.stdout.write(args.prompt)
+        report = generate_text(board, export, prompt, args.tokens)
     if report.generated != expected:
         first = next(i for i, (a, b) in enumerate(zip(report.generated, expected)) if a != b)
         raise TernError(f"the virtual board's token {first} is {report.generated[first]}, the "

@@ -294,6 +294,9 @@ class ExportFile:
                 data = file.read(FIXED_HEADER.size)
                 self._check_fixed_header(data, os.fstat(file.fileno()).st_size)
                 self._data = bytearray(data + file.read())
+        except FileNotFoundError:
+            raise ExportFormatError(f"cannot read {self.path}: no such file; make one with "
+                                    f"`tern export`") from None
         except OSError as error:
             raise ExportFormatError(f"cannot read {self.path}: {error.strerror}") from None
         self._check_header()

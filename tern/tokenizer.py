@@ -33,3 +33,25 @@ class IncrementalDecoder:
 
     def feed(self, token: int) -> str:
         return self._decoder.decode(bytes([token]))
+
+
+def add_prompt_arguments(parser, default_tokens: int = 64):
+    """``--prompt TEXT`` or ``--ids 1,2,3`` (one is required), and ``-n``."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--prompt", help="prompt text (byte-level models)")
+    group.add_argument("--ids", help="prompt token ids, comma separated")
+    parser.add_argument("-n", "--tokens", type=int, default=default_tokens,
+                        help="tokens to generate")
+
+
+def prompt_from_arguments(args, model_config: dict) -> list[int]:
+    """The prompt's token ids from :func:`add_prompt_arguments`' options, checked."""
+    if args.tokens < 1:
+        raise TernError(f"-n must be at least 1, not {args.tokens}")
+    if args.prompt is not None:
+        check_byte_level(model_config)
+        return encode(args.prompt)
+    try:
+        return [int(value) for value in args.ids.split(",")]
+    except ValueError:
+        raise TernError(f"--ids takes comma-separated integers, not {args.ids!r}") from None
