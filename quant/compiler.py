@@ -77,11 +77,11 @@ class _Allocator:
     """Bump allocator for one memory, with a capacity check at the end. Regions start at
     multiples of ``alignment`` (the vector lanes: a region starts at a lane-0 element)."""
 
-    def __init__(self, memory: str, capacity: int, unit: str, alignment: int):
+    def __init__(self, memory: str, capacity: int, unit: str, alignment: int, start: int = 0):
         self.memory, self.capacity, self.unit = memory, capacity, unit
         self.alignment = alignment
         self.regions: dict[str, Region] = {}
-        self.next = 0
+        self.start = self.next = start
 
     def take(self, name: str, length: int) -> Region:
         region = Region(name, self.next, length)
@@ -92,8 +92,9 @@ class _Allocator:
     def check(self, what: str):
         if self.next > self.capacity:
             raise DoesNotFitError(
-                f"{what} needs {self.next} {self.unit} of {self.memory}, but the preset has "
-                f"{self.capacity}; choose a larger preset or a smaller model")
+                f"{what} needs {self.next - self.start} {self.unit} of {self.memory}, but the "
+                f"preset has {self.capacity - self.start}; choose a larger preset or a smaller "
+                f"model")
 
 
 class _Builder:
@@ -109,8 +110,14 @@ class _Builder:
         # A model on the meta device has shapes but no values: lower the layout only.
         self.layout_only = any(v.is_meta for v in self.state.values())
         self.program: list[Instruction] = []
-        self.vectors = _Allocator("vector memory", params.vector_memory_words, "elements",
+        # Buffers and state in the work bank; the norm weights in the constants bank, which
+        # only operand b reads (the same allocator when the preset has no constants bank).
+        self.vectors = _Allocator("vector memory" if params.vector_work_words == 0 else
+                                  "the vector memory's work bank", params.work_words, "elements",
                                   params.vector_lanes)
+        self.constant_vectors = self.vectors if params.vector_work_words == 0 else _Allocator(
+            "the vector memory's constants bank", params.vector_memory_words, "elements",
+            params.vector_lanes, start=params.work_words)
         self.vector_values: dict[int, np.ndarray] = {}
         self.constants: list[int] = []
         self.weight_codes: list[np.ndarray] = []
@@ -125,7 +132,7 @@ class _Builder:
 
     def constant_vector(self, name: str, values) -> int:
         values = numerics.to_fixed(np.asarray(values, dtype=np.float64), self.params)
-        region = self.vectors.take(name, len(values))
+        region = self.constant_vectors.take(name, len(values))
         self.vector_values[region.address] = values
         return region.address
 
@@ -290,6 +297,7 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     b.emit(Opcode.HALT, "end of step")
 
     b.vectors.check("the model's vectors, constants and state")
+    b.constant_vectors.check("the model's norm weights")
     if len(b.constants) > params.program_words:
         raise DoesNotFitError(
             f"the constant table has {len(b.constants)} entries, but the preset's constant "
@@ -308,7 +316,7 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
             f"the embeddings need {embeddings.size} elements, but the preset's embedding "
             f"memory holds {params.embedding_memory_words}")
 
-    vector_image = np.zeros(b.vectors.next, dtype=np.int32)
+    vector_image = np.zeros(max(b.vectors.next, b.constant_vectors.next), dtype=np.int32)
     for address, values in b.vector_values.items():
         vector_image[address:address + len(values)] = values
     return CompiledModel(
@@ -322,7 +330,9 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
         constants=np.asarray(b.constants, dtype=np.int64),
         embeddings=embeddings,
         embedding_shift=embedding_shift,
-        memory_map={r.name: [r.address, r.length] for r in b.vectors.regions.values()},
+        memory_map={r.name: [r.address, r.length] for allocator in
+                    dict.fromkeys((b.vectors, b.constant_vectors))
+                    for r in allocator.regions.values()},
         matrices=b.matrices,
     )
 

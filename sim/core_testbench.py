@@ -37,7 +37,12 @@ class CoreHost:
         dut.memory_request__valid.value = 1
         for offset, word in enumerate(words.tolist()):
             dut.memory_request__payload.value = self._request(space, start + offset, word, 1)
-            await RisingEdge(dut.clk)  # the core takes a request every cycle while idle
+            while True:  # most writes take a cycle; a weight word's read-modify-write two
+                await ReadOnly()
+                taken = bool(dut.memory_request__ready.value)
+                await RisingEdge(dut.clk)
+                if taken:
+                    break
         dut.memory_request__valid.value = 0
 
     async def read(self, space: int, start: int, count: int) -> np.ndarray:

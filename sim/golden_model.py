@@ -142,6 +142,15 @@ class GoldenModel:
                 f"({self.memory.size} elements)")
         return self.memory[address:address + length]
 
+    def _read_a(self, address: int, length: int) -> np.ndarray:
+        """Operand ``a``: only the work bank has a port for it (the constants bank is read
+        through operand ``b`` alone; see ``vector_work_words``)."""
+        if address + length > self.params.work_words:
+            raise ExecutionError(
+                f"operand a reads {length} elements at {address}, past the work bank "
+                f"({self.params.work_words} elements): the constants bank is for operand b only")
+        return self._read(address, length)
+
     def _write(self, address: int, values: np.ndarray) -> np.ndarray:
         self._read(address, len(values))
         self.memory[address:address + len(values)] = values
@@ -172,13 +181,13 @@ class GoldenModel:
             return self._write(ins.dst, self.embeddings[self.token, :n] << ins.imm), None
         if op == Opcode.NORM:
             epsilon_term, constant = self._constants(ins.imm)
-            result = numerics.rmsnorm(self._read(ins.a, n), self._read(ins.b, n),
+            result = numerics.rmsnorm(self._read_a(ins.a, n), self._read(ins.b, n),
                                       epsilon_term, constant, p)
             return self._write(ins.dst, result), None
         if op == Opcode.QUANT:
             epsilon_term, constant = self._constants(ins.imm)
             q, scale = numerics.quantize_activations(
-                self._read(ins.a, n), self._read(ins.b, n), epsilon_term, constant, p)
+                self._read_a(ins.a, n), self._read(ins.b, n), epsilon_term, constant, p)
             self.activations[:n] = q
             self.scales[ins.dst] = scale
             return q.astype(np.int64), scale
@@ -192,8 +201,8 @@ class GoldenModel:
                 return None, None
             return self._write(ins.dst, numerics.apply_scale(sums, self.scales[ins.b], p)), None
         if op in _UNARY:
-            return self._write(ins.dst, _UNARY[op](self._read(ins.a, n), p)), None
+            return self._write(ins.dst, _UNARY[op](self._read_a(ins.a, n), p)), None
         if op in _BINARY:
-            return self._write(ins.dst, _BINARY[op](self._read(ins.a, n),
+            return self._write(ins.dst, _BINARY[op](self._read_a(ins.a, n),
                                                     self._read(ins.b, n), p)), None
         raise ExecutionError(f"opcode {op!r} has no meaning in the golden model")

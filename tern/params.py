@@ -65,6 +65,10 @@ class AcceleratorParameters:
         Depth of the weight memory in ``P``-weight words.
     vector_memory_words : int
         Depth of the vector scratchpad in elements.
+    vector_work_words : int
+        Elements of the scratchpad's work bank (addresses below this): state, buffers and
+        results, readable by both operands. The rest is the constants bank (norm weights),
+        which only operand ``b`` reads, so the hardware stores it once. 0: no constants bank.
     embedding_memory_words : int
         Elements of the embedding table, ``vocab * d``.
     embedding_bits : int
@@ -92,6 +96,7 @@ class AcceleratorParameters:
     square_shift: int = 8
     weight_memory_words: int = 1 << 14
     vector_memory_words: int = 1 << 12
+    vector_work_words: int = 0
     embedding_memory_words: int = 1 << 15
     embedding_bits: int = 16
     program_words: int = 1 << 10
@@ -126,6 +131,12 @@ class AcceleratorParameters:
             value = getattr(self, field)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{field} must be a positive integer, not {value!r}")
+        work = self.vector_work_words
+        if not (isinstance(work, int) and 0 <= work <= self.vector_memory_words
+                and work % self.vector_lanes == 0):
+            raise ValueError(
+                f"vector_work_words must be a multiple of vector_lanes from 0 to "
+                f"vector_memory_words = {self.vector_memory_words}, not {work!r}")
 
     # Derived widths -------------------------------------------------------------------------
 
@@ -165,6 +176,11 @@ class AcceleratorParameters:
         return 2 * self.ternary_lanes
 
     @property
+    def work_words(self) -> int:
+        """Elements of the vector memory's work bank (all of it without a constants bank)."""
+        return self.vector_work_words or self.vector_memory_words
+
+    @property
     def one(self) -> int:
         """The fixed-point value 1.0 in the vector format."""
         return 1 << self.frac_bits
@@ -195,17 +211,17 @@ class AcceleratorParameters:
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
         name="demo", ternary_lanes=128, vector_lanes=8,
-        weight_memory_words=8448, vector_memory_words=10 * 1024,
+        weight_memory_words=8448, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
         clock_hz=50_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
-        weight_memory_words=9 * 1024, vector_memory_words=6 * 1024,
+        weight_memory_words=9 * 1024, vector_memory_words=5632, vector_work_words=2 * 1024,
         embedding_memory_words=256 * 64, program_words=1024, max_features=512,
         clock_hz=24_000_000),
     "large": AcceleratorParameters(
         name="large", ternary_lanes=512, vector_lanes=32,
-        weight_memory_words=1 << 23, vector_memory_words=1 << 21,
+        weight_memory_words=1 << 23, vector_memory_words=1 << 21, vector_work_words=1 << 18,
         embedding_memory_words=1 << 27, program_words=1 << 13, max_features=1 << 14,
         clock_hz=100_000_000),
 }
