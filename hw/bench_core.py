@@ -27,7 +27,7 @@ def _block_params():
     """The ``large`` preset's datapath (P=512, V=32) with memories cut to one d=512 block, so
     that Verilator's model of them fits in memory."""
     return preset("large").replace(name="large-block", weight_memory_words=1 << 14,
-                                   vector_memory_words=1 << 15,
+                                   vector_memory_words=1 << 15, vector_work_words=1 << 14,
                                    embedding_memory_words=256 * 512)
 
 

