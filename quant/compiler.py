@@ -296,7 +296,7 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
     b.bitlinear("lm_head", xa, d, logits, flags=Flag.ARGMAX)
     b.emit(Opcode.HALT, "end of step")
 
-    b.vectors.check("the model's vectors, constants and state")
+    b.vectors.check("the model's buffers and state")
     b.constant_vectors.check("the model's norm weights")
     if len(b.constants) > params.program_words:
         raise DoesNotFitError(

@@ -110,11 +110,16 @@ def test_released_model_shapes_lower_for_the_large_preset():
 
 def test_model_too_large_for_the_preset_is_refused_clearly():
     demo_sized = HGRNBitConfig(vocab_size=256, hidden_size=128, num_hidden_layers=4)
-    with pytest.raises(DoesNotFitError, match="needs 10240 elements of vector memory, but the "
-                                              "preset has 6144"):
+    with pytest.raises(DoesNotFitError, match="buffers and state needs 3072 elements of the "
+                                              "vector memory's work bank, but the preset has "
+                                              "2048"):
         compile_layout(demo_sized, MICRO)
+    with pytest.raises(DoesNotFitError, match="norm weights needs 7168 elements of the vector "
+                                              "memory's constants bank, but the preset has 1536"):
+        compile_layout(demo_sized, MICRO.replace(vector_work_words=4096))
     with pytest.raises(DoesNotFitError, match="weight memory holds 9216"):
-        compile_layout(demo_sized, MICRO.replace(vector_memory_words=1 << 14))
+        compile_layout(demo_sized, MICRO.replace(vector_memory_words=1 << 14,
+                                                 vector_work_words=4096))
     wide = HGRNBitConfig(vocab_size=256, hidden_size=1024, num_hidden_layers=1)
     with pytest.raises(DoesNotFitError, match="at most 512 input features"):
         compile_layout(wide, MICRO)
