@@ -1,5 +1,7 @@
 """How close the integer golden model is to the PyTorch fake-quant model (issue 3, item 6).
 
+:func:`greedy_continuation` is the acceptance test: the float64 model continues held-out
+prompts greedily and the golden model, fed the same tokens, must pick the same next token.
 :func:`compare` runs both over the same tokens, the float model in float64 (so that its own
 rounding adds nothing), and measures greedy next-token agreement, bits per byte of each,
 and the relative error of the residual stream after every layer. :func:`run` is the
@@ -21,7 +23,7 @@ from sim.golden_model import GoldenModel
 from sim.isa import Opcode
 from tern.params import AcceleratorParameters, preset
 
-__all__ = ["FidelityResult", "compare", "run"]
+__all__ = ["ContinuationResult", "FidelityResult", "compare", "greedy_continuation", "run"]
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 SOURCE = "sim.fidelity"
@@ -108,6 +110,52 @@ def compare(model, params: AcceleratorParameters, tokens: list[int]) -> Fidelity
     )
 
 
+@dataclass
+class ContinuationResult:
+    tokens: int                   # continuation positions compared
+    agreement: float              # golden argmax == the float model's greedy token
+    float32_agreement: float      # the same for the float32 PyTorch model
+    free_run_lengths: list[int]   # per prompt: golden tokens generated before the first change
+
+
+def greedy_continuation(model, params: AcceleratorParameters, prompts: list[list[int]],
+                        count: int) -> ContinuationResult:
+    """The issue's acceptance test: the float64 model continues each prompt greedily by
+    ``count`` tokens; the golden model, fed the same tokens (teacher forcing, so that one
+    near-tie does not decide the rest), must pick the same next token. Also how far the golden
+    model's own greedy run follows the float one before it first differs."""
+    compiled = compile_model(model, params)
+    golden = GoldenModel(params, compiled.sections())
+    float32 = type(model)(model.config)
+    float32.load_state_dict(model.state_dict())
+    float32 = float32.float().eval()
+    reference = model.double().eval()
+    agree = agree32 = total = 0
+    lengths = []
+    for prompt in prompts:
+        with torch.no_grad():
+            sequence = reference.generate(torch.tensor([prompt]), count)[0].tolist()
+            choices32 = float32(torch.tensor([sequence[:-1]])).logits[0].argmax(-1).tolist()
+        golden.reset()
+        for position, token in enumerate(sequence[:-1]):
+            chosen = golden.step(token)
+            if position >= len(prompt) - 1:
+                total += 1
+                agree += chosen == sequence[position + 1]
+                agree32 += choices32[position] == sequence[position + 1]
+        golden.reset()
+        generated = golden.generate(prompt, count)
+        expected = sequence[len(prompt):]
+        lengths.append(next((k for k, (a, b) in enumerate(zip(generated, expected)) if a != b),
+                            count))
+    return ContinuationResult(total, agree / total, agree32 / total, lengths)
+
+
+def continuation_prompts(count: int, length: int = 24) -> list[list[int]]:
+    """``count`` prompts of ``length`` held-out bytes, spread over the held-out text."""
+    return [heldout_tokens(length, offset=1000 + 997 * index) for index in range(count)]
+
+
 def heldout_tokens(count: int, offset: int = 0) -> list[int]:
     from quant.data import load_splits
 
@@ -173,6 +221,24 @@ def run(quick: bool = False) -> list:
         figures += [Figure(f"{prefix}.layer{layer}.hidden_relative_error", round(error, 5), "",
                            "simulated", SOURCE, note)
                     for layer, error in enumerate(result.layer_relative_error)]
+        prompts, count = (4, 32) if quick else (16, 128)
+        continuation = greedy_continuation(load_pretrained(folder), preset(name),
+                                           continuation_prompts(prompts), count)
+        note = (f"{prompts} held-out prompts of 24 bytes, each continued greedily by the "
+                f"float64 fake-quant model for {count} tokens; the golden model fed the same "
+                f"tokens")
+        free = sorted(continuation.free_run_lengths)
+        figures += [
+            Figure(f"{prefix}.continuation_agreement", round(100 * continuation.agreement, 2),
+                   "%", "simulated", SOURCE, f"{note}; goal: at least 99 %"),
+            Figure(f"{prefix}.continuation_float32_agreement",
+                   round(100 * continuation.float32_agreement, 2), "%", "measured", SOURCE,
+                   f"{note}; the PyTorch model in float32 in the golden model's place"),
+            Figure(f"{prefix}.continuation_free_run_median", free[len(free) // 2], "tokens",
+                   "simulated", SOURCE,
+                   f"{note}; tokens the golden model generates on its own before its first "
+                   f"difference from the float64 model (of {count})"),
+        ]
     block = random_block_at_370m_shapes(tokens=4 if quick else 16)
     figures += [
         Figure("fidelity.block_370m_shapes.hidden_relative_error",
