@@ -97,7 +97,7 @@ class VerilatorBuild:
     build_dir: Path
 
     def run(self, test_module: str, config: dict, *, testcase: str | None = None,
-            module_dir: Path | None = None, seed: int = 1) -> Path:
+            module_dir: Path | None = None, seed: int = 1, plusargs: tuple[str, ...] = ()) -> Path:
         """Run the cocotb tests of ``test_module`` on this build.
 
         Parameters
@@ -113,6 +113,8 @@ class VerilatorBuild:
             runner hands to the simulator as its ``PYTHONPATH``.
         seed : int
             cocotb's random seed (the tests draw their own data from seeds in ``config``).
+        plusargs : tuple of str
+            Passed to the simulator, e.g. ``+verilator+coverage+file+PATH`` for a coverage build.
 
         Returns
         -------
@@ -136,7 +138,7 @@ class VerilatorBuild:
         try:
             get_runner("verilator").test(
                 test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                testcase=testcase,
+                testcase=testcase, plusargs=list(plusargs),
                 build_dir=self.build_dir, test_dir=self.build_dir, seed=seed,
                 results_xml=str(results.resolve()), log_file=log_file,
                 extra_env={CONFIG_ENVIRONMENT: json.dumps(config),
@@ -163,7 +165,8 @@ def _log_tail(log_file: Path, lines: int = 40) -> str:
 
 
 def build_component(component, toplevel: str, key: str, *,
-                    optimize: str = "-O1") -> VerilatorBuild:
+                    optimize: str = "-O1",
+                    verilator_args: tuple[str, ...] = ()) -> VerilatorBuild:
     """Build ``component`` with Verilator under ``build/cocotb/<toplevel>-<key>/``.
 
     The build is the one cocotb's Verilator runner makes (its ``verilator.cpp`` main, its VPI
@@ -183,6 +186,8 @@ def build_component(component, toplevel: str, key: str, *,
         ``f"P{params.ternary_lanes}-{params.hash:016x}"``).
     optimize : str
         The C++ compiler's optimisation flag for the design's code.
+    verilator_args : tuple of str
+        More Verilator options (e.g. ``--coverage-toggle``); give such a build its own ``key``.
 
     Returns
     -------
@@ -207,7 +212,7 @@ def build_component(component, toplevel: str, key: str, *,
             _run([verilator, "-cc", "--exe", "-Mdir", str(build_dir), "--top-module", toplevel,
                   "--vpi", "--public-flat-rw", "--prefix", "Vtop", "-o", toplevel,
                   "-LDFLAGS", f"-Wl,-rpath,{libraries} -L{libraries} -lcocotbvpi_verilator",
-                  *VERILATOR_BUILD_ARGS,
+                  *VERILATOR_BUILD_ARGS, *verilator_args,
                   str(cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"),
                   str(source)], log, log_file)
             _reuse_runtime(build_dir)
