@@ -35,6 +35,9 @@ __all__ = ["PROVIDERS", "Skipped", "figures_from_dict", "load_figures", "main", 
 PROVIDERS = [
     "tern.baselines",            # this CPU: PyTorch and golden-model decode speed
     "host.meters.selfcheck",     # idle power and sampling rate of the meters found here
+    "sim.fidelity",              # golden model against the float model (issue 3)
+    "hw.bench_core",             # whole core in Verilator: cycles per token, d=512 block
+    "tern.bench:bitstreams",     # the committed bitstreams' manifests: Fmax, utilisation
     "tern.bench:ternary_unit",   # hw/bench_ternary.py: Verilator throughput, ECP5 size, Fmax
     "tern.bench:row_unit",       # hw/bench_row_unit.py: throughput, latency, size, Fmax
 ]
@@ -248,6 +251,34 @@ def row_unit(quick: bool) -> list[Figure]:
                           machine=ECP5_DEVICE) + \
         figures_from_dict("row_unit.ice40", data["ice40"], source, "estimated",
                           machine=ICE40_DEVICE)
+
+
+def bitstreams(quick: bool) -> list[Figure]:
+    """The committed bitstreams (``bitstreams/*.json``, written by ``tern build``): nextpnr's
+    Fmax and the utilisation of each, labelled *estimated* (static timing and placement
+    reports of a real build, not a measurement on a board)."""
+    from hw.build import REPOSITORY
+
+    manifests = sorted((REPOSITORY / "bitstreams").glob("*.json"))
+    if not manifests:
+        raise Skipped("no bitstream has been built (tern build --board ...)")
+    figures = []
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        name = f"bitstream.{manifest['board']}.{manifest['preset']}"
+        note = (f"{manifest['bitstream']} (build id {manifest['build_id']}, nextpnr seed "
+                f"{manifest['nextpnr_seed']}, design commit {manifest['source_commit'][:10]}), "
+                f"runs at {manifest['clock_mhz']} MHz")
+        machine = f"{manifest['board']} (Yosys + nextpnr, YoWASP)"
+        for clock, mhz in manifest["fmax_mhz"].items():
+            figures.append(Figure(f"{name}.fmax_mhz.{re.sub(r'[^A-Za-z0-9_-]+', '_', clock)}",
+                                  mhz, "MHz", "estimated", "tern build", note, machine=machine))
+        for cell, (used, available) in manifest["utilisation"].items():
+            if used:
+                figures.append(Figure(f"{name}.{cell}", used, "cells", "estimated",
+                                      "tern build", f"of {available}; {note}",
+                                      machine=machine))
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
