@@ -38,6 +38,7 @@ PROVIDERS = [
     "sim.fidelity",              # golden model against the float model (issue 3)
     "hw.bench_core",             # whole core in Verilator: cycles per token, d=512 block
     "tern.bench:bitstreams",     # the committed bitstreams' manifests: Fmax, utilisation
+    "tern.power:run",            # FPGA power estimate from utilisation and simulated activity
     "tern.bench:ternary_unit",   # hw/bench_ternary.py: Verilator throughput, ECP5 size, Fmax
     "tern.bench:row_unit",       # hw/bench_row_unit.py: throughput, latency, size, Fmax
 ]

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "hw.verilog_command",
     "hw.build_command",
     "host.board_commands",
+    "tern.power_command",
 ]
 
 
