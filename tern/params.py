@@ -213,7 +213,8 @@ PRESETS: dict[str, AcceleratorParameters] = {
         name="demo", ternary_lanes=128, vector_lanes=8,
         weight_memory_words=8448, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
-        clock_hz=50_000_000),
+        # The ULX3S build placed at 28 MHz (nextpnr, 2026-11-29): 20 MHz leaves a margin.
+        clock_hz=20_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
         weight_memory_words=9 * 1024, vector_memory_words=5632, vector_work_words=2 * 1024,
