@@ -39,6 +39,7 @@ PROVIDERS = [
     "hw.bench_core",             # whole core in Verilator: cycles per token, d=512 block
     "tern.bench:bitstreams",     # the committed bitstreams' manifests: Fmax, utilisation
     "tern.power:run",            # FPGA power estimate from utilisation and simulated activity
+    "tern.sweep",                # P x preset x board: utilisation, Fmax, cycles, tokens/J
     "tern.bench:ternary_unit",   # hw/bench_ternary.py: Verilator throughput, ECP5 size, Fmax
     "tern.bench:row_unit",       # hw/bench_row_unit.py: throughput, latency, size, Fmax
 ]

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "hw.build_command",
     "host.board_commands",
     "tern.power_command",
+    "tern.sweep_command",
 ]
 
 
