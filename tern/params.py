@@ -210,8 +210,10 @@ class AcceleratorParameters:
 
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
-        name="demo", ternary_lanes=128, vector_lanes=8,
-        weight_memory_words=8448, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
+        # P=64, V=4: at P=128, V=8 the ULX3S design (198 of 208 block RAMs, 110 of 156
+        # multipliers) placed but nextpnr's router stayed at 22,000 overused wires.
+        name="demo", ternary_lanes=64, vector_lanes=4,
+        weight_memory_words=16896, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
         # The ULX3S build placed at 28 MHz (nextpnr, 2026-11-29): 20 MHz leaves a margin.
         clock_hz=20_000_000),
