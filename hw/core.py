@@ -209,7 +209,7 @@ class Core(wiring.Component):
         scales = Signal(data.ArrayLayout(norm.scale.payload.shape(), SCALE_REGISTERS))
         running = Signal()
         m.d.comb += [self.busy.eq(running)]
-        with m.If(running):
+        with m.If(running & ~self.done.valid):  # not while the answer waits to be taken
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
         # Operand reader: beat k reads vector words a + k and b + k (NORM/QUANT: two passes),
