@@ -42,7 +42,7 @@ def block_cycles(work: Path) -> tuple[int, int]:
                                              num_hidden_layers=1))
     params = _block_params()
     case = work / "block.npz"
-    compiled = write_case(model, params, PROMPT[:1], 0, case)["compiled"]
+    compiled = write_case(model, params, PROMPT[:1], 1, case)["compiled"]  # one step
     profile = run_core(params, case, "profile", work)["profile"]
     program = compiled.program
     first = next(pc for pc, ins in enumerate(program) if ins.opcode == Opcode.EMBED) + 1

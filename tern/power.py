@@ -197,14 +197,12 @@ BOARDS = MappingProxyType({
 # Utilisation when no bitstream manifest exists: (board, preset) -> (nextpnr cells, source).
 RECORDED_UTILISATION = MappingProxyType({
     ("ulx3s-85f", "demo"): (
-        MappingProxyType({"TRELLIS_COMB": 21_147 + 2 * 5_113 + 2 * 265, "TRELLIS_FF": 16_208,
-                          "TRELLIS_RAMW": 265, "DP16KD": 242, "MULT18X18D": 110,
-                          "TRELLIS_IO": 7, "EHXPLLL": 1}),
-        ("Yosys synth_ecp5 cell counts of the board top (build/bitstreams/ulx3s-85f-demo/"
-        "top.stat.txt, 2026-11-29; docs/boards.md): 21,147 LUT4 + 2 x 5,113 CCU2C + 2 x 265 "
-        "TRELLIS_DPR16X4 as TRELLIS_COMB, 16,208 TRELLIS_FF, 242 DP16KD, 110 MULT18X18D. The "
-        "build did not complete place and route (nextpnr stopped at a multiply driven net, and "
-        "242 DP16KD exceed the 208 the LFE5U-85F has): a design that does not fit yet")),
+        MappingProxyType({"TRELLIS_COMB": 22_364, "TRELLIS_FF": 10_024, "TRELLIS_RAMW": 137,
+                          "DP16KD": 198, "MULT18X18D": 58, "TRELLIS_IO": 9, "EHXPLLL": 1}),
+        ("nextpnr's packed utilisation of the ULX3S demo design (P=64, V=4, 20 MHz), "
+         "2026-11-29: 22,364 TRELLIS_COMB, 10,024 TRELLIS_FF, 137 TRELLIS_RAMW, 198 DP16KD, "
+         "58 MULT18X18D. Placed (27.8 MHz) but not routed: the router stalled at about 9,000 "
+         "overused wires (docs/boards.md), so no bitstream exists")),
     ("icebreaker", "micro"): (
         MappingProxyType({"ICESTORM_LC": 8_914, "ICESTORM_DSP": 32, "ICESTORM_RAM": 378}),
         ("docs/boards.md (2026-11-29): 8,914 LUTs, 32 SB_MAC16, 378 EBR from a synthesis that "

@@ -16,7 +16,7 @@ from tern.errors import TernError
 REPOSITORY = Path(__file__).resolve().parent.parent
 BITSTREAMS = REPOSITORY / "bitstreams"
 # The supported pairs: the board and the preset built for it.
-CONFIGURATIONS = (("ulx3s-85f", "demo"), ("icebreaker", "micro"))
+CONFIGURATIONS = (("ulx3s-85f", "micro"), ("ulx3s-85f", "demo"), ("icebreaker", "micro"))
 # Cells driven by a unit rather than by the design as a whole: multipliers live in the row and
 # norm units, block RAM behind the memory ports.
 _UNITS_OF_CELL = {"MULT18X18D": ("row", "norm"), "ICESTORM_DSP": ("row", "norm"),
