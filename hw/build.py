@@ -137,9 +137,9 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
         if (build_dir / "top.tim").exists() else ""
     fmax = _fmax(log)
     clock_mhz = params.clock_hz / 1e6
-    sync = [mhz for clock, mhz in fmax.items() if "sync" in clock or "CLKOP" in clock
-            or "PLLOUT" in clock]
-    if not sync or min(sync) < clock_mhz:
+    # Every clock nextpnr reports must meet the core's (the oscillator's own domain holds
+    # nothing but the PLL; nextpnr names the PLL's output after its net, e.g. $glbnet$clk).
+    if not fmax or min(fmax.values()) < clock_mhz:
         raise BuildError(
             f"{name} does not meet timing: nextpnr's Fmax {fmax or 'not found'} is below the "
             f"preset's {clock_mhz:.1f} MHz; lower clock_hz or pipeline the slow path (see "
