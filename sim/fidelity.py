@@ -221,11 +221,11 @@ def run(quick: bool = False) -> list:
         figures += [Figure(f"{prefix}.layer{layer}.hidden_relative_error", round(error, 5), "",
                            "simulated", SOURCE, note)
                     for layer, error in enumerate(result.layer_relative_error)]
-        prompts, count = (4, 32) if quick else (16, 128)
+        prompts, length = (4, 32) if quick else (16, 128)
         continuation = greedy_continuation(load_pretrained(folder), preset(name),
-                                           continuation_prompts(prompts), count)
+                                           continuation_prompts(prompts), length)
         note = (f"{prompts} held-out prompts of 24 bytes, each continued greedily by the "
-                f"float64 fake-quant model for {count} tokens; the golden model fed the same "
+                f"float64 fake-quant model for {length} tokens; the golden model fed the same "
                 f"tokens")
         free = sorted(continuation.free_run_lengths)
         figures += [
@@ -237,7 +237,7 @@ def run(quick: bool = False) -> list:
             Figure(f"{prefix}.continuation_free_run_median", free[len(free) // 2], "tokens",
                    "simulated", SOURCE,
                    f"{note}; tokens the golden model generates on its own before its first "
-                   f"difference from the float64 model (of {count})"),
+                   f"difference from the float64 model (of {length})"),
         ]
     block = random_block_at_370m_shapes(tokens=4 if quick else 16)
     figures += [
