@@ -93,7 +93,9 @@ class BankedMemory:
             memories.append(memory)
             port = memory.write_port() if granularity is None else \
                 memory.write_port(granularity=granularity)
-            inside = (self.write.addr >= start) & (self.write.addr < start + depth)
+            inside = self.write.addr < start + depth
+            if start:  # (a comparison with 0 is constant, and Verilator's lint says so)
+                inside &= self.write.addr >= start
             m.d.comb += [port.addr.eq(self.write.addr - start), port.data.eq(self.write.data),
                          port.en.eq(Mux(inside, self.write.en, 0))]
 

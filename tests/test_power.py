@@ -9,6 +9,7 @@ import pytest
 
 from tern import power_command
 from tern.errors import TernError
+from tern.params import preset
 from tern.power import (
     BOARDS,
     FAMILIES,
@@ -115,8 +116,8 @@ def test_the_command_on_a_utilisation_file(tmp_path, monkeypatch, capsys):
     assert "ICESTORM_LC" in text and "SB_IO" in text            # SB_IO: in the notes
     report = json.loads(out.read_text())
     assert report["label"] == "estimated" and report["utilisation"]["ICESTORM_LC"] == 2000
-    expected = estimate("ice40", {"ICESTORM_LC": 2000, "ICESTORM_RAM": 20, "SB_IO": 4}, 24e6,
-                        0.1, board="icebreaker")
+    expected = estimate("ice40", {"ICESTORM_LC": 2000, "ICESTORM_RAM": 20, "SB_IO": 4},
+                        preset("micro").clock_hz, 0.1, board="icebreaker")
     assert report["estimate"]["total_w"] == pytest.approx(expected.total_w)
     assert report["paper"]["board_w"] == PAPER_BOARD_W
 
@@ -163,14 +164,15 @@ def test_activity_of_two_tokens_of_the_micro_model(tmp_path):
 def test_bench_provider_figures(monkeypatch):
     fake_activity = {"toggle_rate": 0.1, "tokens": 2, "cycles": 100}
     monkeypatch.setattr(power_command, "power_report", lambda board, preset_name, tokens: {
-        "estimate": estimate(BOARDS[board].family, dict(
-            RECORDED_UTILISATION[board, preset_name][0]), 24e6, 0.1, board=board).to_dict(),
+        "estimate": estimate(BOARDS[board].family, {
+            "ecp5": {"TRELLIS_COMB": 1000}, "ice40": {"ICESTORM_LC": 1000}}[
+                BOARDS[board].family], 20e6, 0.1, board=board).to_dict(),
         "activity": fake_activity, "utilisation_source": "recorded"})
     figures = {figure.name: figure for figure in run(quick=True)}
     assert figures["power.paper.board_w"].value == 13.67
     assert figures["power.paper.board_w"].label == "measured"
     assert figures["power.paper.board_w"].machine == "Intel D5005 (Stratix 10)"
-    for prefix in ("power.ulx3s-85f.demo", "power.icebreaker.micro"):
+    for prefix in ("power.ulx3s-85f.micro", "power.ulx3s-85f.demo", "power.icebreaker.micro"):
         for key in ("total_w", "core_dynamic_w", "device_static_w", "board_w"):
             assert figures[f"{prefix}.{key}"].label == "estimated"
         assert figures[f"{prefix}.toggle_rate"].label == "simulated"

@@ -26,7 +26,7 @@ def test_cycle_model_equals_the_core_in_verilator(tmp_path):
 
 
 def test_point_params_size_the_weight_memory_to_the_model():
-    assert sweep.point_params("demo", 128) == preset("demo")
+    assert sweep.point_params("demo", preset("demo").ternary_lanes) == preset("demo")
     params = sweep.point_params("demo", 512)
     assert params.ternary_lanes == 512 and params.name == "demo-p512"
     # d = 128 and I = 512 fit one word: a layer's rows are i, f, g, o (4 x d), gate and up
