@@ -6,12 +6,10 @@ since :class:`host.driver.Board` takes any pyserial URL.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from host.driver import Board
 from host.protocol import MemorySpace, crc32_words, to_words
@@ -26,7 +24,6 @@ __all__ = [
     "load",
 ]
 
-BITSTREAMS = Path(__file__).resolve().parent.parent / "bitstreams"
 
 
 @contextmanager
@@ -71,10 +68,11 @@ def load(board: Board, export, *, progress: bool = True) -> dict:
 def bitstream_fmax_mhz(params) -> tuple[float, str]:
     """Fmax of a built bitstream for these parameters (from its manifest), else the preset's
     target clock; with a note saying which."""
-    for manifest_path in sorted(BITSTREAMS.glob("*.json")):
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("params_hash") == f"0x{params.hash:016x}" and manifest.get("fmax_mhz"):
-            return min(manifest["fmax_mhz"].values()), f"Fmax of {manifest['bitstream']}"
+    from tern.bitstreams import manifest_for
+
+    manifest = manifest_for(params)
+    if manifest is not None and manifest.get("fmax_mhz"):
+        return min(manifest["fmax_mhz"].values()), f"Fmax of {manifest['bitstream']}"
     return params.clock_hz / 1e6, f"the {params.name} preset's target clock (no bitstream built)"
 
 

@@ -259,14 +259,13 @@ def bitstreams(quick: bool) -> list[Figure]:
     """The committed bitstreams (``bitstreams/*.json``, written by ``tern build``): nextpnr's
     Fmax and the utilisation of each, labelled *estimated* (static timing and placement
     reports of a real build, not a measurement on a board)."""
-    from hw.build import REPOSITORY
+    from tern.bitstreams import all_manifests
 
-    manifests = sorted((REPOSITORY / "bitstreams").glob("*.json"))
+    manifests = all_manifests()
     if not manifests:
         raise Skipped("no bitstream has been built (tern build --board ...)")
     figures = []
-    for path in manifests:
-        manifest = json.loads(path.read_text())
+    for _, manifest in manifests:
         name = f"bitstream.{manifest['board']}.{manifest['preset']}"
         note = (f"{manifest['bitstream']} (build id {manifest['build_id']}, nextpnr seed "
                 f"{manifest['nextpnr_seed']}, design commit {manifest['source_commit'][:10]}), "

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tern.bitstreams import BITSTREAMS  # (tests point it elsewhere)
 from tern.errors import TernError
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-BITSTREAMS = REPOSITORY / "bitstreams"
 # The supported pairs: the board and the preset built for it.
 CONFIGURATIONS = (("ulx3s-85f", "micro"), ("ulx3s-85f", "demo"), ("icebreaker", "micro"))
 # Cells driven by a unit rather than by the design as a whole: multipliers live in the row and
@@ -82,19 +81,26 @@ def load_utilisation(board: str, preset_name: str, path: str | Path | None = Non
     TernError
         If ``path`` is unreadable or not cell counts, or nothing is known for the pair.
     """
+    from tern.bitstreams import manifest
+    from tern.params import preset
     from tern.power import RECORDED_UTILISATION
 
-    manifest = BITSTREAMS / f"{board}-{preset_name}.json"
-    if manifest.exists():
-        return _cell_counts(manifest), f"the bitstream manifest {manifest}"
+    manifest_path = BITSTREAMS / f"{board}-{preset_name}.json"
+    stale = ""
+    if manifest_path.exists():
+        if manifest(board, preset(preset_name), BITSTREAMS) is not None:
+            return _cell_counts(manifest_path), f"the bitstream manifest {manifest_path}"
+        stale = (f" ({manifest_path} was built for other parameters than the current "
+                 f"{preset_name!r} preset: rebuild it with tern build --board {board} "
+                 f"--preset {preset_name})")
     if path is not None:
         if not Path(path).exists():
             raise TernError(f"no utilisation file {path}")
-        return _cell_counts(Path(path)), f"the file {path}"
+        return _cell_counts(Path(path)), f"the file {path}{stale}"
     if (board, preset_name) in RECORDED_UTILISATION:
         cells, source = RECORDED_UTILISATION[board, preset_name]
-        return dict(cells), f"recorded counts: {source}"
-    raise TernError(f"no utilisation known for {board} with preset {preset_name}: build it "
+        return dict(cells), f"recorded counts: {source}{stale}"
+    raise TernError(f"no utilisation known for {board} with preset {preset_name}{stale}: build it "
                     f"(tern build --board {board} --preset {preset_name}) or pass "
                     f"--utilisation FILE.json")
 

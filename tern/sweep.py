@@ -35,6 +35,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from tern.bitstreams import BITSTREAMS  # (tests point it elsewhere)
 from tern.params import AcceleratorParameters, preset
 from tern.report import format_value
 
@@ -46,7 +47,6 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 CACHE = REPOSITORY / "build" / "sweep" / "cache.json"
 PLOT = REPOSITORY / "bench" / "sweep.png"
 CHECKPOINTS = REPOSITORY / "checkpoints"
-BITSTREAMS = REPOSITORY / "bitstreams"
 
 LANES = (16, 32, 64, 128, 256, 512)
 PRESET_NAMES = ("micro", "demo")
@@ -353,14 +353,12 @@ def fits(usage: dict, available: dict) -> list[str]:
 
 def _manifest(board: str, params: AcceleratorParameters) -> dict | None:
     """The manifest of a built bitstream of exactly this board and these parameters."""
-    path = BITSTREAMS / f"{board}-{params.name}.json"
-    if not path.exists():
+    from tern.bitstreams import manifest
+
+    found = manifest(board, params, BITSTREAMS)
+    if found is None or not found.get("fmax_mhz") or not found.get("utilisation"):
         return None
-    manifest = json.loads(path.read_text())
-    if manifest.get("params_hash") != f"0x{params.hash:016x}" or \
-            not manifest.get("fmax_mhz") or not manifest.get("utilisation"):
-        return None
-    return manifest
+    return found
 
 
 def _manifest_usage(manifest: dict, device: Device) -> dict:

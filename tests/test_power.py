@@ -121,10 +121,16 @@ def test_the_command_on_a_utilisation_file(tmp_path, monkeypatch, capsys):
     assert report["estimate"]["total_w"] == pytest.approx(expected.total_w)
     assert report["paper"]["board_w"] == PAPER_BOARD_W
 
-    # A manifest beside the bitstream wins; without either, the recorded counts are used.
+    # A manifest of the preset's own parameters wins; one built for other parameters is
+    # refused (and the source says so); without either, the recorded counts are used.
     (tmp_path / "bitstreams").mkdir()
-    (tmp_path / "bitstreams" / "icebreaker-micro.json").write_text(
-        json.dumps({"utilisation": {"ICESTORM_LC": [1000, 5280]}}))
+    manifest_path = tmp_path / "bitstreams" / "icebreaker-micro.json"
+    manifest_path.write_text(json.dumps({"params_hash": "0x0123456789abcdef",
+                                         "utilisation": {"ICESTORM_LC": [1000, 5280]}}))
+    cells_used, source = power_command.load_utilisation("icebreaker", "micro", cells)
+    assert cells_used["ICESTORM_LC"] == 2000 and "built for other parameters" in source
+    manifest_path.write_text(json.dumps({"params_hash": f"0x{preset('micro').hash:016x}",
+                                         "utilisation": {"ICESTORM_LC": [1000, 5280]}}))
     cells_used, source = power_command.load_utilisation("icebreaker", "micro", cells)
     assert cells_used == {"ICESTORM_LC": 1000} and "manifest" in source
     cells_used, source = power_command.load_utilisation("ulx3s-85f", "demo")

@@ -1,0 +1,48 @@
+"""tern.bitstreams: the one reader of bitstreams/*.json refuses another design's manifest."""
+
+import json
+
+import pytest
+
+from tern.bitstreams import ManifestMismatch, all_manifests, manifest, manifest_for
+from tern.errors import TernError
+from tern.params import preset
+
+
+def _write(directory, name, params, **fields):
+    data = {"board": name.split("-micro")[0], "params_hash": f"0x{params.hash:016x}",
+            "fmax_mhz": {"clk": 33.0}, **fields}
+    (directory / f"{name}.json").write_text(json.dumps(data))
+    return data
+
+
+def test_a_manifest_is_found_only_for_its_own_parameters(tmp_path):
+    micro = preset("micro")
+    written = _write(tmp_path, "ulx3s-85f-micro", micro)
+    assert manifest("ulx3s-85f", micro, tmp_path) == written
+    assert manifest_for(micro, tmp_path) == written
+    assert manifest("icebreaker", micro, tmp_path) is None       # no such file
+
+    changed = micro.replace(clock_hz=25_000_000)                   # same name, other design
+    assert manifest("ulx3s-85f", changed, tmp_path) is None
+    assert manifest_for(changed, tmp_path) is None
+    with pytest.raises(ManifestMismatch, match=r"built for other parameters.*tern build "
+                                               r"--board ulx3s-85f --preset micro"):
+        manifest("ulx3s-85f", changed, tmp_path, strict=True)
+
+
+def test_a_corrupt_manifest_is_named(tmp_path):
+    (tmp_path / "ulx3s-85f-micro.json").write_text("{not json")
+    with pytest.raises(TernError, match=r"cannot read the bitstream manifest .*ulx3s-85f-micro"):
+        all_manifests(tmp_path)
+    with pytest.raises(TernError, match="cannot read"):
+        manifest("ulx3s-85f", preset("micro"), tmp_path)
+
+
+def test_the_committed_manifests_are_current():
+    """Each committed manifest names the preset it was built from, with that preset's hash
+    (tests/hw/test_bitstreams.py checks the bitstreams themselves)."""
+    found = all_manifests()
+    assert found, "no committed bitstream manifest"
+    for path, data in found:
+        assert manifest(data["board"], preset(data["preset"]), strict=True) == data, path
