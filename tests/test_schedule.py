@@ -1,0 +1,72 @@
+"""tern.schedule: the overlap bound of a decode step, on hand-made programs and the presets."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from sim.isa import Instruction, Opcode
+from tern.params import preset
+from tern.schedule import overlap_bound
+from tern.sweep import _SEQUENCER_CYCLES, cycles_per_token, instruction_cycles
+
+PARAMS = preset("micro")
+
+
+def _compiled(*instructions):
+    program = [*instructions, Instruction(Opcode.HALT)]
+    return SimpleNamespace(params=PARAMS, program=program, entry_points={"step": 0})
+
+
+def _cycles(instruction):
+    """An instruction's cycles once the sequencer fetches ahead."""
+    return instruction_cycles(instruction, PARAMS) - (_SEQUENCER_CYCLES - 1)
+
+
+def test_independent_work_on_two_units_overlaps():
+    # QUANT x -> TMV (buffer 1), then a QUANT of other data that overwrites the other buffer
+    # while the TMV runs, then its TMV.
+    quant_1 = Instruction(Opcode.QUANT, dst=0, a=0, b=64, length=64, imm=0)
+    tmv_1 = Instruction(Opcode.TMV, dst=128, a=2, b=0, length=64, imm=0)
+    quant_2 = Instruction(Opcode.QUANT, dst=1, a=192, b=64, length=64, imm=3)
+    tmv_2 = Instruction(Opcode.TMV, dst=256, a=2, b=1, length=64, imm=128)
+    bound = overlap_bound(_compiled(quant_1, tmv_1, quant_2, tmv_2))
+    assert bound.serial == sum(instruction_cycles(i, PARAMS) for i in
+                               (quant_1, tmv_1, quant_2, tmv_2, Instruction(Opcode.HALT)))
+    assert bound.ideal == 2 * 64 * 2
+    # The second QUANT runs beside the first TMV; the second TMV follows the first.
+    assert bound.overlapped == _cycles(quant_1) + max(_cycles(tmv_1), _cycles(quant_2)) \
+        + _cycles(tmv_2)
+    assert bound.overlapped < bound.serial
+
+
+def test_dependences_serialise():
+    # Each instruction reads the previous one's result: nothing can overlap.
+    chain = [Instruction(Opcode.SIGMOID, dst=64, a=0, length=64),
+             Instruction(Opcode.QUANT, dst=0, a=64, b=128, length=64),
+             Instruction(Opcode.TMV, dst=192, a=2, b=0, length=64),
+             Instruction(Opcode.ADD, dst=0, a=192, b=0, length=64)]
+    bound = overlap_bound(_compiled(*chain))
+    assert bound.overlapped == bound.critical_path == sum(_cycles(i) for i in chain)
+
+
+def test_a_write_after_read_waits():
+    # Without unit limits, an ADD elsewhere runs beside the SIGMOID; one that overwrites the
+    # SIGMOID's operand waits for it.
+    sigmoid = Instruction(Opcode.SIGMOID, dst=64, a=0, length=64)
+    elsewhere = Instruction(Opcode.ADD, dst=384, a=256, b=320, length=64)
+    overwriting = Instruction(Opcode.ADD, dst=0, a=256, b=320, length=64)
+    assert overlap_bound(_compiled(sigmoid, elsewhere)).critical_path == _cycles(sigmoid)
+    assert overlap_bound(_compiled(sigmoid, overwriting)).critical_path == \
+        _cycles(sigmoid) + _cycles(overwriting)
+
+
+@pytest.mark.parametrize("name", ["micro", "demo"])
+def test_the_presets_bounds_are_ordered(name):
+    from quant import compiler
+    from quant.presets import get_preset
+
+    compiled = compiler.compile_layout(get_preset(name).config(), preset(name))
+    bound = overlap_bound(compiled)
+    assert bound.serial == cycles_per_token(compiled)
+    assert bound.ideal == compiled.weight_words
+    assert bound.ideal < bound.critical_path <= bound.overlapped < bound.serial
