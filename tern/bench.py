@@ -17,6 +17,7 @@ them into figures.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
 import sys
@@ -70,16 +71,20 @@ def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
-def run_providers(providers, quick: bool, progress=print) -> tuple[list[Figure], list[Problem]]:
+def run_providers(providers, quick: bool, progress=print, output=None
+                  ) -> tuple[list[Figure], list[Problem]]:
     """Run each provider; a failure or a skip becomes a :class:`Problem`, never an exception
-    (except ``KeyboardInterrupt``)."""
+    (except ``KeyboardInterrupt``). A provider whose function takes an ``output`` argument
+    (a plot of its own) is given ``output``, the report's directory."""
     figures, problems = [], []
     for number, spec in enumerate(providers, 1):
         prefix = f"[{number}/{len(providers)}] {spec}"
         progress(f"{prefix}: running")
         start = time.perf_counter()
         try:
-            result = _provider_function(spec)(quick)
+            function = _provider_function(spec)
+            takes_output = "output" in inspect.signature(function).parameters
+            result = function(quick, output=output) if takes_output else function(quick)
             if not isinstance(result, list) or not all(isinstance(item, Figure)
                                                        for item in result):
                 raise TypeError(f"{spec} returned {type(result).__name__}, not a list of Figure")
@@ -168,7 +173,7 @@ def run_bench(directory, quick: bool = False, providers=None, merge=(),
     Markdown paths and the problems it lists."""
     merged = [figure for path in merge for figure in load_figures(path)]
     figures, problems = run_providers(PROVIDERS if providers is None else providers, quick,
-                                      progress)
+                                      progress, output=directory)
     figures += merged
     try:
         make_plots(figures, directory)

@@ -636,9 +636,10 @@ def table(points: list[SweepPoint]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(quick: bool = False) -> list:
-    """``make bench`` provider: the sweep's figures, ``bench/sweep.png``, and the cycle
-    model's error against the Verilator runs (quick: see :func:`sweep`)."""
+def run(quick: bool = False, output=None) -> list:
+    """``make bench`` provider: the sweep's figures, ``sweep.png`` in ``output`` (default
+    ``bench/``), and the cycle model's error against the Verilator runs (quick: see
+    :func:`sweep`)."""
     from tern.report import Figure
 
     points, simulated = sweep(quick)
@@ -656,7 +657,7 @@ def run(quick: bool = False) -> list:
         result.append(Figure("sweep.power.status", "no tokens/J: tern.power is not available"
                              if _watts_missing() else "no point has a complete utilisation",
                              "", "projected", "tern.sweep.run"))
-    plot(PLOT, points)
+    plot(PLOT if output is None else Path(output) / PLOT.name, points)
     return result
 
 

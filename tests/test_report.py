@@ -192,6 +192,19 @@ def test_run_providers_reports_failures_and_goes_on(providers):
     assert lines[3].startswith("[2/5] bench_test_providers: 3 figures in ")
 
 
+def test_a_provider_that_draws_gets_the_report_directory(providers, tmp_path):
+    drawn = []
+
+    def drawing(quick, output=None):
+        drawn.append(output)
+        return [Figure("testsys.plotted", 1, "", "projected", "test")]
+
+    providers.drawing = drawing
+    figures, problems = run_providers(["bench_test_providers:drawing", "bench_test_providers"],
+                                      True, lambda line: None, output=tmp_path)
+    assert drawn == [tmp_path] and not problems and len(figures) == 4
+
+
 def test_tern_bench_writes_report_and_plots(providers, tmp_path, capsys):
     merged = tmp_path / "gpu.json"
     merged.write_text(json.dumps({"figures": [Figure(
