@@ -2,6 +2,64 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from pathlib import Path
+
+# nextpnr's log lines that start a phase, in order; routing iterations are reported as well.
+_PHASES = (("Running main analytical placer", "nextpnr: placing"),
+           ("Running simulated annealing placer", "nextpnr: refining the placement"),
+           ("Running main router loop", "nextpnr: routing"),
+           ("Running router1 to check", "nextpnr: checking the routes"),
+           ("Critical path report", "nextpnr: timing analysis"))
+_ROUTER_ITERATION = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+
+
+def build_phase(build_dir: Path) -> str | None:
+    """What the toolchain is doing in ``build_dir``, from its logs (Yosys writes ``top.rpt``,
+    nextpnr ``top.tim``, ecppack/icepack the bitstream); None before anything started."""
+    build_dir = Path(build_dir)
+    nextpnr_log = build_dir / "top.tim"
+    if not nextpnr_log.exists():
+        return "Yosys: synthesis" if (build_dir / "top.rpt").exists() else None
+    text = nextpnr_log.read_text(errors="replace")
+    phase = "nextpnr: packing"
+    for marker, name in _PHASES:
+        if marker in text:
+            phase = name
+    if phase == "nextpnr: routing":
+        iterations = _ROUTER_ITERATION.findall(text)
+        if iterations:
+            number, overused = iterations[-1]
+            phase += f", iteration {number}: {int(overused):,} wires overused (0 is done)"
+    return phase
+
+
+class _ProgressPrinter(threading.Thread):
+    """Prints each new phase of a build (and, while routing, the router's progress at most
+    once a minute), with the time since the build started."""
+
+    def __init__(self, build_dir: Path, interval: float = 5.0):
+        super().__init__(daemon=True)
+        self.build_dir, self.interval = build_dir, interval
+        self.stopped = threading.Event()
+
+    def run(self):
+        start, last, last_printed = time.monotonic(), None, 0.0
+        while not self.stopped.wait(self.interval):
+            try:
+                phase = build_phase(self.build_dir)
+            except OSError:
+                continue
+            now = time.monotonic()
+            head = phase.split(",")[0] if phase else None
+            if phase and (head != (last or "").split(",")[0] or
+                          (phase != last and now - last_printed >= 60)):
+                minutes, seconds = divmod(int(now - start), 60)
+                print(f"  [{minutes:3d}:{seconds:02d}] {phase}", flush=True)
+                last, last_printed = phase, now
+
 
 def register(subparsers):
     from hw.board import BOARDS
@@ -29,8 +87,18 @@ def run(args) -> int:
     from hw.build import build_bitstream
 
     preset_name = args.preset or board(args.board).default_preset
-    manifest = build_bitstream(args.board, preset_name, output_dir=args.output_dir,
-                               baud=args.baud)
+    # build_bitstream's default build directory: watched for progress (its stale logs from an
+    # earlier build are removed first, so that they do not read as this build's).
+    build_dir = Path("build/bitstreams") / f"{args.board}-{preset_name}"
+    for stale in ("top.tim", "top.rpt"):
+        (build_dir / stale).unlink(missing_ok=True)
+    printer = _ProgressPrinter(build_dir)
+    printer.start()
+    try:
+        manifest = build_bitstream(args.board, preset_name, output_dir=args.output_dir,
+                                   baud=args.baud)
+    finally:
+        printer.stopped.set()
     fmax = ", ".join(f"{clock}: {mhz:.1f} MHz" for clock, mhz in manifest["fmax_mhz"].items())
     print(f"wrote {args.output_dir}/{manifest['bitstream']} (build id {manifest['build_id']}); "
           f"Fmax {fmax} against {manifest['clock_mhz']:.1f} MHz")

@@ -1,0 +1,39 @@
+"""tern build's progress lines, read from the toolchain's logs as a build goes."""
+
+import time
+
+from hw.build_command import _ProgressPrinter, build_phase
+
+
+def test_phases_follow_the_logs(tmp_path):
+    assert build_phase(tmp_path) is None
+    (tmp_path / "top.rpt").write_text("-- Running command `synth_ecp5` --\n")
+    assert build_phase(tmp_path) == "Yosys: synthesis"
+    log = tmp_path / "top.tim"
+    log.write_text("Info: Packing IOs..\n")
+    assert build_phase(tmp_path) == "nextpnr: packing"
+    log.write_text(log.read_text() + "Info: Running main analytical placer, max ...\n")
+    assert build_phase(tmp_path) == "nextpnr: placing"
+    log.write_text(log.read_text() + "Info: Running main router loop...\n")
+    assert build_phase(tmp_path) == "nextpnr: routing"
+    log.write_text(log.read_text()
+                   + "Info:     iter=1 wires=407899 overused=34479 overuse=45247 archfail=NA\n"
+                   + "Info:     iter=2 wires=422395 overused=23619 overuse=26334 archfail=NA\n")
+    assert build_phase(tmp_path) == \
+        "nextpnr: routing, iteration 2: 23,619 wires overused (0 is done)"
+    log.write_text(log.read_text() + "Info: Running router1 to check that route is legal...\n")
+    assert build_phase(tmp_path) == "nextpnr: checking the routes"
+
+
+def test_the_printer_prints_each_phase_once(tmp_path, capsys):
+    printer = _ProgressPrinter(tmp_path, interval=0.01)
+    printer.start()
+    (tmp_path / "top.rpt").write_text("")
+    time.sleep(0.2)
+    (tmp_path / "top.tim").write_text("Info: Running main analytical placer\n")
+    time.sleep(0.2)
+    printer.stopped.set()
+    printer.join()
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("] ")[1] for line in lines] == ["Yosys: synthesis", "nextpnr: placing"]
+    assert all(line.startswith("  [  0:00]") for line in lines)
