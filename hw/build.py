@@ -38,7 +38,10 @@ TOOL_ENVIRONMENT = {
 }
 NEXTPNR_SEED = 1
 # router2: the ULX3S demo design's 161k arcs took router1 over 11 minutes for 40 % of them.
-NEXTPNR_OPTIONS = f"--seed {NEXTPNR_SEED} --router router2"
+# The static (electrostatic) placer: after the default heap placer, router2 stalled on the
+# ULX3S demo design (95 % of the block RAM) with thousands of overused wires; after the static
+# one it routed in 86 iterations (2026-11-29).
+NEXTPNR_OPTIONS = f"--seed {NEXTPNR_SEED} --placer static --router router2"
 
 
 class BuildError(TernError):
