@@ -9,6 +9,7 @@ from pathlib import Path
 
 # nextpnr's log lines that start a phase, in order; routing iterations are reported as well.
 _PHASES = (("Running main analytical placer", "nextpnr: placing"),
+           ("Running Static placer", "nextpnr: placing"),
            ("Running simulated annealing placer", "nextpnr: refining the placement"),
            ("Running main router loop", "nextpnr: routing"),
            ("Running router1 to check", "nextpnr: checking the routes"),

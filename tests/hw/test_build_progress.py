@@ -12,8 +12,10 @@ def test_phases_follow_the_logs(tmp_path):
     log = tmp_path / "top.tim"
     log.write_text("Info: Packing IOs..\n")
     assert build_phase(tmp_path) == "nextpnr: packing"
-    log.write_text(log.read_text() + "Info: Running main analytical placer, max ...\n")
+    log.write_text(log.read_text() + "Info: Running Static placer...\n")
     assert build_phase(tmp_path) == "nextpnr: placing"
+    log.write_text(log.read_text() + "Info: Running simulated annealing placer for refinement.\n")
+    assert build_phase(tmp_path) == "nextpnr: refining the placement"
     log.write_text(log.read_text() + "Info: Running main router loop...\n")
     assert build_phase(tmp_path) == "nextpnr: routing"
     log.write_text(log.read_text()
