@@ -14,7 +14,7 @@ from tern.params import preset
 
 BITSTREAMS = Path(__file__).resolve().parent.parent.parent / "bitstreams"
 # The bitstreams that must be committed (board, preset).
-COMMITTED = [("ulx3s-85f", "micro")]
+COMMITTED = [("ulx3s-85f", "micro"), ("ulx3s-85f", "demo")]
 
 
 @pytest.mark.parametrize(("board_name", "preset_name"), COMMITTED)
