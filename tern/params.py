@@ -215,8 +215,9 @@ PRESETS: dict[str, AcceleratorParameters] = {
         name="demo", ternary_lanes=64, vector_lanes=4,
         weight_memory_words=16896, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
-        # The ULX3S build placed at 28 MHz (nextpnr, 2026-11-29): 20 MHz leaves a margin.
-        clock_hz=20_000_000),
+        # The routed ULX3S builds reached 28.9-31.8 MHz (nextpnr, 2026-11-29): 25 MHz, the
+        # ULX3S's own oscillator, leaves a margin of at least 15 %.
+        clock_hz=25_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
         weight_memory_words=9 * 1024, vector_memory_words=5632, vector_work_words=2 * 1024,
