@@ -197,12 +197,11 @@ BOARDS = MappingProxyType({
 # Utilisation when no bitstream manifest exists: (board, preset) -> (nextpnr cells, source).
 RECORDED_UTILISATION = MappingProxyType({
     ("ulx3s-85f", "demo"): (
-        MappingProxyType({"TRELLIS_COMB": 22_364, "TRELLIS_FF": 10_024, "TRELLIS_RAMW": 137,
+        MappingProxyType({"TRELLIS_COMB": 22_268, "TRELLIS_FF": 10_026, "TRELLIS_RAMW": 137,
                           "DP16KD": 198, "MULT18X18D": 58, "TRELLIS_IO": 9, "EHXPLLL": 1}),
-        ("nextpnr's packed utilisation of the ULX3S demo design (P=64, V=4, 20 MHz), "
-         "2026-11-29: 22,364 TRELLIS_COMB, 10,024 TRELLIS_FF, 137 TRELLIS_RAMW, 198 DP16KD, "
-         "58 MULT18X18D. Placed (27.8 MHz) but not routed: the router stalled at about 9,000 "
-         "overused wires (docs/boards.md), so no bitstream exists")),
+        ("nextpnr's utilisation of the routed ULX3S demo bitstream (P=64, V=4, 25 MHz), "
+         "2026-11-29, as recorded: 22,268 TRELLIS_COMB, 10,026 TRELLIS_FF, 137 TRELLIS_RAMW, "
+         "198 DP16KD, 58 MULT18X18D; the committed manifest supersedes it when it matches")),
     ("icebreaker", "micro"): (
         MappingProxyType({"ICESTORM_LC": 8_914, "ICESTORM_DSP": 32, "ICESTORM_RAM": 378}),
         ("docs/boards.md (2026-11-29): 8,914 LUTs, 32 SB_MAC16, 378 EBR from a synthesis that "

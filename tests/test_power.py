@@ -135,7 +135,7 @@ def test_the_command_on_a_utilisation_file(tmp_path, monkeypatch, capsys):
     assert cells_used == {"ICESTORM_LC": 1000} and "manifest" in source
     cells_used, source = power_command.load_utilisation("ulx3s-85f", "demo")
     assert cells_used == dict(RECORDED_UTILISATION["ulx3s-85f", "demo"][0])
-    assert "not routed" in source
+    assert "recorded counts" in source and "routed ULX3S demo bitstream" in source
     with pytest.raises(TernError, match="no utilisation known for icebreaker with preset demo"):
         power_command.load_utilisation("icebreaker", "demo")
 
