@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from tern import tokenizer
+from tern.bitstreams import BITSTREAMS  # (tests point it elsewhere)
 from tern.errors import TernError
-
-BITSTREAMS = Path(__file__).resolve().parent.parent / "bitstreams"
 
 
 def register(subparsers):
@@ -58,6 +57,17 @@ def run_flash(args) -> int:
     if not bitstream.exists():
         raise TernError(f"no bitstream {bitstream}; build it with `tern build --board "
                         f"{args.board} --preset {preset_name}`")
+    if not args.bitstream:
+        # A committed bitstream of an older preset would answer IDENTIFY with another
+        # parameter hash, and every export of today's preset would be refused: say so now.
+        from tern.bitstreams import manifest
+        from tern.params import preset
+
+        try:
+            params = preset(preset_name)
+        except ValueError as error:
+            raise TernError(str(error)) from None
+        manifest(args.board, params, BITSTREAMS, strict=True)
     if target.programmer == "openFPGALoader":
         command = ["openFPGALoader", "--board", "ulx3s"] + \
             (["--write-flash"] if args.write_flash else []) + [str(bitstream)]
