@@ -80,7 +80,37 @@ def register(subparsers):
     parser.add_argument("--baud", type=int, help="UART rate (default 3000000)")
     parser.add_argument("-o", "--output-dir", default="bitstreams",
                         help="where the bitstream and manifest go (default bitstreams/)")
+    parser.add_argument("--skip-fit-check", action="store_true",
+                        help="go straight to Yosys and nextpnr, without first checking the "
+                             "block RAM and DSP count against the FPGA (about half a minute)")
     parser.set_defaults(func=run)
+
+
+def check_fit(board_name: str, preset_name: str, progress=print) -> None:
+    """Refuse, before Yosys's long run, a preset whose block RAM or DSPs exceed the board's
+    FPGA: Yosys's own memory and DSP mapping of the whole design (about half a minute; the
+    sweep caches the same figure, see :func:`tern.sweep.map_memories`).
+
+    Raises
+    ------
+    TernError
+        Naming what is over and by how much.
+    """
+    from tern.errors import TernError
+    from tern.params import preset
+    from tern.sweep import BOARD_DEVICES, fits, map_memories
+
+    device = BOARD_DEVICES.get(board_name)
+    if device is None:
+        return
+    progress(f"checking that {preset_name} fits the {device.description} (Yosys memory mapping) ...")
+    usage = map_memories(preset(preset_name), device.family)
+    over = fits({"bram": usage["bram"], "dsp": usage["dsp"]}, device.available)
+    if over:
+        raise TernError(
+            f"the {preset_name} preset does not fit the {device.description}: it needs "
+            f"{', '.join(over)} (used/available); nothing was built. See docs/boards.md for "
+            f"what this board needs, or choose another preset (--preset)")
 
 
 def run(args) -> int:
@@ -88,6 +118,8 @@ def run(args) -> int:
     from hw.build import build_bitstream
 
     preset_name = args.preset or board(args.board).default_preset
+    if not args.skip_fit_check:
+        check_fit(args.board, preset_name)
     # build_bitstream's default build directory: watched for progress (its stale logs from an
     # earlier build are removed first, so that they do not read as this build's).
     build_dir = Path("build/bitstreams") / f"{args.board}-{preset_name}"

@@ -39,3 +39,25 @@ def test_the_printer_prints_each_phase_once(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("] ")[1] for line in lines] == ["Yosys: synthesis", "nextpnr: placing"]
     assert all(line.startswith("  [  0:00]") for line in lines)
+
+
+def test_a_preset_that_does_not_fit_is_refused_before_synthesis(monkeypatch):
+    import pytest
+
+    from hw import build_command
+    from tern import sweep
+    from tern.errors import TernError
+
+    mapped = []
+
+    def fake_mapping(params, family):
+        mapped.append((params.name, family))
+        return {"bram": 329, "dsp": 32, "ff": 0, "cells": {}}
+
+    monkeypatch.setattr(sweep, "map_memories", fake_mapping)
+    with pytest.raises(TernError, match=r"the micro preset does not fit the iCEBreaker, "
+                                        r"iCE40UP5K: it needs bram 329/30, dsp 32/8 .*nothing "
+                                        r"was built"):
+        build_command.check_fit("icebreaker", "micro", progress=lambda line: None)
+    build_command.check_fit("ulx3s-85f", "micro", progress=lambda line: None)  # fits: silent
+    assert mapped == [("micro", "ice40"), ("micro", "ecp5")]
