@@ -52,7 +52,7 @@ def test_a_preset_that_does_not_fit_is_refused_before_synthesis(monkeypatch):
 
     def fake_mapping(params, family):
         mapped.append((params.name, family))
-        return {"bram": 329, "dsp": 32, "ff": 0, "cells": {}}
+        return {"bram": 329 if family == "ice40" else 84, "dsp": 32, "ff": 0, "cells": {}}
 
     monkeypatch.setattr(sweep, "map_memories", fake_mapping)
     with pytest.raises(TernError, match=r"the micro preset does not fit the iCEBreaker, "
