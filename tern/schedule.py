@@ -11,7 +11,9 @@ would, to say what overlap could buy before anyone builds it:
   Dependences are the program's own: reading what an earlier instruction writes (RAW), and
   writing what an earlier one reads or writes (WAR, WAW), on vector-memory elements, on the
   scale registers, on the token, and on the activation buffer, which is taken to be
-  double-buffered (a QUANT waits only for the TMVs that read the buffer it overwrites);
+  double-buffered together with the scale register (a QUANT waits only for the TMVs that read
+  the buffer and scale it overwrites; the compiler names scale register 0 throughout, the core
+  has four);
 - the units are the matrix unit (TMV), the norm unit (NORM, QUANT) and the row unit
   (element-wise and EMBED), one instruction each at a time, in program order per unit. A TMV's
   SCALE is taken to be in the matrix unit's own tail, which the core does not have today.
@@ -62,9 +64,9 @@ def _accesses(instruction, activation_buffer: int):
         writes = elements(instruction.dst)
     elif op == Opcode.QUANT:
         reads = elements(instruction.a) | elements(instruction.b)
-        writes = {("activations", activation_buffer), ("scale", instruction.dst)}
+        writes = {("activations", activation_buffer), ("scale", activation_buffer)}
     elif op == Opcode.TMV:
-        reads = {("activations", activation_buffer), ("scale", instruction.b)}
+        reads = {("activations", activation_buffer), ("scale", activation_buffer)}
         if not instruction.flags & Flag.NO_WRITE:
             writes = elements(instruction.dst)
         if instruction.flags & Flag.ARGMAX:
