@@ -67,7 +67,11 @@ def run_flash(args) -> int:
             params = preset(preset_name)
         except ValueError as error:
             raise TernError(str(error)) from None
-        manifest(args.board, params, BITSTREAMS, strict=True)
+        if manifest(args.board, params, BITSTREAMS, strict=True) is None:
+            raise TernError(f"{bitstream} has no manifest ({bitstream.with_suffix('.json').name})"
+                            f", so nothing says which design it is; rebuild it with `tern build "
+                            f"--board {args.board} --preset {preset_name}`, or pass it as "
+                            f"--bitstream FILE to flash it anyway")
     if target.programmer == "openFPGALoader":
         command = ["openFPGALoader", "--board", "ulx3s"] + \
             (["--write-flash"] if args.write_flash else []) + [str(bitstream)]

@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 
-
 @contextmanager
 def connect(port: str, params, *, baud: int = 3_000_000):
     """A connected :class:`~host.driver.Board` on ``port`` (a serial port or pyserial URL), or,

@@ -89,7 +89,10 @@ def register(subparsers):
 def check_fit(board_name: str, preset_name: str, progress=print) -> None:
     """Refuse, before Yosys's long run, a preset whose block RAM or DSPs exceed the board's
     FPGA: Yosys's own memory and DSP mapping of the whole design (about half a minute; the
-    sweep caches the same figure, see :func:`tern.sweep.map_memories`).
+    sweep uses the same figure, see :func:`tern.sweep.map_memories`). On the iCE40 the mapping
+    puts the activation buffer in flip-flops, as the sweep does; the build itself still asks
+    for LUT RAM there, which the iCE40 lacks, so a preset that passes this check can still
+    stop in Yosys.
 
     Raises
     ------
@@ -103,7 +106,8 @@ def check_fit(board_name: str, preset_name: str, progress=print) -> None:
     device = BOARD_DEVICES.get(board_name)
     if device is None:
         return
-    progress(f"checking that {preset_name} fits the {device.description} (Yosys memory mapping) ...")
+    progress(f"checking that {preset_name} fits the {device.description} (Yosys memory "
+             f"mapping) ...")
     usage = map_memories(preset(preset_name), device.family)
     over = fits({"bram": usage["bram"], "dsp": usage["dsp"]}, device.available)
     if over:
@@ -132,6 +136,7 @@ def run(args) -> int:
                                    baud=args.baud)
     finally:
         printer.stopped.set()
+        printer.join()
     fmax = ", ".join(f"{clock}: {mhz:.1f} MHz" for clock, mhz in manifest["fmax_mhz"].items())
     print(f"wrote {args.output_dir}/{manifest['bitstream']} (build id {manifest['build_id']}); "
           f"Fmax {fmax} against {manifest['clock_mhz']:.1f} MHz")

@@ -105,12 +105,13 @@ WHOLE_DESIGNS = {
                         "(docs/boards.md)"},
 }
 
-# nextpnr's Fmax figures of what has been placed (docs/hardware.md; ECP5-85F, speed 6): the
-# units alone (placed and routed; the row unit's critical path is one lane's multiplier stage,
-# so its figure holds for any V) and the whole ULX3S demo design after placement (commit
-# 44ebb31, which lowered the demo clock to 20 MHz because of it).
+# nextpnr's Fmax figures of what has been placed and routed (ECP5-85F, speed 6): the whole
+# ULX3S designs of the committed bitstreams (2026-11-29, static placer; their critical path is
+# the norm unit's scalar engine) and the units alone (docs/hardware.md; the row unit's critical
+# path is one lane's multiplier stage, so its figure holds for any V).
 FMAX_MHZ = {
-    "ecp5": {"whole ULX3S demo design (P=128), post-placement": 28.2, "row unit (V=8)": 65.6,
+    "ecp5": {"whole ULX3S demo design (P=64, V=4), routed": 34.4,
+             "whole ULX3S micro design (P=32, V=2), routed": 33.8, "row unit (V=8)": 65.6,
              "matrix unit P=128": 189.0, "matrix unit P=512": 140.0},
     # Nothing of this design has been placed and routed on the iCE40 (the row and norm units
     # need more SB_MAC16 than it has); an unpipelined 8-lane ternary dot product reached about

@@ -73,6 +73,14 @@ def test_a_missing_or_stale_bitstream_is_refused(shipped):
     with pytest.raises(TernError, match=r"built for other parameters .* rebuild it: tern build "
                                         r"--board ulx3s-85f --preset demo"):
         args.func(args)
+    (folder / "ulx3s-85f-demo.json").unlink()
+    with pytest.raises(TernError, match=r"ulx3s-85f-demo.bit has no manifest .* pass it as "
+                                        r"--bitstream FILE to flash it anyway"):
+        args.func(args)
+    arguments = _programmer(tools, "openFPGALoader")
+    args = _parse(["flash", "--board", "ulx3s-85f", "--bitstream",
+                   str(folder / "ulx3s-85f-demo.bit")])
+    assert args.func(args) == 0 and "ulx3s-85f-demo.bit" in arguments.read_text()
 
 
 def test_a_missing_programmer_is_named(shipped, monkeypatch):
