@@ -15,6 +15,8 @@ _PHASES = (("Running main analytical placer", "nextpnr: placing"),
            ("Running router1 to check", "nextpnr: checking the routes"),
            ("Critical path report", "nextpnr: timing analysis"))
 _ROUTER_ITERATION = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+# Where the toolchain runs, a folder per board and preset (relative to the working directory).
+BUILD_ROOT = Path("build/bitstreams")
 
 
 def build_phase(build_dir: Path) -> str | None:
@@ -124,16 +126,16 @@ def run(args) -> int:
     preset_name = args.preset or board(args.board).default_preset
     if not args.skip_fit_check:
         check_fit(args.board, preset_name)
-    # build_bitstream's default build directory: watched for progress (its stale logs from an
-    # earlier build are removed first, so that they do not read as this build's).
-    build_dir = Path("build/bitstreams") / f"{args.board}-{preset_name}"
+    # The build directory is watched for progress (its stale logs from an earlier build are
+    # removed first, so that they do not read as this build's).
+    build_dir = BUILD_ROOT / f"{args.board}-{preset_name}"
     for stale in ("top.tim", "top.rpt"):
         (build_dir / stale).unlink(missing_ok=True)
     printer = _ProgressPrinter(build_dir)
     printer.start()
     try:
         manifest = build_bitstream(args.board, preset_name, output_dir=args.output_dir,
-                                   baud=args.baud)
+                                   build_root=BUILD_ROOT, baud=args.baud)
     finally:
         printer.stopped.set()
         printer.join()

@@ -88,8 +88,9 @@ def load_utilisation(board: str, preset_name: str, path: str | Path | None = Non
     manifest_path = BITSTREAMS / f"{board}-{preset_name}.json"
     stale = ""
     if manifest_path.exists():
-        if manifest(board, preset(preset_name), BITSTREAMS) is not None:
-            return _cell_counts(manifest_path), f"the bitstream manifest {manifest_path}"
+        found = manifest(board, preset(preset_name), BITSTREAMS)
+        if found is not None:
+            return _cell_counts(manifest_path, found), f"the bitstream manifest {manifest_path}"
         stale = (f" ({manifest_path} was built for other parameters than the current "
                  f"{preset_name!r} preset: rebuild it with tern build --board {board} "
                  f"--preset {preset_name})")
@@ -105,11 +106,14 @@ def load_utilisation(board: str, preset_name: str, path: str | Path | None = Non
                     f"--utilisation FILE.json")
 
 
-def _cell_counts(path: Path) -> dict[str, int]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise TernError(f"cannot read utilisation from {path}: {error}") from None
+def _cell_counts(path: Path, data=None) -> dict[str, int]:
+    """The cell counts in ``path`` (a manifest or a counts file), or in ``data`` already read
+    from it."""
+    if data is None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise TernError(f"cannot read utilisation from {path}: {error}") from None
     data = data.get("utilisation", data) if isinstance(data, dict) else data
     if not isinstance(data, dict):
         raise TernError(f"{path}: expected {{cell type: used or [used, available]}}")

@@ -82,7 +82,7 @@ def _accesses(instruction, activation_buffer: int):
 def overlap_bound(compiled) -> OverlapBound:
     """The bounds for one step (the ``step`` entry up to HALT) of a compiled model."""
     from sim.isa import Opcode
-    from tern.sweep import _SEQUENCER_CYCLES, instruction_cycles
+    from tern.sweep import _SEQUENCER_CYCLES, cycles_per_token, instruction_cycles
 
     params = compiled.params
     step = []
@@ -93,8 +93,7 @@ def overlap_bound(compiled) -> OverlapBound:
     else:
         raise ValueError("the program's step has no HALT")
 
-    serial = sum(instruction_cycles(ins, params) for ins in step) \
-        + instruction_cycles(compiled.program[compiled.entry_points["step"] + len(step)], params)
+    serial = cycles_per_token(compiled)
     ideal = sum(ins.length * ins.a for ins in step if ins.opcode == Opcode.TMV)
 
     last_write: dict = {}      # resource -> finish time of its last writer
