@@ -64,12 +64,15 @@ def load(board: Board, export, *, progress: bool = True) -> dict:
     return {"bytes": total, "seconds": seconds, "bytes_per_s": total / seconds}
 
 
-def bitstream_fmax_mhz(params) -> tuple[float, str]:
-    """Fmax of a built bitstream for these parameters (from its manifest), else the preset's
-    target clock; with a note saying which."""
+def bitstream_fmax_mhz(params, board_id: int | None = None) -> tuple[float, str]:
+    """Fmax of a built bitstream for these parameters (from its manifest) on the board that
+    IDENTIFY names ``board_id`` (any board when ``None``), else the preset's target clock;
+    with a note saying which."""
+    from hw.board import BOARDS
     from tern.bitstreams import manifest_for
 
-    manifest = manifest_for(params)
+    names = [b.name for b in BOARDS.values() if b.board_id == board_id]
+    manifest = manifest_for(params, names[0] if names else None)
     if manifest is not None and manifest.get("fmax_mhz"):
         return min(manifest["fmax_mhz"].values()), f"Fmax of {manifest['bitstream']}"
     return params.clock_hz / 1e6, f"the {params.name} preset's target clock (no bitstream built)"
@@ -127,7 +130,8 @@ def generate_text(board: Board, export, prompt: list[int], count: int, *, show: 
     after = board.status()
     report.cycles = after.cycles - before.cycles
     report.steps = after.tokens - before.tokens
-    report.fmax_mhz, report.fmax_source = bitstream_fmax_mhz(export.params)
+    report.fmax_mhz, report.fmax_source = bitstream_fmax_mhz(export.params,
+                                                             board.identity.board_id)
     if show:
         out.write("\n")
     return report

@@ -12,6 +12,7 @@ on when or where it was built, so a clean clone rebuilds them byte for byte.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -22,13 +23,15 @@ from pathlib import Path
 
 from hw.board import BoardTop, board
 from tern.errors import TernError
-from tern.params import preset
+from tern.params import AcceleratorParameters, preset
 
 __all__ = ["TOOL_ENVIRONMENT", "BuildError", "build_bitstream", "design_build_id"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-# What the bitstream is made from: a change here changes the design.
-DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "tern/params.py", "host/protocol.py")
+# What the bitstream is made from: a change here changes the design. Of tern/params.py only the
+# parameters class counts (its source is hashed); the presets enter through the parameters'
+# own hash, so changing one preset does not change every other preset's build id.
+DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "host/protocol.py")
 # Files under DESIGN_SOURCES that are not part of the design: benchmarks, commands, testbenches.
 NOT_DESIGN = ("bench_*.py", "*_command.py", "*testbench*.py", "test_*.py", "synthesis.py")
 TOOL_ENVIRONMENT = {
@@ -54,6 +57,7 @@ def design_build_id(params, board_name: str) -> int:
     Stable across commits that do not touch the design (committing the bitstream itself does
     not change it), unlike a commit hash."""
     digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
+    digest.update(inspect.getsource(AcceleratorParameters).encode())
     for source in DESIGN_SOURCES:
         path = REPOSITORY / source
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
@@ -67,7 +71,7 @@ def _source_commit() -> str:
     try:
         excluded = [f":(exclude,glob)**/{pattern}" for pattern in NOT_DESIGN]
         return subprocess.run(["git", "log", "-1", "--format=%H", "--", *DESIGN_SOURCES,
-                               *excluded],
+                               "tern/params.py", *excluded],
                               cwd=REPOSITORY, capture_output=True, text=True,
                               check=True).stdout.strip() or "uncommitted"
     except (OSError, subprocess.CalledProcessError):

@@ -1,7 +1,7 @@
 """The accelerator core: memories, the sequencer, and the three functional units.
 
-:class:`Core` runs a compiled program (``quant/compiler.py``) one instruction at a time, exactly
-as :class:`sim.golden_model.GoldenModel` defines it, and implements the protocol engine's view
+:class:`Core` runs a compiled program (``quant/compiler.py``) exactly as
+:class:`sim.golden_model.GoldenModel` defines it, and implements the protocol engine's view
 :class:`hw.core_interface.CoreInterface` (flipped): the host writes and reads every memory
 32 bits at a time while the core is idle, starts a run at a program entry with a token, and
 gets the ARGMAX token back when the program halts.
@@ -31,6 +31,15 @@ Each instruction streams its operands from memory through one unit and its resul
 :class:`~hw.norm_quantizer.NormQuantizer` (two passes over the operands), and ``TMV`` through
 the :class:`~hw.ternary_matvec.TernaryMatVec`, whose row sums are packed ``V`` at a time and
 scaled by the row unit's SCALE operation (ARGMAX watches the raw sums).
+
+The sequencer issues one instruction at a time, with one overlap: a TMV runs on in the
+*matrix context* (its own weight and activation reader, row-sum packing and result writer)
+from its decode to its last result, and the sequencer meanwhile fetches the next instruction.
+If that is a QUANT that reads none of the TMV's result it runs beside the TMV, filling the
+other of the two activation buffers; anything else waits in DECODE until the matrix context is
+idle. So the program's ``quant; tmv; quant; tmv`` pairs (the MLGRU's i, f, g projections) hide
+a QUANT behind each TMV but the last, and the golden model's sequential order is kept:
+every instruction sees exactly the memory it would if each ran alone.
 """
 
 from __future__ import annotations
@@ -189,8 +198,9 @@ class Core(wiring.Component):
         weights = _HostWindow(weight_memory.read[0], weight_memory.write, 2 * ternary,
                               merge=True)
         activation_words = -(-p.max_features // ternary)
-        # A few very wide words: block RAM would be used for its width, not its depth.
-        activations = memory("activations", 8 * ternary, activation_words,
+        # Two buffers (a QUANT fills one while a TMV reads the other, see the sequencer), of a
+        # few very wide words: block RAM would be used for its width, not its depth.
+        activations = memory("activations", 8 * ternary, 2 * activation_words,
                              attrs={"ram_style": "distributed"})
         activation_read = activations.read_port()
         activation_write = activations.write_port(granularity=8)
@@ -205,19 +215,22 @@ class Core(wiring.Component):
         pc = Signal(range(p.program_words + 1))
         token = Signal(16)
         ins = Signal(instruction_layout)
-        beats = Signal(range(max(p.vector_memory_words, p.max_features) // lanes + 2))
+        beat_limit = max(p.vector_memory_words, p.max_features) // lanes + 2
+        beats = Signal(range(beat_limit))
         scales = Signal(data.ArrayLayout(norm.scale.payload.shape(), SCALE_REGISTERS))
         running = Signal()
         m.d.comb += [self.busy.eq(running)]
         with m.If(running & ~self.done.valid):  # not while the answer waits to be taken
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        # The activation buffer that the program's last QUANT filled (and a TMV reads); a QUANT
+        # fills the other one, so that it may run beside a TMV that reads this one.
+        latest = Signal()
 
         # Operand reader: beat k reads vector words a + k and b + k (NORM/QUANT: two passes),
-        # or the embedding row, or (TMV) weight word imm + k with activation word k mod beats.
-        read_index = Signal(range(2 * p.weight_memory_words + 2))
+        # or the embedding row.
+        read_index = Signal(range(2 * beat_limit))
         read_total = Signal.like(read_index)
         pass_index = Signal.like(beats)        # k within the current pass (vector operands)
-        act_index = Signal(range(activation_words + 1))
         read_valid = Signal()                  # the read ports' data is a beat not yet taken
         read_ready = Signal()                  # the beat's consumer takes it this cycle
         read_base_a = Signal(range(p.vector_memory_words // lanes + 1))
@@ -228,19 +241,15 @@ class Core(wiring.Component):
             vector_a.addr.eq(read_base_a + pass_index),
             vector_b.addr.eq(read_base_b + pass_index),
             embedding.read.addr.eq(read_base_embedding + pass_index),
-            weights.read.addr.eq(ins.imm + read_index),
-            activation_read.addr.eq(act_index),
         ]
         with m.If(running):
             m.d.comb += [vector_a.en.eq(advance), vector_b.en.eq(advance),
-                         embedding.read.en.eq(advance), weights.read.en.eq(advance),
-                         activation_read.en.eq(advance)]
+                         embedding.read.en.eq(advance)]
             with m.If(advance):
                 m.d.sync += read_valid.eq(read_index < read_total)
                 with m.If(read_index < read_total):
                     m.d.sync += read_index.eq(read_index + 1)
                     m.d.sync += pass_index.eq(Mux(pass_index + 1 == beats, 0, pass_index + 1))
-                    m.d.sync += act_index.eq(Mux(act_index + 1 == ins.a, 0, act_index + 1))
 
         vector_a_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes),
                                    vector_a.data)
@@ -248,28 +257,79 @@ class Core(wiring.Component):
         embedding_lanes = data.View(data.ArrayLayout(signed(EMBEDDING_BITS), lanes),
                                     embedding.read.data)
 
-        # Result writer: one vector-memory beat a cycle at dst + k, lanes masked.
+        # The matrix context: a TMV runs here from its decode to its last result, beside the
+        # sequencer, which meanwhile runs the next instruction if that is a QUANT that may
+        # overlap it (see DECODE). It reads weight word imm + k and activation word k mod beats
+        # of the buffer that was the latest when the TMV was decoded.
+        matrix = Signal(instruction_layout)    # the TMV's fields
+        matrix_pc = Signal.like(pc)
+        matrix_busy = Signal()
+        matrix_buffer = Signal()
+        matrix_read_index = Signal(range(2 * p.weight_memory_words + 2))
+        matrix_read_total = Signal.like(matrix_read_index)
+        act_index = Signal(range(activation_words + 1))
+        matrix_read_valid = Signal()
+        matrix_read_ready = Signal()
+        matrix_advance = ~matrix_read_valid | matrix_read_ready
+        m.d.comb += [
+            weights.read.addr.eq(matrix.imm + matrix_read_index),
+            activation_read.addr.eq(act_index + Mux(matrix_buffer, activation_words, 0)),
+        ]
+        with m.If(matrix_busy):
+            m.d.comb += [weights.read.en.eq(matrix_advance),
+                         activation_read.en.eq(matrix_advance)]
+            with m.If(matrix_advance):
+                m.d.sync += matrix_read_valid.eq(matrix_read_index < matrix_read_total)
+                with m.If(matrix_read_index < matrix_read_total):
+                    m.d.sync += [matrix_read_index.eq(matrix_read_index + 1),
+                                 act_index.eq(Mux(act_index + 1 == matrix.a, 0, act_index + 1))]
+
+        # Result writer: one vector-memory beat a cycle at dst + k, lanes masked; the matrix
+        # context's (a TMV's SCALE results) or the sequencer's (never both: the one instruction
+        # that runs beside a TMV, QUANT, writes the activation buffer).
         write_index = Signal.like(beats)
         write_valid = Signal()
         write_data = Signal(lanes * vector_bits)
         write_mask = Signal(lanes)
-        m.d.comb += [vector.write.addr.eq((ins.dst >> lane_shift) + write_index),
-                     vector.write.data.eq(write_data)]
-        with m.If(running & write_valid):
+        matrix_write_index = Signal.like(beats)
+        matrix_write_valid = Signal()
+        matrix_write_data = Signal(lanes * vector_bits)
+        matrix_write_mask = Signal(lanes)
+        m.d.comb += [
+            vector.write.addr.eq(Mux(matrix_busy,
+                                     (matrix.dst >> lane_shift) + matrix_write_index,
+                                     (ins.dst >> lane_shift) + write_index)),
+            vector.write.data.eq(Mux(matrix_busy, matrix_write_data, write_data)),
+        ]
+        with m.If(running & matrix_busy & matrix_write_valid):
+            m.d.comb += vector.write.en.eq(matrix_write_mask)
+            m.d.sync += matrix_write_index.eq(matrix_write_index + 1)
+        with m.Elif(running & write_valid):
             m.d.comb += vector.write.en.eq(write_mask)
             m.d.sync += write_index.eq(write_index + 1)
-        # Named copies of the vector write port, for testbenches that watch it.
+        # Named copies of the vector write port, for testbenches that watch it, with the
+        # program counter of the instruction that writes.
         m.d.comb += [Signal(lanes, name="vector_write_en").eq(vector.write.en),
                      Signal.like(vector.write.addr, name="vector_write_addr").eq(
                          vector.write.addr),
-                     Signal(lanes * vector_bits, name="vector_write_data").eq(vector.write.data)]
+                     Signal(lanes * vector_bits, name="vector_write_data").eq(vector.write.data),
+                     Signal.like(pc, name="vector_write_pc").eq(
+                         Mux(matrix_busy, matrix_pc, pc))]
 
         def length_mask(index):
             """Lanes of beat ``index`` that hold elements below ``ins.length``."""
             remaining = ins.length - (index << lane_shift)
             return Cat(remaining > lane for lane in range(lanes))
 
-        # Units' commands are offered once per instruction.
+        # The units' results are always taken: they come only while the instruction that asked
+        # for them is in its state (or, for a TMV, the matrix context is busy), which writes each
+        # as it comes. A constant ready keeps the units' pipeline enables out of the paths from
+        # the sequencer's state (with it, the V=8 demo design's critical path, 37 ns).
+        m.d.comb += [row.result.ready.eq(1), norm.result.ready.eq(1), norm.scale.ready.eq(1)]
+        with m.If(norm.scale.valid):           # a QUANT's output scale, before its results
+            m.d.sync += scales[ins.dst[:2]].eq(norm.scale.payload)
+
+        # Units' commands are offered once per instruction, from registers loaded at decode.
         row_command_valid, norm_command_valid, matvec_command_valid = Signal(), Signal(), Signal()
         m.d.comb += [row.command.valid.eq(row_command_valid),
                      norm.command.valid.eq(norm_command_valid),
@@ -281,35 +341,79 @@ class Core(wiring.Component):
         with m.If(matvec.command.ready):
             m.d.sync += matvec_command_valid.eq(0)
         row_operation = Signal(RowOperation)
+        row_length = Signal.like(row.command.payload.length)
+        row_shift = Signal.like(row.command.payload.shift)
+        row_scale = Signal.like(row.command.payload.scale)
         epsilon_term = Signal.like(norm.command.payload.epsilon_term)
         constant = Signal.like(norm.command.payload.constant)
         m.d.comb += [
             row.command.payload.operation.eq(row_operation),
-            row.command.payload.length.eq(ins.length),
-            row.command.payload.shift.eq(ins.imm),
-            row.command.payload.scale.eq(scales[ins.b[:2]]),
+            row.command.payload.length.eq(row_length),
+            row.command.payload.shift.eq(row_shift),
+            row.command.payload.scale.eq(row_scale),
             norm.command.payload.operation.eq(
                 Mux(ins.opcode == Opcode.QUANT, NormOperation.QUANT, NormOperation.NORM)),
             norm.command.payload.length.eq(ins.length),
             norm.command.payload.epsilon_term.eq(epsilon_term),
             norm.command.payload.constant.eq(constant),
-            matvec.command.payload.rows.eq(ins.length),
-            matvec.command.payload.beats.eq(ins.a),
+            matvec.command.payload.rows.eq(matrix.length),
+            matvec.command.payload.beats.eq(matrix.a),
         ]
 
         # TMV: row sums, ARGMAX, packing V sums into one SCALE beat.
         row_count = Signal(range((1 << FIELDS["length"][1]) + 1))
         best = Signal(signed(p.accumulator_bits))
         best_row = Signal(16)
+        best_row_next = Signal(16)             # best_row, including this cycle's row sum
         packed = Signal(data.ArrayLayout(signed(vector_bits), lanes))
         packed_count = Signal(range(lanes + 1))
         packed_valid = Signal()
+        m.d.comb += best_row_next.eq(best_row)
+        m.d.sync += best_row.eq(best_row_next)
 
         def take_row_sum(m):
             value = matvec.result.payload
             with m.If((row_count == 0) | (value > best)):
-                m.d.sync += [best.eq(value), best_row.eq(row_count)]
+                m.d.sync += best.eq(value)
+                m.d.comb += best_row_next.eq(row_count)
             m.d.sync += row_count.eq(row_count + 1)
+
+        with m.If(matrix_busy):
+            m.d.comb += [
+                matvec.weights.valid.eq(matrix_read_valid),
+                matvec.activations.valid.eq(matrix_read_valid),
+                matvec.weights.payload.as_value().eq(weights.read.data),
+                matvec.activations.payload.as_value().eq(activation_read.data),
+                matrix_read_ready.eq(matvec.weights.ready & matvec.activations.ready),
+            ]
+            last_row = row_count + 1 == matrix.length
+            finished = Signal()
+            with m.If(matrix.flags[1]):        # NO_WRITE
+                m.d.comb += matvec.result.ready.eq(1)
+                with m.If(matvec.result.valid):
+                    take_row_sum(m)
+                    m.d.comb += finished.eq(last_row)
+            with m.Else():
+                # Pack V sums into one beat for the row unit's SCALE.
+                m.d.comb += [row.a.valid.eq(packed_valid), row.a.payload.eq(packed)]
+                with m.If(packed_valid & row.a.ready):
+                    m.d.sync += [packed_valid.eq(0), packed_count.eq(0)]
+                m.d.comb += matvec.result.ready.eq(~packed_valid)
+                with m.If(matvec.result.valid & ~packed_valid):
+                    take_row_sum(m)
+                    m.d.sync += [packed[packed_count[:max(lane_shift, 1)] if lanes > 1
+                                        else 0].eq(matvec.result.payload),
+                                 packed_count.eq(packed_count + 1)]
+                    with m.If((packed_count + 1 == lanes) | last_row):
+                        m.d.sync += packed_valid.eq(1)
+                m.d.comb += [matrix_write_valid.eq(row.result.valid),
+                             matrix_write_data.eq(row.result.payload.data),
+                             matrix_write_mask.eq(row.result.payload.mask),
+                             finished.eq(row.result.valid & row.result.payload.last)]
+            with m.If(finished):
+                m.d.sync += matrix_busy.eq(0)
+                with m.If(matrix.flags[0]):    # ARGMAX
+                    m.d.sync += token.eq(best_row_next)
 
         # Host window ----------------------------------------------------------------------------
         request = self.memory_request.payload
@@ -373,36 +477,57 @@ class Core(wiring.Component):
 
             with m.State("DECODE"):
                 fetched = data.View(instruction_layout, program.read.data)
-                m.d.sync += [ins.eq(fetched), read_index.eq(0), pass_index.eq(0),
-                             act_index.eq(0), read_valid.eq(0), write_index.eq(0),
-                             row_count.eq(0), packed_count.eq(0), packed_valid.eq(0)]
-                instruction_beats = (fetched.length + lanes - 1) >> lane_shift
-                m.d.sync += beats.eq(instruction_beats)
-                m.d.comb += [constants.read.addr.eq(fetched.imm), constants.read.en.eq(1)]
-                m.d.sync += [read_base_a.eq(fetched.a >> lane_shift),
-                             read_base_b.eq(fetched.b >> lane_shift),
-                             read_base_embedding.eq(token * (fetched.length >> lane_shift))]
-                with m.Switch(fetched.opcode):
-                    with m.Case(Opcode.HALT):
-                        m.next = "DONE"
-                    with m.Case(Opcode.ZERO):
-                        m.next = "ZERO"
-                    with m.Case(Opcode.NORM, Opcode.QUANT):
-                        m.d.sync += read_total.eq(2 * instruction_beats)
-                        m.next = "CONSTANT"
-                    with m.Case(Opcode.TMV):
-                        m.d.sync += [read_total.eq(fetched.length * fetched.a),
-                                     matvec_command_valid.eq(1),
-                                     row_command_valid.eq(~fetched.flags[1]),
-                                     row_operation.eq(RowOperation.SCALE)]
-                        m.next = "TMV"
-                    for opcode, operation in OPERATION_OF_OPCODE.items():
-                        with m.Case(opcode):
-                            m.d.sync += [read_total.eq(instruction_beats),
-                                         row_command_valid.eq(1), row_operation.eq(operation)]
-                            m.next = "ROW"
-                with m.If(fetched.opcode != Opcode.HALT):
-                    m.d.sync += self.instructions.eq(self.instructions + 1)
+                # Read the same word again: the instruction may wait here for the matrix.
+                m.d.comb += [program.read.addr.eq(pc), program.read.en.eq(1)]
+
+                def meets_matrix_result(start):
+                    """[start, start + length) meets the running TMV's result."""
+                    return (~matrix.flags[1] & (start < matrix.dst + matrix.length)
+                            & (matrix.dst < start + fetched.length))
+
+                # Beside a running TMV only a QUANT may start, and only one: it neither reads
+                # the TMV's result nor refills the activation buffer that the TMV reads.
+                beside_matrix = ((fetched.opcode == Opcode.QUANT) & (matrix_buffer == latest)
+                                 & ~meets_matrix_result(fetched.a)
+                                 & ~meets_matrix_result(fetched.b))
+                with m.If(~matrix_busy | beside_matrix):
+                    m.d.sync += [ins.eq(fetched), read_index.eq(0), pass_index.eq(0),
+                                 read_valid.eq(0), write_index.eq(0)]
+                    instruction_beats = (fetched.length + lanes - 1) >> lane_shift
+                    m.d.sync += beats.eq(instruction_beats)
+                    m.d.comb += [constants.read.addr.eq(fetched.imm), constants.read.en.eq(1)]
+                    m.d.sync += [read_base_a.eq(fetched.a >> lane_shift),
+                                 read_base_b.eq(fetched.b >> lane_shift),
+                                 read_base_embedding.eq(token * (fetched.length >> lane_shift))]
+                    row_command = [row_length.eq(fetched.length), row_shift.eq(fetched.imm),
+                                   row_scale.eq(scales[fetched.b[:2]])]
+                    with m.Switch(fetched.opcode):
+                        with m.Case(Opcode.HALT):
+                            m.next = "DONE"
+                        with m.Case(Opcode.ZERO):
+                            m.next = "ZERO"
+                        with m.Case(Opcode.NORM, Opcode.QUANT):
+                            m.d.sync += read_total.eq(2 * instruction_beats)
+                            m.next = "CONSTANT"
+                        with m.Case(Opcode.TMV):
+                            m.d.sync += [
+                                matrix.eq(fetched), matrix_pc.eq(pc), matrix_busy.eq(1),
+                                matrix_buffer.eq(latest), matrix_read_index.eq(0),
+                                matrix_read_total.eq(fetched.length * fetched.a),
+                                act_index.eq(0), matrix_read_valid.eq(0),
+                                matrix_write_index.eq(0), row_count.eq(0), packed_count.eq(0),
+                                packed_valid.eq(0), matvec_command_valid.eq(1),
+                                row_command_valid.eq(~fetched.flags[1]),
+                                row_operation.eq(RowOperation.SCALE), *row_command]
+                            m.next = "NEXT"
+                        for opcode, operation in OPERATION_OF_OPCODE.items():
+                            with m.Case(opcode):
+                                m.d.sync += [read_total.eq(instruction_beats),
+                                             row_command_valid.eq(1),
+                                             row_operation.eq(operation), *row_command]
+                                m.next = "ROW"
+                    with m.If(fetched.opcode != Opcode.HALT):
+                        m.d.sync += self.instructions.eq(self.instructions + 1)
 
             # NORM and QUANT read their three constants, one a cycle.
             with m.State("CONSTANT"):
@@ -429,7 +554,6 @@ class Core(wiring.Component):
                     row.a.valid.eq(read_valid), row.b.valid.eq(read_valid),
                     read_ready.eq(row.a.ready),  # b moves with a (binary operations)
                     row.b.payload.eq(vector_b_lanes),
-                    row.result.ready.eq(1),
                     write_valid.eq(row.result.valid),
                     write_data.eq(row.result.payload.data),
                     write_mask.eq(row.result.payload.mask),
@@ -449,18 +573,15 @@ class Core(wiring.Component):
                     norm.operands.payload.x.eq(vector_a_lanes),
                     norm.operands.payload.weight.eq(vector_b_lanes),
                     read_ready.eq(norm.operands.ready),
-                    norm.result.ready.eq(1),
-                    norm.scale.ready.eq(1),
                 ]
-                with m.If(norm.scale.valid):
-                    m.d.sync += scales[ins.dst[:2]].eq(norm.scale.payload)
                 quant_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes),
                                         norm.result.payload)
                 with m.If(is_quant):
                     element = write_index << lane_shift
                     offset = element[:(ternary - 1).bit_length()]
                     m.d.comb += [
-                        activation_write.addr.eq(element >> (ternary - 1).bit_length()),
+                        activation_write.addr.eq((element >> (ternary - 1).bit_length())
+                                                 + Mux(latest, 0, activation_words)),
                         activation_write.data.eq(
                             Cat(quant_lanes[lane][:8] for lane in range(lanes))
                             .replicate(ternary // lanes)),
@@ -475,47 +596,11 @@ class Core(wiring.Component):
                                  write_mask.eq(length_mask(write_index))]
                 # A QUANT's scale leaves before its first result, so it is in by now.
                 with m.If(norm.result.valid & (write_index + 1 == beats)):
+                    with m.If(is_quant):
+                        m.d.sync += latest.eq(~latest)
                     m.next = "NEXT"
 
-            with m.State("TMV"):
-                no_write = ins.flags[1]
-                m.d.comb += [
-                    matvec.weights.valid.eq(read_valid),
-                    matvec.activations.valid.eq(read_valid),
-                    matvec.weights.payload.as_value().eq(weights.read.data),
-                    matvec.activations.payload.as_value().eq(activation_read.data),
-                    read_ready.eq(matvec.weights.ready & matvec.activations.ready),
-                ]
-                last_row = row_count + 1 == ins.length
-                with m.If(no_write):
-                    m.d.comb += matvec.result.ready.eq(1)
-                    with m.If(matvec.result.valid):
-                        take_row_sum(m)
-                        with m.If(last_row):
-                            m.next = "NEXT"
-                with m.Else():
-                    # Pack V sums into one beat for the row unit's SCALE.
-                    m.d.comb += [row.a.valid.eq(packed_valid), row.a.payload.eq(packed)]
-                    with m.If(packed_valid & row.a.ready):
-                        m.d.sync += [packed_valid.eq(0), packed_count.eq(0)]
-                    m.d.comb += matvec.result.ready.eq(~packed_valid)
-                    with m.If(matvec.result.valid & ~packed_valid):
-                        take_row_sum(m)
-                        m.d.sync += [packed[packed_count[:max(lane_shift, 1)] if lanes > 1
-                                            else 0].eq(matvec.result.payload),
-                                     packed_count.eq(packed_count + 1)]
-                        with m.If((packed_count + 1 == lanes) | last_row):
-                            m.d.sync += packed_valid.eq(1)
-                    m.d.comb += [row.result.ready.eq(1),
-                                 write_valid.eq(row.result.valid),
-                                 write_data.eq(row.result.payload.data),
-                                 write_mask.eq(row.result.payload.mask)]
-                    with m.If(row.result.valid & row.result.payload.last):
-                        m.next = "NEXT"
-
             with m.State("NEXT"):
-                with m.If(ins.flags[0] & (ins.opcode == Opcode.TMV)):
-                    m.d.sync += token.eq(best_row)
                 m.d.sync += pc.eq(pc + 1)
                 m.next = "FETCH"
 

@@ -561,14 +561,14 @@ class _Executor:
             counters["uart_errors"].eq(counters["uart_errors"] + self.engine.uart_error),
         ]
 
-    def _status(self):
-        """The status a frame gets if it is executed: every check before any effect."""
-        m, frame, runner = self.m, self.frame, self.runner
+    def _frame_status(self):
+        """The checks of a frame that depend on the frame alone (registered before decode, so
+        that they are not in one path with the live ones): its status if they fail, else OK."""
+        m, frame = self.m, self.frame
         params, history = self.engine.params, self.engine.token_history
         sizes = space_words(params)
         size = Array(Const(sizes[s], range(max(sizes.values()) + 1)) for s in MemorySpace)
         word0, word1, word2 = self.words
-        busy = runner.running | self.core.busy
         status = Signal(8)
 
         def first_failing(*conditions):
@@ -580,7 +580,6 @@ class _Executor:
 
         space, address, count = word0, word1, word2
         entry, run_count, feed = word0, word1[16:], word2[:8] == RunMode.FEED
-        start, produced = word0[:16], runner.produced
         with m.Switch(frame.code):
             with m.Case(Code.IDENTIFY, Code.STATUS):
                 first_failing((frame.length != 0, Status.BAD_LENGTH))
@@ -591,8 +590,7 @@ class _Executor:
                     (frame.length != expected, Status.BAD_LENGTH),
                     (space >= len(MemorySpace), Status.BAD_SPACE),
                     ((frame.code == Code.READ) & (count > MAX_READ_WORDS), Status.BAD_ARGUMENT),
-                    (address + count > size[space[:3]], Status.OUT_OF_RANGE),
-                    (busy, Status.BUSY))
+                    (address + count > size[space[:3]], Status.OUT_OF_RANGE))
             with m.Case(Code.RUN):
                 first_failing(
                     (word2[:8] > RunMode.GENERATE, Status.BAD_ARGUMENT),
@@ -600,17 +598,32 @@ class _Executor:
                                          MEMORY_HEADER.size), Status.BAD_LENGTH),
                     ((run_count == 0) | (feed & (run_count > min(history, MAX_FEED_TOKENS))),
                      Status.BAD_ARGUMENT),
-                    (entry >= params.program_words, Status.OUT_OF_RANGE),
-                    (busy, Status.BUSY))
+                    (entry >= params.program_words, Status.OUT_OF_RANGE))
             with m.Case(Code.TOKENS):
-                first_failing(
-                    (frame.length != 4, Status.BAD_LENGTH),
-                    # The ring holds the last ``history`` tokens; while running, the next
-                    # token may overwrite one more before the reply has read it.
-                    ((start > produced) | (produced - start + runner.running > history),
-                     Status.OUT_OF_RANGE))
+                first_failing((frame.length != 4, Status.BAD_LENGTH))
             with m.Default():
                 m.d.comb += status.eq(Status.BAD_COMMAND)
+        return status
+
+    def _status(self, frame_status):
+        """The status a frame gets if it is executed now: every check before any effect. The
+        frame's own checks (registered, ``frame_status``) come first, then the live ones: a
+        memory access or a run while the core is busy; tokens no longer in the ring."""
+        m, frame, runner = self.m, self.frame, self.runner
+        history = self.engine.token_history
+        word0 = self.words[0]
+        busy = runner.running | self.core.busy
+        start, produced = word0[:16], runner.produced
+        status = Signal(8)
+        m.d.comb += status.eq(frame_status)
+        with m.If(frame_status == Status.OK), m.Switch(frame.code):
+            with m.Case(Code.WRITE, Code.READ, Code.CRC, Code.RUN), m.If(busy):
+                m.d.comb += status.eq(Status.BUSY)
+            # The ring holds the last ``history`` tokens; while running, the next token may
+            # overwrite one more before the reply has read it.
+            gone = (start > produced) | (produced - start + runner.running > history)
+            with m.Case(Code.TOKENS), m.If(gone):
+                m.d.comb += status.eq(Status.OUT_OF_RANGE)
         return status
 
     def _elaborate_datapath(self):
@@ -664,7 +677,8 @@ class _Executor:
 
     def _elaborate_fsm(self):
         m, frame, receiver, runner = self.m, self.frame, self.receiver, self.runner
-        status = self._status()
+        frame_status = Signal(8)
+        status = self._status(frame_status)
         last_valid, last_seq, last_code, last_status = Signal(), Signal(8), Signal(8), Signal(8)
         duplicate = (last_valid & ((frame.code == Code.WRITE) | (frame.code == Code.RUN))
                      & (frame.seq == last_seq) & (frame.code == last_code))
@@ -694,7 +708,10 @@ class _Executor:
                 with m.State(f"fetch{i}"):
                     m.d.comb += receiver.read_address.eq(i)
                     m.d.sync += self.words[i - 1].eq(receiver.read_data)
-                    m.next = f"fetch{i + 1}" if i < HEADER_WORDS else "decode"
+                    m.next = f"fetch{i + 1}" if i < HEADER_WORDS else "check"
+            with m.State("check"):
+                m.d.sync += frame_status.eq(self._frame_status())
+                m.next = "decode"
             with m.State("decode"):
                 with m.If(frame.code >= COMMAND_LIMIT):
                     # Not a command (a reply or board code echoed back?): no answer, which

@@ -14,6 +14,11 @@ QUANT, ``max|x * weight|``) into the numbers that the lanes need, exactly as
 
 It runs once per vector, so it is sequential: one 32 x 32 multiplier, one shared
 leading-zero normaliser and a two-bit-per-cycle divider, sequenced by a small state machine.
+The normaliser is pipelined (its input, then the shifted value and the shift, are registered),
+so each state that normalises holds its input for :data:`NORMALISER_STAGES` cycles and uses the
+result in the last: slower by a few cycles a vector, but the 64-bit leading-zero shifter is no
+longer in one path with the operand selection and the rounding (it was the routed designs'
+critical path).
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ RSQRT_EXPONENT = 46
 # y < 2**31 and 3 * 2**30 - error < 2**32 for every seed table of 8 or more entries (checked by
 # tests/hw/test_norm_quantizer.py), so all rsqrt products fit a 32 x 32 multiplier.
 MULTIPLIER_BITS = 32
+# Cycles a state that normalises spends: the input register, the shifter's output register,
+# then the cycle that rounds and uses the result.
+NORMALISER_STAGES = 3
+# States that normalise: ALIGN_LARGEST, ALIGN_VALUE, ROUND_RSQRT, ROUND_CONSTANT (both
+# operations), ROUND_LARGEST (QUANT).
+_NORMALISING_STATES = {False: 4, True: 5}
 
 
 class _Step(enum.Enum):
@@ -135,8 +146,8 @@ class ScalarEngine(wiring.Component):
     """Rsqrt, scale products and reciprocal of one vector, bit-exact with the numerics.
 
     A request is taken when the engine is idle; its result is offered on ``result``
-    ``9 + 4 * rsqrt_newton_steps`` cycles later for QUANT, two fewer for NORM (see
-    :meth:`latency`), and held until taken.
+    ``19 + 4 * rsqrt_newton_steps`` cycles later for QUANT, ``15 + 4 * rsqrt_newton_steps``
+    for NORM (see :meth:`latency`), and held until taken.
 
     Parameters
     ----------
@@ -184,12 +195,13 @@ class ScalarEngine(wiring.Component):
 
     def latency(self, quantize: bool) -> int:
         """Cycles from the edge that takes a request to the first one at which its result can
-        be taken: the state machine's states (two fewer for NORM, which skips the output scale), or for
-        QUANT the divider if it finishes later."""
-        states = 7 + 4 * self._params.rsqrt_newton_steps
+        be taken: the state machine's cycles (NORM skips the output scale's two states), or
+        for QUANT the divider if it finishes later (it starts in ALIGN_LARGEST's last cycle)."""
+        waits = (NORMALISER_STAGES - 1) * _NORMALISING_STATES[quantize]
+        states = 7 + 4 * self._params.rsqrt_newton_steps + waits
         if not quantize:
             return states
-        return max(states + 2, 2 + self.quotient_bits // self.divider_steps)
+        return max(states + 2, NORMALISER_STAGES + 1 + self.quotient_bits // self.divider_steps)
 
     def elaborate(self, platform):
         m = Module()
@@ -198,11 +210,22 @@ class ScalarEngine(wiring.Component):
         request = Signal(request_layout(params))
         value = Signal(width)
         # The shared normaliser: aligned = its input shifted left until bit width-1 is set (by an
-        # even count when `even`), `count` = that shift.
+        # even count when `even`), `count` = that shift. Pipelined: the input the state selects
+        # (normalise_in, even) is registered, and so are the shifter's outputs; `settled` is
+        # high in the state's last cycle, when they belong to the state's own input.
         normalise_in = Signal(width)
         even = Signal()
-        aligned, count = _normalise_left(m, normalise_in, even)
+        normalise_input = Signal(width)
+        normalise_even = Signal()
+        m.d.sync += [normalise_input.eq(normalise_in), normalise_even.eq(even)]
+        shifted, shift = _normalise_left(m, normalise_input, normalise_even)
+        aligned = Signal(width)
+        count = Signal.like(shift)
+        m.d.sync += [aligned.eq(shifted), count.eq(shift)]
         mantissa, exponent_offset = _round_mantissa(m, params, aligned, count, width)
+        wait = Signal(range(NORMALISER_STAGES))
+        settled = Signal()
+        m.d.comb += settled.eq(wait == NORMALISER_STAGES - 1)
 
         product = Signal(2 * MULTIPLIER_BITS)
         multiplier_a = Signal(MULTIPLIER_BITS)
@@ -229,9 +252,13 @@ class ScalarEngine(wiring.Component):
 
         def rounded_scale(target):
             # numerics._normalise of normalise_in (already selected) with exponent exponent_in.
-            zero = normalise_in == 0
+            zero = aligned == 0
             return [target.mantissa.eq(Mux(zero, 0, mantissa)),
                     target.exponent.eq(Mux(zero, 0, exponent_in + exponent_offset))]
+
+        with m.If(state.matches(_Step.ALIGN_LARGEST, _Step.ALIGN_VALUE, _Step.ROUND_RSQRT,
+                                _Step.ROUND_CONSTANT, _Step.ROUND_LARGEST)):
+            m.d.sync += wait.eq(Mux(settled, 0, wait + 1))
 
         with m.If(state == _Step.IDLE):
             m.d.comb += self.request.ready.eq(1)
@@ -242,17 +269,20 @@ class ScalarEngine(wiring.Component):
                              + self.request.payload.epsilon_term),
                 ]
                 m.d.sync += state.eq(_Step.ALIGN_LARGEST)
+        # Each state that normalises selects its input throughout and acts once `settled`.
         with m.If(state == _Step.ALIGN_LARGEST):
             largest = Mux(request.largest == 0, 1, request.largest)
-            m.d.comb += [normalise_in.eq(largest), divider_start.eq(1)]
-            m.d.sync += rounded_scale(largest_scale)
-            m.d.sync += largest_bits.eq(width - count)
-            m.d.sync += state.eq(_Step.ALIGN_VALUE)
+            m.d.comb += [normalise_in.eq(largest), divider_start.eq(settled)]
+            with m.If(settled):
+                m.d.sync += rounded_scale(largest_scale)
+                m.d.sync += largest_bits.eq(width - count)
+                m.d.sync += state.eq(_Step.ALIGN_VALUE)
         with m.If(state == _Step.ALIGN_VALUE):
             m.d.comb += [normalise_in.eq(value), even.eq(1)]
-            m.d.sync += [normalised.eq(aligned[width - RSQRT_INPUT_BITS:]),
-                         half_shift.eq(count >> 1)]
-            m.d.sync += state.eq(_Step.SEED)
+            with m.If(settled):
+                m.d.sync += [normalised.eq(aligned[width - RSQRT_INPUT_BITS:]),
+                             half_shift.eq(count >> 1)]
+                m.d.sync += state.eq(_Step.SEED)
         with m.If(state == _Step.SEED):
             m.d.sync += [iterate.eq(seed << RSQRT_SEED_SHIFT), step.eq(0)]
             m.d.sync += state.eq(_Step.NEWTON_SQUARE if params.rsqrt_newton_steps
@@ -264,8 +294,9 @@ class ScalarEngine(wiring.Component):
             # 1/sqrt(value) = y * 2**-(46 + shift/2), shift = (width - 32) - L.
             base = -RSQRT_EXPONENT - (width - RSQRT_INPUT_BITS) // 2
             m.d.comb += [normalise_in.eq(iterate), exponent_in.eq(base + half_shift)]
-            m.d.sync += rounded_scale(norm_scale)
-            m.d.sync += state.eq(_Step.MULTIPLY_CONSTANT)
+            with m.If(settled):
+                m.d.sync += rounded_scale(norm_scale)
+                m.d.sync += state.eq(_Step.MULTIPLY_CONSTANT)
         with m.If(state == _Step.MULTIPLY_CONSTANT):
             m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
                          multiplier_b.eq(request.constant.mantissa)]
@@ -273,10 +304,10 @@ class ScalarEngine(wiring.Component):
         with m.If(state == _Step.ROUND_CONSTANT):
             m.d.comb += [normalise_in.eq(product),
                          exponent_in.eq(norm_scale.exponent + request.constant.exponent)]
-            m.d.sync += rounded_scale(norm_scale)
-            m.d.sync += state.eq(_Step.DONE)
-            with m.If(request.quantize):
-                m.d.sync += state.eq(_Step.MULTIPLY_LARGEST)
+            with m.If(settled):
+                m.d.sync += rounded_scale(norm_scale)
+                m.d.sync += state.eq(Mux(request.quantize, _Step.MULTIPLY_LARGEST,
+                                         _Step.DONE))
         with m.If(state == _Step.MULTIPLY_LARGEST):
             m.d.comb += [multiplier_a.eq(norm_scale.mantissa),
                          multiplier_b.eq(largest_scale.mantissa)]
@@ -284,8 +315,9 @@ class ScalarEngine(wiring.Component):
         with m.If(state == _Step.ROUND_LARGEST):
             m.d.comb += [normalise_in.eq(product),
                          exponent_in.eq(norm_scale.exponent + largest_scale.exponent)]
-            m.d.sync += rounded_scale(output_scale)
-            m.d.sync += state.eq(_Step.DONE)
+            with m.If(settled):
+                m.d.sync += rounded_scale(output_scale)
+                m.d.sync += state.eq(_Step.DONE)
         with m.If(state == _Step.DONE):
             m.d.comb += self.result.valid.eq(divider_done | ~request.quantize)
             with m.If(self.result.valid & self.result.ready):

@@ -111,7 +111,7 @@ async def first_differing_instruction(dut, host, case, step) -> str:
             break
         enable = int(dut.vector_write_en.value) if hasattr(dut, "vector_write_en") else 0
         if enable:
-            pc = int(dut.pc.value)
+            pc = int(dut.vector_write_pc.value)   # a TMV's writes go on after its pc
             word = int(dut.vector_write_addr.value)
             data = int(dut.vector_write_data.value)
             for lane in range(lanes):

@@ -68,9 +68,11 @@ def manifest(board: str, params, directory: Path | None = None, *,
     return data
 
 
-def manifest_for(params, directory: Path | None = None) -> dict | None:
-    """The first manifest, on any board, built with exactly ``params``; ``None`` if none."""
+def manifest_for(params, board: str | None = None,
+                 directory: Path | None = None) -> dict | None:
+    """The manifest built with exactly ``params`` for ``board`` (for any board when ``None``:
+    then the first in file-name order); ``None`` if none."""
     for _, data in all_manifests(directory):
-        if data.get("params_hash") == _hash_text(params):
+        if data.get("params_hash") == _hash_text(params) and board in (None, data.get("board")):
             return data
     return None

@@ -1,22 +1,23 @@
-"""How many cycles a decode step could take if the core overlapped its units: a bound.
+"""How many cycles a decode step could take if the core overlapped its units fully: a bound.
 
-The core runs one instruction at a time (``hw/core.py``), so a step costs the sum of the
-instructions' cycles (:func:`tern.sweep.instruction_cycles`, which matches Verilator to the
-cycle). This module schedules the same program onto the three units as a dataflow machine
-would, to say what overlap could buy before anyone builds it:
+The core overlaps little (``hw/core.py``): a TMV runs on in its matrix context while the
+sequencer runs the next instruction if that is an independent QUANT, and everything else waits
+(:func:`tern.sweep.cycles_per_token`, which matches Verilator to the cycle). This module
+schedules the same program onto the three units as a dataflow machine would, to say what
+more overlap could buy before anyone builds it:
 
 - each instruction keeps the cycles the cycle model gives it, less the sequencer's fetch and
   decode (an overlapping sequencer would fetch ahead);
 - it starts when every earlier instruction it depends on has finished and its unit is free.
   Dependences are the program's own: reading what an earlier instruction writes (RAW), and
   writing what an earlier one reads or writes (WAR, WAW), on vector-memory elements, on the
-  scale registers, on the token, and on the activation buffer, which is taken to be
-  double-buffered together with the scale register (a QUANT waits only for the TMVs that read
-  the buffer and scale it overwrites; the compiler names scale register 0 throughout, the core
-  has four);
+  scale registers, on the token, and on the activation buffer, which is double-buffered
+  together with the scale register (a QUANT waits only for the TMVs that read the buffer and
+  scale it overwrites; the compiler names scale register 0 throughout, the core has four);
 - the units are the matrix unit (TMV), the norm unit (NORM, QUANT) and the row unit
   (element-wise and EMBED), one instruction each at a time, in program order per unit. A TMV's
-  SCALE is taken to be in the matrix unit's own tail, which the core does not have today.
+  SCALE is taken to be in the matrix unit's own tail, which the core does not have today (it
+  borrows the row unit).
 
 Nothing is reordered beyond that, and the compiler's memory allocation is kept, so the result
 is a *projected* lower bound for this program on this core's units, not a design.
@@ -35,14 +36,14 @@ _UNIT_OF_OPCODE_NAME = {"TMV": "matrix", "NORM": "norm", "QUANT": "norm"}
 class OverlapBound:
     """Cycles of one step: as the core runs it, and the two bounds."""
 
-    serial: int            # the core today (the cycle model)
+    core: int              # the core today (the cycle model)
     overlapped: int        # one instruction a unit at a time, dependences kept
     critical_path: int     # unlimited units: the longest dependence chain
     ideal: int             # ternary weights / P
 
     def ratios(self) -> dict[str, float]:
         return {name: getattr(self, name) / self.ideal
-                for name in ("serial", "overlapped", "critical_path")}
+                for name in ("core", "overlapped", "critical_path")}
 
 
 def _accesses(instruction, activation_buffer: int):
@@ -93,7 +94,7 @@ def overlap_bound(compiled) -> OverlapBound:
     else:
         raise ValueError("the program's step has no HALT")
 
-    serial = cycles_per_token(compiled)
+    core = cycles_per_token(compiled)
     ideal = sum(ins.length * ins.a for ins in step if ins.opcode == Opcode.TMV)
 
     last_write: dict = {}      # resource -> finish time of its last writer
@@ -125,4 +126,4 @@ def overlap_bound(compiled) -> OverlapBound:
                 overlapped = max(overlapped, finish)
             else:
                 critical = max(critical, finish)
-    return OverlapBound(serial, overlapped, critical, ideal)
+    return OverlapBound(core, overlapped, critical, ideal)

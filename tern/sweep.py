@@ -41,7 +41,7 @@ from tern.report import format_value
 
 __all__ = ["BOARD_DEVICES", "LANES", "Device", "SweepPoint", "cycles_per_token", "evaluate",
            "figures", "fits", "fitting_front", "instruction_cycles", "map_memories", "model_errors",
-           "plot", "point_params", "run", "simulate_cycles", "sweep", "table", "unit_logic"]
+           "plot", "point_params", "run", "runs_beside", "simulate_cycles", "sweep", "table", "unit_logic"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CACHE = REPOSITORY / "build" / "sweep" / "cache.json"
@@ -178,16 +178,54 @@ def _latencies(params: AcceleratorParameters) -> tuple[int, int, int]:
     return matvec.latency, engine.latency(quantize=False), engine.latency(quantize=True)
 
 
+# A TMV leaves the sequencer after its decode (NEXT, then the next FETCH and DECODE), and
+# runs on in the core's matrix context; the sequencer's next instruction waits in DECODE for
+# it to finish, two cycles sooner than a sequencer that waited in place would move on.
+_MATRIX_HANDOVER_CYCLES = 2
+
+
+def runs_beside(tmv, instruction) -> bool:
+    """Whether the core runs ``instruction``, the one after ``tmv``, beside it (``hw/core.py``,
+    DECODE): a QUANT that reads nothing the TMV writes. (The core also checks that no other
+    QUANT has refilled the activations since the TMV began, which holds for the instruction
+    right after it.)"""
+    from sim.isa import Flag, Opcode
+
+    if tmv.opcode != Opcode.TMV or instruction.opcode != Opcode.QUANT:
+        return False
+    if tmv.flags & Flag.NO_WRITE:
+        return True
+    result = range(tmv.dst, tmv.dst + tmv.length)
+    return not any(start < result.stop and result.start < start + instruction.length
+                   for start in (instruction.a, instruction.b))
+
+
 def cycles_per_token(compiled) -> int:
     """Cycles of one step of a compiled model (its ``step`` entry up to and including HALT),
-    from the core taking the run command to its offering the token: the cycle model."""
+    from the core taking the run command to its offering the token: the cycle model.
+
+    Each instruction costs :func:`instruction_cycles`, but a TMV and the instruction after it
+    overlap: that instruction starts three cycles after the TMV's decode if it
+    :func:`runs_beside` the TMV, and the one after them waits for both; otherwise it waits for
+    the TMV, which then costs :data:`_MATRIX_HANDOVER_CYCLES` fewer cycles."""
     from sim.isa import Opcode
 
-    total = 0
-    for instruction in compiled.program[compiled.entry_points["step"]:]:
-        total += instruction_cycles(instruction, compiled.params)
+    params = compiled.params
+    step = compiled.program[compiled.entry_points["step"]:]
+    total, index = 0, 0
+    while index < len(step):
+        instruction = step[index]
+        cycles = instruction_cycles(instruction, params)
         if instruction.opcode == Opcode.HALT:
-            return total
+            return total + cycles
+        index += 1
+        if instruction.opcode == Opcode.TMV:
+            cycles -= _MATRIX_HANDOVER_CYCLES
+            if index < len(step) and runs_beside(instruction, step[index]):
+                beside = instruction_cycles(step[index], params)
+                cycles = max(cycles, _SEQUENCER_CYCLES + beside)
+                index += 1
+        total += cycles
     raise ValueError("the program's step has no HALT")
 
 

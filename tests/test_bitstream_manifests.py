@@ -16,16 +16,28 @@ def _write(directory, name, params, **fields):
     return data
 
 
+
+def test_a_manifest_is_found_only_for_its_own_board(tmp_path):
+    """An iCEBreaker build of the same parameters must not give the ULX3S its Fmax."""
+    micro = preset("micro")
+    icebreaker = _write(tmp_path, "icebreaker-micro", micro, fmax_mhz={"clk": 21.0})
+    ulx3s = _write(tmp_path, "ulx3s-85f-micro", micro)
+    assert manifest_for(micro, "ulx3s-85f", tmp_path) == ulx3s
+    assert manifest_for(micro, "icebreaker", tmp_path) == icebreaker
+    assert manifest_for(micro, "no-such-board", tmp_path) is None
+
+
 def test_a_manifest_is_found_only_for_its_own_parameters(tmp_path):
     micro = preset("micro")
     written = _write(tmp_path, "ulx3s-85f-micro", micro)
     assert manifest("ulx3s-85f", micro, tmp_path) == written
-    assert manifest_for(micro, tmp_path) == written
+    assert manifest_for(micro, directory=tmp_path) == written
+    assert manifest_for(micro, "ulx3s-85f", tmp_path) == written
     assert manifest("icebreaker", micro, tmp_path) is None       # no such file
 
     changed = micro.replace(clock_hz=25_000_000)                   # same name, other design
     assert manifest("ulx3s-85f", changed, tmp_path) is None
-    assert manifest_for(changed, tmp_path) is None
+    assert manifest_for(changed, directory=tmp_path) is None
     with pytest.raises(ManifestMismatch, match=r"built for other parameters.*tern build "
                                                r"--board ulx3s-85f --preset micro"):
         manifest("ulx3s-85f", changed, tmp_path, strict=True)

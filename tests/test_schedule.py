@@ -4,10 +4,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from sim.isa import Instruction, Opcode
+from sim.isa import Flag, Instruction, Opcode
+from tern import sweep
 from tern.params import preset
 from tern.schedule import overlap_bound
-from tern.sweep import _SEQUENCER_CYCLES, cycles_per_token, instruction_cycles
+from tern.sweep import _SEQUENCER_CYCLES, cycles_per_token, instruction_cycles, runs_beside
 
 PARAMS = preset("micro")
 
@@ -32,13 +33,36 @@ def test_independent_work_on_two_units_overlaps():
     quant_2 = Instruction(Opcode.QUANT, dst=0, a=192, b=64, length=64, imm=3)
     tmv_2 = Instruction(Opcode.TMV, dst=256, a=2, b=0, length=64, imm=128)
     bound = overlap_bound(_compiled(quant_1, tmv_1, quant_2, tmv_2))
-    assert bound.serial == sum(instruction_cycles(i, PARAMS) for i in
-                               (quant_1, tmv_1, quant_2, tmv_2, Instruction(Opcode.HALT)))
+    assert bound.core == cycles_per_token(_compiled(quant_1, tmv_1, quant_2, tmv_2))
     assert bound.ideal == 2 * 64 * 2
     # The second QUANT runs beside the first TMV; the second TMV follows the first.
     assert bound.overlapped == _cycles(quant_1) + max(_cycles(tmv_1), _cycles(quant_2)) \
         + _cycles(tmv_2)
-    assert bound.overlapped < bound.serial
+    assert bound.overlapped < bound.core
+
+
+def test_the_cycle_model_overlaps_a_tmv_and_an_independent_quant():
+    """The core's own overlap (hw/core.py), as the cycle model counts it."""
+    quant_1 = Instruction(Opcode.QUANT, dst=0, a=0, b=64, length=64, imm=0)
+    tmv_1 = Instruction(Opcode.TMV, dst=128, a=2, b=0, length=64, imm=0)
+    independent = Instruction(Opcode.QUANT, dst=0, a=192, b=64, length=64, imm=3)
+    dependent = Instruction(Opcode.QUANT, dst=0, a=160, b=64, length=64, imm=3)  # reads 160..
+    tmv_2 = Instruction(Opcode.TMV, dst=256, a=2, b=0, length=64, imm=128)
+    halt = Instruction(Opcode.HALT)
+    c = {id(i): instruction_cycles(i, PARAMS) for i in (quant_1, tmv_1, independent, tmv_2, halt)}
+    handover = sweep._MATRIX_HANDOVER_CYCLES
+    assert runs_beside(tmv_1, independent) and not runs_beside(tmv_1, dependent)
+    assert not runs_beside(quant_1, independent)     # only after a TMV
+    no_write = Instruction(Opcode.TMV, dst=128, a=2, b=0, length=64, imm=0, flags=Flag.NO_WRITE)
+    assert runs_beside(no_write, dependent)
+    overlapped = cycles_per_token(_compiled(quant_1, tmv_1, independent, tmv_2))
+    assert overlapped == (c[id(quant_1)] + max(c[id(tmv_1)] - handover,
+                                               _SEQUENCER_CYCLES + c[id(independent)])
+                          + c[id(tmv_2)] - handover + c[id(halt)])
+    waiting = cycles_per_token(_compiled(quant_1, tmv_1, dependent, tmv_2))
+    assert waiting == (c[id(quant_1)] + c[id(tmv_1)] - handover + instruction_cycles(dependent, PARAMS)
+                       + c[id(tmv_2)] - handover + c[id(halt)])
+    assert overlapped < waiting
 
 
 def test_dependences_serialise():
@@ -69,6 +93,6 @@ def test_the_presets_bounds_are_ordered(name):
 
     compiled = compiler.compile_layout(get_preset(name).config(), preset(name))
     bound = overlap_bound(compiled)
-    assert bound.serial == cycles_per_token(compiled)
+    assert bound.core == cycles_per_token(compiled)
     assert bound.ideal == compiled.weight_words
-    assert bound.ideal < bound.critical_path <= bound.overlapped < bound.serial
+    assert bound.ideal < bound.critical_path <= bound.overlapped < bound.core

@@ -37,3 +37,12 @@ def test_committed_bitstream_matches_the_sources(board_name, preset_name):
         assert used <= available, f"{cell}: {used} of {available}"
     assert found["utilisation"]["DP16KD" if target.family == "ecp5" else
                                    "ICESTORM_RAM"][0] > 0
+
+
+def test_the_build_id_names_the_parameters_and_the_board():
+    """Only the parameters (not the other presets in tern/params.py) and the board enter it."""
+    micro = preset("micro")
+    build_id = design_build_id(micro, "ulx3s-85f")
+    assert build_id == design_build_id(preset("micro"), "ulx3s-85f")
+    assert build_id != design_build_id(micro.replace(clock_hz=25_000_000), "ulx3s-85f")
+    assert build_id != design_build_id(micro, "icebreaker")
