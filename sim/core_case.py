@@ -21,11 +21,15 @@ from tern.memory_image import memory_image, table_image
 __all__ = ["run_core", "write_case"]
 
 
-def write_case(model, params, prompt: list[int], count: int, path: Path) -> dict:
-    """Golden results for ``prompt`` then ``count`` greedy tokens, saved to ``path`` (.npz)."""
+def write_case(model, params, prompt: list[int], count: int, path: Path, *,
+               compiled=None) -> dict:
+    """Golden results for ``prompt`` then ``count`` greedy tokens, saved to ``path`` (.npz).
+
+    ``compiled`` replaces ``compile_model(model, params)`` (a test's altered program)."""
     from hw.core_interface import address_bits
 
-    compiled = compile_model(model, params)
+    if compiled is None:
+        compiled = compile_model(model, params)
     sections = compiled.sections()
     golden = GoldenModel(params, sections, trace=True)
     states = [compiled.memory_map[f"state.{layer}"]
