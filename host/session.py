@@ -64,18 +64,19 @@ def load(board: Board, export, *, progress: bool = True) -> dict:
     return {"bytes": total, "seconds": seconds, "bytes_per_s": total / seconds}
 
 
-def bitstream_fmax_mhz(params, board_id: int | None = None) -> tuple[float, str]:
+def bitstream_fmax_mhz(params, board_id: int) -> tuple[float, str]:
     """Fmax of a built bitstream for these parameters (from its manifest) on the board that
-    IDENTIFY names ``board_id`` (any board when ``None``), else the preset's target clock;
-    with a note saying which."""
+    IDENTIFY names ``board_id``, else (no such bitstream, or not a known board: the virtual
+    board) the preset's target clock; with a note saying which."""
     from hw.board import BOARDS
     from tern.bitstreams import manifest_for
 
     names = [b.name for b in BOARDS.values() if b.board_id == board_id]
-    manifest = manifest_for(params, names[0] if names else None)
+    manifest = manifest_for(params, names[0]) if names else None
     if manifest is not None and manifest.get("fmax_mhz"):
         return min(manifest["fmax_mhz"].values()), f"Fmax of {manifest['bitstream']}"
-    return params.clock_hz / 1e6, f"the {params.name} preset's target clock (no bitstream built)"
+    return params.clock_hz / 1e6, (f"the {params.name} preset's target clock: no bitstream "
+                                   f"of these parameters for board 0x{board_id:04x}")
 
 
 @dataclass

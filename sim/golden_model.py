@@ -69,6 +69,7 @@ class GoldenModel:
         self.activations = np.zeros(
             -(-params.max_features // params.ternary_lanes) * params.ternary_lanes, np.int64)
         self.scales = [Scale(0, 0)] * SCALE_REGISTERS
+        self.activation_length = 0     # elements the last QUANT wrote
         self.token = 0
         self.record = trace
         self.trace: list[TraceRecord] = []
@@ -172,6 +173,18 @@ class GoldenModel:
                 self._matrix_dtype)
         return self._matrices[key]
 
+    def _check_activations_defined(self, ins: Instruction, matrix: np.ndarray):
+        """A TMV may read activations past the last QUANT's length only against zero weights:
+        the accelerator's activations there are undefined (it double-buffers them, and a
+        QUANT writes whole beats), so a program must not let them reach a row sum."""
+        defined, width = self.activation_length, matrix.shape[1]
+        if width > defined and np.any(matrix[:, defined:]):
+            raise ExecutionError(
+                f"tmv at weight word {ins.imm} reads {width} activations, but the last quant "
+                f"wrote {defined} and the matrix's columns {defined} to {width - 1} are not all "
+                f"zero: activations past a quant's length are undefined on the accelerator "
+                f"(docs/isa.md); quantise the whole input or pad the matrix with zero weights")
+
     def execute(self, ins: Instruction) -> tuple[np.ndarray | None, Scale | None]:
         """Execute one instruction; returns what it wrote (and the scale, for QUANT)."""
         p, op, n = self.params, ins.opcode, ins.length
@@ -189,10 +202,12 @@ class GoldenModel:
             q, scale = numerics.quantize_activations(
                 self._read_a(ins.a, n), self._read(ins.b, n), epsilon_term, constant, p)
             self.activations[:n] = q
+            self.activation_length = n
             self.scales[ins.dst] = scale
             return q.astype(np.int64), scale
         if op == Opcode.TMV:
             matrix = self._matrix(ins.imm, n, ins.a)
+            self._check_activations_defined(ins, matrix)
             sums = matrix @ self.activations[:matrix.shape[1]].astype(self._matrix_dtype)
             sums = sums.astype(np.int64)
             if ins.flags & Flag.ARGMAX:

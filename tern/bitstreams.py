@@ -68,7 +68,7 @@ def manifest(board: str, params, directory: Path | None = None, *,
     return data
 
 
-def manifest_for(params, board: str | None = None,
+def manifest_for(params, board: str | None = None, *,
                  directory: Path | None = None) -> dict | None:
     """The manifest built with exactly ``params`` for ``board`` (for any board when ``None``:
     then the first in file-name order); ``None`` if none."""

@@ -131,6 +131,8 @@ _CONSTANT_CYCLES = 3
 # A matrix instruction's tail after the unit's last row sum: the result FIFO, the packing of
 # V sums into one SCALE beat and its write.
 _TMV_TAIL_CYCLES = 3
+# A NO_WRITE matrix instruction's tail after the unit's last row sum: its result FIFO.
+_NO_WRITE_TAIL_CYCLES = 2
 # NORM/QUANT: the reduction tree's input and output registers, the accumulators and the hand
 # over to the scalar engine and back (docs/hardware.md: 7 + log2 V + engine latency between
 # vectors), and the core's write of the last result.
@@ -146,7 +148,7 @@ def instruction_cycles(instruction, params: AcceleratorParameters) -> int:
     beat over, so the rows then flow at ``V / (V + 1)`` a cycle.
     """
     from hw.row_unit import RowUnit
-    from sim.isa import Opcode
+    from sim.isa import Flag, Opcode
 
     opcode, lanes = instruction.opcode, params.vector_lanes
     beats = -(-instruction.length // lanes)
@@ -160,6 +162,9 @@ def instruction_cycles(instruction, params: AcceleratorParameters) -> int:
                 + int(math.log2(lanes)) + engine + _NORM_TAIL_CYCLES)
     if opcode == Opcode.TMV:
         rows, words_per_row = instruction.length, instruction.a
+        if instruction.flags & Flag.NO_WRITE:    # ends with the last row sum: no SCALE
+            return (_SEQUENCER_CYCLES + _READ_CYCLES + rows * words_per_row
+                    + _latencies(params)[0] + _NO_WRITE_TAIL_CYCLES)
         stream = rows * words_per_row if words_per_row > 1 else rows + -(-rows // lanes) - 1
         return (_SEQUENCER_CYCLES + _READ_CYCLES + stream + _latencies(params)[0]
                 + RowUnit.latency + _TMV_TAIL_CYCLES)

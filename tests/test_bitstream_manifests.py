@@ -16,15 +16,14 @@ def _write(directory, name, params, **fields):
     return data
 
 
-
 def test_a_manifest_is_found_only_for_its_own_board(tmp_path):
     """An iCEBreaker build of the same parameters must not give the ULX3S its Fmax."""
     micro = preset("micro")
     icebreaker = _write(tmp_path, "icebreaker-micro", micro, fmax_mhz={"clk": 21.0})
     ulx3s = _write(tmp_path, "ulx3s-85f-micro", micro)
-    assert manifest_for(micro, "ulx3s-85f", tmp_path) == ulx3s
-    assert manifest_for(micro, "icebreaker", tmp_path) == icebreaker
-    assert manifest_for(micro, "no-such-board", tmp_path) is None
+    assert manifest_for(micro, "ulx3s-85f", directory=tmp_path) == ulx3s
+    assert manifest_for(micro, "icebreaker", directory=tmp_path) == icebreaker
+    assert manifest_for(micro, "no-such-board", directory=tmp_path) is None
 
 
 def test_a_manifest_is_found_only_for_its_own_parameters(tmp_path):
@@ -32,7 +31,7 @@ def test_a_manifest_is_found_only_for_its_own_parameters(tmp_path):
     written = _write(tmp_path, "ulx3s-85f-micro", micro)
     assert manifest("ulx3s-85f", micro, tmp_path) == written
     assert manifest_for(micro, directory=tmp_path) == written
-    assert manifest_for(micro, "ulx3s-85f", tmp_path) == written
+    assert manifest_for(micro, "ulx3s-85f", directory=tmp_path) == written
     assert manifest("icebreaker", micro, tmp_path) is None       # no such file
 
     changed = micro.replace(clock_hz=25_000_000)                   # same name, other design
@@ -58,3 +57,18 @@ def test_the_committed_manifests_are_current():
     assert found, "no committed bitstream manifest"
     for path, data in found:
         assert manifest(data["board"], preset(data["preset"]), strict=True) == data, path
+
+
+def test_fmax_comes_from_the_identified_boards_bitstream_only(monkeypatch, tmp_path):
+    from host.session import bitstream_fmax_mhz
+    from hw.board import board
+    from tern import bitstreams
+
+    micro = preset("micro")
+    _write(tmp_path, "icebreaker-micro", micro, fmax_mhz={"clk": 21.0}, bitstream="i.bin")
+    monkeypatch.setattr(bitstreams, "BITSTREAMS", tmp_path)
+    fmax, note = bitstream_fmax_mhz(micro, board("icebreaker").board_id)
+    assert (fmax, note) == (21.0, "Fmax of i.bin")
+    for other in (board("ulx3s-85f").board_id, 0):      # no ULX3S bitstream; a virtual board
+        fmax, note = bitstream_fmax_mhz(micro, other)
+        assert fmax == micro.clock_hz / 1e6 and "target clock" in note and f"0x{other:04x}" in note
