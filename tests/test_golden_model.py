@@ -180,3 +180,34 @@ def test_golden_follows_the_float_models_greedy_continuation():
     assert result.tokens == 96
     assert result.agreement >= 94 / 96
     assert 0 <= min(result.free_run_lengths) and max(result.free_run_lengths) <= 32
+
+
+def test_golden_refuses_a_tmv_that_reads_undefined_activations():
+    """Past the last QUANT's length the accelerator's activations are undefined (docs/isa.md):
+    a TMV may read them only against zero weights, as the compiler's padded matrices do."""
+    from sim.golden.weight_image import pack_weight_image
+    from sim.isa import Instruction, encode
+
+    half = MICRO.ternary_lanes            # the QUANT's length; the TMV reads 2 * half
+    rng = np.random.default_rng(3)
+    padded = rng.integers(-1, 2, (4, 2 * half)).astype(np.int8)
+    padded[:, half:] = 0
+    full = rng.integers(-1, 2, (4, 2 * half)).astype(np.int8)
+    program = [Instruction(Opcode.QUANT, dst=0, a=0, b=256, length=half, imm=0),
+               Instruction(Opcode.TMV, dst=512, a=2, b=0, length=4, imm=0),
+               Instruction(Opcode.HALT)]
+    vector = np.zeros(256 + half, np.int32)
+    vector[:half] = rng.integers(-(1 << 17), 1 << 17, half)
+    vector[256:] = 1 << 16
+    sections = {"program": encode(program), "entry_points": np.array([2, 0]),
+                "weights": pack_weight_image([padded, full], MICRO), "vector_init": vector,
+                "constants": np.array([1, 1 << 15, -20], np.int64),
+                "embeddings": np.zeros((1, 64), np.int16)}
+    golden = GoldenModel(MICRO, sections)
+    golden.run(0)                          # zero weights past column `half`: defined
+    assert np.any(golden.vector(512, 4))
+    program[1] = Instruction(Opcode.TMV, dst=512, a=2, b=0, length=4, imm=8)
+    sections["program"] = encode(program)
+    with pytest.raises(ExecutionError, match=r"reads 64 activations, but the last quant wrote "
+                                             r"32 .* columns 32 to 63 are not all zero"):
+        GoldenModel(MICRO, sections).run(0)
