@@ -15,10 +15,10 @@ QUANT, ``max|x * weight|``) into the numbers that the lanes need, exactly as
 It runs once per vector, so it is sequential: one 32 x 32 multiplier, one shared
 leading-zero normaliser and a two-bit-per-cycle divider, sequenced by a small state machine.
 The normaliser is pipelined (its input, then the shifted value and the shift, are registered),
-so each state that normalises lasts :data:`NORMALISER_STAGES` cycles: it presents its input in
-the first and uses the result in the last. Slower by a few cycles a vector, but the 64-bit
-leading-zero shifter is no longer in one path with the operand selection and the rounding (it
-was the routed designs' critical path).
+so each state that normalises holds its input for :data:`NORMALISER_STAGES` cycles and uses the
+result in the last: slower by a few cycles a vector, but the 64-bit leading-zero shifter is no
+longer in one path with the operand selection and the rounding (it was the routed designs'
+critical path).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ RSQRT_EXPONENT = 46
 # tests/hw/test_norm_quantizer.py), so all rsqrt products fit a 32 x 32 multiplier.
 MULTIPLIER_BITS = 32
 # Cycles a state that normalises spends: the input register, the shifter's output register,
-# then the cycle that rounds and uses the result. (A larger value only adds waiting cycles.)
+# then the cycle that rounds and uses the result.
 NORMALISER_STAGES = 3
 # States that normalise: ALIGN_LARGEST, ALIGN_VALUE, ROUND_RSQRT, ROUND_CONSTANT (both
 # operations), ROUND_LARGEST (QUANT).
@@ -210,23 +210,20 @@ class ScalarEngine(wiring.Component):
         request = Signal(request_layout(params))
         value = Signal(width)
         # The shared normaliser: aligned = its input shifted left until bit width-1 is set (by an
-        # even count when `even`), `count` = that shift. Pipelined: the input that a state
-        # selects (normalise_in, even) is registered in the state's first cycle and held, and
-        # the shifter's outputs are registered; `settled` is high in the state's last cycle,
-        # when they belong to the state's own input. (The input need only be valid in the first
-        # cycle: the product register it may come from changes after it.)
+        # even count when `even`), `count` = that shift. Pipelined: the input the state selects
+        # (normalise_in, even) is registered, and so are the shifter's outputs; `settled` is
+        # high in the state's last cycle, when they belong to the state's own input.
         normalise_in = Signal(width)
         even = Signal()
         normalise_input = Signal(width)
         normalise_even = Signal()
-        wait = Signal(range(NORMALISER_STAGES))
-        with m.If(wait == 0):
-            m.d.sync += [normalise_input.eq(normalise_in), normalise_even.eq(even)]
+        m.d.sync += [normalise_input.eq(normalise_in), normalise_even.eq(even)]
         shifted, shift = _normalise_left(m, normalise_input, normalise_even)
         aligned = Signal(width)
         count = Signal.like(shift)
         m.d.sync += [aligned.eq(shifted), count.eq(shift)]
         mantissa, exponent_offset = _round_mantissa(m, params, aligned, count, width)
+        wait = Signal(range(NORMALISER_STAGES))
         settled = Signal()
         m.d.comb += settled.eq(wait == NORMALISER_STAGES - 1)
 
@@ -272,8 +269,7 @@ class ScalarEngine(wiring.Component):
                              + self.request.payload.epsilon_term),
                 ]
                 m.d.sync += state.eq(_Step.ALIGN_LARGEST)
-        # Each state that normalises selects its input (taken in its first cycle) and acts once
-        # `settled`.
+        # Each state that normalises selects its input throughout and acts once `settled`.
         with m.If(state == _Step.ALIGN_LARGEST):
             largest = Mux(request.largest == 0, 1, request.largest)
             m.d.comb += [normalise_in.eq(largest), divider_start.eq(settled)]

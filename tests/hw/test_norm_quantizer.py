@@ -288,3 +288,12 @@ def test_verilator_distributions(lanes):
     commands = [[operation, int(rng.integers(1, min(maximum, 40 * lanes) + 1)), distribution]
                 for distribution in DISTRIBUTIONS for operation in ("NORM", "QUANT")]
     run_verilator(lanes, commands, [[0.9, 0.8, 0.7, 0.6]], seed=100 + lanes)
+
+
+def test_the_normaliser_pipeline_depth_is_the_one_its_input_timing_relies_on():
+    """A normalising state's input is valid only in its first cycle (``product`` changes after
+    it); with three stages the settled result is the first cycle's (docs/hardware.md)."""
+    from hw import scalar_math
+
+    assert scalar_math.NORMALISER_STAGES == 3, \
+        "limit the normaliser's input capture to a state's first cycle before deepening it"
