@@ -95,4 +95,8 @@ def test_the_presets_bounds_are_ordered(name):
     bound = overlap_bound(compiled)
     assert bound.core == cycles_per_token(compiled)
     assert bound.ideal == compiled.weight_words
-    assert bound.ideal < bound.critical_path <= bound.overlapped < bound.core
+    # One matrix unit streams every weight word, so the overlapped schedule is above the ideal;
+    # with unlimited units the gate and up projections' TMVs run side by side, so the critical
+    # path may be below it (demo at V=8).
+    assert 0 < bound.critical_path <= bound.overlapped < bound.core
+    assert bound.ideal < bound.overlapped
