@@ -210,15 +210,15 @@ class AcceleratorParameters:
 
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
-        # P=64, V=8: at P=128, V=8 the ULX3S design (198 of 208 block RAMs, 110 of 156
-        # multipliers) placed but nextpnr's router (after the heap placer) stayed at 22,000
-        # overused wires; P=64, V=8 routes (static placer, 2026-11-29) and takes 12 % fewer
-        # cycles a token than V=4 (the norm and element-wise instructions, V elements a cycle).
+        # P=64, V=8: routes on the ULX3S (static placer, 198 of 208 block RAMs, 110 of 156
+        # multipliers; 2026-11-29) and takes 12 % fewer cycles a token than V=4 (the norm and
+        # element-wise instructions, V elements a cycle). P=128, V=8 also routed in a trial
+        # (34.7 MHz, 14,351 cycles a token; docs/boards.md) but is not the preset yet.
         name="demo", ternary_lanes=64, vector_lanes=8,
         weight_memory_words=16896, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
-        # The routed ULX3S builds reached 28.9-31.8 MHz (nextpnr, 2026-11-29): 25 MHz, the
-        # ULX3S's own oscillator, leaves a margin of at least 15 %.
+        # The routed ULX3S build reaches 33.6 MHz (nextpnr, 2026-11-29): 25 MHz, the ULX3S's
+        # own oscillator, leaves a margin of 34 %.
         clock_hz=25_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,

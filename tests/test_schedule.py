@@ -49,19 +49,22 @@ def test_the_cycle_model_overlaps_a_tmv_and_an_independent_quant():
     dependent = Instruction(Opcode.QUANT, dst=0, a=160, b=64, length=64, imm=3)  # reads 160..
     tmv_2 = Instruction(Opcode.TMV, dst=256, a=2, b=0, length=64, imm=128)
     halt = Instruction(Opcode.HALT)
-    c = {id(i): instruction_cycles(i, PARAMS) for i in (quant_1, tmv_1, independent, tmv_2, halt)}
+
+    def cycles(instruction):
+        return instruction_cycles(instruction, PARAMS)
+
     handover = sweep._MATRIX_HANDOVER_CYCLES
     assert runs_beside(tmv_1, independent) and not runs_beside(tmv_1, dependent)
     assert not runs_beside(quant_1, independent)     # only after a TMV
     no_write = Instruction(Opcode.TMV, dst=128, a=2, b=0, length=64, imm=0, flags=Flag.NO_WRITE)
     assert runs_beside(no_write, dependent)
     overlapped = cycles_per_token(_compiled(quant_1, tmv_1, independent, tmv_2))
-    assert overlapped == (c[id(quant_1)] + max(c[id(tmv_1)] - handover,
-                                               _SEQUENCER_CYCLES + c[id(independent)])
-                          + c[id(tmv_2)] - handover + c[id(halt)])
+    assert overlapped == (cycles(quant_1)
+                          + max(cycles(tmv_1) - handover, _SEQUENCER_CYCLES + cycles(independent))
+                          + cycles(tmv_2) - handover + cycles(halt))
     waiting = cycles_per_token(_compiled(quant_1, tmv_1, dependent, tmv_2))
-    assert waiting == (c[id(quant_1)] + c[id(tmv_1)] - handover + instruction_cycles(dependent, PARAMS)
-                       + c[id(tmv_2)] - handover + c[id(halt)])
+    assert waiting == (cycles(quant_1) + cycles(tmv_1) - handover + cycles(dependent)
+                       + cycles(tmv_2) - handover + cycles(halt))
     assert overlapped < waiting
 
 

@@ -12,6 +12,7 @@ loads it.
 
 import math
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -84,8 +85,9 @@ class _Program:
         if self.quantised < FEATURES and self.rng.random() < 0.5:
             beats = 2                # the second matrix: zero weights past the short QUANT
         flags = self.rng.choice([0, 0, Flag.ARGMAX, Flag.NO_WRITE, Flag.ARGMAX | Flag.NO_WRITE])
-        word = {1: 2 * ROWS, 2: 0}[beats] if self.quantised == FEATURES else \
-            {1: 2 * ROWS, 2: 3 * ROWS}[beats]
+        # One-word rows: the narrow matrix; two-word rows: the full one, or after a short QUANT
+        # the one with zero weights past it.
+        word = 2 * ROWS if beats == 1 else 0 if self.quantised == FEATURES else 3 * ROWS
         dst = self.destination(rows)
         self.instructions.append(Instruction(Opcode.TMV, dst=dst, a=beats,
                                              b=self.rng.randrange(SCALE_REGISTERS), length=rows,
@@ -211,6 +213,5 @@ def test_random_program_is_bit_exact_and_modelled(seed):
     text = "\n".join(ins.text() for ins in program)
     assert got["tokens"] == tokens, text
     np.testing.assert_array_equal(got["vector"], golden.memory[:WORK], err_msg=text)
-    compiled = type("Compiled", (), {"params": PARAMS, "program": program,
-                                     "entry_points": {"step": 0}})
+    compiled = SimpleNamespace(params=PARAMS, program=program, entry_points={"step": 0})
     assert got["cycles"] == [cycles_per_token(compiled)] * 2, text
