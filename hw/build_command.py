@@ -82,6 +82,10 @@ def register(subparsers):
     parser.add_argument("--baud", type=int, help="UART rate (default 3000000)")
     parser.add_argument("-o", "--output-dir", default="bitstreams",
                         help="where the bitstream and manifest go (default bitstreams/)")
+    parser.add_argument("--seed", type=int,
+                        help="nextpnr's placement seed (default: the committed bitstream's, "
+                             "hw.build.NEXTPNR_SEEDS, else 1); try another when routing "
+                             "stalls with overused wires")
     parser.add_argument("--skip-fit-check", action="store_true",
                         help="go straight to Yosys and nextpnr, without first checking the "
                              "block RAM and DSP count against the FPGA (about half a minute)")
@@ -123,7 +127,11 @@ def run(args) -> int:
     from hw.board import board
     from hw.build import build_bitstream
 
+    from hw.build import nextpnr_options
+
     preset_name = args.preset or board(args.board).default_preset
+    if args.seed is not None:
+        nextpnr_options(args.seed)  # a bad seed fails now, not after the fit check
     if not args.skip_fit_check:
         check_fit(args.board, preset_name)
     # The build directory is watched for progress (its stale logs from an earlier build are
@@ -135,7 +143,7 @@ def run(args) -> int:
     printer.start()
     try:
         manifest = build_bitstream(args.board, preset_name, output_dir=args.output_dir,
-                                   build_root=BUILD_ROOT, baud=args.baud)
+                                   build_root=BUILD_ROOT, baud=args.baud, seed=args.seed)
     finally:
         printer.stopped.set()
         printer.join()

@@ -39,7 +39,9 @@ If that is a QUANT that reads none of the TMV's result it runs beside the TMV, f
 other of the two activation buffers; anything else waits in DECODE until the matrix context is
 idle. So the program's ``quant; tmv; quant; tmv`` pairs (the MLGRU's i, f, g projections) hide
 a QUANT behind each TMV but the last, and the golden model's sequential order is kept:
-every instruction sees exactly the memory it would if each ran alone.
+every instruction sees the memory it would if each ran alone, with one exception that the ISA
+allows (``docs/isa.md``): activations past the last QUANT's length are undefined, and here
+they are the other buffer's older contents.
 """
 
 from __future__ import annotations

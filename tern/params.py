@@ -11,7 +11,8 @@ Presets (see :data:`PRESETS`):
     ULX3S ECP5-85F: the byte-level demo model (d=128, 4 layers, ~1.1 M ternary weights) held
     wholly in block RAM.
 ``micro``
-    iCEBreaker iCE40UP5K: the byte-level micro model (d=64, 4 layers) in the 128 KB SPRAM.
+    The byte-level micro model (d=64, 4 layers): the small ULX3S build. Meant for the
+    iCEBreaker (iCE40UP5K), which this design does not fit (``docs/boards.md``).
 ``large``
     Simulation only: memories that hold one d=512 block and every shape of the released 370M
     model, for the paper comparison.
@@ -210,15 +211,14 @@ class AcceleratorParameters:
 
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
-        # P=64, V=8: routes on the ULX3S (static placer, 198 of 208 block RAMs, 110 of 156
-        # multipliers; 2026-11-29) and takes 12 % fewer cycles a token than V=4 (the norm and
-        # element-wise instructions, V elements a cycle). P=128, V=8 also routed in a trial
-        # (34.7 MHz, 14,351 cycles a token; docs/boards.md) but is not the preset yet.
-        name="demo", ternary_lanes=64, vector_lanes=8,
-        weight_memory_words=16896, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
+        # P=128, V=8: a 256-bit weight word, the whole model in 8,448 of them. Routes on the
+        # ULX3S (static placer; 2026-11-29) in the same 198 of 208 block RAMs and 110 of 156
+        # multipliers as P=64, and takes 35 % fewer cycles a token (14,351 against 21,995):
+        # the TMVs, two thirds of a token's cycles at P=64, take half as long.
+        name="demo", ternary_lanes=128, vector_lanes=8,
+        weight_memory_words=8448, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
-        # The routed ULX3S build reaches 33.6 MHz (nextpnr, 2026-11-29): 25 MHz, the ULX3S's
-        # own oscillator, leaves a margin of 34 %.
+        # 25 MHz, the ULX3S's own oscillator; the trial build reached 34.7 MHz (nextpnr).
         clock_hz=25_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
