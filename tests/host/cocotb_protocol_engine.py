@@ -4,7 +4,9 @@
 The engine's byte streams are driven directly (no UART) with a seeded mix of good frames,
 frames with a good CRC but a wrong length, space, address or argument, repeated frames,
 damaged and cut frames and random bytes. A Python model of the core answers the memory port
-(with random stalls) and runs; a Python model of the engine predicts every reply. The test
+(with random stalls) and runs; a Python model of the engine predicts every reply. Some runs
+are held at their first token while more frames arrive, which must then be answered BUSY
+(memory commands and RUN) or show the run in progress (STATUS, TOKENS). The test
 checks that each frame that should be answered is answered exactly as predicted and in order,
 that the engine issues exactly the predicted writes and never a request outside a space, that
 every frame it sends has a good CRC, and that after all of it the engine answers IDENTIFY and
@@ -71,7 +73,7 @@ class CoreModel:
         self.vocab = config["vocab"]
         self.writes = []
         self.violations = []
-
+        self.hold = False   # while set, a run does not finish its token
     async def serve_memory(self):
         dut, queue = self.dut, collections.deque()
         while True:
@@ -108,8 +110,9 @@ class CoreModel:
         dut.core__instructions.value = CORE_INSTRUCTIONS
         while True:
             await RisingEdge(dut.clk)
+            finishing = busy and remaining == 0 and not self.hold
             dut.core__run__ready.value = int(not busy)
-            dut.core__done__valid.value = int(busy and remaining == 0)
+            dut.core__done__valid.value = int(finishing)
             dut.core__done__payload.value = answer
             dut.core__busy.value = int(busy)
             await ReadOnly()
@@ -117,9 +120,9 @@ class CoreModel:
                 token = field(dut.core__run__payload.value.to_unsigned(), run_layout, "token")
                 busy, remaining = True, self.rng.randrange(0, 12)
                 answer = (token * 31 + 7) % self.vocab
-            elif busy and remaining == 0 and dut.core__done__ready.value:
+            elif finishing and dut.core__done__ready.value:
                 busy = False
-            elif busy and remaining:
+            elif busy and remaining and not self.hold:
                 remaining -= 1
 
 
@@ -136,6 +139,7 @@ class EngineModel:
         self.tokens = 0
         self.duplicates = 0
         self.writes = []
+        self.held = 0       # outputs of a run held at its first token (0: no run in progress)
 
     def reply(self, seq, code, payload, bytes_received):
         """The expected reply payload (bytes), and the run's (index, token) list if any."""
@@ -156,7 +160,9 @@ class EngineModel:
                     0, PROTOCOL_VERSION, self.config["board_id"], self.config["build_id"],
                     self.params.hash, MAX_PAYLOAD, len(self.history),
                     self.params.clock_hz)[1:], []
-            return Status.OK, ("status", bytes_received, self.tokens, self.duplicates), []
+            flags = 0b11 if self.held else 0    # the core busy, a RUN in progress
+            return Status.OK, ("status", flags, bytes_received, self.tokens - self.held,
+                               self.duplicates), []
         if code in (Code.WRITE, Code.READ, Code.CRC):
             return self._memory(code, payload, *words)
         if code == Code.RUN:
@@ -176,6 +182,8 @@ class EngineModel:
         space = MemorySpace(space)
         if address + count > self.sizes[space]:
             return Status.OUT_OF_RANGE, b"", []
+        if self.held:
+            return Status.BUSY, b"", []
         memory = self.memory[space]
         if code == Code.WRITE:
             data = np.frombuffer(payload[12:], dtype="<u4")
@@ -198,6 +206,8 @@ class EngineModel:
             return Status.BAD_ARGUMENT, b"", []
         if entry >= self.params.program_words:
             return Status.OUT_OF_RANGE, b"", []
+        if self.held:
+            return Status.BUSY, b"", []
         inputs = struct.unpack(f"<{count}H", payload[12:]) if feed else None
         run, previous = [], token
         for index in range(count):
@@ -211,11 +221,13 @@ class EngineModel:
         start, wanted = word & 0xFFFF, word >> 16
         if len(payload) != 4:
             return Status.BAD_LENGTH, b"", []
-        if start > self.produced or self.produced - start > len(self.history):
+        # A held run has produced nothing yet, and its next token may overwrite one more.
+        produced, running = (0, 1) if self.held else (self.produced, 0)
+        if start > produced or produced - start + running > len(self.history):
             return Status.OUT_OF_RANGE, b"", []
-        sent = min(wanted, self.produced - start, MAX_TOKENS_PER_REPLY)
+        sent = min(wanted, produced - start, MAX_TOKENS_PER_REPLY)
         tokens = [self.history[(start + i) % len(self.history)] for i in range(sent)]
-        return Status.OK, TOKENS_REPLY.pack(0, 0, self.produced)[1:] + struct.pack(
+        return Status.OK, TOKENS_REPLY.pack(0, running, produced)[1:] + struct.pack(
             f"<{sent}H", *tokens), []
 
 
@@ -225,6 +237,7 @@ class Fuzzer:
     def __init__(self, params, config, rng):
         self.rng, self.config = rng, config
         self.sizes = space_words(params)
+        self.program_words = params.program_words
         self.seq = rng.randrange(256)
         self.previous = None
 
@@ -274,13 +287,30 @@ class Fuzzer:
         return (Code.STATUS if kind == "status" else Code.IDENTIFY), bytes(
             rng.choice([0] * 5 + [3]))
 
-    def frame(self):
-        """(seq, code, payload, bytes on the wire)."""
+    def valid_command(self, kind=None):
+        """(code, payload) of a command (``kind``: write, read, crc or run; default any) that
+        passes its own checks: only a run in progress can refuse it."""
+        rng = self.rng
+        space = rng.choice([*MemorySpace])
+        count = rng.randrange(1, 5)
+        address = rng.randrange(self.sizes[space] - count + 1)
+        kind = kind or rng.choice(["write", "read", "crc", "run"])
+        if kind == "run":
+            return Code.RUN, RUN_HEADER.pack(rng.randrange(self.program_words), rng.randrange(1 << 16), count,
+                                             RunMode.GENERATE)
+        header = MEMORY_HEADER.pack(space, address, count)
+        if kind == "write":
+            return Code.WRITE, header + struct.pack(f"<{count}I", *(
+                rng.randrange(1 << 32) for _ in range(count)))
+        return (Code.READ if kind == "read" else Code.CRC), header
+
+    def frame(self, valid=False, kind=None):
+        """(seq, code, payload, bytes on the wire); a valid command's if ``valid``."""
         if self.previous and self.previous[1] in (Code.WRITE, Code.RUN) and \
                 self.rng.random() < 0.15:
             return self.previous   # a repeat, as when a reply is lost
         self.seq = (self.seq + 1) & 0xFF
-        code, payload = self.command()
+        code, payload = self.valid_command(kind) if valid else self.command()
         self.previous = (self.seq, code, payload, encode_frame(self.seq, code, payload))
         return self.previous
 
@@ -329,9 +359,9 @@ class Monitor:
 
 
 def check_status(payload, expected):
-    _, bytes_received, tokens, duplicates = expected
+    _, flags, bytes_received, tokens, duplicates = expected
     fields = STATUS_REPLY.unpack(payload)
-    assert fields[0] == Status.OK and fields[1] == 0, f"STATUS flags {fields[:2]}"
+    assert fields[0] == Status.OK and fields[1] == flags, f"STATUS flags {fields[:2]} != {flags}"
     assert fields[3] == CORE_CYCLES and fields[4] == CORE_INSTRUCTIONS
     assert fields[5] == tokens, f"tokens {fields[5]} != {tokens}"
     assert fields[6] == bytes_received, f"bytes received {fields[6]} != {bytes_received}"
@@ -362,6 +392,21 @@ async def fuzz(dut):
 
     driver = StreamDriver(dut, "rx", probability=0.9, seed=config["seed"])
     expected, runs, sent = [], [], 0
+
+    def replies_received():
+        return sum(f.code not in (Code.NAK, Code.TOKEN) for f in monitor.frames)
+
+    async def send(seq, code, payload, wire):
+        """Send a frame; returns its run (empty if it starts none)."""
+        nonlocal sent
+        await driver.send(wire)
+        sent += len(wire)
+        if code >= COMMAND_LIMIT:
+            return []   # not a command: ignored, no reply, no effect
+        reply, run = model.reply(seq, code, payload, sent)
+        expected.append((seq, code | RESPONSE, reply))
+        return run
+
     for _ in range(config["frames"]):
         if rng.random() < 0.25:
             wire, pause = fuzzer.damage()
@@ -371,15 +416,23 @@ async def fuzz(dut):
                 for _ in range(config["frame_timeout_cycles"] + rng.randrange(-50, 50)):
                     await RisingEdge(dut.clk)
             continue
-        seq, code, payload, wire = fuzzer.frame()
-        await driver.send(wire)
-        sent += len(wire)
-        if code >= COMMAND_LIMIT:
-            continue    # not a command: ignored, no reply, no effect
-        reply, run = model.reply(seq, code, payload, sent)
-        expected.append((seq, code | RESPONSE, reply))
+        core.hold = rng.random() < 0.1
+        frame = fuzzer.frame(valid=True, kind="run") if core.hold else fuzzer.frame()
+        run = await send(*frame)
+        if run and core.hold:
+            # Held at its first token: once the RUN's reply is out, more frames arrive while
+            # the run is in progress (a repeat of the RUN among them, now and then).
+            await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000,
+                                     "reply to the RUN")
+            model.held = len(run)
+            for _ in range(rng.randrange(1, 5)):
+                await send(*fuzzer.frame(valid=rng.random() < 0.5))
+            await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000,
+                                     "reply to a frame during a run")
+            model.held = 0
+        core.hold = False
         if run:
-            runs.append((seq, run))
+            runs.append((frame[0], run))
             # Let the run finish (with all its tokens out) before the next frame, so that the
             # model knows the engine is not busy.
             count = sum(len(r) for _, r in runs)
@@ -392,9 +445,7 @@ async def fuzz(dut):
     reply, _ = model.reply(seq, Code.IDENTIFY, b"", 0)
     expected.append((seq, Code.IDENTIFY | RESPONSE, reply))
     # Wait for the last reply; on a hang, the comparison below says where the replies stop.
-    await monitor.wait_until(lambda: sum(f.code not in (Code.NAK, Code.TOKEN)
-                                         for f in monitor.frames) >= len(expected),
-                             20_000, None)
+    await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000, None)
 
     assert monitor.decoder.crc_errors == monitor.decoder.frame_errors == 0
     assert not core.violations, f"requests outside a space: {core.violations[:5]}"
@@ -418,6 +469,7 @@ async def fuzz(dut):
         np.testing.assert_array_equal(core.memory[space], model.memory[space])
     statuses = collections.Counter(Status(r[0] & ~DUPLICATE).name for _, _, r in expected
                                    if isinstance(r, bytes))
+    assert statuses["BUSY"], "no frame came during a run: the BUSY path went unchecked"
     dut._log.info(f"{len(expected)} replies checked {dict(statuses)}, {len(core.writes)} writes, "
                   f"{len(tokens)} tokens, {model.duplicates} repeats, "
                   f"{sum(f.code == Code.NAK for f in monitor.frames)} NAKs")
