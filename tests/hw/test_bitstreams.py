@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from hw.board import board
-from hw.build import design_build_id
+from hw.build import REPOSITORY, design_build_id, design_sources
 from tern.bitstreams import BITSTREAMS, manifest
 from tern.params import preset
 
@@ -46,3 +46,14 @@ def test_the_build_id_names_the_parameters_and_the_board():
     assert build_id == design_build_id(preset("micro"), "ulx3s-85f")
     assert build_id != design_build_id(micro.replace(clock_hz=25_000_000), "ulx3s-85f")
     assert build_id != design_build_id(micro, "icebreaker")
+
+
+def test_the_design_sources_are_what_the_top_level_imports():
+    """Benchmarks, commands, testbenches, the build script and modules the board's top level
+    does not import are no part of the build id: changing them needs no new bitstream."""
+    names = {file.relative_to(REPOSITORY).as_posix() for file in design_sources()}
+    assert {"hw/board.py", "hw/core.py", "hw/scalar_math.py", "hw/uart.py", "hw/pll.py",
+            "sim/golden/numerics.py", "sim/isa.py", "host/protocol.py"} <= names
+    assert not names & {"hw/build.py", "hw/build_command.py", "hw/bench_core.py",
+                        "hw/ternary_matvec_testbench.py", "hw/base3_decoder.py",
+                        "sim/golden_model.py", "tern/params.py"}
