@@ -125,9 +125,7 @@ def check_fit(board_name: str, preset_name: str, progress=print) -> None:
 
 def run(args) -> int:
     from hw.board import board
-    from hw.build import build_bitstream
-
-    from hw.build import nextpnr_options
+    from hw.build import build_bitstream, nextpnr_options
 
     preset_name = args.preset or board(args.board).default_preset
     if args.seed is not None:
