@@ -91,9 +91,13 @@ def design_sources() -> list[Path]:
         for node in ast.walk(ast.parse(file.read_bytes(), filename=str(file))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                # ``from a.b import c``: a.b, and a.b.c if c is a module
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                # ``from a.b import c``: a.b, and a.b.c if c is a module; a relative import
+                # from the package of ``file``
+                package = file.relative_to(REPOSITORY).parent.parts
+                base = ".".join([*package[:len(package) - node.level + 1], node.module or ""]
+                                if node.level else [node.module]).strip(".")
+                names = [base] + [f"{base}.{alias.name}" for alias in node.names]
             else:
                 continue
             for name in names:
