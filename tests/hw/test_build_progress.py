@@ -61,3 +61,23 @@ def test_a_preset_that_does_not_fit_is_refused_before_synthesis(monkeypatch):
         build_command.check_fit("icebreaker", "micro", progress=lambda line: None)
     build_command.check_fit("ulx3s-85f", "micro", progress=lambda line: None)  # fits: silent
     assert mapped == [("micro", "ice40"), ("micro", "ecp5")]
+
+
+def test_the_seed_reaches_nextpnr_and_a_bad_one_is_refused_at_once(monkeypatch):
+    import argparse
+
+    import pytest
+
+    from hw import build, build_command
+    from tern.errors import TernError
+
+    assert build.nextpnr_options(7).startswith("--seed 7 ")
+    assert build.nextpnr_options().startswith(f"--seed {build.NEXTPNR_SEED} ")
+    checked = []
+    monkeypatch.setattr(build_command, "check_fit", lambda *args: checked.append(args))
+    arguments = argparse.Namespace(board="ulx3s-85f", preset="micro", seed=0,
+                                   skip_fit_check=False, baud=None, output_dir="unused")
+    with pytest.raises(TernError, match="the nextpnr seed must be an integer from 1 to "
+                                        "2\\*\\*31 - 1, not 0"):
+        build_command.run(arguments)
+    assert checked == []    # refused before the half-minute fit check
