@@ -5,8 +5,10 @@ The engine's byte streams are driven directly (no UART) with a seeded mix of goo
 frames with a good CRC but a wrong length, space, address or argument, repeated frames,
 damaged and cut frames and random bytes. A Python model of the core answers the memory port
 (with random stalls) and runs; a Python model of the engine predicts every reply. Some runs
-are held at their first token while more frames arrive, which must then be answered BUSY
-(memory commands and RUN) or show the run in progress (STATUS, TOKENS). The test
+pause after ``k`` of their tokens while more frames arrive: the core either holds the next
+token (busy) or does not take its run (idle, the RUN still in progress). Memory commands and
+RUN must then be answered BUSY, STATUS must show the two flags apart, and TOKENS the tokens so
+far, with one fewer kept while running. The test
 checks that each frame that should be answered is answered exactly as predicted and in order,
 that the engine issues exactly the predicted writes and never a request outside a space, that
 every frame it sends has a good CRC, and that after all of it the engine answers IDENTIFY and
@@ -73,7 +75,10 @@ class CoreModel:
         self.vocab = config["vocab"]
         self.writes = []
         self.violations = []
-        self.hold = False   # while set, a run does not finish its token
+        # A pause: ("hold" or "stall", k): after k more finished tokens the core holds the
+        # next token (busy) or does not take the next run (idle).
+        self.pause = None
+        self.finished = 0
     async def serve_memory(self):
         dut, queue = self.dut, collections.deque()
         while True:
@@ -110,19 +115,22 @@ class CoreModel:
         dut.core__instructions.value = CORE_INSTRUCTIONS
         while True:
             await RisingEdge(dut.clk)
-            finishing = busy and remaining == 0 and not self.hold
-            dut.core__run__ready.value = int(not busy)
+            paused = self.pause[0] if self.pause and self.finished >= self.pause[1] else None
+            finishing = busy and remaining == 0 and paused != "hold"
+            ready = not busy and paused != "stall"
+            dut.core__run__ready.value = int(ready)
             dut.core__done__valid.value = int(finishing)
             dut.core__done__payload.value = answer
             dut.core__busy.value = int(busy)
             await ReadOnly()
-            if not busy and dut.core__run__valid.value:
+            if ready and dut.core__run__valid.value:
                 token = field(dut.core__run__payload.value.to_unsigned(), run_layout, "token")
                 busy, remaining = True, self.rng.randrange(0, 12)
                 answer = (token * 31 + 7) % self.vocab
             elif finishing and dut.core__done__ready.value:
                 busy = False
-            elif busy and remaining and not self.hold:
+                self.finished += 1
+            elif busy and remaining:
                 remaining -= 1
 
 
@@ -139,7 +147,10 @@ class EngineModel:
         self.tokens = 0
         self.duplicates = 0
         self.writes = []
-        self.held = 0       # outputs of a run held at its first token (0: no run in progress)
+        # While a run is paused: (how, its (index, token) list, tokens produced so far).
+        self.paused = None
+        self.kept_one_fewer = 0         # TOKENS refused only because a run is in progress
+        self.tokens_while_running = 0   # TOKENS replies with tokens, during a run
 
     def reply(self, seq, code, payload, bytes_received):
         """The expected reply payload (bytes), and the run's (index, token) list if any."""
@@ -160,9 +171,11 @@ class EngineModel:
                     0, PROTOCOL_VERSION, self.config["board_id"], self.config["build_id"],
                     self.params.hash, MAX_PAYLOAD, len(self.history),
                     self.params.clock_hz)[1:], []
-            flags = 0b11 if self.held else 0    # the core busy, a RUN in progress
-            return Status.OK, ("status", flags, bytes_received, self.tokens - self.held,
-                               self.duplicates), []
+            flags, tokens = 0, self.tokens
+            if self.paused:     # bit 0 the core busy (holding a token), bit 1 a RUN
+                how, run, produced = self.paused
+                flags, tokens = (0b11 if how == "hold" else 0b10), tokens - len(run) + produced
+            return Status.OK, ("status", flags, bytes_received, tokens, self.duplicates), []
         if code in (Code.WRITE, Code.READ, Code.CRC):
             return self._memory(code, payload, *words)
         if code == Code.RUN:
@@ -182,7 +195,7 @@ class EngineModel:
         space = MemorySpace(space)
         if address + count > self.sizes[space]:
             return Status.OUT_OF_RANGE, b"", []
-        if self.held:
+        if self.paused:
             return Status.BUSY, b"", []
         memory = self.memory[space]
         if code == Code.WRITE:
@@ -206,7 +219,7 @@ class EngineModel:
             return Status.BAD_ARGUMENT, b"", []
         if entry >= self.params.program_words:
             return Status.OUT_OF_RANGE, b"", []
-        if self.held:
+        if self.paused:
             return Status.BUSY, b"", []
         inputs = struct.unpack(f"<{count}H", payload[12:]) if feed else None
         run, previous = [], token
@@ -221,12 +234,21 @@ class EngineModel:
         start, wanted = word & 0xFFFF, word >> 16
         if len(payload) != 4:
             return Status.BAD_LENGTH, b"", []
-        # A held run has produced nothing yet, and its next token may overwrite one more.
-        produced, running = (0, 1) if self.held else (self.produced, 0)
+        # While running, the next token may overwrite one more of the ring.
+        if self.paused:
+            _, run, produced = self.paused
+            running, outputs = 1, [token for _, token in run]
+        else:
+            running, produced = 0, self.produced
+            outputs = {self.produced - i - 1: self.history[(self.produced - i - 1)
+                                                         % len(self.history)]
+                       for i in range(min(self.produced, len(self.history)))}
         if start > produced or produced - start + running > len(self.history):
+            self.kept_one_fewer += produced - start == len(self.history) and running
             return Status.OUT_OF_RANGE, b"", []
+        self.tokens_while_running += running and produced > start
         sent = min(wanted, produced - start, MAX_TOKENS_PER_REPLY)
-        tokens = [self.history[(start + i) % len(self.history)] for i in range(sent)]
+        tokens = [outputs[start + i] for i in range(sent)]
         return Status.OK, TOKENS_REPLY.pack(0, running, produced)[1:] + struct.pack(
             f"<{sent}H", *tokens), []
 
@@ -238,6 +260,7 @@ class Fuzzer:
         self.rng, self.config = rng, config
         self.sizes = space_words(params)
         self.program_words = params.program_words
+        self.history = config["token_history"]
         self.seq = rng.randrange(256)
         self.previous = None
 
@@ -295,14 +318,22 @@ class Fuzzer:
         count = rng.randrange(1, 5)
         address = rng.randrange(self.sizes[space] - count + 1)
         kind = kind or rng.choice(["write", "read", "crc", "run"])
-        if kind == "run":
-            return Code.RUN, RUN_HEADER.pack(rng.randrange(self.program_words), rng.randrange(1 << 16), count,
+        if kind == "run":   # up to past the token history
+            return Code.RUN, RUN_HEADER.pack(rng.randrange(self.program_words),
+                                             rng.randrange(1 << 16),
+                                             rng.randrange(1, self.history + 9),
                                              RunMode.GENERATE)
         header = MEMORY_HEADER.pack(space, address, count)
         if kind == "write":
             return Code.WRITE, header + struct.pack(f"<{count}I", *(
                 rng.randrange(1 << 32) for _ in range(count)))
         return (Code.READ if kind == "read" else Code.CRC), header
+
+    def custom(self, code, payload):
+        """(seq, code, payload, bytes on the wire) of the given command, as the next frame."""
+        self.seq = (self.seq + 1) & 0xFF
+        self.previous = (self.seq, code, payload, encode_frame(self.seq, code, payload))
+        return self.previous
 
     def frame(self, valid=False, kind=None):
         """(seq, code, payload, bytes on the wire); a valid command's if ``valid``."""
@@ -393,8 +424,13 @@ async def fuzz(dut):
     driver = StreamDriver(dut, "rx", probability=0.9, seed=config["seed"])
     expected, runs, sent = [], [], 0
 
+    history = config["token_history"]
+
     def replies_received():
         return sum(f.code not in (Code.NAK, Code.TOKEN) for f in monitor.frames)
+
+    def tokens_received():
+        return sum(f.code == Code.TOKEN for f in monitor.frames)
 
     async def send(seq, code, payload, wire):
         """Send a frame; returns its run (empty if it starts none)."""
@@ -416,29 +452,45 @@ async def fuzz(dut):
                 for _ in range(config["frame_timeout_cycles"] + rng.randrange(-50, 50)):
                     await RisingEdge(dut.clk)
             continue
-        core.hold = rng.random() < 0.1
-        frame = fuzzer.frame(valid=True, kind="run") if core.hold else fuzzer.frame()
+        pausing = rng.random() < 0.12
+        frame = fuzzer.frame(valid=True, kind="run") if pausing else fuzzer.frame()
+        if pausing and frame[1] == Code.RUN:    # not a repeat of an earlier frame
+            count = RUN_HEADER.unpack_from(frame[2])[2]
+            produced = rng.choice([rng.randrange(count), count - 1])  # the last: often past
+            core.pause, core.finished = (rng.choice(["hold", "stall"]), produced), 0  # the ring
         run = await send(*frame)
-        if run and core.hold:
-            # Held at its first token: once the RUN's reply is out, more frames arrive while
-            # the run is in progress (a repeat of the RUN among them, now and then).
-            await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000,
-                                     "reply to the RUN")
-            model.held = len(run)
-            for _ in range(rng.randrange(1, 5)):
-                await send(*fuzzer.frame(valid=rng.random() < 0.5))
+        if run and core.pause:
+            # Once the RUN's reply and its first k tokens are out, more frames arrive while the
+            # run is in progress: fuzzed ones, valid commands, TOKENS near the ring's edges.
+            how, produced = core.pause
+            tokens_out = sum(len(r) for _, r in runs) + produced
+            await monitor.wait_until(lambda out=tokens_out: replies_received() >= len(expected)
+                                     and tokens_received() >= out, 20_000,
+                                     "the paused run's reply and first tokens")
+            model.paused = (how, run, produced)
+            for _ in range(rng.randrange(1, 6)):
+                kind = rng.choice(["fuzzed", "valid", "tokens", "status"])
+                if kind == "status":
+                    await send(*fuzzer.custom(Code.STATUS, b""))
+                elif kind == "tokens":
+                    start = max(0, rng.choice([produced - history, produced - history + 1,
+                                               produced, produced + 1,
+                                               rng.randrange(produced + 1)]))
+                    await send(*fuzzer.custom(Code.TOKENS, struct.pack(
+                        "<HH", start, rng.randrange(1, 40))))
+                else:
+                    await send(*fuzzer.frame(valid=kind == "valid"))
             await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000,
                                      "reply to a frame during a run")
-            model.held = 0
-        core.hold = False
+            model.paused = None
+        core.pause = None
         if run:
             runs.append((frame[0], run))
             # Let the run finish (with all its tokens out) before the next frame, so that the
             # model knows the engine is not busy.
             count = sum(len(r) for _, r in runs)
-            await monitor.wait_until(
-                lambda count=count: sum(f.code == Code.TOKEN for f in monitor.frames) == count,
-                20_000, "end of the run")
+            await monitor.wait_until(lambda count=count: tokens_received() == count, 20_000,
+                                     "end of the run")
 
     seq = (fuzzer.seq + 1) & 0xFF
     await driver.send(encode_frame(seq, Code.IDENTIFY))
@@ -469,7 +521,14 @@ async def fuzz(dut):
         np.testing.assert_array_equal(core.memory[space], model.memory[space])
     statuses = collections.Counter(Status(r[0] & ~DUPLICATE).name for _, _, r in expected
                                    if isinstance(r, bytes))
+    paused_statuses = {r[1] for _, _, r in expected if not isinstance(r, bytes) and r[1]}
     assert statuses["BUSY"], "no frame came during a run: the BUSY path went unchecked"
+    assert model.tokens_while_running and model.kept_one_fewer, \
+        "no TOKENS during a run returned tokens, or none met the ring's edge"
+    assert paused_statuses == {0b10, 0b11}, \
+        f"STATUS during paused runs showed only the flags {paused_statuses}"
     dut._log.info(f"{len(expected)} replies checked {dict(statuses)}, {len(core.writes)} writes, "
-                  f"{len(tokens)} tokens, {model.duplicates} repeats, "
+                  f"{len(tokens)} tokens, {model.duplicates} repeats, {model.tokens_while_running} "
+                  f"TOKENS with tokens during a run, {model.kept_one_fewer} refused at the ring's "
+                  f"edge, "
                   f"{sum(f.code == Code.NAK for f in monitor.frames)} NAKs")
