@@ -26,7 +26,7 @@ from hw.board import BoardTop, board
 from tern.errors import TernError
 from tern.params import AcceleratorParameters, preset
 
-__all__ = ["NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError", "build_bitstream",
+__all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError", "build_bitstream",
            "design_build_id", "design_sources", "nextpnr_options"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -78,11 +78,12 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def design_sources() -> list[Path]:
-    """The design's source files: :data:`DESIGN_ROOT` and every module of
-    :data:`DESIGN_SOURCES` it imports (at module level or in a function), with the packages
-    that hold them, followed through the imports' own imports; sorted."""
-    found, pending = set(), [REPOSITORY / DESIGN_ROOT]
+def design_sources(root: str = DESIGN_ROOT) -> list[Path]:
+    """The design's source files: ``root`` (default :data:`DESIGN_ROOT`, the board's top level;
+    a unit's module for that unit alone) and every module of :data:`DESIGN_SOURCES` it imports
+    (at module level or in a function), with the packages that hold them, followed through
+    the imports' own imports; sorted."""
+    found, pending = set(), [REPOSITORY / root]
     while pending:
         file = pending.pop()
         if file in found:
@@ -109,15 +110,15 @@ def design_sources() -> list[Path]:
     return sorted(found)
 
 
-def design_build_id(params, board_name: str) -> int:
-    """32 bits that name the design: a hash of its sources' contents (:func:`design_sources`)
-    and the parameters.
+def design_build_id(params, board_name: str, root: str = DESIGN_ROOT) -> int:
+    """32 bits that name the design: a hash of its sources' contents (:func:`design_sources`
+    of ``root``), the parameters and the board's name.
 
     Stable across commits that do not touch the design (committing the bitstream itself does
     not change it), unlike a commit hash."""
     digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
     digest.update(inspect.getsource(AcceleratorParameters).encode())
-    for file in design_sources():
+    for file in design_sources(root):
         digest.update(file.relative_to(REPOSITORY).as_posix().encode())
         digest.update(file.read_bytes())
     return int.from_bytes(digest.digest()[:4], "little")

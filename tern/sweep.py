@@ -20,9 +20,9 @@ How each number is obtained, cheapest first:
 - **power**: ``tern.power.estimate`` at the utilisation, the clock and a toggle rate of
   :data:`TOGGLE_RATE`.
 
-Syntheses and simulations are cached in :data:`CACHE`, keyed on a hash of the design's
-sources and the parameters (:func:`hw.build.design_build_id`), so a second ``make bench``
-re-runs none of them.
+Syntheses and simulations are cached in :data:`CACHE`, keyed on the parameters and a hash of
+the sources each is made from (:func:`_design_key`), so a second ``make bench`` re-runs none
+of them.
 """
 
 from __future__ import annotations
@@ -289,10 +289,21 @@ class _Cache:
         return self.data.get(key)
 
 
-def _design_key(params: AcceleratorParameters, what: str) -> str:
-    from hw.build import design_build_id
+# The module a unit's synthesis is made from: a unit's cache key hashes only its own sources
+# (hw.build.design_sources), so a change to the core does not re-synthesise the units.
+UNIT_MODULES = {"matvec": "hw/ternary_matvec.py", "row": "hw/row_unit.py",
+                "norm": "hw/norm_quantizer.py"}
 
-    return f"{what}:{params.name}:{params.hash:016x}:{design_build_id(params, what):08x}"
+
+def _design_key(params: AcceleratorParameters, what: str) -> str:
+    """The cache key of ``what`` (``unit-<unit>-<family>``, ``memories-<family>``, ``cycles``)
+    for ``params``: the parameters' hash and the build id of the sources it is made from."""
+    from hw.build import DESIGN_ROOT, design_build_id
+
+    unit = what.split("-")[1] if what.startswith("unit-") else None
+    root = UNIT_MODULES[unit] if unit else DESIGN_ROOT
+    return (f"{what}:{params.name}:{params.hash:016x}:"
+            f"{design_build_id(params, what, root=root):08x}")
 
 
 def _yosys(component, script: str) -> dict:
