@@ -34,6 +34,22 @@ def test_point_params_size_the_weight_memory_to_the_model():
     assert params.weight_memory_words == 4 * (4 * 128 + 2 * 512 + 128) + 256
 
 
+def test_cache_keys_follow_the_sources_each_result_is_made_from():
+    from hw.build import REPOSITORY, design_sources
+
+    def names(root):
+        return {file.relative_to(REPOSITORY).as_posix() for file in design_sources(root)}
+
+    whole = names("hw/board.py")
+    for unit, module in sweep.UNIT_MODULES.items():
+        own = names(module)
+        assert module in own and own < whole and "hw/core.py" not in own, unit
+    params = preset("micro")
+    keys = {sweep._design_key(params, what) for what in
+            ("unit-row-ice40", "unit-row-ecp5", "memories-ice40", "cycles")}
+    assert len(keys) == 4 and all(f":micro:{params.hash:016x}:" in key for key in keys)
+
+
 def test_fits_names_each_resource_over_the_board():
     available = sweep.BOARD_DEVICES["ulx3s-85f"].available
     usage = {"lut": 83_640, "ff": 100, "bram": 242, "dsp": 157}
