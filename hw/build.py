@@ -27,7 +27,7 @@ from tern.errors import TernError
 from tern.params import AcceleratorParameters, preset
 
 __all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError", "build_bitstream",
-           "design_build_id", "design_sources", "nextpnr_options"]
+           "default_seed", "design_build_id", "design_sources", "nextpnr_options"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # What a bitstream is made from: the board's top level (hw/board.py) and every module it
@@ -60,9 +60,15 @@ class BuildError(TernError):
     """A bitstream could not be made; the message says which step and where the log is."""
 
 
+def default_seed(board_name: str, preset_name: str) -> int:
+    """The seed a plain ``tern build`` places with: :data:`NEXTPNR_SEEDS`'s, else
+    :data:`NEXTPNR_SEED`."""
+    return NEXTPNR_SEEDS.get((board_name, preset_name), NEXTPNR_SEED)
+
+
 def nextpnr_options(seed: int = NEXTPNR_SEED) -> str:
     """nextpnr's command-line options for a build with this placement seed."""
-    if not (isinstance(seed, int) and 0 < seed < 2 ** 31):
+    if not (type(seed) is int and 0 < seed < 2 ** 31):
         raise BuildError(f"the nextpnr seed must be an integer from 1 to 2**31 - 1, not {seed!r}")
     return f"--seed {seed} {NEXTPNR_PLACE_AND_ROUTE}"
 
@@ -176,7 +182,7 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
     target = board(board_name)
     params = preset(preset_name)
     if seed is None:
-        seed = NEXTPNR_SEEDS.get((board_name, preset_name), NEXTPNR_SEED)
+        seed = default_seed(board_name, preset_name)
     options = nextpnr_options(seed)
     build_id = design_build_id(params, board_name)
     kwargs = {} if baud is None else {"baud": baud}

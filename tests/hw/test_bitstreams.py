@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from hw.board import board
-from hw.build import REPOSITORY, design_build_id, design_sources
+from hw.build import REPOSITORY, default_seed, design_build_id, design_sources, nextpnr_options
 from tern.bitstreams import BITSTREAMS, manifest
 from tern.params import preset
 
@@ -31,6 +31,10 @@ def test_committed_bitstream_matches_the_sources(board_name, preset_name):
     stale = "the design changed since the bitstream was built: rebuild it with tern build " \
             f"--board {board_name} --preset {preset_name} and commit it"
     assert found["build_id"] == f"0x{design_build_id(params, board_name):08x}", stale
+    seed = default_seed(board_name, preset_name)
+    assert (found["nextpnr_seed"], found["nextpnr_options"]) == (seed, nextpnr_options(seed)), \
+        f"{name} was placed with seed {found['nextpnr_seed']}, but a plain tern build uses " \
+        f"{seed}: enter its seed in hw.build.NEXTPNR_SEEDS so that the build is reproducible"
     fmax = found["fmax_mhz"]
     assert fmax and min(fmax.values()) >= found["clock_mhz"] == params.clock_hz / 1e6
     for cell, (used, available) in found["utilisation"].items():
