@@ -26,8 +26,9 @@ from hw.board import BoardTop, board
 from tern.errors import TernError
 from tern.params import AcceleratorParameters, preset
 
-__all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError", "build_bitstream",
-           "default_seed", "design_build_id", "design_sources", "nextpnr_options"]
+__all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError",
+           "build_bitstream", "default_seed", "design_build_id", "design_sources",
+           "nextpnr_options"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # What a bitstream is made from: the board's top level (hw/board.py) and every module it
