@@ -197,10 +197,10 @@ BOARDS = MappingProxyType({
 # Utilisation when no bitstream manifest exists: (board, preset) -> (nextpnr cells, source).
 RECORDED_UTILISATION = MappingProxyType({
     ("ulx3s-85f", "demo"): (
-        MappingProxyType({"TRELLIS_COMB": 35_382, "TRELLIS_FF": 15_049, "TRELLIS_RAMW": 265,
+        MappingProxyType({"TRELLIS_COMB": 36_567, "TRELLIS_FF": 17_153, "TRELLIS_RAMW": 265,
                           "DP16KD": 198, "MULT18X18D": 110, "TRELLIS_IO": 9, "EHXPLLL": 1}),
-        ("nextpnr's utilisation of the routed ULX3S demo bitstream (P=64, V=8, 25 MHz), "
-         "2026-11-29, as recorded: 35,382 TRELLIS_COMB, 15,049 TRELLIS_FF, 265 TRELLIS_RAMW, "
+        ("nextpnr's utilisation of the routed ULX3S demo bitstream (P=128, V=8, 25 MHz), "
+         "2026-11-29, as recorded: 36,567 TRELLIS_COMB, 17,153 TRELLIS_FF, 265 TRELLIS_RAMW, "
          "198 DP16KD, 110 MULT18X18D; the committed manifest supersedes it when it matches")),
     ("icebreaker", "micro"): (
         MappingProxyType({"ICESTORM_LC": 8_914, "ICESTORM_DSP": 32, "ICESTORM_RAM": 378}),

@@ -98,8 +98,8 @@ YOSYS_CELLS = {"ecp5": {"bram": ("DP16KD", "PDPW16KD"), "dsp": ("MULT18X18D", "A
 # The last whole-design Yosys syntheses (docs/boards.md): LUT4s, with each ECP5 CCU2C carry
 # cell counted as the two LUT4s it holds (nextpnr's TRELLIS_COMB).
 WHOLE_DESIGNS = {
-    "ecp5": {"preset": "demo", "lut": 22_210 + 2 * 5_023,
-             "source": "ULX3S demo board design (P=64, V=8), Yosys 0.70 synth_ecp5 "
+    "ecp5": {"preset": "demo", "lut": 22_469 + 2 * 5_357,
+             "source": "ULX3S demo board design (P=128, V=8), Yosys 0.70 synth_ecp5 "
                        "(bitstreams/ulx3s-85f-demo.stat.txt)"},
     "ice40": {"preset": "micro", "lut": 8_914,
               "source": "iCEBreaker micro board design, Yosys 0.70 synth_ice40 "
@@ -107,12 +107,11 @@ WHOLE_DESIGNS = {
 }
 
 # nextpnr's Fmax figures of what has been placed and routed (ECP5-85F, speed 6): the whole
-# ULX3S designs of the committed bitstreams (2026-11-29, static placer; critical paths: demo,
-# a norm lane's output stage; micro, the sequencer's decode from the program memory to the
-# constants' address) and the units alone (docs/hardware.md; the row unit's critical path is
+# ULX3S designs of the committed bitstreams (2026-11-29, static placer; the critical path of
+# both: the sequencer's decode, from the program memory through the overlap check) and the units alone (docs/hardware.md; the row unit's critical path is
 # one lane's multiplier stage, so its figure holds for any V).
 FMAX_MHZ = {
-    "ecp5": {"whole ULX3S demo design (P=64, V=8), routed": 33.6,
+    "ecp5": {"whole ULX3S demo design (P=128, V=8), routed": 33.5,
              "whole ULX3S micro design (P=32, V=2), routed": 39.9, "row unit (V=8)": 65.6,
              "matrix unit P=128": 189.0, "matrix unit P=512": 140.0},
     # Nothing of this design has been placed and routed on the iCE40 (the row and norm units
