@@ -112,7 +112,7 @@ WHOLE_DESIGNS = {
 # one lane's multiplier stage, so its figure holds for any V).
 FMAX_MHZ = {
     "ecp5": {"whole ULX3S demo design (P=128, V=8), routed": 33.5,
-             "whole ULX3S micro design (P=32, V=2), routed": 39.9, "row unit (V=8)": 65.6,
+             "whole ULX3S micro design (P=32, V=2), routed": 38.5, "row unit (V=8)": 65.6,
              "matrix unit P=128": 189.0, "matrix unit P=512": 140.0},
     # Nothing of this design has been placed and routed on the iCE40 (the row and norm units
     # need more SB_MAC16 than it has); an unpipelined 8-lane ternary dot product reached about
