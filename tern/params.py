@@ -212,13 +212,13 @@ class AcceleratorParameters:
 PRESETS: dict[str, AcceleratorParameters] = {
     "demo": AcceleratorParameters(
         # P=128, V=8: a 256-bit weight word, the whole model in 8,448 of them. Routes on the
-        # ULX3S (static placer; 2026-11-29) in the same 198 of 208 block RAMs and 110 of 156
-        # multipliers as P=64, and takes 35 % fewer cycles a token (14,351 against 21,995):
-        # the TMVs, two thirds of a token's cycles at P=64, take half as long.
+        # ULX3S (static placer, nextpnr seed 3; 2026-11-29) in the same 198 of 208 block RAMs
+        # and 110 of 156 multipliers as P=64, and takes 35 % fewer cycles a token (14,351
+        # against 21,995): the TMVs, two thirds of a token's cycles at P=64, take half as long.
         name="demo", ternary_lanes=128, vector_lanes=8,
         weight_memory_words=8448, vector_memory_words=11 * 1024, vector_work_words=4 * 1024,
         embedding_memory_words=256 * 128, program_words=512, max_features=1024,
-        # 25 MHz, the ULX3S's own oscillator; the trial build reached 34.7 MHz (nextpnr).
+        # 25 MHz, the ULX3S's own oscillator; the routed build reaches 33.5 MHz (nextpnr).
         clock_hz=25_000_000),
     "micro": AcceleratorParameters(
         name="micro", ternary_lanes=32, vector_lanes=2,
