@@ -15,6 +15,12 @@ _PHASES = (("Running main analytical placer", "nextpnr: placing"),
            ("Running router1 to check", "nextpnr: checking the routes"),
            ("Critical path report", "nextpnr: timing analysis"))
 _ROUTER_ITERATION = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+# router2 stalls: no new low of overused wires for this many iterations while still at least
+# STALLED_OVERUSED of them. A converging run can spend 25 iterations on its last few wires
+# (the demo design's trial: 1 wire from iteration 64 to 98), never on hundreds; the runs that
+# never routed sat at about 1,300 and 8,000 (docs/boards.md).
+STALLED_ITERATIONS = 15
+STALLED_OVERUSED = 100
 # Where the toolchain runs, a folder per board and preset (relative to the working directory).
 BUILD_ROOT = Path("build/bitstreams")
 
@@ -32,10 +38,16 @@ def build_phase(build_dir: Path) -> str | None:
         if marker in text:
             phase = name
     if phase == "nextpnr: routing":
-        iterations = _ROUTER_ITERATION.findall(text)
+        iterations = [(int(number), int(overused))
+                      for number, overused in _ROUTER_ITERATION.findall(text)]
         if iterations:
             number, overused = iterations[-1]
-            phase += f", iteration {number}: {int(overused):,} wires overused (0 is done)"
+            phase += f", iteration {number}: {overused:,} wires overused (0 is done)"
+            best = min(iterations, key=lambda item: (item[1], item[0]))
+            if number - best[0] >= STALLED_ITERATIONS and overused >= STALLED_OVERUSED:
+                phase += (f"; no new low since iteration {best[0]} ({best[1]:,}): the router "
+                          f"may never finish. Stop it and try another placement "
+                          f"(tern build --seed N)")
     return phase
 
 

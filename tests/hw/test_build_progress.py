@@ -27,6 +27,26 @@ def test_phases_follow_the_logs(tmp_path):
     assert build_phase(tmp_path) == "nextpnr: checking the routes"
 
 
+def test_a_stalled_router_gets_a_hint_to_try_another_seed(tmp_path):
+    from hw.build_command import STALLED_ITERATIONS
+
+    def log(overused):
+        return "Info: Running main router loop...\n" + "".join(
+            f"Info:     iter={number} wires=700000 overused={count} overuse=1\n"
+            for number, count in enumerate(overused, 1))
+
+    (tmp_path / "top.tim").write_text(log([50_000, 3_000, 1_287] + [1_300] * STALLED_ITERATIONS))
+    phase = build_phase(tmp_path)
+    assert phase.endswith("; no new low since iteration 3 (1,287): the router may never "
+                          "finish. Stop it and try another placement (tern build --seed N)")
+    # a converging run's long tail on its last few wires is no stall
+    (tmp_path / "top.tim").write_text(log([50_000, 300, 1] + [1] * 30))
+    assert build_phase(tmp_path) == \
+        "nextpnr: routing, iteration 33: 1 wires overused (0 is done)"
+    (tmp_path / "top.tim").write_text(log([50_000, 3_000, 1_287] + [1_300] * 14))
+    assert "no new low" not in build_phase(tmp_path)
+
+
 def test_the_printer_prints_each_phase_once(tmp_path, capsys):
     printer = _ProgressPrinter(tmp_path, interval=0.01)
     printer.start()
