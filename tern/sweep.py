@@ -39,9 +39,10 @@ from tern.bitstreams import BITSTREAMS  # (tests point it elsewhere)
 from tern.params import AcceleratorParameters, preset
 from tern.report import format_value
 
-__all__ = ["BOARD_DEVICES", "LANES", "Device", "SweepPoint", "cycles_per_token", "evaluate",
-           "figures", "fits", "fitting_front", "instruction_cycles", "map_memories", "model_errors",
-           "plot", "point_params", "run", "runs_beside", "simulate_cycles", "sweep", "table", "unit_logic"]
+__all__ = ["BOARD_DEVICES", "LANES", "UNIT_MODULES", "Device", "SweepPoint", "cycles_per_token",
+           "evaluate", "figures", "fits", "fitting_front", "instruction_cycles", "map_memories",
+           "model_errors", "plot", "point_params", "run", "runs_beside", "simulate_cycles",
+           "sweep", "table", "unit_logic"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CACHE = REPOSITORY / "build" / "sweep" / "cache.json"

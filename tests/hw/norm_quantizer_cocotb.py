@@ -3,8 +3,9 @@ hw/bench_norm_quantizer.py.
 
 The configuration (:func:`sim.cocotb_support.test_config`) names the parameters, a list of
 commands ``[operation, length, distribution]`` sent back to back, a seed and the chances per
-cycle that each stream moves (``probabilities``: one round of the commands per set). Every result lane and every QUANT scale is compared with
-:mod:`sim.golden.numerics` (through :mod:`norm_quantizer_cases`).
+cycle that each stream moves (``probabilities``: one round of the commands per set). Every
+result lane and every QUANT scale is compared with :mod:`sim.golden.numerics` (through
+:mod:`norm_quantizer_cases`).
 """
 
 import json
