@@ -80,6 +80,8 @@ def nextpnr_options(seed: int = NEXTPNR_SEED) -> str:
 
 def _module_file(name: str) -> Path | None:
     """The repository file of module ``name`` if it lies in :data:`DESIGN_SOURCES`."""
+    if not name:    # a relative import above the repository's top level
+        return None
     base = REPOSITORY.joinpath(*name.split("."))
     for file in (base.with_suffix(".py"), base / "__init__.py"):
         relative = file.relative_to(REPOSITORY).as_posix()
