@@ -12,6 +12,7 @@ on when or where it was built, so a clean clone rebuilds them byte for byte.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import inspect
 import json
@@ -95,7 +96,13 @@ def design_sources(root: str = DESIGN_ROOT) -> list[Path]:
     """The design's source files: ``root`` (default :data:`DESIGN_ROOT`, the board's top level;
     a unit's module for that unit alone) and every module of :data:`DESIGN_SOURCES` it imports
     (at module level or in a function), with the packages that hold them, followed through
-    the imports' own imports; sorted."""
+    the imports' own imports; sorted. The imports are read once per process (the sweep asks
+    for a hundred keys); the files' contents are hashed afresh by each build id."""
+    return list(_import_closure(root))
+
+
+@functools.cache
+def _import_closure(root: str) -> tuple[Path, ...]:
     found, pending = set(), [REPOSITORY / root]
     while pending:
         file = pending.pop()
@@ -120,7 +127,7 @@ def design_sources(root: str = DESIGN_ROOT) -> list[Path]:
                     module = _module_file(".".join(parts[:depth]))
                     if module is not None and module not in found:
                         pending.append(module)
-    return sorted(found)
+    return tuple(sorted(found))
 
 
 def design_build_id(params, board_name: str, root: str = DESIGN_ROOT) -> int:

@@ -39,10 +39,10 @@ from tern.bitstreams import BITSTREAMS  # (tests point it elsewhere)
 from tern.params import AcceleratorParameters, preset
 from tern.report import format_value
 
-__all__ = ["BOARD_DEVICES", "LANES", "UNIT_MODULES", "Device", "SweepPoint", "cycles_per_token",
-           "evaluate", "figures", "fits", "fitting_front", "instruction_cycles", "map_memories",
+__all__ = ["BOARD_DEVICES", "LANES", "Device", "SweepPoint", "cycles_per_token", "evaluate",
+           "figures", "fits", "fitting_front", "instruction_cycles", "map_memories",
            "model_errors", "plot", "point_params", "run", "runs_beside", "simulate_cycles",
-           "sweep", "table", "unit_logic"]
+           "sweep", "table", "unit_logic", "unit_module"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CACHE = REPOSITORY / "build" / "sweep" / "cache.json"
@@ -109,8 +109,9 @@ WHOLE_DESIGNS = {
 
 # nextpnr's Fmax figures of what has been placed and routed (ECP5-85F, speed 6): the whole
 # ULX3S designs of the committed bitstreams (2026-11-29, static placer; the critical path of
-# both: the sequencer's decode, from the program memory through the overlap check) and the units alone (docs/hardware.md; the row unit's critical path is
-# one lane's multiplier stage, so its figure holds for any V).
+# both: the sequencer's decode, from the program memory through the overlap check) and the
+# units alone (docs/hardware.md; the row unit's critical path is one lane's multiplier stage,
+# so its figure holds for any V).
 FMAX_MHZ = {
     "ecp5": {"whole ULX3S demo design (P=128, V=8), routed": 33.5,
              "whole ULX3S micro design (P=32, V=2), routed": 38.5, "row unit (V=8)": 65.6,
@@ -289,19 +290,14 @@ class _Cache:
         return self.data.get(key)
 
 
-# The module a unit's synthesis is made from: a unit's cache key hashes only its own sources
-# (hw.build.design_sources), so a change to the core does not re-synthesise the units.
-UNIT_MODULES = {"matvec": "hw/ternary_matvec.py", "row": "hw/row_unit.py",
-                "norm": "hw/norm_quantizer.py"}
-
-
 def _design_key(params: AcceleratorParameters, what: str) -> str:
     """The cache key of ``what`` (``unit-<unit>-<family>``, ``memories-<family>``, ``cycles``)
-    for ``params``: the parameters' hash and the build id of the sources it is made from."""
+    for ``params``: the parameters' hash and the build id of the sources it is made from (a
+    unit's: its own module's, :func:`unit_module`, so a change to the core does not
+    re-synthesise the units)."""
     from hw.build import DESIGN_ROOT, design_build_id
 
-    unit = what.split("-")[1] if what.startswith("unit-") else None
-    root = UNIT_MODULES[unit] if unit else DESIGN_ROOT
+    root = unit_module(what.split("-")[1]) if what.startswith("unit-") else DESIGN_ROOT
     return (f"{what}:{params.name}:{params.hash:016x}:"
             f"{design_build_id(params, what, root=root):08x}")
 
@@ -352,12 +348,22 @@ def map_memories(params: AcceleratorParameters, family: str) -> dict:
     }
 
 
-def _unit_component(unit: str, params: AcceleratorParameters):
+def _unit_class(unit: str):
     from hw.norm_quantizer import NormQuantizer
     from hw.row_unit import RowUnit
     from hw.ternary_matvec import TernaryMatVec
 
-    return {"matvec": TernaryMatVec, "row": RowUnit, "norm": NormQuantizer}[unit](params)
+    return {"matvec": TernaryMatVec, "row": RowUnit, "norm": NormQuantizer}[unit]
+
+
+def _unit_component(unit: str, params: AcceleratorParameters):
+    return _unit_class(unit)(params)
+
+
+def unit_module(unit: str) -> str:
+    """The repository path of the module that defines ``unit`` (``matvec``, ``row`` or
+    ``norm``): what its synthesis is made from."""
+    return _unit_class(unit).__module__.replace(".", "/") + ".py"
 
 
 def unit_logic(unit: str, params: AcceleratorParameters, family: str) -> int:
