@@ -8,10 +8,10 @@ damaged and cut frames and random bytes. A Python model of the core answers the 
 pause after ``k`` of their tokens while more frames arrive: the core either holds the next
 token (busy) or does not take its run (idle, the RUN still in progress). Memory commands and
 RUN must then be answered BUSY, STATUS must show the two flags apart, and TOKENS the tokens so
-far, with one fewer kept while running. The test
-checks that each frame that should be answered is answered exactly as predicted and in order,
-that the engine issues exactly the predicted writes and never a request outside a space, that
-every frame it sends has a good CRC, and that after all of it the engine answers IDENTIFY and
+far, with one fewer kept while running. The test checks that each frame that should be
+answered is answered exactly as predicted and in order, that the engine issues exactly the
+predicted writes and never a request outside a space, that every frame it sends has a good
+CRC, and that after all of it the engine answers IDENTIFY and
 goes idle.
 """
 
@@ -79,6 +79,7 @@ class CoreModel:
         # next token (busy) or does not take the next run (idle).
         self.pause = None
         self.finished = 0
+
     async def serve_memory(self):
         dut, queue = self.dut, collections.deque()
         while True:
@@ -237,18 +238,16 @@ class EngineModel:
         # While running, the next token may overwrite one more of the ring.
         if self.paused:
             _, run, produced = self.paused
-            running, outputs = 1, [token for _, token in run]
+            running, output = 1, lambda index: run[index][1]
         else:
             running, produced = 0, self.produced
-            outputs = {self.produced - i - 1: self.history[(self.produced - i - 1)
-                                                         % len(self.history)]
-                       for i in range(min(self.produced, len(self.history)))}
+            output = lambda index: self.history[index % len(self.history)]
         if start > produced or produced - start + running > len(self.history):
             self.kept_one_fewer += produced - start == len(self.history) and running
             return Status.OUT_OF_RANGE, b"", []
         self.tokens_while_running += running and produced > start
         sent = min(wanted, produced - start, MAX_TOKENS_PER_REPLY)
-        tokens = [outputs[start + i] for i in range(sent)]
+        tokens = [output(start + i) for i in range(sent)]
         return Status.OK, TOKENS_REPLY.pack(0, running, produced)[1:] + struct.pack(
             f"<{sent}H", *tokens), []
 
@@ -456,8 +455,9 @@ async def fuzz(dut):
         frame = fuzzer.frame(valid=True, kind="run") if pausing else fuzzer.frame()
         if pausing and frame[1] == Code.RUN:    # not a repeat of an earlier frame
             count = RUN_HEADER.unpack_from(frame[2])[2]
-            produced = rng.choice([rng.randrange(count), count - 1])  # the last: often past
-            core.pause, core.finished = (rng.choice(["hold", "stall"]), produced), 0  # the ring
+            # k: any, or the last (often past the ring's size)
+            produced = rng.choice([rng.randrange(count), count - 1])
+            core.pause, core.finished = (rng.choice(["hold", "stall"]), produced), 0
         run = await send(*frame)
         if run and core.pause:
             # Once the RUN's reply and its first k tokens are out, more frames arrive while the
@@ -528,7 +528,7 @@ async def fuzz(dut):
     assert paused_statuses == {0b10, 0b11}, \
         f"STATUS during paused runs showed only the flags {paused_statuses}"
     dut._log.info(f"{len(expected)} replies checked {dict(statuses)}, {len(core.writes)} writes, "
-                  f"{len(tokens)} tokens, {model.duplicates} repeats, {model.tokens_while_running} "
-                  f"TOKENS with tokens during a run, {model.kept_one_fewer} refused at the ring's "
-                  f"edge, "
+                  f"{len(tokens)} tokens, {model.duplicates} repeats, "
+                  f"{model.tokens_while_running} TOKENS with tokens during a run, "
+                  f"{model.kept_one_fewer} refused at the ring's edge, "
                   f"{sum(f.code == Code.NAK for f in monitor.frames)} NAKs")
