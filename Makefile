@@ -12,16 +12,16 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PY) -m tern.demo
+	$(PY) -m tern_fpga.commands.demo
 
 test: setup
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q tests
 
 lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
-	$(PY) -m tern.bench
+	$(VENV)/bin/tern bench
 
 # Retrain the shipped models (on a CUDA GPU if there is one); the shipped ones stay untouched.
 train-micro: setup

@@ -11,7 +11,8 @@
 :class:`Board` identifies the board when it connects, streams every section of an export into
 its memory space in chunks and checks each one with a CRC computed on the chip, and runs the
 program one token at a time (feed) or lets the chip feed its own output back (generate), with
-tokens streamed as they are produced. Every failure is a :class:`~tern.errors.TernError`
+tokens streamed as they are produced. Every failure is a
+:class:`~tern_fpga.contracts.errors.TernError`
 subclass with a message that says what to check.
 """
 
@@ -24,9 +25,11 @@ from collections.abc import Iterator
 from typing import Self
 
 import numpy as np
+from tqdm import tqdm
 
-from host.link import Link, LinkTimeoutError
-from host.protocol import (
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.contracts.protocol import (
     CRC_REPLY,
     DUPLICATE,
     IDENTIFY_REPLY,
@@ -49,8 +52,8 @@ from host.protocol import (
     table_offsets,
     to_words,
 )
-from host.transport import SerialTransport
-from tern.errors import TernError
+from tern_fpga.host.link import Link, LinkTimeoutError
+from tern_fpga.host.transport import SerialTransport
 
 __all__ = ["Board", "BoardError", "BoardIdentity", "BoardStatus", "LoadError", "WrongBoardError"]
 
@@ -77,7 +80,7 @@ _STATUS_MEANING = {
 
 
 class BoardError(TernError):
-    """The board refused a command; ``status`` is its :class:`~host.protocol.Status` code."""
+    """The board refused a command; ``status`` is its :class:`~tern_fpga.contracts.protocol.Status` code."""
 
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
@@ -123,7 +126,6 @@ class BoardStatus:
 
 
 def _preset_name(params_hash: int) -> str:
-    from tern.params import PRESETS
 
     for name, params in PRESETS.items():
         if params.hash == params_hash:
@@ -148,20 +150,20 @@ class Board:
         Retransmissions of one command before the link gives up.
     transport : optional
         Use this transport instead of opening ``url`` (e.g. a
-        :class:`~host.transport.FaultyTransport`); ``url`` then only names it in messages.
+        :class:`~tern_fpga.host.transport.FaultyTransport`); ``url`` then only names it in messages.
 
     Members
     -------
     identity : BoardIdentity
     entry_points : dict or None
         ``{"reset": ..., "step": ...}`` of the loaded export.
-    link : host.link.Link
+    link : tern_fpga.host.link.Link
 
     Raises
     ------
-    host.transport.TransportError
+    tern_fpga.host.transport.TransportError
         If the port cannot be opened.
-    host.link.LinkTimeoutError
+    tern_fpga.host.link.LinkTimeoutError
         If the board does not answer.
     WrongBoardError
         If it speaks another protocol version.
@@ -266,7 +268,8 @@ class Board:
     # Loading -------------------------------------------------------------------------------
 
     def load_export(self, export, *, progress: bool = True) -> int:
-        """Load every section of ``export`` (a :class:`tern.export_format.TernExport`) and
+        """Load every section of ``export`` (a
+        :class:`tern_fpga.contracts.export_format.TernExport`) and
         verify each with the chip's CRC; returns the bytes of the sections loaded.
 
         Raises
@@ -276,7 +279,6 @@ class Board:
         LoadError
             If a section does not fit its memory, or reads back different twice in a row.
         """
-        from tqdm import tqdm
 
         if self.identity.params_hash != export.params.hash:
             raise WrongBoardError(

@@ -13,8 +13,8 @@ import collections
 import random
 import time
 
-from host.protocol import RESPONSE, Code, Frame, FrameDecoder, encode_frame
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.protocol import RESPONSE, Code, Frame, FrameDecoder, encode_frame
 
 __all__ = ["Link", "LinkGaveUpError", "LinkTimeoutError"]
 
@@ -35,7 +35,7 @@ class Link:
     Parameters
     ----------
     transport
-        A :mod:`host.transport` transport.
+        A :mod:`tern_fpga.host.transport` transport.
     timeout : float
         Seconds to wait for a reply beyond the time its bytes take on the line.
     retries : int

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
 
 __all__ = ["NO_BOARD_MARKERS", "ProgrammerError", "find_programmer", "is_wrapper_script",
            "run_programmer"]

@@ -1,7 +1,7 @@
 """What ``tern load``, ``tern generate`` and ``make demo`` do with a board: load, run, report.
 
 The same functions serve a real board on a serial port and the virtual board on a TCP port,
-since :class:`host.driver.Board` takes any pyserial URL.
+since :class:`tern_fpga.host.driver.Board` takes any pyserial URL.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from host.driver import Board
-from host.protocol import MemorySpace, crc32_words, to_words
-from tern import tokenizer
+from tern_fpga.contracts import tokenizer
+from tern_fpga.contracts.bitstreams import manifest_for
+from tern_fpga.contracts.boards import BOARDS
+from tern_fpga.contracts.protocol import MemorySpace, crc32_words, to_words
+from tern_fpga.host.driver import Board
+from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
 __all__ = [
     "GenerationReport",
@@ -27,16 +30,18 @@ __all__ = [
 
 @contextmanager
 def connect(port: str, params, *, baud: int = 3_000_000):
-    """A connected :class:`~host.driver.Board` on ``port`` (a serial port or pyserial URL), or,
+    """A connected :class:`~tern_fpga.host.driver.Board` on ``port`` (a serial port or pyserial
+    URL), or,
     for ``port == "sim"``, on a virtual board of ``params`` started for the purpose. Yields
-    ``(board, virtual)``, ``virtual`` being the :class:`~sim.virtual_board.VirtualBoard` or
+    ``(board, virtual)``, ``virtual`` being the
+    :class:`~tern_fpga.sim.rtl.virtual_board.VirtualBoard` or
     ``None``; its ``stats`` are complete after the block."""
     if port != "sim":
         with Board(port, baud=baud) as board:
             yield board, None
         return
-    from hw.board import Accelerator, simulation_baud
-    from sim.virtual_board import VirtualBoard
+    # here, not at the top: loads Amaranth
+    from tern_fpga.hw.board import Accelerator, simulation_baud
 
     design = Accelerator(params, baud=simulation_baud(params))
     print(f"starting a virtual board for preset {params.name!r} (Verilator; the first build "
@@ -68,8 +73,6 @@ def bitstream_fmax_mhz(params, board_id: int) -> tuple[float, str]:
     """Fmax of a built bitstream for these parameters (from its manifest) on the board that
     IDENTIFY names ``board_id``, else (no such bitstream, or not a known board: the virtual
     board) the preset's target clock; with a note saying which."""
-    from hw.board import BOARDS
-    from tern.bitstreams import manifest_for
 
     names = [b.name for b in BOARDS.values() if b.board_id == board_id]
     manifest = manifest_for(params, names[0]) if names else None

@@ -16,7 +16,9 @@ import errno
 import random
 import re
 
-from tern.errors import TernError
+import serial
+
+from tern_fpga.contracts.errors import TernError
 
 __all__ = ["FaultyTransport", "SerialTransport", "TransportError"]
 
@@ -33,7 +35,7 @@ def _open_error(url: str, error: Exception) -> TransportError:
     if url.startswith("socket://"):
         if code == errno.ECONNREFUSED:
             return TransportError(f"nothing listens at {url}: is the virtual board running? "
-                                  f"(start it with sim.virtual_board.VirtualBoard)")
+                                  f"(start it with tern_fpga.sim.rtl.virtual_board.VirtualBoard)")
         return TransportError(f"cannot connect to {url}: {error}")
     if code == errno.ENOENT:
         return TransportError(
@@ -67,7 +69,6 @@ class SerialTransport:
     """
 
     def __init__(self, url: str, *, baud: int = 3_000_000):
-        import serial
 
         self.url = url
         try:
@@ -76,7 +77,6 @@ class SerialTransport:
             raise _open_error(url, error) from None
 
     def write(self, data: bytes) -> None:
-        import serial
 
         try:
             self._port.write(data)
@@ -85,7 +85,6 @@ class SerialTransport:
                                  f"virtual board went away") from None
 
     def read(self, timeout: float) -> bytes:
-        import serial
 
         try:
             self._port.timeout = max(timeout, 0)

@@ -1,9 +1,9 @@
 """Base-3 weight decoder: one byte of five ternary weights in, their five 2-bit codes out.
 
 A ``.tern`` export may store the weight image in base-3 (``byte = sum((w_i + 1) * 3**i)``,
-1.6 bits per weight, see :mod:`tern.packing`); a loader with this decoder can write such bytes
-into the weight memory's 2-bit code (``00`` = 0, ``01`` = +1, ``11`` = -1) without a host
-expanding them first. The golden model is :func:`sim.golden.base3.decode_base3_bytes`.
+1.6 bits per weight, see :mod:`tern_fpga.contracts.packing`); a loader with this decoder can write
+such bytes into the weight memory's 2-bit code (``00`` = 0, ``01`` = +1, ``11`` = -1) without a host
+expanding them first. The golden model is :func:`tern_fpga.sim.golden.base3.decode_base3_bytes`.
 
 The digits are found from the most significant one down, each by two comparisons and a
 subtraction of a constant (restoring division by 3**k with a two-bit quotient): no multiplier

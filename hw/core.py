@@ -1,9 +1,9 @@
 """The accelerator core: memories, the sequencer, and the three functional units.
 
 :class:`Core` runs a compiled program (``quant/compiler.py``) exactly as
-:class:`sim.golden_model.GoldenModel` defines it, and implements the protocol engine's view
-:class:`hw.core_interface.CoreInterface` (flipped): the host writes and reads every memory
-32 bits at a time while the core is idle, starts a run at a program entry with a token, and
+:class:`tern_fpga.sim.golden.model.GoldenModel` defines it, and implements the protocol engine's
+view :class:`tern_fpga.hw.core_interface.CoreInterface` (flipped): the host writes and reads every
+memory 32 bits at a time while the core is idle, starts a run at a program entry with a token, and
 gets the ARGMAX token back when the program halts.
 
 Memories (all on chip; the weight memory's read side is the one stream an external-memory
@@ -17,7 +17,7 @@ constants  int64                  NORM and QUANT (eps term, scale mantissa and e
 vector     ``V`` x int32          two operand ports; one lane-masked write port. A work
                                   bank (both operands) and a constants bank (operand b)
                                   of ``vector_work_words`` and the rest
-                                  (:mod:`hw.memory_banks`)
+                                  (:mod:`tern_fpga.hw.memory_banks`)
 embedding  ``V`` x int16          EMBED
 weights    ``P`` x 2-bit codes    TMV, one word a cycle; the host's writes are
                                   read-modify-write (whole-word writes pack tighter)
@@ -27,10 +27,10 @@ tables     int32 (read only)      the host's CRC check: the units hold their own
 
 Each instruction streams its operands from memory through one unit and its results back:
 ``ZERO`` writes zeros, ``EMBED`` and the element-wise instructions go through the
-:class:`~hw.row_unit.RowUnit`, ``NORM`` and ``QUANT`` through the
-:class:`~hw.norm_quantizer.NormQuantizer` (two passes over the operands), and ``TMV`` through
-the :class:`~hw.ternary_matvec.TernaryMatVec`, whose row sums are packed ``V`` at a time and
-scaled by the row unit's SCALE operation (ARGMAX watches the raw sums).
+:class:`~tern_fpga.hw.row_unit.RowUnit`, ``NORM`` and ``QUANT`` through the
+:class:`~tern_fpga.hw.norm_quantizer.NormQuantizer` (two passes over the operands), and ``TMV``
+through the :class:`~tern_fpga.hw.ternary_matvec.TernaryMatVec`, whose row sums are packed ``V`` at
+a time and scaled by the row unit's SCALE operation (ARGMAX watches the raw sums).
 
 The sequencer issues one instruction at a time, with one overlap: a TMV runs on in the
 *matrix context* (its own weight and activation reader, row-sum packing and result writer)
@@ -50,23 +50,27 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
-from hw.core_interface import (
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.isa import (
+    FIELDS,
+    OPERATION_OF_OPCODE,
+    SCALE_REGISTERS,
+    Opcode,
+    RowOperation,
+)
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.core_interface import (
     CoreInterface,
     MemorySpace,
 )
-from hw.memory_banks import BankedMemory, tail_banks
-from hw.norm_quantizer import NormQuantizer
-from hw.norm_quantizer import Operation as NormOperation
-from hw.row_unit import RowUnit
-from hw.ternary_matvec import TernaryMatVec
-from sim.golden import numerics
-from sim.golden.row_unit import OPERATION_OF_OPCODE, RowOperation
-from sim.isa import FIELDS, Opcode
-from tern.params import AcceleratorParameters
+from tern_fpga.hw.memory_banks import BankedMemory, tail_banks
+from tern_fpga.hw.norm_quantizer import NormQuantizer
+from tern_fpga.hw.norm_quantizer import Operation as NormOperation
+from tern_fpga.hw.row_unit import RowUnit
+from tern_fpga.hw.ternary_matvec import TernaryMatVec
 
-__all__ = ["SCALE_REGISTERS", "Core", "instruction_layout"]
+__all__ = ["Core", "instruction_layout"]
 
-SCALE_REGISTERS = 4
 EMBEDDING_BITS = 16
 
 instruction_layout = data.StructLayout({name: width for name, (_, width) in FIELDS.items()})
@@ -82,8 +86,8 @@ def _table_words(params: AcceleratorParameters) -> list[int]:
 class _HostWindow:
     """One memory as the host sees it: 32-bit words mapped onto wider memory words.
 
-    ``read`` and ``write`` are ``Memory`` ports or :class:`hw.memory_banks.MemoryPort` s. A
-    ``merge`` window's write port has no lane enables (so block RAM can pack its words
+    ``read`` and ``write`` are ``Memory`` ports or :class:`tern_fpga.hw.memory_banks.MemoryPort` s.
+    A ``merge`` window's write port has no lane enables (so block RAM can pack its words
     tighter): a host write reads the word, then writes it back with the one lane replaced.
     """
 
@@ -131,14 +135,14 @@ class Core(wiring.Component):
 
     Parameters
     ----------
-    params : tern.params.AcceleratorParameters
+    params : tern_fpga.contracts.params.AcceleratorParameters
         Every width and size. The core needs ``ternary_lanes >= 16`` (a weight word of at least
         32 bits), ``vector_lanes >= 2`` (an embedding word of at least 32 bits), int16
         embeddings, and memory sizes that are whole words.
 
     Members
     -------
-    The flipped :class:`hw.core_interface.CoreInterface`: ``memory_request``,
+    The flipped :class:`tern_fpga.hw.core_interface.CoreInterface`: ``memory_request``,
     ``memory_response``, ``run``, ``done``, ``cycles``, ``instructions``, ``busy``.
     """
 

@@ -1,6 +1,6 @@
 """The interface between the host link's protocol engine and the accelerator core.
 
-The protocol engine (:class:`hw.protocol_engine.ProtocolEngine`) drives it; the core (the
+The protocol engine (:class:`tern_fpga.hw.protocol_engine.ProtocolEngine`) drives it; the core (the
 sequencer that runs the program) implements the flipped signature. Everything the host can do
 to the core goes through these ports::
 
@@ -19,10 +19,10 @@ memories are addressed as consecutive little-endian 32-bit words (a 128-bit inst
 words, lowest bits first; a ``P * 2``-bit weight word ``P / 16`` words, or half a word for
 ``P = 8``; an int64 constant two); int16 embeddings are packed two a word, element ``2k`` in
 bits 15..0. The core does that packing and unpacking; sizes in words are
-:func:`host.protocol.space_words`, and the engine never sends an address outside them. In the
-``TABLES`` space the sigmoid table starts at word 0 and the rsqrt table at
-``2 << sigmoid_table_bits`` (:func:`host.protocol.table_offsets`). The core must take memory
-requests whenever it is not running; the engine sends none while ``busy`` is high.
+:func:`tern_fpga.contracts.protocol.space_words`, and the engine never sends an address outside
+them. In the ``TABLES`` space the sigmoid table starts at word 0 and the rsqrt table at
+``2 << sigmoid_table_bits`` (:func:`tern_fpga.contracts.protocol.table_offsets`). The core must take
+memory requests whenever it is not running; the engine sends none while ``busy`` is high.
 
 A ``run`` beat starts one execution of the program at ``entry`` with the token register set to
 ``token``; when the program halts, the core sends one ``done`` beat carrying the token register
@@ -31,7 +31,7 @@ A ``run`` beat starts one execution of the program at ``entry`` with the token r
 ``instructions`` instructions executed (32 bits), both since reset and wrapping; ``busy`` is high
 from the ``run`` transfer until the ``done`` transfer.
 
-Deviation from the first draft: ``address`` is :func:`address_bits` wide, the 24 bits of the ISA's
+``address`` is :func:`address_bits` wide, the 24 bits of the ISA's
 address fields or more when a space needs it (the ``large`` preset's weight memory is 2**28
 words), so that the interface reaches every word of every preset.
 """
@@ -42,8 +42,8 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from host.protocol import MemorySpace, space_words
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.protocol import MemorySpace, space_words
 
 __all__ = [
     "CYCLE_COUNTER_BITS",

@@ -2,14 +2,14 @@
 
 :class:`NormQuantizer` computes, bit for bit, ``numerics.rmsnorm(x, weight, epsilon_term,
 constant, params)`` (NORM) and ``numerics.quantize_activations(...)`` (QUANT: int8 activations
-and the output :class:`~sim.golden.numerics.Scale`) of :mod:`sim.golden.numerics`, with
-``V = params.vector_lanes`` lanes.
+and the output :class:`~tern_fpga.contracts.numerics.Scale`) of :mod:`tern_fpga.contracts.numerics`,
+with ``V = params.vector_lanes`` lanes.
 
 The sender streams the vector twice, ``ceil(n / V)`` beats of ``V`` ``(x, weight)`` pairs
 each time. Pass 1 reduces: per lane the square ``min(x**2 >> square_shift, 2**S - 1)`` and
 ``|u|``, ``u = multiply(x, weight)``, then an adder tree and a max tree into a sum of squares
-and ``max|u|``. The :class:`hw.scalar_math.ScalarEngine` then computes the rsqrt, the scales
-and (QUANT) the reciprocal. Pass 2 applies: ``apply_scale(u, r)`` (NORM) or the int8
+and ``max|u|``. The :class:`tern_fpga.hw.scalar_engine.ScalarEngine` then computes the rsqrt, the
+scales and (QUANT) the reciprocal. Pass 2 applies: ``apply_scale(u, r)`` (NORM) or the int8
 ``q = round_half_away(127 u / max|u|)`` (QUANT) leave on ``result``, ``V`` lanes a beat.
 
 Each lane has two multipliers. ``A`` forms ``x * weight`` in both passes. ``B`` forms
@@ -29,8 +29,9 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.scalar_math import ScalarEngine, scale_layout, sum_of_squares_bits
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.scalar_engine import ScalarEngine
+from tern_fpga.hw.scale_layout import scale_layout, sum_of_squares_bits
 
 __all__ = [
     "NormQuantizer",
@@ -69,8 +70,8 @@ def command_layout(params: AcceleratorParameters) -> data.StructLayout:
     """Payload of the command stream.
 
     ``operation`` (:class:`Operation`), ``length`` (``n``, 1 to ``params.max_features``),
-    ``epsilon_term`` and ``constant`` (:func:`hw.scalar_math.scale_layout`), the arguments of
-    the same names of ``numerics.rmsnorm`` and ``numerics.quantize_activations``.
+    ``epsilon_term`` and ``constant`` (:func:`tern_fpga.hw.scalar_engine.scale_layout`), the
+    arguments of the same names of ``numerics.rmsnorm`` and ``numerics.quantize_activations``.
     """
     return data.StructLayout({
         "operation": Operation,
@@ -115,7 +116,7 @@ class NormQuantizer(wiring.Component):
 
     Parameters
     ----------
-    params : tern.params.AcceleratorParameters
+    params : tern_fpga.contracts.params.AcceleratorParameters
         Gives ``V = params.vector_lanes``, the vector format and every numeric width.
 
     Members
@@ -130,7 +131,7 @@ class NormQuantizer(wiring.Component):
     Raises
     ------
     TypeError
-        If ``params`` is not an :class:`~tern.params.AcceleratorParameters`.
+        If ``params`` is not an :class:`~tern_fpga.contracts.params.AcceleratorParameters`.
     ValueError
         If a shifted mantissa or reciprocal would not fit lane multiplier ``B``'s
         ``vector_bits``-wide operand, or (from the scalar engine) the seed table is too coarse.

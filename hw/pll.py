@@ -21,7 +21,7 @@ from amaranth.hdl import (
     Signal,
 )
 
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
 
 __all__ = ["ClockGenerator", "PllConfig", "PllError", "ecp5_pll_config", "ice40_pll_config"]
 

@@ -1,36 +1,21 @@
 """The host link's on-chip protocol engine: frames in, commands against the core, frames out.
 
-:class:`ProtocolEngine` speaks the protocol of :mod:`host.protocol` (``docs/host-protocol.md``)
-over a pair of byte streams and drives the core through :class:`hw.core_interface.CoreInterface`.
-:class:`HostLink` puts it behind a UART: the piece a board's top level instantiates next to the
-core. Inside the engine:
-
-:class:`FrameReceiver`
-    Unstuffs bytes, restarts on every FLAG, checks the length and the CRC-16 and keeps a good
-    frame's payload in a buffer until the executor has used it; a damaged frame is dropped
-    (with a NAK), a frame cut short is dropped after ``timeout_cycles`` without a byte.
-:class:`FrameTransmitter`
-    Sends one frame from a header and a payload byte stream, stuffing and appending the CRC.
-:class:`Runner`
-    Runs the program ``count`` times (feed or generate), keeps the tokens in a ring buffer that
-    the host can read back, and offers each token for a notification frame.
-the executor (``_Executor``, part of :class:`ProtocolEngine`)
-    Takes one frame at a time: checks it completely (length, space, bounds, busy) before it
-    touches the core, so that a bad frame never writes anything, then executes it and replies.
-"""
+:class:`ProtocolEngine` speaks the protocol of :mod:`tern_fpga.contracts.protocol`
+(``docs/host-protocol.md``) over a pair of byte streams and drives the core through
+:class:`tern_fpga.hw.core_interface.CoreInterface`, with the framing of :mod:`tern_fpga.hw.framing`
+and the :class:`~tern_fpga.hw.runner.Runner`. Its executor (``_Executor``) takes one frame at a
+time and checks it completely (length, space, bounds, busy) before it touches the core, so that a
+bad frame never writes anything, then executes it and replies."""
 
 # No ``from __future__ import annotations``: Amaranth reads the signature annotations.
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import crc, data, fifo, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import crc, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from host.protocol import (
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.protocol import (
     COMMAND_LIMIT,
     DUPLICATE,
-    ESCAPE,
-    ESCAPE_XOR,
-    FLAG,
     IDENTIFY_REPLY,
     MAX_FEED_TOKENS,
     MAX_PAYLOAD,
@@ -42,340 +27,19 @@ from host.protocol import (
     STATUS_REPLY,
     Code,
     MemorySpace,
-    NakReason,
     RunMode,
     Status,
     space_words,
 )
-from hw.core_interface import TOKEN_BITS, CoreInterface, run_layout
-from hw.uart import UartRx, UartTx
-from tern.params import AcceleratorParameters
+from tern_fpga.hw.core_interface import CoreInterface
+from tern_fpga.hw.framing import FrameReceiver, FrameTransmitter, frame_layout
+from tern_fpga.hw.runner import Runner
 
-__all__ = ["FrameReceiver", "FrameTransmitter", "HostLink", "ProtocolEngine", "Runner",
-           "frame_layout"]
+__all__ = ["ProtocolEngine"]
 
-BUFFER_WORDS = -(-MAX_PAYLOAD // 4)
 HEADER_WORDS = MEMORY_HEADER.size // 4
 # Reply fields are shifted out of one register: wide enough for the longest fixed reply.
 REPLY_BYTES = max(IDENTIFY_REPLY.size, STATUS_REPLY.size)
-
-frame_layout = data.StructLayout({"length": 16, "seq": 8, "code": 8})
-
-
-class FrameReceiver(wiring.Component):
-    """Bytes to checked frames; the payload waits in a buffer until the frame is taken.
-
-    Parameters
-    ----------
-    timeout_cycles : int
-        A frame with no byte for this many cycles is dropped.
-
-    Members
-    -------
-    i : ``In(stream.Signature(8))``
-        Received bytes.
-    frame : ``Out(stream.Signature(frame_layout))``
-        Valid while a good frame is held; taking it releases the buffer for the next frame.
-    read_address : ``In(range(BUFFER_WORDS))``
-    read_data : ``Out(32)``
-        The payload buffer, little-endian words, one cycle after the address.
-    nak : ``Out(1)``, nak_seq : ``Out(8)``, nak_reason : ``Out(8)``
-        One cycle pulse: a frame was damaged (the sequence number as received).
-    crc_error, frame_error : ``Out(1)``
-        One cycle pulses for the counters.
-    idle : ``Out(1)``
-        Not inside a frame and not holding one.
-    """
-
-    i: In(stream.Signature(8))
-    frame: Out(stream.Signature(frame_layout))
-    read_address: In(range(BUFFER_WORDS))
-    read_data: Out(32)
-    nak: Out(1)
-    nak_seq: Out(8)
-    nak_reason: Out(8)
-    crc_error: Out(1)
-    frame_error: Out(1)
-    idle: Out(1)
-
-    def __init__(self, timeout_cycles: int):
-        if not (isinstance(timeout_cycles, int) and timeout_cycles > 0):
-            raise ValueError(f"timeout_cycles must be a positive integer, not {timeout_cycles!r}")
-        self._timeout_cycles = timeout_cycles
-        super().__init__()
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.buffer = buffer = Memory(shape=32, depth=BUFFER_WORDS, init=[])
-        write = buffer.write_port(granularity=8)
-        read = buffer.read_port()
-        m.submodules.crc = checker = crc.catalog.CRC16_CCITT_FALSE().create()
-        m.d.comb += [read.addr.eq(self.read_address), self.read_data.eq(read.data)]
-
-        header = Signal(frame_layout)
-        index = Signal(range(MAX_PAYLOAD + 7))   # decoded bytes of this frame so far
-        escaped = Signal()
-        silence = Signal(range(self._timeout_cycles + 1))
-        m.d.comb += self.frame.payload.eq(header)
-
-        byte = self.i.payload
-        decoded = byte ^ Mux(escaped, ESCAPE_XOR, 0)
-        take = self.i.valid & self.i.ready
-        payload_index = Signal(16)
-        m.d.comb += [
-            payload_index.eq(index - 4),
-            checker.data.eq(decoded),
-            write.addr.eq(payload_index[2:]),
-            write.data.eq(Cat(decoded, decoded, decoded, decoded)),
-        ]
-
-        def restart():
-            m.d.sync += [index.eq(0), escaped.eq(0), silence.eq(0)]
-            m.d.comb += checker.start.eq(1)
-
-        with m.FSM():
-            with m.State("hunt"):
-                m.d.comb += [self.i.ready.eq(1), self.idle.eq(1)]
-                with m.If(take & (byte == FLAG)):
-                    restart()
-                    m.next = "body"
-            with m.State("body"):
-                m.d.comb += self.i.ready.eq(1)
-                m.d.sync += silence.eq(silence + 1)
-                with m.If(take & (byte == FLAG)):
-                    m.d.comb += self.frame_error.eq(index != 0)
-                    restart()
-                with m.Elif(take & (byte == ESCAPE)):
-                    m.d.sync += [escaped.eq(1), silence.eq(0)]
-                with m.Elif(take):
-                    m.d.sync += [escaped.eq(0), silence.eq(0), index.eq(index + 1)]
-                    m.d.comb += checker.valid.eq(1)
-                    length = Cat(header.length[:8], decoded)
-                    with m.Switch(index):
-                        with m.Case(0):
-                            m.d.sync += header.length[:8].eq(decoded)
-                        with m.Case(1):
-                            m.d.sync += header.length[8:].eq(decoded)
-                            with m.If(length > MAX_PAYLOAD):
-                                m.d.comb += [self.frame_error.eq(1), self.nak.eq(1),
-                                             self.nak_reason.eq(NakReason.TOO_LONG)]
-                                m.next = "hunt"
-                        with m.Case(2):
-                            m.d.sync += header.seq.eq(decoded)
-                        with m.Case(3):
-                            m.d.sync += header.code.eq(decoded)
-                        with m.Default():
-                            with m.If(payload_index < header.length):
-                                m.d.comb += write.en.eq(1 << payload_index[:2])
-                            with m.If(index == header.length + 5):
-                                m.next = "check"
-                with m.Elif(silence == self._timeout_cycles):
-                    m.d.comb += self.frame_error.eq(1)
-                    m.next = "hunt"
-            with m.State("check"):
-                # The CRC register has taken the last byte: a good frame leaves it at 0.
-                with m.If(checker.match_detected):
-                    m.next = "ready"
-                with m.Else():
-                    m.d.comb += [self.crc_error.eq(1), self.nak.eq(1),
-                                 self.nak_reason.eq(NakReason.CRC)]
-                    m.next = "hunt"
-            with m.State("ready"):
-                m.d.comb += self.frame.valid.eq(1)
-                with m.If(self.frame.ready):
-                    m.next = "hunt"
-        m.d.comb += self.nak_seq.eq(header.seq)
-        return m
-
-
-class FrameTransmitter(wiring.Component):
-    """One frame from a header and ``length`` payload bytes: FLAG, stuffed body, CRC.
-
-    Members
-    -------
-    header : ``In(stream.Signature(frame_layout))``
-    payload : ``In(stream.Signature(8))``
-        Exactly ``length`` bytes after each header.
-    o : ``Out(stream.Signature(8))``
-    idle : ``Out(1)``
-    """
-
-    header: In(stream.Signature(frame_layout))
-    payload: In(stream.Signature(8))
-    o: Out(stream.Signature(8))
-    idle: Out(1)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.crc = generator = crc.catalog.CRC16_CCITT_FALSE().create()
-        header = Signal(frame_layout)
-        sent = Signal(16)
-
-        # The unstuffed byte offered this cycle; ``raw`` bytes (the FLAG) are not escaped.
-        byte, valid, raw = Signal(8), Signal(), Signal()
-        pending, held = Signal(), Signal(8)
-        special = ~raw & ((byte == FLAG) | (byte == ESCAPE))
-        accepted = Signal()
-        with m.If(pending):
-            m.d.comb += [self.o.payload.eq(held ^ ESCAPE_XOR), self.o.valid.eq(1)]
-            with m.If(self.o.ready):
-                m.d.sync += pending.eq(0)
-        with m.Else():
-            m.d.comb += [self.o.payload.eq(Mux(special, ESCAPE, byte)),
-                         self.o.valid.eq(valid), accepted.eq(valid & self.o.ready)]
-            with m.If(accepted & special):
-                m.d.sync += [pending.eq(1), held.eq(byte)]
-        trailer = Signal()   # the CRC bytes themselves are not added to the CRC
-        m.d.comb += [generator.data.eq(byte), generator.valid.eq(accepted & ~raw & ~trailer)]
-
-        def send(value, next_state):
-            m.d.comb += [byte.eq(value), valid.eq(1)]
-            with m.If(accepted):
-                m.next = next_state
-
-        with m.FSM():
-            with m.State("idle"):
-                m.d.comb += [self.header.ready.eq(~pending), self.idle.eq(~pending)]
-                with m.If(self.header.valid & ~pending):
-                    m.d.sync += [header.eq(self.header.payload), sent.eq(0)]
-                    m.next = "flag"
-            with m.State("flag"):
-                m.d.comb += [raw.eq(1), generator.start.eq(1)]
-                send(FLAG, "length_low")
-            with m.State("length_low"):
-                send(header.length[:8], "length_high")
-            with m.State("length_high"):
-                send(header.length[8:], "seq")
-            with m.State("seq"):
-                send(header.seq, "code")
-            with m.State("code"):
-                send(header.code, "payload")
-            with m.State("payload"):
-                with m.If(sent == header.length):
-                    m.next = "crc_high"
-                with m.Else():
-                    m.d.comb += [byte.eq(self.payload.payload), valid.eq(self.payload.valid),
-                                 self.payload.ready.eq(accepted)]
-                    with m.If(accepted):
-                        m.d.sync += sent.eq(sent + 1)
-            with m.State("crc_high"):
-                m.d.comb += trailer.eq(1)
-                send(generator.crc[8:], "crc_low")
-            with m.State("crc_low"):
-                m.d.comb += trailer.eq(1)
-                send(generator.crc[:8], "idle")
-        return m
-
-
-class Runner(wiring.Component):
-    """Runs the program ``count`` times and keeps the tokens in a ring buffer.
-
-    In feed mode step ``i`` takes the token at ring slot ``i`` (loaded beforehand through the
-    ``load_*`` port); in generate mode step 0 takes ``token`` and step ``i`` the output of step
-    ``i - 1``. Step ``i`` writes its output to slot ``i mod history`` and offers it on
-    ``notify``; the next step starts only when ``notify`` is free again, so that every token
-    is offered.
-
-    Parameters
-    ----------
-    history : int
-        Ring buffer slots, a power of two.
-
-    Members
-    -------
-    start : ``In(1)``
-        Start a run with ``entry``, ``token``, ``count`` (at least 1) and ``mode``.
-    run : ``Out(stream.Signature(run_layout))``, done : ``In(stream.Signature(16))``
-        To the core.
-    notify : ``Out(stream.Signature({"index": 16, "token": 16}))``
-    running : ``Out(1)``
-    produced : ``Out(16)``
-        Steps finished in the current (or last) run.
-    token_done : ``Out(1)``
-        One cycle pulse per finished step.
-    history_address : ``In(range(history))``, history_data : ``Out(16)``
-        A read port of the ring, one cycle latency.
-    load_address : ``In(range(history))``, load_data : ``In(16)``, load_enable : ``In(1)``
-        A write port of the ring, for feed tokens; ignored while running.
-    """
-
-    def __init__(self, history: int):
-        if not (isinstance(history, int) and history >= 2 and history & (history - 1) == 0):
-            raise ValueError(f"the token history must be a power of two of at least 2, "
-                             f"not {history!r}")
-        self._history = history
-        super().__init__({
-            "start": In(1),
-            "entry": In(24),
-            "token": In(TOKEN_BITS),
-            "count": In(16),
-            "mode": In(1),
-            "run": Out(stream.Signature(run_layout)),
-            "done": In(stream.Signature(TOKEN_BITS)),
-            "notify": Out(stream.Signature(data.StructLayout({"index": 16, "token": 16}))),
-            "running": Out(1),
-            "produced": Out(16),
-            "token_done": Out(1),
-            "history_address": In(range(history)),
-            "history_data": Out(TOKEN_BITS),
-            "load_address": In(range(history)),
-            "load_data": In(TOKEN_BITS),
-            "load_enable": In(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        depth = self._history
-        m.submodules.ring = ring = Memory(shape=TOKEN_BITS, depth=depth, init=[])
-        write, reader, own_read = ring.write_port(), ring.read_port(), ring.read_port()
-        m.d.comb += [reader.addr.eq(self.history_address), self.history_data.eq(reader.data)]
-
-        entry, count = Signal(24), Signal(16)
-        generate, previous = Signal(), Signal(TOKEN_BITS)
-        slot = self.produced[:(depth - 1).bit_length()]
-        m.d.comb += [
-            own_read.addr.eq(slot),
-            self.run.payload.entry.eq(entry),
-            self.run.payload.token.eq(Mux(generate, previous, own_read.data)),
-            write.addr.eq(Mux(self.running, slot, self.load_address)),
-            write.data.eq(Mux(self.running, self.done.payload, self.load_data)),
-            write.en.eq(Mux(self.running, self.token_done, self.load_enable)),
-        ]
-        with m.If(self.notify.ready):
-            m.d.sync += self.notify.valid.eq(0)
-
-        with m.FSM():
-            with m.State("idle"), m.If(self.start):
-                m.d.sync += [entry.eq(self.entry), count.eq(self.count),
-                             generate.eq(self.mode == RunMode.GENERATE),
-                             previous.eq(self.token), self.produced.eq(0)]
-                m.next = "fetch"
-            with m.State("fetch"):
-                # The feed token of this step is read from the ring in this cycle.
-                m.d.comb += self.running.eq(1)
-                m.next = "issue"
-            with m.State("issue"):
-                m.d.comb += [self.running.eq(1), self.run.valid.eq(1)]
-                with m.If(self.run.ready):
-                    m.next = "wait"
-            with m.State("wait"):
-                m.d.comb += [self.running.eq(1), self.done.ready.eq(~self.notify.valid)]
-                with m.If(self.done.valid & self.done.ready):
-                    m.d.comb += self.token_done.eq(1)
-                    m.d.sync += [
-                        self.notify.valid.eq(1),
-                        self.notify.payload.index.eq(self.produced),
-                        self.notify.payload.token.eq(self.done.payload),
-                        previous.eq(self.done.payload),
-                        self.produced.eq(self.produced + 1),
-                    ]
-                    m.next = "step_done"
-            with m.State("step_done"):
-                m.d.comb += self.running.eq(self.produced != count)
-                m.next = "idle"
-                with m.If(self.produced != count):
-                    m.next = "fetch"
-        return m
 
 
 class ProtocolEngine(wiring.Component):
@@ -383,11 +47,11 @@ class ProtocolEngine(wiring.Component):
 
     Every frame is checked completely before the core is touched: its length against the
     command, the space, ``address + count`` against the space's size
-    (:func:`host.protocol.space_words`), and that no run is in progress. A frame that fails
-    gets an error status and has no effect. A WRITE or RUN frame with the sequence number and
+    (:func:`tern_fpga.contracts.protocol.space_words`), and that no run is in progress. A frame that
+    fails gets an error status and has no effect. A WRITE or RUN frame with the sequence number and
     code of the frame executed just before is a repeat (its reply was lost): it is answered
-    with the first answer's status and the :data:`~host.protocol.DUPLICATE` bit, and not
-    executed again. Reads have no side effects and are simply executed again.
+    with the first answer's status and the :data:`~tern_fpga.contracts.protocol.DUPLICATE` bit, and
+    not executed again. Reads have no side effects and are simply executed again.
 
     Parameters
     ----------
@@ -860,72 +524,3 @@ class _Executor:
             m.d.sync += [reply.eq(runner.history_data), reply_left.eq(2),
                          self.index.eq(self.index + 1), self.tokens_left.eq(self.tokens_left - 1)]
             m.next = "tokens_fetch"
-
-
-class HostLink(wiring.Component):
-    """The protocol engine behind a UART: what a board's top level puts next to the core.
-
-    Received bytes pass through a FIFO (the engine stops taking bytes while a frame waits to
-    be executed); UART framing errors and overruns are counted in STATUS.
-
-    Parameters
-    ----------
-    params : AcceleratorParameters
-        ``params.clock_hz`` sets the UART's bit timing.
-    baud : int
-        Line rate (see :func:`hw.uart.bit_period` for the limits).
-    rx_fifo_depth : int
-        Bytes the receive FIFO holds.
-    **engine_options
-        ``build_id``, ``board_id``, ``frame_timeout_cycles``, ``token_history``: see
-        :class:`ProtocolEngine`.
-
-    Members
-    -------
-    uart_rx : ``In(1, init=1)``
-    uart_tx : ``Out(1, init=1)``
-    core : ``Out(CoreInterface(params))``
-    idle : ``Out(1)``
-        Nothing in progress anywhere, the core included: a simulator may stop the clock.
-    """
-
-    def __init__(self, params: AcceleratorParameters, *, baud: int = 3_000_000,
-                 rx_fifo_depth: int = 32, **engine_options):
-        self._engine = ProtocolEngine(params, **engine_options)
-        self._receiver = UartRx(params.clock_hz, baud)
-        self._transmitter = UartTx(params.clock_hz, baud)
-        self._baud = baud
-        self._rx_fifo_depth = rx_fifo_depth
-        super().__init__({
-            "uart_rx": In(1, init=1),
-            "uart_tx": Out(1, init=1),
-            "core": Out(CoreInterface(params)),
-            "idle": Out(1),
-        })
-
-    @property
-    def baud(self) -> int:
-        return self._baud
-
-    @property
-    def engine(self) -> ProtocolEngine:
-        return self._engine
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.engine = engine = self._engine
-        m.submodules.uart_rx = receiver = self._receiver
-        m.submodules.uart_tx = transmitter = self._transmitter
-        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=self._rx_fifo_depth)
-        wiring.connect(m, receiver.o, rx_fifo.w_stream)
-        wiring.connect(m, rx_fifo.r_stream, engine.rx)
-        wiring.connect(m, engine.tx, transmitter.i)
-        wiring.connect(m, engine.core, wiring.flipped(self.core))
-        m.d.comb += [
-            receiver.rx.eq(self.uart_rx),
-            self.uart_tx.eq(transmitter.tx),
-            engine.uart_error.eq(receiver.framing_error | receiver.overrun),
-            self.idle.eq(engine.idle & ~receiver.busy & ~receiver.o.valid & ~rx_fifo.r_rdy
-                         & ~transmitter.busy & ~self.core.busy),
-        ]
-        return m

@@ -1,9 +1,10 @@
 """The row-wise unit: the element-wise operations of the MLGRU and the GLU, ``V`` lanes a cycle.
 
 :class:`RowUnit` executes SIGMOID, SILU, MUL, ADD, SUB, ONE_MINUS, SCALE (the matrix unit's row
-sums times a per-token :class:`~sim.golden.numerics.Scale`) and EMBED (``embedding << shift``)
-on ``V = params.vector_lanes`` elements per cycle, bit for bit as
-:func:`sim.golden.row_unit.row_operation` (that is, :mod:`sim.golden.numerics`) defines them.
+sums times a per-token :class:`~tern_fpga.contracts.numerics.Scale`) and EMBED (``embedding <<
+shift``) on ``V = params.vector_lanes`` elements per cycle, bit for bit as
+:func:`tern_fpga.sim.golden.row_unit.row_operation` (that is, :mod:`tern_fpga.contracts.numerics`)
+defines them.
 
 Every operation flows through one six-stage pipeline, so a new command may follow the last beat
 of the previous one with no bubble:
@@ -37,12 +38,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.scalar_math import SCALE_EXPONENT_BITS, scale_layout
-from sim.golden import numerics
-from sim.golden.numerics import Scale
-from sim.golden.row_unit import BINARY_OPERATIONS, RowOperation
-from sim.isa import FIELDS
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.isa import BINARY_OPERATIONS, FIELDS, RowOperation
+from tern_fpga.contracts.numerics import Scale
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.scale_layout import SCALE_EXPONENT_BITS, scale_layout
 
 __all__ = [
     "RowUnit",
@@ -74,8 +74,8 @@ def max_length(params: AcceleratorParameters) -> int:
 def command_layout(params: AcceleratorParameters) -> data.StructLayout:
     """Payload of the command stream.
 
-    ``operation`` (:class:`~sim.golden.row_unit.RowOperation`), ``length`` (elements, 1 to
-    :func:`max_length`), ``scale`` (:func:`hw.scalar_math.scale_layout`: the same scale
+    ``operation`` (:class:`~tern_fpga.sim.golden.row_unit.RowOperation`), ``length`` (elements, 1 to
+    :func:`max_length`), ``scale`` (:func:`tern_fpga.hw.scalar_engine.scale_layout`: the same scale
     registers the norm unit's QUANT writes; SCALE only) and ``shift`` (EMBED only,
     0 to ``vector_bits - embedding_bits``: the largest that keeps every embedding
     ``<< shift`` in range).
@@ -132,7 +132,7 @@ class RowUnit(wiring.Component):
 
     Parameters
     ----------
-    params : tern.params.AcceleratorParameters
+    params : tern_fpga.contracts.params.AcceleratorParameters
         Gives ``V = params.vector_lanes`` and every width.
 
     Members
@@ -146,7 +146,7 @@ class RowUnit(wiring.Component):
     Raises
     ------
     TypeError
-        If ``params`` is not an :class:`~tern.params.AcceleratorParameters`.
+        If ``params`` is not an :class:`~tern_fpga.contracts.params.AcceleratorParameters`.
     ValueError
         If a width of ``params`` does not fit the datapath (the message names it).
     """

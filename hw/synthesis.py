@@ -107,7 +107,7 @@ def synthesize(component, family: str, *, keep: Path | None = None) -> Synthesis
     RuntimeError
         If Yosys fails.
     """
-    from amaranth.back import rtlil
+    from amaranth.back import rtlil  # here, not at the top: loads Amaranth
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")

@@ -2,7 +2,8 @@
 
 :class:`TernaryMatVec` computes ``y = W_t @ x`` for a ternary matrix ``W_t`` (-1, 0, +1) and an
 int8 vector ``x`` with ``P = params.ternary_lanes`` lanes along the input dimension: each cycle
-it takes one weight word (``P`` 2-bit codes of one row, see :mod:`sim.golden.ternary_matvec`)
+it takes one weight word (``P`` 2-bit codes of one row, see
+:mod:`tern_fpga.sim.golden.ternary_matvec`)
 and the ``P`` matching activations, and adds their products into the row's sum. There are no
 multipliers: a lane selects ``x``, ``~x`` or 0, and the ``+1`` that turns ``~x`` into ``-x``
 enters the adder tree as a carry-in, so a lane costs no more than one input of an adder.
@@ -22,7 +23,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts.params import AcceleratorParameters
 
 __all__ = ["TernaryMatVec", "command_layout", "max_beats"]
 
@@ -58,7 +59,7 @@ class TernaryMatVec(wiring.Component):
 
     Parameters
     ----------
-    params : tern.params.AcceleratorParameters
+    params : tern_fpga.contracts.params.AcceleratorParameters
         Gives ``P = params.ternary_lanes``, the accumulator width and the command field widths.
     levels_per_stage : int
         Adder-tree levels between pipeline registers (1 gives the highest clock, 2 halves the
@@ -77,7 +78,7 @@ class TernaryMatVec(wiring.Component):
     Raises
     ------
     TypeError
-        If ``params`` is not an :class:`~tern.params.AcceleratorParameters`.
+        If ``params`` is not an :class:`~tern_fpga.contracts.params.AcceleratorParameters`.
     ValueError
         If ``levels_per_stage`` is not a positive integer.
     """

@@ -17,9 +17,9 @@ import pickle
 import torch
 from safetensors.torch import load_file, save_file
 
-from quant.config import ConfigError, HGRNBitConfig
-from quant.model import HGRNBitForCausalLM
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.quant.config import ConfigError, HGRNBitConfig
+from tern_fpga.quant.model import HGRNBitForCausalLM
 
 __all__ = ["CheckpointError", "load_pretrained", "save_pretrained"]
 

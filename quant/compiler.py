@@ -1,11 +1,11 @@
 """Compiler: lowers an HGRNBit model to the accelerator's program, memory images and constants.
 
 :func:`compile_model` takes a float model (``HGRNBitForCausalLM``) and an
-:class:`~tern.params.AcceleratorParameters` and returns a :class:`CompiledModel`: the program
-(a ``reset`` entry that clears the recurrent state and a ``step`` entry that runs one decode step),
-the weight-memory image in the matrix unit's word layout, the vector-memory image (norm weights,
-lower bounds; zeros for state and working buffers), the constant table, the embedding table and
-a memory map. Nothing here is preset-specific: every size comes from the model's config and the
+:class:`~tern_fpga.contracts.params.AcceleratorParameters` and returns a :class:`CompiledModel`: the
+program (a ``reset`` entry that clears the recurrent state and a ``step`` entry that runs one decode
+step), the weight-memory image in the matrix unit's word layout, the vector-memory image (norm
+weights, lower bounds; zeros for state and working buffers), the constant table, the embedding table
+and a memory map. Nothing here is preset-specific: every size comes from the model's config and the
 parameters, and a model that does not fit gets one :class:`DoesNotFitError` naming the memory,
 the need and the room.
 """
@@ -18,16 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
-from sim.golden import numerics
-from sim.golden.weight_image import pack_weight_image
-from sim.isa import FIELDS, Flag, Instruction, Opcode, encode
-from tern.errors import TernError
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.isa import FIELDS, Flag, Instruction, Opcode, encode
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.weight_layout import pack_weight_image
+from tern_fpga.quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
 
-__all__ = ["SCALE_REGISTERS", "CompiledModel", "DoesNotFitError", "compile_model"]
-
-SCALE_REGISTERS = 4
+__all__ = ["CompiledModel", "DoesNotFitError", "compile_model"]
 
 
 class DoesNotFitError(TernError):
@@ -340,7 +338,7 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
 def compile_layout(config, params: AcceleratorParameters) -> CompiledModel:
     """Lower a model configuration without weights: the program, memory map and sizes only
     (used to check that a model fits a preset, and for the released models' shapes)."""
-    from quant.model import HGRNBitForCausalLM
+    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     with torch.device("meta"):
         model = HGRNBitForCausalLM(config)

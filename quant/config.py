@@ -16,7 +16,7 @@ import math
 import os
 import warnings
 
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
 
 __all__ = ["ConfigError", "HGRNBitConfig"]
 

@@ -32,6 +32,7 @@ import json
 import lzma
 import math
 import platform
+import pydoc_data.topics
 import sys
 import sysconfig
 from pathlib import Path
@@ -39,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
 
 __all__ = [
     "CORPUS_PATH",
@@ -123,7 +124,7 @@ def _normalise(text):
 def build_corpus(output_dir: Path | str = DATA_DIR) -> dict:
     """Rebuild the corpus from the running Python's documentation and write it with a manifest.
 
-    Run it as ``python -m quant.data --rebuild``. The result depends on the Python version
+    Run it as ``python -m tern_fpga.quant.data --rebuild``. The result depends on the Python version
     (recorded in the manifest); the shipped corpus is the reference for training.
 
     Parameters
@@ -136,7 +137,6 @@ def build_corpus(output_dir: Path | str = DATA_DIR) -> dict:
     dict
         The manifest that was written.
     """
-    import pydoc_data.topics
 
     documents, seen = [], set()
 
@@ -202,7 +202,7 @@ def load_documents(path: Path | str = CORPUS_PATH) -> list[bytes]:
         manifest = json.loads(manifest_path.read_text())
     except FileNotFoundError as error:
         raise TernError(f"corpus file {error.filename} is missing; restore it from git or "
-                        f"rebuild it with 'python -m quant.data --rebuild'") from None
+                        f"rebuild it with 'python -m tern_fpga.quant.data --rebuild'") from None
     digest = hashlib.sha256(text).hexdigest()
     if digest != manifest["sha256"]:
         raise TernError(f"corpus {path} has SHA-256 {digest}, but {manifest_path} expects "
@@ -342,7 +342,7 @@ def bits_per_byte(model: torch.nn.Module, data: torch.Tensor, seq_len: int = 256
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m quant.data",
+        prog="python -m tern_fpga.quant.data",
         description="Show the shipped corpus, or rebuild it from this Python's documentation.")
     parser.add_argument("--rebuild", action="store_true",
                         help="rebuild quant/data/corpus.txt.xz and corpus.json")

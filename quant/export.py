@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from quant.checkpoint import load_pretrained
-from quant.compiler import CompiledModel, compile_model
-from sim.golden_model import GoldenModel
-from sim.isa import ISA_VERSION
-from tern.export_format import ExportFormatError, TernExport, read_export, write_export
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts.export_format import (
+    TernExport,
+    write_export,
+)
+from tern_fpga.contracts.isa import ISA_VERSION
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.quant.checkpoint import load_pretrained
+from tern_fpga.quant.compiler import CompiledModel, compile_model
 
-__all__ = ["export_checkpoint", "golden_from_export", "golden_from_file", "to_export"]
+__all__ = ["export_checkpoint", "to_export"]
 
 
 def _checkpoint_digest(folder: Path) -> str:
@@ -51,21 +53,3 @@ def export_checkpoint(checkpoint, params: AcceleratorParameters, output,
     })
     write_export(output, export, packing=packing)
     return export
-
-
-def golden_from_export(export: TernExport, trace: bool = False) -> GoldenModel:
-    if export.metadata.get("isa_version") != ISA_VERSION:
-        raise ExportFormatError(
-            f"the export's program is for ISA version {export.metadata.get('isa_version')!r}, "
-            f"this tern runs version {ISA_VERSION}; re-export it with this tern")
-    missing = [name for name in ("program", "entry_points", "weights", "vector_init",
-                                 "constants", "embeddings") if name not in export.sections]
-    if missing:
-        raise ExportFormatError(
-            f"the export lacks section(s) {missing}: it was not written by `tern export`")
-    return GoldenModel(export.params, export.sections, trace=trace)
-
-
-def golden_from_file(path, trace: bool = False) -> tuple[TernExport, GoldenModel]:
-    export = read_export(path)
-    return export, golden_from_export(export, trace=trace)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from quant.bitlinear import BitLinear, RMSNorm
-from quant.config import HGRNBitConfig
+from tern_fpga.quant.bitlinear import BitLinear, RMSNorm
+from tern_fpga.quant.config import HGRNBitConfig
 
 __all__ = ["CausalLMOutput", "HGRNBitForCausalLM", "linear_recurrence"]
 
@@ -296,5 +296,5 @@ class HGRNBitForCausalLM(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike):
         """Write ``config.json`` and ``model.safetensors`` to the folder ``path``."""
-        from quant.checkpoint import save_pretrained
+        from tern_fpga.quant.checkpoint import save_pretrained  # here, not at the top: loads torch
         save_pretrained(self, path)

@@ -1,7 +1,8 @@
 """Named model sizes and their training recipes: ``tiny``, ``micro`` and ``demo``.
 
 All three are byte-level (vocabulary 256). ``micro`` and ``demo`` are the two shipped models,
-sized for the boards of the accelerator presets of the same name in :mod:`tern.params`:
+sized for the boards of the accelerator presets of the same name in
+:mod:`tern_fpga.contracts.params`:
 
 ``micro``
     d=64, 4 layers, I=256: 278,528 ternary weights, for the iCE40UP5K's 128 KB SPRAM.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
 
 __all__ = ["PRESETS", "Preset", "TrainingHyperparameters", "get_preset"]
 
@@ -111,7 +112,7 @@ class Preset:
     training : TrainingHyperparameters
         The recipe.
     accelerator : str or None
-        The :mod:`tern.params` preset whose memories hold this model, if any.
+        The :mod:`tern_fpga.contracts.params` preset whose memories hold this model, if any.
     """
 
     name: str
@@ -121,7 +122,7 @@ class Preset:
 
     def config(self):
         """The model's :class:`quant.HGRNBitConfig`."""
-        from quant.config import HGRNBitConfig
+        from tern_fpga.quant.config import HGRNBitConfig  # here, not at the top: loads torch
         return HGRNBitConfig(**self.model)
 
 

@@ -1,11 +1,11 @@
 """Quantisation-aware training of a byte-level MatMul-free LM from scratch.
 
-The model's :class:`~quant.bitlinear.BitLinear` layers already fake-quantise (int8 activations,
-ternary weights, straight-through gradients), so training is a plain next-byte loop: random
-windows of the training split (:mod:`quant.data`), AdamW with linear warm-up and cosine decay,
-global gradient clipping, and a held-out evaluation in bits per byte every ``eval_interval``
-steps. Everything runs in float32, also on a GPU: bf16 would move the activations before they
-are rounded to int8, and these models are far too small for the matrix units to matter.
+The model's :class:`~tern_fpga.quant.bitlinear.BitLinear` layers already fake-quantise (int8
+activations, ternary weights, straight-through gradients), so training is a plain next-byte loop:
+random windows of the training split (:mod:`tern_fpga.quant.data`), AdamW with linear warm-up and
+cosine decay, global gradient clipping, and a held-out evaluation in bits per byte every
+``eval_interval`` steps. Everything runs in float32, also on a GPU: bf16 would move the activations
+before they are rounded to int8, and these models are far too small for the matrix units to matter.
 
 A run is deterministic from its seed: the initial weights come from ``torch.manual_seed(seed)``
 (drawn on the CPU whatever the device) and the batches from a separate CPU generator seeded with
@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from quant import data as corpus
-from quant.presets import Preset, TrainingHyperparameters, get_preset
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.quant import data as corpus
+from tern_fpga.quant.presets import Preset, TrainingHyperparameters, get_preset
 
 __all__ = ["SAMPLE_BYTES", "SAMPLE_PROMPT", "learning_rate", "resolve_device", "train"]
 
@@ -91,7 +92,7 @@ def _optimizer(model: torch.nn.Module, hyper: TrainingHyperparameters):
 
 
 def _weight_counts(model: torch.nn.Module) -> dict:
-    from quant.bitlinear import BitLinear
+    from tern_fpga.quant.bitlinear import BitLinear  # here, not at the top: loads torch
     ternary = sum(m.weight.numel() for m in model.modules() if isinstance(m, BitLinear))
     total = sum(p.numel() for p in model.parameters())
     return {"ternary_weights": ternary, "other_parameters": total - ternary}
@@ -135,7 +136,8 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     Parameters
     ----------
     preset : str or Preset
-        ``"tiny"``, ``"micro"``, ``"demo"`` (see :mod:`quant.presets`) or a :class:`Preset`.
+        ``"tiny"``, ``"micro"``, ``"demo"`` (see :mod:`tern_fpga.quant.presets`) or a
+        :class:`Preset`.
     output_dir : path
         Folder for ``config.json``, ``model.safetensors``, ``training_log.json`` and
         ``MODEL_CARD.md``; created if missing, and must be empty unless ``force``.
@@ -163,7 +165,8 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     TernError
         For an unknown preset or device, a bad hyper-parameter, or a non-empty output folder.
     """
-    from quant import HGRNBitForCausalLM, save_pretrained
+    # here, not at the top: loads torch
+    from tern_fpga.quant import HGRNBitForCausalLM, save_pretrained
 
     if isinstance(preset, str):
         preset = get_preset(preset)
@@ -288,7 +291,6 @@ class _progress_bar:
 
     def __enter__(self):
         if self._enabled:
-            from tqdm import tqdm
             self._bar = tqdm(total=self._total, unit="step", dynamic_ncols=True)
             return self._bar
         return self
@@ -309,11 +311,11 @@ class _progress_bar:
 
 def model_card(log: dict) -> str:
     """The ``MODEL_CARD.md`` text of a training log (see :func:`train`)."""
-    config, hyper = log["config"], log["hyperparameters"]
-    from quant.config import HGRNBitConfig
+    config, hyper = log["config"], log["hyperparameters"]  # here, not at the top: loads torch
+    from tern_fpga.quant.config import HGRNBitConfig  # here, not at the top: loads torch
     intermediate = HGRNBitConfig.from_dict(config).resolved_intermediate_size
     accelerator = (f" It fits the memories of the `{log['accelerator_preset']}` accelerator "
-                   f"preset (`tern/params.py`)." if log["accelerator_preset"] else "")
+                   f"preset (`tern_fpga/contracts/params.py`)." if log["accelerator_preset"] else "")
     fence = "~~~~"
     count = log["heldout_bytes_evaluated"]
     evaluated = (f"all {count:,}" if count == log["heldout_bytes"]

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
 
 __all__ = ["Meter", "MeterError", "Sample"]
 

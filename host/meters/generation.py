@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sized
 
-from host.meters.base import Meter
+from tern_fpga.host.meters.base import Meter
 
 __all__ = ["GenerationMeasurement", "measure_generation"]
 

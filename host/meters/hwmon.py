@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host.meters.base import Meter, MeterError
+from tern_fpga.host.meters.base import Meter, MeterError
 
 __all__ = ["HWMON_ROOT", "HwmonMeter", "find_hwmon", "resolve_hwmon"]
 

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from host.meters.base import Meter, MeterError, Sample
+from tern_fpga.host.meters.base import Meter, MeterError, Sample
 
 __all__ = ["NvidiaSmiMeter"]
 

@@ -13,7 +13,7 @@ import math
 import time
 from pathlib import Path
 
-from host.meters.base import Meter, MeterError, Sample
+from tern_fpga.host.meters.base import Meter, MeterError, Sample
 
 __all__ = ["POWERCAP_ROOT", "RaplMeter", "find_rapl"]
 

@@ -21,11 +21,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from host.meters.base import Meter, MeterError
-from host.meters.hwmon import HwmonMeter, find_hwmon, resolve_hwmon
-from host.meters.nvidia import NvidiaSmiMeter
-from host.meters.rapl import DEFAULT_DOMAIN, RaplMeter, find_rapl
-from host.meters.um import UmMeter
+from tern_fpga.host.meters.base import Meter, MeterError
+from tern_fpga.host.meters.hwmon import HwmonMeter, find_hwmon, resolve_hwmon
+from tern_fpga.host.meters.nvidia import NvidiaSmiMeter
+from tern_fpga.host.meters.rapl import DEFAULT_DOMAIN, RaplMeter, find_rapl
+from tern_fpga.host.meters.um import UmMeter
 
 __all__ = ["MeterInfo", "find_meters", "open_meter"]
 

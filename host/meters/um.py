@@ -26,7 +26,9 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from host.meters.base import Meter, MeterError
+import serial
+
+from tern_fpga.host.meters.base import Meter, MeterError
 
 __all__ = ["FRAME_LENGTH", "MODELS", "POLL", "UmMeter", "UmReading", "encode_frame",
            "parse_frame"]
@@ -136,7 +138,6 @@ class UmMeter(Meter):
     default_rate_hz = 5.0
 
     def __init__(self, port: str, model: str | None = None, timeout: float = 1.0):
-        import serial
 
         if model is not None and model.upper() not in _IDS:
             raise MeterError(f"unknown USB meter model {model!r}; choose one of "
@@ -157,7 +158,6 @@ class UmMeter(Meter):
         MeterError
             If it does not answer in time, answers a bad frame, or is another model than asked.
         """
-        import serial
 
         try:
             self._serial.reset_input_buffer()  # drop the rest of an earlier, broken answer

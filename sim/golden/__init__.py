@@ -1,1 +1,2 @@
-"""NumPy golden models of the integer datapath (no Amaranth imports here)."""
+"""The NumPy golden model of the integer datapath: one golden function per hardware block and
+the whole-model interpreter (``model``). No Amaranth imports here."""

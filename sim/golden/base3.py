@@ -1,6 +1,7 @@
 """Golden model of the base-3 weight decoder (``hw/base3_decoder.py``).
 
-The packing itself is :mod:`tern.packing` (re-exported here); :func:`decode_base3_bytes` is
+The packing itself is :mod:`tern_fpga.contracts.packing` (re-exported here);
+:func:`decode_base3_bytes` is
 what the circuit computes for every byte, the invalid ones included.
 """
 
@@ -8,7 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tern.packing import WEIGHTS_PER_BYTE_BASE3, pack_base3, trits_to_codes, unpack_base3
+from tern_fpga.contracts.packing import (
+    WEIGHTS_PER_BYTE_BASE3,
+    pack_base3,
+    trits_to_codes,
+    unpack_base3,
+)
 
 __all__ = ["decode_base3_bytes", "pack_base3", "unpack_base3"]
 

@@ -1,8 +1,9 @@
-"""Golden model of the row-wise unit (:mod:`hw.row_unit`): one element-wise operation on vectors.
+"""Golden model of the row-wise unit (:mod:`tern_fpga.hw.row_unit`): one element-wise operation on
+vectors.
 
-Each operation is the function of :mod:`sim.golden.numerics` that the golden model
-(:mod:`sim.golden_model`) gives the matching instruction, so the unit is checked against the very
-definition the whole program is checked against:
+Each operation is the function of :mod:`tern_fpga.contracts.numerics` that the golden model
+(:mod:`tern_fpga.sim.golden.model`) gives the matching instruction, so the unit is checked against
+the very definition the whole program is checked against:
 
 ========== ================================================ ==========================
 operation  result                                           instruction
@@ -20,44 +21,14 @@ EMBED      ``a << shift``                                   ``embed`` (``shift =
 
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
-from sim.golden import numerics
-from sim.golden.numerics import Scale
-from sim.isa import Opcode
-from tern.params import AcceleratorParameters
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.isa import BINARY_OPERATIONS, RowOperation
+from tern_fpga.contracts.numerics import Scale
+from tern_fpga.contracts.params import AcceleratorParameters
 
-__all__ = ["BINARY_OPERATIONS", "OPERATION_OF_OPCODE", "RowOperation", "row_operation"]
-
-
-class RowOperation(enum.IntEnum):
-    """What the row-wise unit computes; the value is its 3-bit hardware code."""
-
-    SIGMOID = 0
-    SILU = 1
-    MUL = 2
-    ADD = 3
-    SUB = 4
-    ONE_MINUS = 5
-    SCALE = 6
-    EMBED = 7
-
-
-# The operations that read a second operand ``b``.
-BINARY_OPERATIONS = frozenset({RowOperation.MUL, RowOperation.ADD, RowOperation.SUB})
-
-# The instructions that the row-wise unit executes whole (``tmv`` uses SCALE for its output).
-OPERATION_OF_OPCODE = {
-    Opcode.SIGMOID: RowOperation.SIGMOID,
-    Opcode.SILU: RowOperation.SILU,
-    Opcode.MUL: RowOperation.MUL,
-    Opcode.ADD: RowOperation.ADD,
-    Opcode.SUB: RowOperation.SUB,
-    Opcode.ONE_MINUS: RowOperation.ONE_MINUS,
-    Opcode.EMBED: RowOperation.EMBED,
-}
+__all__ = ["row_operation"]
 
 
 def row_operation(operation: RowOperation, a, b=None, *, params: AcceleratorParameters,
@@ -69,7 +40,7 @@ def row_operation(operation: RowOperation, a, b=None, *, params: AcceleratorPara
     operation : RowOperation
     a, b : array of int
         Operands; ``b`` only for :data:`BINARY_OPERATIONS`.
-    params : tern.params.AcceleratorParameters
+    params : tern_fpga.contracts.params.AcceleratorParameters
     scale : Scale
         The scale of SCALE (required for it).
     shift : int

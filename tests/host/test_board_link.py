@@ -4,32 +4,31 @@ import os
 
 import numpy as np
 import pytest
-from conftest import BAUD, BOARD_OPTIONS, LINK_PARAMS, VOCAB, random_export
 
-from host.driver import SECTION_SPACES, Board, BoardError, WrongBoardError
-from host.protocol import MemorySpace, crc32_words, space_words, table_offsets, to_words
-from hw.test_boards import stand_in_token
-from sim.virtual_board import VirtualBoard
-from tern.errors import TernError
-from tern.params import PRESETS
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.contracts.protocol import (
+    MemorySpace,
+    crc32_words,
+    space_words,
+    to_words,
+)
+from tern_fpga.host.driver import Board, BoardError, WrongBoardError
+from tern_fpga.sim.rtl.link_test_board import stand_in_token
+from tern_fpga.sim.rtl.virtual_board import VirtualBoard
+
+from support.link import (
+    BAUD,
+    BOARD_OPTIONS,
+    LINK_PARAMS,
+    VOCAB,
+    expected_chain,
+    random_export,
+    section_crcs_match,
+)
 
 SIZES = space_words(LINK_PARAMS)
 BYTES_PER_SECOND = BAUD / 10    # 8N1
-
-
-def expected_chain(token, count):
-    out = []
-    for _ in range(count):
-        token = stand_in_token(token, VOCAB)
-        out.append(token)
-    return out
-
-
-def section_crcs_match(board, export) -> bool:
-    offsets = table_offsets(export.params)
-    return all(board.memory_crc(space, offsets.get(name, 0), len(to_words(export.sections[name])))
-               == crc32_words(to_words(export.sections[name]))
-               for name, space in SECTION_SPACES.items())
 
 
 def test_identify_and_status(virtual_board):
@@ -140,7 +139,7 @@ def test_virtual_board_ends_with_its_client(board_top):
 
 
 def test_no_such_virtual_board_is_a_clear_error():
-    from host.transport import TransportError
+    from tern_fpga.host.transport import TransportError
 
     with pytest.raises(TransportError, match="nothing listens at socket://127.0.0.1:9: is the "
                                              "virtual board running"):
@@ -149,7 +148,7 @@ def test_no_such_virtual_board_is_a_clear_error():
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_missing_and_busy_ports_are_clear_errors():
-    from host.transport import SerialTransport, TransportError
+    from tern_fpga.host.transport import SerialTransport, TransportError
 
     with pytest.raises(TransportError, match="serial port /dev/ttyTERN9 does not exist; check "
                                              "that the board is plugged in"):

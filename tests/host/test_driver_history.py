@@ -4,8 +4,8 @@ import types
 
 import pytest
 
-from host.driver import Board, BoardError
-from host.protocol import TOKEN_NOTIFICATION, Code, Frame, Status
+from tern_fpga.contracts.protocol import TOKEN_NOTIFICATION, Code, Frame, Status
+from tern_fpga.host.driver import Board, BoardError
 
 
 def scripted_board(notifications, history=4):

@@ -6,11 +6,12 @@ mean watts of the run and the idle-subtracted joules per token."""
 import time
 
 import pytest
-from conftest import random_export
 
-import host.session
-from tern.cli import main as tern_main
-from tern.export_format import write_export
+import tern_fpga.host.session
+from tern_fpga.commands.cli import main as tern_main
+from tern_fpga.contracts.export_format import write_export
+
+from support.link import random_export
 
 
 @pytest.mark.xdist_group("virtual-board")
@@ -21,14 +22,14 @@ def test_generate_with_a_simulated_hwmon_meter(virtual_board, tmp_path, capsys, 
     power = device / "power1_input"
     power.write_text("1000000\n")                      # microwatts: 1 W idle
 
-    original = host.session.generate_text
+    original = tern_fpga.host.session.generate_text
 
     def generate_at_two_watts(*args, **kwargs):
         power.write_text("2000000\n")
         time.sleep(0.5)  # a run long enough for the sampler (the stand-in core is fast)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(host.session, "generate_text", generate_at_two_watts)
+    monkeypatch.setattr(tern_fpga.host.session, "generate_text", generate_at_two_watts)
     export_path = tmp_path / "model.tern"
     write_export(export_path, random_export(21))
     code = tern_main(["generate", str(export_path), "--port", virtual_board, "--ids", "1,2,3",

@@ -6,15 +6,15 @@ import socket
 import threading
 
 import pytest
-from conftest import LINK_PARAMS, random_export
-from test_board_link import expected_chain, section_crcs_match
 
-from host.driver import Board
-from host.link import LinkGaveUpError, LinkTimeoutError
-from host.protocol import Code, FrameDecoder, encode_frame
-from host.transport import FaultyTransport, SerialTransport, TransportError
-from sim.virtual_board import VirtualBoard
-from tern.errors import TernError
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.protocol import Code, FrameDecoder, encode_frame
+from tern_fpga.host.driver import Board
+from tern_fpga.host.link import LinkGaveUpError, LinkTimeoutError
+from tern_fpga.host.transport import FaultyTransport, SerialTransport, TransportError
+from tern_fpga.sim.rtl.virtual_board import VirtualBoard
+
+from support.link import LINK_PARAMS, expected_chain, random_export, section_crcs_match
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import zlib
 import numpy as np
 import pytest
 
-from host.link import Link
-from host.protocol import (
+from tern_fpga.contracts.params import PRESETS, AcceleratorParameters
+from tern_fpga.contracts.protocol import (
     ESCAPE,
     FLAG,
     MAX_PAYLOAD,
@@ -20,8 +20,8 @@ from host.protocol import (
     space_words,
     to_words,
 )
-from hw.core_interface import address_bits
-from tern.params import PRESETS, AcceleratorParameters
+from tern_fpga.host.link import Link
+from tern_fpga.hw.core_interface import address_bits
 
 
 def test_crc16_check_values():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host.programmer import is_wrapper_script
+from tern_fpga.host.programmer import is_wrapper_script
 
 BIN = Path(sys.executable).parent
 # The links scripts/setup.sh makes, and the version flag each real program answers.

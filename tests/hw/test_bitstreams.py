@@ -6,10 +6,16 @@ import hashlib
 
 import pytest
 
-from hw.board import board
-from hw.build import REPOSITORY, default_seed, design_build_id, design_sources, nextpnr_options
-from tern.bitstreams import BITSTREAMS, manifest
-from tern.params import preset
+from tern_fpga.contracts import paths
+from tern_fpga.contracts.bitstreams import BITSTREAMS, manifest
+from tern_fpga.contracts.boards import board
+from tern_fpga.contracts.params import preset
+from tern_fpga.hw.build import (
+    default_seed,
+    design_build_id,
+    design_sources,
+    nextpnr_options,
+)
 
 # The bitstreams that must be committed (board, preset).
 COMMITTED = [("ulx3s-85f", "micro"), ("ulx3s-85f", "demo")]
@@ -34,7 +40,7 @@ def test_committed_bitstream_matches_the_sources(board_name, preset_name):
     seed = default_seed(board_name, preset_name)
     assert (found["nextpnr_seed"], found["nextpnr_options"]) == (seed, nextpnr_options(seed)), \
         f"{name} was placed with seed {found['nextpnr_seed']}, but a plain tern build uses " \
-        f"{seed}: enter its seed in hw.build.NEXTPNR_SEEDS so that the build is reproducible"
+        f"{seed}: enter its seed in tern_fpga.hw.build.NEXTPNR_SEEDS so that the build is reproducible"
     fmax = found["fmax_mhz"]
     assert fmax and min(fmax.values()) >= found["clock_mhz"] == params.clock_hz / 1e6
     for cell, (used, available) in found["utilisation"].items():
@@ -44,7 +50,7 @@ def test_committed_bitstream_matches_the_sources(board_name, preset_name):
 
 
 def test_the_build_id_names_the_parameters_and_the_board():
-    """Only the parameters (not the other presets in tern/params.py) and the board enter it."""
+    """Only the parameters (not the other presets in tern_fpga/contracts/params.py) and the board enter it."""
     micro = preset("micro")
     build_id = design_build_id(micro, "ulx3s-85f")
     assert build_id == design_build_id(preset("micro"), "ulx3s-85f")
@@ -55,9 +61,9 @@ def test_the_build_id_names_the_parameters_and_the_board():
 def test_the_design_sources_are_what_the_top_level_imports():
     """Benchmarks, commands, testbenches, the build script and modules the board's top level
     does not import are no part of the build id: changing them needs no new bitstream."""
-    names = {file.relative_to(REPOSITORY).as_posix() for file in design_sources()}
-    assert {"hw/board.py", "hw/core.py", "hw/scalar_math.py", "hw/uart.py", "hw/pll.py",
-            "sim/golden/numerics.py", "sim/isa.py", "host/protocol.py"} <= names
-    assert not names & {"hw/build.py", "hw/build_command.py", "hw/bench_core.py",
-                        "hw/ternary_matvec_testbench.py", "hw/base3_decoder.py",
-                        "sim/golden_model.py", "tern/params.py"}
+    names = {file.relative_to(paths.SOURCE_ROOT).as_posix() for file in design_sources()}
+    assert {"hw/board.py", "hw/core.py", "hw/scalar_engine.py", "hw/uart.py", "hw/pll.py",
+            "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/isa.py", "tern_fpga/contracts/protocol.py"} <= names
+    assert not names & {"hw/build.py", "tern_fpga/commands/build.py", "tern_fpga/explore/bench_core.py",
+                        "sim/rtl/testbenches/ternary_matvec.py", "hw/base3_decoder.py",
+                        "sim/golden/model.py", "tern_fpga/contracts/params.py"}

@@ -2,7 +2,7 @@
 
 import time
 
-from hw.build_command import _ProgressPrinter, build_phase
+from tern_fpga.commands.build import _ProgressPrinter, build_phase
 
 
 def test_phases_follow_the_logs(tmp_path):
@@ -28,7 +28,7 @@ def test_phases_follow_the_logs(tmp_path):
 
 
 def test_a_stalled_router_gets_a_hint_to_try_another_seed(tmp_path):
-    from hw.build_command import STALLED_ITERATIONS
+    from tern_fpga.commands.build import STALLED_ITERATIONS
 
     def log(overused):
         return "Info: Running main router loop...\n" + "".join(
@@ -64,9 +64,9 @@ def test_the_printer_prints_each_phase_once(tmp_path, capsys):
 def test_a_preset_that_does_not_fit_is_refused_before_synthesis(monkeypatch):
     import pytest
 
-    from hw import build_command
-    from tern import sweep
-    from tern.errors import TernError
+    from tern_fpga.commands import build as build_command
+    from tern_fpga.contracts.errors import TernError
+    from tern_fpga.explore import synthesis_cache
 
     mapped = []
 
@@ -74,7 +74,7 @@ def test_a_preset_that_does_not_fit_is_refused_before_synthesis(monkeypatch):
         mapped.append((params.name, family))
         return {"bram": 329 if family == "ice40" else 84, "dsp": 32, "ff": 0, "cells": {}}
 
-    monkeypatch.setattr(sweep, "map_memories", fake_mapping)
+    monkeypatch.setattr(synthesis_cache, "map_memories", fake_mapping)
     with pytest.raises(TernError, match=r"the micro preset does not fit the iCEBreaker, "
                                         r"iCE40UP5K: it needs bram 329/30, dsp 32/8 .*nothing "
                                         r"was built"):
@@ -88,8 +88,9 @@ def test_the_seed_reaches_nextpnr_and_a_bad_one_is_refused_at_once(monkeypatch):
 
     import pytest
 
-    from hw import build, build_command
-    from tern.errors import TernError
+    from tern_fpga.commands import build as build_command
+    from tern_fpga.contracts.errors import TernError
+    from tern_fpga.hw import build
 
     assert build.nextpnr_options(7).startswith("--seed 7 ")
     assert build.nextpnr_options().startswith(f"--seed {build.NEXTPNR_SEED} ")

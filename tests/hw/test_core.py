@@ -1,7 +1,8 @@
 """The whole core on Verilator against the golden model: shipped models, many tokens, bit-exact.
 
 Each run compiles a model, records the golden model's results for every step
-(:func:`sim.core_case.write_case`), and runs the cocotb testbench :mod:`sim.core_testbench`.
+(:func:`tern_fpga.sim.rtl.core_case.write_case`), and runs the cocotb testbench
+:mod:`tern_fpga.sim.rtl.testbenches.core`.
 The shipped checkpoints are used when present (they are the real thing); a random model of the
 same shape otherwise.
 """
@@ -13,14 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from quant import HGRNBitConfig, HGRNBitForCausalLM, load_pretrained
-from quant.compiler import compile_model
-from sim.core_case import run_core, write_case
-from sim.isa import Opcode
-from tern.params import PRESETS
-from tern.sweep import cycles_per_token, runs_beside
+from tern_fpga.contracts import paths
+from tern_fpga.contracts.isa import Opcode
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.explore.cycle_model import cycles_per_token, runs_beside
+from tern_fpga.quant import HGRNBitConfig, HGRNBitForCausalLM, load_pretrained
+from tern_fpga.quant.compiler import compile_model
+from tern_fpga.sim.rtl.core_case import run_core, write_case
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent.parent / "checkpoints"
+CHECKPOINTS = paths.CHECKPOINTS
 
 
 def load_model(name: str):

@@ -18,15 +18,15 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from host.protocol import MemorySpace, to_words
-from hw.core import SCALE_REGISTERS, Core
-from hw.core_interface import memory_request_layout
-from sim.golden import numerics
-from sim.golden.weight_image import pack_weight_image
-from sim.golden_model import GoldenModel
-from sim.isa import Flag, Instruction, Opcode, encode
-from tern.params import preset
-from tern.sweep import cycles_per_token
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.isa import SCALE_REGISTERS, Flag, Instruction, Opcode, encode
+from tern_fpga.contracts.params import preset
+from tern_fpga.contracts.protocol import MemorySpace, to_words
+from tern_fpga.contracts.weight_layout import pack_weight_image
+from tern_fpga.explore.cycle_model import cycles_per_token
+from tern_fpga.hw.core import Core
+from tern_fpga.hw.core_interface import memory_request_layout
+from tern_fpga.sim.golden.model import GoldenModel
 
 PARAMS = preset("micro")
 FEATURES = 2 * PARAMS.ternary_lanes        # a TMV reads one or two weight words a row

@@ -9,27 +9,30 @@ preset): lengths 1, V - 1, 3V + 1 and max_features, every distribution of
 import functools
 import gc
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
 from amaranth.hdl import Const
 from amaranth.sim import Simulator
-from norm_quantizer_cases import DISTRIBUTIONS, make_case, scale_from_payload, split_result
 
-from hw.norm_quantizer import NormQuantizer, Operation, command_layout, operand_layout
-from hw.scalar_math import (
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.numerics import Scale
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.norm_quantizer import NormQuantizer, Operation, command_layout, operand_layout
+from tern_fpga.hw.scalar_engine import (
     RSQRT_FRAC_BITS,
     RSQRT_INPUT_BITS,
-    SCALE_EXPONENT_BITS,
     ScalarEngine,
     request_layout,
-    sum_of_squares_bits,
 )
-from sim.cocotb_support import build_component
-from sim.golden import numerics
-from sim.golden.numerics import Scale
-from tern.params import PRESETS
+from tern_fpga.hw.scale_layout import SCALE_EXPONENT_BITS, sum_of_squares_bits
+from tern_fpga.sim.rtl.cocotb_support import build_component
+from tern_fpga.sim.rtl.testbenches.norm_quantizer_cases import (
+    DISTRIBUTIONS,
+    make_case,
+    scale_from_payload,
+    split_result,
+)
 
 SMALL = PRESETS["micro"].replace(name="test-norm-v2", max_features=24)
 
@@ -257,10 +260,10 @@ def run_verilator(lanes, commands, probabilities, seed):
     """One simulation: ``commands`` once per set of stall chances in ``probabilities``
     (command, operands, result, scale)."""
     params = PRESETS[VERILATOR_PRESETS[lanes]]
-    verilator_build(lanes).run("norm_quantizer_cocotb", {
+    verilator_build(lanes).run("tern_fpga.sim.rtl.testbenches.norm_quantizer", {
         "params": params.to_dict(), "commands": commands, "probabilities": probabilities,
         "seed": seed,
-    }, testcase="random_commands", module_dir=Path(__file__).parent)
+    }, testcase="random_commands")
 
 
 def by_lanes(function):
@@ -293,7 +296,7 @@ def test_verilator_distributions(lanes):
 def test_the_normaliser_pipeline_depth_is_the_one_its_input_timing_relies_on():
     """A normalising state's input is valid only in its first cycle (``product`` changes after
     it); with three stages the settled result is the first cycle's (docs/hardware.md)."""
-    from hw import scalar_math
+    from tern_fpga.hw import scalar_math
 
     assert scalar_math.NORMALISER_STAGES == 3, \
         "limit the normaliser's input capture to a state's first cycle before deepening it"

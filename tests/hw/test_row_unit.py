@@ -1,19 +1,21 @@
-"""Tests of :class:`hw.row_unit.RowUnit` against :func:`sim.golden.row_unit.row_operation`.
+"""Tests of :class:`tern_fpga.hw.row_unit.RowUnit` against
+:func:`tern_fpga.sim.golden.row_unit.row_operation`.
 
 Construction and its refusals; a quick run in Amaranth's simulator (``V`` = 1 and 2, random
 stalls, and the latency); and, in Verilator through cocotb, long random runs at ``V`` = 2 (the
 micro preset) and ``V`` = 8 (the demo preset), one build each (see ``row_unit_cocotb.py``).
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
-from row_unit_cocotb import check_results, make_jobs, result_beat_count, stream_payloads
 
-from hw.row_unit import (
+from tern_fpga.contracts.isa import RowOperation
+from tern_fpga.contracts.numerics import Scale
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.row_unit import (
     RowUnit,
     command_layout,
     max_length,
@@ -21,10 +23,14 @@ from hw.row_unit import (
     result_layout,
     scale_fields,
 )
-from sim.cocotb_support import build_component
-from sim.golden.numerics import Scale
-from sim.golden.row_unit import RowOperation, row_operation
-from tern.params import PRESETS
+from tern_fpga.sim.golden.row_unit import row_operation
+from tern_fpga.sim.rtl.cocotb_support import build_component
+from tern_fpga.sim.rtl.testbenches.row_unit import (
+    check_results,
+    make_jobs,
+    result_beat_count,
+    stream_payloads,
+)
 
 
 def test_init():
@@ -150,6 +156,6 @@ def test_verilator(preset):
     params = PRESETS[preset]
     build = build_component(RowUnit(params), "row_unit",
                             f"V{params.vector_lanes}-{params.hash:016x}")
-    build.run("row_unit_cocotb", {"params": params.to_dict(), "seed": 20 + params.vector_lanes,
-                                  "repeats": 12, "probability": 0.7},
-              module_dir=Path(__file__).parent)
+    build.run("tern_fpga.sim.rtl.testbenches.row_unit",
+              {"params": params.to_dict(), "seed": 20 + params.vector_lanes, "repeats": 12,
+               "probability": 0.7})

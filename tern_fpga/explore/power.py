@@ -1,0 +1,315 @@
+"""An *estimated* FPGA power model: utilisation x clock x switching activity, with sources.
+
+The model (docs/power.md)::
+
+    P_total        = P_device_static + P_core_dynamic + P_board
+    P_core_dynamic = k_clock * f_MHz  +  sum over cell types c of  N_c * k_c * f_MHz * a_c
+
+``N_c`` is the number of cells of nextpnr type ``c`` the design uses, ``f_MHz`` the core clock,
+``a_c`` the toggle rate of those cells (toggles per bit per clock cycle, from a Verilator run of
+real generation: :mod:`tern_fpga.explore.activity`), ``k_c`` the dynamic power of one cell per MHz
+at a toggle rate of 1 (microwatts), ``k_clock`` the clock network's power per MHz. Every coefficient
+carries its source; where no published figure was found, the source says so and how the number was
+derived. The result is an estimate of the FPGA (core logic and its static power) plus what is
+known of the board; it is not a measurement (host/meters is for that).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import MappingProxyType
+
+from tern_fpga.contracts.boards import Board, board
+from tern_fpga.contracts.errors import TernError
+
+__all__ = ["FAMILIES", "PAPER_BOARD_W", "RECORDED_UTILISATION", "Coefficient", "FamilyCoefficients", "PowerEstimate", "estimate",
+           "tokens_per_joule"]
+
+# Zhu et al. 2024 (shared/MODEL.md): measured board power of their Intel D5005 (Stratix 10)
+# accelerator running one d=512 block, 13.67 W (idle 13.68 W).
+PAPER_BOARD_W = 13.67
+PAPER_MACHINE = "Intel D5005 (Stratix 10)"
+
+_ICE40_POWER = ("tinyvision-ai-inc/ice40_power, README.md 'Results' table (commit 1af931e): "
+                "currents per rail of an iCE40UP5K-SG48 on Lattice's iCE40 UltraPlus breakout "
+                "board, measured with a Joulescope JS110, core at 1.219 V")
+# Core voltages: the measurement above (iCE40UP5K, nominal 1.2 V) and the ECP5's nominal 1.1 V
+# (ECP5 family data sheet FPGA-DS-02012, recommended operating conditions).
+_ICE40_VCC, _ECP5_VCC = 1.219, 1.1
+_VOLTAGE_SCALE = (_ECP5_VCC / _ICE40_VCC) ** 2          # dynamic power ~ C V^2 f
+
+# iCE40UP5K, derived from the measured rows (all currents in uA, core rail unless said).
+_ICE40_STATIC_W = (85.6 * 1.219 + 4.1 * 1.219 + (1.3 + 3.4 + 1.5) * 3.283) * 1e-6
+_ICE40_CLOCK = (2184 - 388.4) / (48 - 6) * _ICE40_VCC   # uW/MHz, HFOSC at 6 and 48 MHz
+_COUNTER_TOGGLE_RATE = 2 / 28                            # a 28-bit binary counter's mean
+_ICE40_LC = (641.3 - 613.5) / (228 - 32) / 12 * _ICE40_VCC / _COUNTER_TOGGLE_RATE
+_MULTIPLIER_LC_UA = (996 - 645) / (208 - 28)             # uA per LC of the soft 8x8 multiplier
+_DSP_UA = 882 - 996 + (208 - 72) * _MULTIPLIER_LC_UA     # the DSP replaced 136 LCs
+_DSP_INPUT_TOGGLE_RATE = 2 / 8                           # its inputs: two 8-bit counters
+_ICE40_DSP = _DSP_UA / 12 * _ICE40_VCC / _DSP_INPUT_TOGGLE_RATE
+
+
+@dataclasses.dataclass(frozen=True)
+class Coefficient:
+    """One number of the model with its unit and where it comes from."""
+
+    value: float
+    unit: str
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilyCoefficients:
+    """The coefficients of one FPGA family (one device of it).
+
+    Members
+    -------
+    device : str
+    static_w : Coefficient
+        The configured device's static power at room temperature (W).
+    clock_uw_per_mhz : Coefficient
+        Clock network (oscillator or PLL, global buffers), independent of the activity.
+    cells : mapping
+        nextpnr cell type -> :class:`Coefficient` in uW per MHz per cell at toggle rate 1.
+        Cell types not listed (IO, PLL) are counted with no dynamic power; the estimate's
+        ``notes`` name them.
+    """
+
+    family: str
+    device: str
+    static_w: Coefficient
+    clock_uw_per_mhz: Coefficient
+    cells: MappingProxyType
+
+
+def _cells(**cells: Coefficient) -> MappingProxyType:
+    return MappingProxyType(cells)
+
+
+_LC_SOURCE = (f"derived from {_ICE40_POWER}: the rows 'External 12 MHz + 28 bit counter' with "
+              f"32 and 228 LCs (613.5 and 641.3 uA) give 0.142 uA per LC at 12 MHz, x 1.219 V, "
+              f"/ 12 MHz, / the counters' mean toggle rate 2/28 = {_COUNTER_TOGGLE_RATE:.4f}. "
+              f"No per-LC coefficient is published for the UP5K (Lattice's figures live in its "
+              f"Radiant power calculator, not in a document)")
+_DSP_SOURCE = (f"derived from {_ICE40_POWER}: 'Math (1 DSP)' (882 uA, 72 LCs) against 'Math (no "
+               f"DSP)' (996 uA, 208 LCs) at 12 MHz, the 136 LCs the DSP replaced costing "
+               f"{_MULTIPLIER_LC_UA:.2f} uA each (the soft multiplier's rows against the 28-LC "
+               f"counter's 645 uA): {_DSP_UA:.0f} uA for one SB_MAC16 doing an 8 x 8 product, "
+               f"x 1.219 V / 12 MHz / its inputs' toggle rate 2/8. One toy measurement: take "
+               f"it as +-50 %")
+_EBR_ASSUMPTION = ("ASSUMPTION, no published figure found (the measurement repository lists "
+                   "block RAM as future work): one access costs as much as its data word of "
+                   "logic cells switching, {bits} x the logic cell coefficient, scaled by the "
+                   "toggle rate of the memories' data ports")
+
+ICE40 = FamilyCoefficients(
+    family="ice40", device="iCE40UP5K",
+    static_w=Coefficient(
+        _ICE40_STATIC_W, "W",
+        f"measured in {_ICE40_POWER}, row 'Blank design': core 85.6 uA and PLL 4.1 uA at "
+        f"1.219 V, banks 1.3 + 3.4 + 1.5 uA at 3.283 V; consistent with the iCE40 UltraPlus "
+        f"Family Data Sheet (FPGA-DS-02008), Features: 'as low as 100 uA standby current "
+        f"typical'"),
+    clock_uw_per_mhz=Coefficient(
+        _ICE40_CLOCK, "uW/MHz",
+        f"derived from {_ICE40_POWER}: rows 'HFOSC (6 MHz)' and 'HFOSC (48 MHz) + 24 bit "
+        f"counter' (388.4 and 2184 uA): the slope of the core current, x 1.219 V; it includes "
+        f"the oscillator and a 28-LC counter. The PLL rows (12 MHz in, 16 / 48 MHz out) give "
+        f"36 uA/MHz, within 20 %"),
+    cells=_cells(
+        ICESTORM_LC=Coefficient(_ICE40_LC, "uW/MHz per cell at toggle rate 1", _LC_SOURCE),
+        ICESTORM_DSP=Coefficient(_ICE40_DSP, "uW/MHz per cell at toggle rate 1", _DSP_SOURCE),
+        ICESTORM_RAM=Coefficient(16 * _ICE40_LC, "uW/MHz per cell at toggle rate 1",
+                                 _EBR_ASSUMPTION.format(bits="16 bits (SB_RAM40_4K)")),
+        ICESTORM_SPRAM=Coefficient(16 * _ICE40_LC, "uW/MHz per cell at toggle rate 1",
+                                   _EBR_ASSUMPTION.format(bits="16 bits (SB_SPRAM256KA)")),
+    ))
+
+_ECP5_SCALING = (f"the iCE40UP5K coefficient (same 40 nm node) scaled by (1.1 V / 1.219 V)^2 "
+                 f"= {_VOLTAGE_SCALE:.3f}")
+_ECP5_FROM_ICE40 = ("ASSUMPTION, no published per-resource figure found for the ECP5 (Lattice "
+                    "TN1266 'Power Consumption and Management for ECP5 and ECP5-5G Devices' "
+                    "points to the Diamond Power Calculator, whose coefficients are not in a "
+                    "document): " + _ECP5_SCALING)
+_ECP5_LUTS, _ICE40_LUTS = 83_640, 5_280
+
+ECP5 = FamilyCoefficients(
+    family="ecp5", device="LFE5U-85F",
+    static_w=Coefficient(
+        0.15, "W",
+        "ASSUMPTION, not from a retrieved document: the order of a 40 nm 85k-LUT FPGA's "
+        "standby supply power at 25 C. The ECP5 and ECP5-5G Family Data Sheet (FPGA-DS-02012), "
+        "DC characteristics, 'Supply Current (Standby)', gives the typical ICC, ICCAUX and ICCIO "
+        "of the LFE5U-85F; its table could not be read here. Replace with ICC x 1.1 V + ICCAUX x "
+        "2.5 V + the banks' ICCIO x VCCIO"),
+    clock_uw_per_mhz=Coefficient(
+        _ICE40_CLOCK * _VOLTAGE_SCALE * _ECP5_LUTS / _ICE40_LUTS, "uW/MHz",
+        f"ASSUMPTION: the iCE40UP5K's measured clock network (above) x (1.1 V / 1.219 V)^2 x "
+        f"the ratio of the devices' LUTs ({_ECP5_LUTS:,} / {_ICE40_LUTS:,}), a global clock "
+        f"tree spanning a die that much larger"),
+    cells=_cells(
+        TRELLIS_COMB=Coefficient(_ICE40_LC * _VOLTAGE_SCALE / 2,
+                                 "uW/MHz per cell at toggle rate 1",
+                                 _ECP5_FROM_ICE40 + ", halved: an iCE40 LC holds a LUT4 and its "
+                                 "flip-flop, nextpnr-ecp5 counts them as two cells"),
+        TRELLIS_FF=Coefficient(_ICE40_LC * _VOLTAGE_SCALE / 2, "uW/MHz per cell at toggle rate 1",
+                               _ECP5_FROM_ICE40 + ", halved (see TRELLIS_COMB)"),
+        TRELLIS_RAMW=Coefficient(_ICE40_LC * _VOLTAGE_SCALE / 2,
+                                 "uW/MHz per cell at toggle rate 1",
+                                 _ECP5_FROM_ICE40 + ", halved: the write port of distributed "
+                                 "RAM, counted as one more logic cell"),
+        DP16KD=Coefficient(18 * _ICE40_LC * _VOLTAGE_SCALE, "uW/MHz per cell at toggle rate 1",
+                           _EBR_ASSUMPTION.format(bits="18 bits (one DP16KD port)") + "; with "
+                           "the logic cell coefficient " + _ECP5_SCALING),
+        MULT18X18D=Coefficient(_ICE40_DSP * _VOLTAGE_SCALE * (18 * 18) / (16 * 16),
+                               "uW/MHz per cell at toggle rate 1",
+                               _ECP5_FROM_ICE40 + ", x (18 x 18) / (16 x 16) for the wider "
+                               "multiplier: the SB_MAC16 coefficient"),
+    ))
+
+FAMILIES = MappingProxyType({"ecp5": ECP5, "ice40": ICE40})
+
+
+# Utilisation when no bitstream manifest exists: (board, preset) -> (nextpnr cells, source).
+RECORDED_UTILISATION = MappingProxyType({
+    ("ulx3s-85f", "demo"): (
+        MappingProxyType({"TRELLIS_COMB": 36_567, "TRELLIS_FF": 17_153, "TRELLIS_RAMW": 265,
+                          "DP16KD": 198, "MULT18X18D": 110, "TRELLIS_IO": 9, "EHXPLLL": 1}),
+        ("nextpnr's utilisation of the routed ULX3S demo bitstream (P=128, V=8, 25 MHz), "
+         "2026-11-29, as recorded: 36,567 TRELLIS_COMB, 17,153 TRELLIS_FF, 265 TRELLIS_RAMW, "
+         "198 DP16KD, 110 MULT18X18D; the committed manifest supersedes it when it matches")),
+    ("icebreaker", "micro"): (
+        MappingProxyType({"ICESTORM_LC": 8_914, "ICESTORM_DSP": 32, "ICESTORM_RAM": 378}),
+        ("docs/boards.md (2026-11-29): 8,914 LUTs, 32 SB_MAC16, 378 EBR from a synthesis that "
+        "did not complete place and route (the UP5K has 5,280 LUTs, 8 DSPs, 30 EBR: the design "
+        "does not fit); logic cells counted as the LUTs (flip-flops share them)")),
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerEstimate:
+    """An *estimated* power figure, split by where it goes.
+
+    Members
+    -------
+    core_dynamic_w : float
+        Switching power of the design's cells and the clock network.
+    device_static_w : float
+        The configured FPGA's static power.
+    board_w : float
+        The board beside the FPGA (0 with a note where unknown).
+    total_w : float
+    breakdown : mapping
+        ``clock_network`` and each cell type -> dynamic watts.
+    covers : str
+        What the figure includes and leaves out.
+    notes : tuple of str
+        Cell types without a coefficient, the board's note.
+    """
+
+    family: str
+    device: str
+    clock_hz: float
+    core_dynamic_w: float
+    device_static_w: float
+    board_w: float
+    total_w: float
+    breakdown: dict[str, float]
+    covers: str
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {**fields, "breakdown": dict(self.breakdown), "notes": list(self.notes)}
+
+
+def _family(name: str) -> FamilyCoefficients:
+    if name not in FAMILIES:
+        raise TernError(f"unknown FPGA family {name!r}; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def _board(name: str) -> Board:
+    return board(name)
+
+
+def _activity_of(activity, cell: str) -> float:
+    rate = activity.get(cell, activity.get("default")) if isinstance(activity, dict) else activity
+    if rate is None:
+        raise TernError(f"no toggle rate for {cell} cells; give one or a 'default' entry")
+    if not (isinstance(rate, (int, float)) and 0 <= rate <= 1 and math.isfinite(rate)):
+        raise TernError(f"a toggle rate is a fraction of cycles from 0 to 1, not {rate!r} "
+                        f"({cell})")
+    return float(rate)
+
+
+def estimate(family: str, utilisation: dict[str, int], clock_hz: float,
+             activity: float | dict[str, float], board: str | None = None) -> PowerEstimate:
+    """Estimate the power of a design from its cells, clock and switching activity.
+
+    Parameters
+    ----------
+    family : str
+        ``"ecp5"`` or ``"ice40"``.
+    utilisation : dict
+        nextpnr cell type -> cells used (``TRELLIS_COMB``, ``DP16KD``, ``ICESTORM_LC``, ...).
+    clock_hz : float
+        The core clock.
+    activity : float or dict
+        Toggle rate (toggles per bit per cycle, 0 to 1) of every cell, or per cell type with an
+        optional ``"default"`` entry for the others.
+    board : str, optional
+        A name of :data:`BOARDS`, whose own power is added (and must be of ``family``).
+
+    Returns
+    -------
+    PowerEstimate
+
+    Raises
+    ------
+    TernError
+        On an unknown family or board, a board of another family, a negative cell count or
+        clock, or a toggle rate outside 0 to 1.
+    """
+    coefficients = _family(family)
+    board_power = _board(board) if board is not None else None
+    if board_power is not None and board_power.family != family:
+        raise TernError(f"board {board!r} carries an {board_power.family} FPGA, not {family}")
+    if not (isinstance(clock_hz, (int, float)) and clock_hz >= 0 and math.isfinite(clock_hz)):
+        raise TernError(f"the clock must be a non-negative frequency in Hz, not {clock_hz!r}")
+    mhz = clock_hz / 1e6
+    breakdown = {"clock_network": coefficients.clock_uw_per_mhz.value * mhz * 1e-6}
+    unmodelled = []
+    for cell, used in sorted(utilisation.items()):
+        if not (isinstance(used, int) and used >= 0):
+            raise TernError(f"the count of {cell} cells must be a non-negative integer, "
+                            f"not {used!r}")
+        if cell not in coefficients.cells:
+            if used:
+                unmodelled.append(cell)
+            continue
+        rate = _activity_of(activity, cell)
+        breakdown[cell] = used * coefficients.cells[cell].value * mhz * rate * 1e-6
+    notes = []
+    if unmodelled:
+        notes.append(f"no dynamic power counted for {', '.join(unmodelled)} (I/O toggling at "
+                     f"the UART's rate, the PLL within the clock network term)")
+    board_w = board_power.board_watts if board_power else 0.0
+    notes.append(board_power.board_power_note if board_power else "no board given: board power 0 W")
+    core = sum(breakdown.values())
+    static = coefficients.static_w.value
+    covers = (f"{coefficients.device}: the design's switching power (logic, flip-flops, block "
+              f"RAM, multipliers, clock network) at {mhz:g} MHz and the device's static power; "
+              f"the board's own power where known (see the notes). Left out: I/O switching, "
+              f"glitches (the activity is zero-delay), temperature, the host")
+    return PowerEstimate(family, coefficients.device, float(clock_hz), core, static, board_w,
+                         core + static + board_w, breakdown, covers,
+                         tuple(notes))
+
+
+def tokens_per_joule(tokens_per_s: float, estimate: PowerEstimate) -> float:
+    """Tokens per joule at ``tokens_per_s`` and the estimate's total power."""
+    if estimate.total_w <= 0:
+        raise TernError("the estimate's total power is 0 W: tokens per joule is undefined")
+    return tokens_per_s / estimate.total_w
