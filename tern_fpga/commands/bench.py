@@ -1,4 +1,5 @@
-"""``tern bench``: run the benchmarks and write a labelled report (see :mod:`tern_fpga.explore.bench`)."""
+"""``tern bench``: run the benchmarks and write a labelled report (see
+:mod:`tern_fpga.explore.bench`)."""
 
 from __future__ import annotations
 

@@ -117,7 +117,8 @@ def format_text(report: dict) -> str:
         lines.append(f"program: {program['words']:,} words; cannot disassemble: "
                      f"{program['disassembly_error']}")
     elif program["disassembly"] is None:
-        lines.append(f"program: {program['words']:,} words (no disassembler: tern_fpga.contracts.isa missing)")
+        lines.append(f"program: {program['words']:,} words (no disassembler: "
+                     f"tern_fpga.contracts.isa missing)")
     else:
         lines.append(f"program: {program['words']:,} words, {program['instructions']:,} "
                      f"instructions; the first {len(program['disassembly'])}:")

@@ -1,4 +1,5 @@
-"""``tern sweep``: the design-space sweep as a table and a plot (see :mod:`tern_fpga.explore.sweep`)."""
+"""``tern sweep``: the design-space sweep as a table and a plot (see
+:mod:`tern_fpga.explore.sweep`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``tern train``: quantisation-aware training of a preset model (see :mod:`tern_fpga.quant.train`)."""
+"""``tern train``: quantisation-aware training of a preset model (see
+:mod:`tern_fpga.quant.train`)."""
 
 from __future__ import annotations
 

@@ -241,7 +241,8 @@ def run(quick: bool) -> list[Figure]:
             for threads in sorted({1, default_threads}):
                 torch.set_num_threads(threads)
                 figures += measure_torch(
-                    model, f"{note}; {why}" if why else note, "cpu", f"cpu_baseline.{preset}.pytorch_{threads}thread"
+                    model, f"{note}; {why}" if why else note, "cpu",
+                    f"cpu_baseline.{preset}.pytorch_{threads}thread"
                     f"{'s' if threads > 1 else ''}", runs=runs, seconds_per_run=seconds,
                     warmup_tokens=warmup, meter=meter, idle_seconds=1.0 if quick else 5.0,
                     metered_seconds=2.0 if quick else 10.0)

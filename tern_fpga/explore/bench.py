@@ -37,12 +37,12 @@ PROVIDERS = [
     "tern_fpga.explore.baselines",            # this CPU: PyTorch and golden-model decode speed
     "tern_fpga.explore.meter_selfcheck",     # idle power and sampling rate of the meters found here
     "tern_fpga.explore.fidelity",              # golden model against the float model
-    "tern_fpga.explore.bench_core",             # whole core in Verilator: cycles per token, d=512 block
-    "tern_fpga.explore.bench:bitstreams",     # the committed bitstreams' manifests: Fmax, utilisation
-    "tern_fpga.explore.power_report:run",          # FPGA power estimate from utilisation and simulated activity
-    "tern_fpga.explore.sweep",                # P x preset x board: utilisation, Fmax, cycles, tokens/J
-    "tern_fpga.explore.bench:ternary_unit",   # tern_fpga/explore/bench_ternary_matvec.py: Verilator throughput, ECP5 size, Fmax
-    "tern_fpga.explore.bench:row_unit",       # tern_fpga/explore/bench_row_unit.py: throughput, latency, size, Fmax
+    "tern_fpga.explore.bench_core",            # whole core in Verilator: cycles/token, d=512 block
+    "tern_fpga.explore.bench:bitstreams",      # the committed bitstreams' manifests: Fmax, cells
+    "tern_fpga.explore.power_report:run",      # FPGA power from utilisation and simulated activity
+    "tern_fpga.explore.sweep",                 # P x preset x board: cells, Fmax, cycles, tokens/J
+    "tern_fpga.explore.bench:ternary_unit",    # bench_ternary_matvec.py: speed, ECP5 size, Fmax
+    "tern_fpga.explore.bench:row_unit",        # bench_row_unit.py: throughput, latency, size, Fmax
 ]
 
 # Model shapes for the roofline's lines, besides the presets in tern_fpga.quant.presets: the

@@ -13,7 +13,8 @@ from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Flag, Opcode
 from tern_fpga.contracts.params import AcceleratorParameters
 
-__all__ = ["MATRIX_HANDOVER_CYCLES", "SEQUENCER_CYCLES", "compiled_layout", "cycles_per_token", "instruction_cycles", "runs_beside", "simulate_cycles"]
+__all__ = ["MATRIX_HANDOVER_CYCLES", "SEQUENCER_CYCLES", "compiled_layout", "cycles_per_token",
+           "instruction_cycles", "runs_beside", "simulate_cycles"]
 
 # Every instruction spends FETCH, DECODE and NEXT in the sequencer; HALT only the first two.
 SEQUENCER_CYCLES = 3

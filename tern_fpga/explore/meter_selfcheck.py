@@ -16,6 +16,8 @@ from tern_fpga.host.meters.spec import find_meters, open_meter
 
 __all__ = ["run"]
 
+SOURCE = "tern_fpga.explore.meter_selfcheck"
+
 
 def _section_name(spec: str) -> str:
     """A figure-name part for a spec: ``hwmon:/sys/class/hwmon/hwmon3#2`` -> ``hwmon3_2``."""
@@ -52,11 +54,9 @@ def run(quick: bool) -> list[Figure]:
             failures.append(f"{info.spec}: {error}")
             continue
         notes = f"{info.spec} ({info.description}); mean over {seconds:g} s with the bench idle"
-        figures += [Figure(f"{name}.idle_watts", watts, "W", "measured", "tern_fpga.explore.meter_selfcheck",
-                           notes),
+        figures += [Figure(f"{name}.idle_watts", watts, "W", "measured", SOURCE, notes),
                     Figure(f"{name}.sample_rate_hz", rate, "Hz", "measured",
-                           "tern_fpga.explore.meter_selfcheck", f"achieved rate at the meter's default; "
-                                                    f"{info.spec}")]
+                           SOURCE, f"achieved rate at the meter's default; {info.spec}")]
     if failures and not figures:
         raise MeterError("; ".join(failures))
     for failure in failures:

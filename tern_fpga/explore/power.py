@@ -23,8 +23,8 @@ from types import MappingProxyType
 from tern_fpga.contracts.boards import Board, board
 from tern_fpga.contracts.errors import TernError
 
-__all__ = ["FAMILIES", "PAPER_BOARD_W", "RECORDED_UTILISATION", "Coefficient", "FamilyCoefficients", "PowerEstimate", "estimate",
-           "tokens_per_joule"]
+__all__ = ["FAMILIES", "PAPER_BOARD_W", "RECORDED_UTILISATION", "Coefficient",
+           "FamilyCoefficients", "PowerEstimate", "estimate", "tokens_per_joule"]
 
 # Zhu et al. 2024 (shared/MODEL.md): measured board power of their Intel D5005 (Stratix 10)
 # accelerator running one d=512 block, 13.67 W (idle 13.68 W).

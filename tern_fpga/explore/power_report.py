@@ -202,7 +202,8 @@ def run(quick: bool = False) -> list:
             figures.append(Figure(f"{prefix}.{key}", round(power[key], 4), "W", "estimated",
                                   source, notes, machine=machine))
         figures.append(Figure(f"{prefix}.toggle_rate", round(activity["toggle_rate"], 4),
-                              "toggles/bit/cycle", "simulated", "tern_fpga.explore.activity.measure_activity",
+                              "toggles/bit/cycle", "simulated",
+                              "tern_fpga.explore.activity.measure_activity",
                               f"Verilator toggle coverage of the core over {activity['tokens']} "
                               f"tokens ({activity['cycles']} cycles) of the {preset_name} "
                               f"checkpoint"))

@@ -228,8 +228,8 @@ def evaluate(point: SweepPoint, *, cache: ResultCache, synthesize: bool = True,
                   f"gives {modelled:,}")
     else:
         point.set("cycles_per_token", modelled, "projected",
-                  "instruction-level cycle model (tern_fpga.explore.cycle_model.cycles_per_token), checked "
-                  "against the Verilator runs (sweep.cycle_model.max_error)")
+                  "instruction-level cycle model (tern_fpga.explore.cycle_model.cycles_per_token), "
+                  "checked against the Verilator runs (sweep.cycle_model.max_error)")
 
     manifest = _manifest(point.board, params)
     if manifest is not None:
@@ -271,7 +271,8 @@ def evaluate(point: SweepPoint, *, cache: ResultCache, synthesize: bool = True,
         watts = _watts(device, usage, clock_hz, point.board)
         if watts is not None:
             point.set("tokens_per_joule", round(tokens_per_s / watts, 2), "projected",
-                      f"tokens/s / {watts:.3f} W from tern_fpga.explore.power.estimate at the utilisation, "
+                      f"tokens/s / {watts:.3f} W from tern_fpga.explore.power.estimate at the "
+                      f"utilisation, "
                       f"{clock_hz / 1e6:g} MHz and a toggle rate of {TOGGLE_RATE} (assumed: "
                       f"none measured)")
     return point
@@ -297,7 +298,8 @@ _UNITS = {"lut": "LUT4", "ff": "FF", "bram": "cells", "dsp": "cells", "fmax_mhz"
 
 
 def figures(points: list[SweepPoint], source: str = "tern_fpga.explore.sweep.run") -> list:
-    """Every point's numbers as :class:`tern_fpga.explore.report.Figure`, named ``<prefix>.<name>``."""
+    """Every point's numbers as :class:`tern_fpga.explore.report.Figure`, named
+    ``<prefix>.<name>``."""
 
     result = []
     for point in points:
@@ -337,7 +339,8 @@ def _simulations(quick: bool, cache: ResultCache) -> dict:
 
         def simulate(name=name, params=params):
             with tempfile.TemporaryDirectory() as work:
-                return simulate_cycles(load_pretrained(paths.CHECKPOINTS / name), params, Path(work))
+                model = load_pretrained(paths.CHECKPOINTS / name)
+                return simulate_cycles(model, params, Path(work))
 
         counts[name, lanes] = cache.get(key, simulate)
     return counts
@@ -392,7 +395,8 @@ def run(quick: bool = False, output=None) -> list:
             f"({', '.join(f'{name} P={lanes}' for name, lanes in sorted(errors))}); worst "
             f"{worst[0]} P={worst[1]}"))
     if not any("tokens_per_joule" in point.values for point in points):
-        result.append(Figure("sweep.power.status", "no tokens/J: tern_fpga.explore.power is not available"
+        result.append(Figure("sweep.power.status",
+                             "no tokens/J: tern_fpga.explore.power is not available"
                              if _watts_missing() else "no point has a complete utilisation",
                              "", "projected", "tern_fpga.explore.sweep.run"))
     plot(PLOT if output is None else Path(output) / PLOT.name, points)

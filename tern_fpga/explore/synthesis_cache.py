@@ -12,7 +12,8 @@ from pathlib import Path
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import AcceleratorParameters
 
-__all__ = ["CACHE", "ResultCache", "design_key", "map_memories", "unit_class", "unit_logic", "unit_module"]
+__all__ = ["CACHE", "ResultCache", "design_key", "map_memories", "unit_class", "unit_logic",
+           "unit_module"]
 
 CACHE = paths.BUILD / "sweep" / "cache.json"
 # Before synthesis: the core asks for its activation buffer in LUT RAM ("distributed"), which

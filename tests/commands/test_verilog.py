@@ -46,7 +46,8 @@ def test_lint_reports_other_warnings(tmp_path):
     bad.write_text("module loop(input a, output y);\n  wire b;\n  assign b = y ^ a;\n"
                    "  assign y = b;\nendmodule\n")
     with pytest.raises(TernError, match=r"loop\.v: \d+ Verilator lint warning\(s\) beyond the "
-                                        r"waivers in tern_fpga/commands/verilog\.py, first: %Warning-"):
+                                        r"waivers in tern_fpga/commands/verilog\.py, first: "
+                                        r"%Warning-"):
         lint([bad])
 
 

@@ -1,4 +1,5 @@
-"""tern_fpga.contracts.bitstreams: the one reader of bitstreams/*.json refuses another design's manifest."""
+"""tern_fpga.contracts.bitstreams: the one reader of bitstreams/*.json refuses another design's
+manifest."""
 
 import json
 

@@ -132,7 +132,8 @@ def test_pareto_front():
     assert [point.name for point in pareto_front(points)] == \
         ["slow frugal", "middle", "fast hungry"]
     rng = random.Random(3)
-    cloud = [SystemPoint(str(i), "measured", rng.uniform(1, 100), tokens_per_joule=rng.uniform(1, 100))
+    cloud = [SystemPoint(str(i), "measured", rng.uniform(1, 100),
+                         tokens_per_joule=rng.uniform(1, 100))
              for i in range(40)]
     front = pareto_front(cloud)
     for point in cloud:  # every point is on the front or beaten on both axes by a front point

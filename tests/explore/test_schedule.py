@@ -1,4 +1,5 @@
-"""tern_fpga.explore.schedule: the overlap bound of a decode step, on hand-made programs and the presets."""
+"""tern_fpga.explore.schedule: the overlap bound of a decode step, on hand-made programs and the
+presets."""
 
 from types import SimpleNamespace
 

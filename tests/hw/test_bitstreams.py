@@ -40,7 +40,8 @@ def test_committed_bitstream_matches_the_sources(board_name, preset_name):
     seed = default_seed(board_name, preset_name)
     assert (found["nextpnr_seed"], found["nextpnr_options"]) == (seed, nextpnr_options(seed)), \
         f"{name} was placed with seed {found['nextpnr_seed']}, but a plain tern build uses " \
-        f"{seed}: enter its seed in tern_fpga.hw.build.NEXTPNR_SEEDS so that the build is reproducible"
+        f"{seed}: enter its seed in tern_fpga.hw.build.NEXTPNR_SEEDS so that the build is " \
+        f"reproducible"
     fmax = found["fmax_mhz"]
     assert fmax and min(fmax.values()) >= found["clock_mhz"] == params.clock_hz / 1e6
     for cell, (used, available) in found["utilisation"].items():
@@ -50,7 +51,8 @@ def test_committed_bitstream_matches_the_sources(board_name, preset_name):
 
 
 def test_the_build_id_names_the_parameters_and_the_board():
-    """Only the parameters (not the other presets in tern_fpga/contracts/params.py) and the board enter it."""
+    """Only the parameters (not the other presets in tern_fpga/contracts/params.py) and the board
+    enter it."""
     micro = preset("micro")
     build_id = design_build_id(micro, "ulx3s-85f")
     assert build_id == design_build_id(preset("micro"), "ulx3s-85f")
@@ -63,7 +65,9 @@ def test_the_design_sources_are_what_the_top_level_imports():
     does not import are no part of the build id: changing them needs no new bitstream."""
     names = {file.relative_to(paths.SOURCE_ROOT).as_posix() for file in design_sources()}
     assert {"hw/board.py", "hw/core.py", "hw/scalar_engine.py", "hw/uart.py", "hw/pll.py",
-            "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/isa.py", "tern_fpga/contracts/protocol.py"} <= names
-    assert not names & {"hw/build.py", "tern_fpga/commands/build.py", "tern_fpga/explore/bench_core.py",
+            "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/isa.py",
+            "tern_fpga/contracts/protocol.py"} <= names
+    assert not names & {"hw/build.py", "tern_fpga/commands/build.py",
+                        "tern_fpga/explore/bench_core.py",
                         "sim/rtl/testbenches/ternary_matvec.py", "hw/base3_decoder.py",
                         "sim/golden/model.py", "tern_fpga/contracts/params.py"}

@@ -296,7 +296,7 @@ def test_verilator_distributions(lanes):
 def test_the_normaliser_pipeline_depth_is_the_one_its_input_timing_relies_on():
     """A normalising state's input is valid only in its first cycle (``product`` changes after
     it); with three stages the settled result is the first cycle's (docs/hardware.md)."""
-    from tern_fpga.hw import scalar_math
+    from tern_fpga.hw import scalar_engine
 
-    assert scalar_math.NORMALISER_STAGES == 3, \
+    assert scalar_engine.NORMALISER_STAGES == 3, \
         "limit the normaliser's input capture to a state's first cycle before deepening it"

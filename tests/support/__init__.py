@@ -1,1 +1,2 @@
-"""Helpers shared by several test modules (tests/ is on the test path: `from support import ...`)."""
+"""Helpers shared by several test modules (tests/ is on the test path:
+`from support import ...`)."""
