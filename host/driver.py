@@ -281,23 +281,44 @@ class Board:
             If a section does not fit its memory, or reads back different twice in a row.
         """
 
-        if self.identity.params_hash != export.params.hash:
-            raise WrongBoardError(
-                f"the board runs {_preset_name(self.identity.params_hash)}, but the export was "
-                f"compiled for {_preset_name(export.params.hash)}; flash the bitstream for "
-                f"preset {export.params.name!r} or re-export the model for the board's preset")
         plan = self._plan(export)
         total = sum(4 * len(words) for *_, words, _ in plan)
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="loading",
                   disable=not progress, leave=False) as bar:
             for name, space, address, words, written in plan:
                 self._load_section(name, space, address, words, written, bar)
+        self._take_entry_points(export)
+        return total
+
+    def holds_export(self, export) -> bool:
+        """Whether the board already holds every section of ``export``, by the chip's CRCs
+        (one CRC command a section, nothing written); if it does, the export's entry points are
+        taken as :meth:`load_export` takes them, so it need not be loaded again.
+
+        Raises
+        ------
+        WrongBoardError
+            If the board was built for other accelerator parameters.
+        LoadError
+            If a section does not fit its memory.
+        """
+        for _, space, address, words, _ in self._plan(export):
+            if self.memory_crc(space, address, len(words)) != crc32_words(words):
+                return False
+        self._take_entry_points(export)
+        return True
+
+    def _take_entry_points(self, export) -> None:
         points = np.asarray(export.sections.get("entry_points", []), dtype=np.int64)
         self.entry_points = ({"reset": int(points[0]), "step": int(points[1])}
                              if points.size >= 2 else None)
-        return total
 
     def _plan(self, export) -> list:
+        if self.identity.params_hash != export.params.hash:
+            raise WrongBoardError(
+                f"the board runs {_preset_name(self.identity.params_hash)}, but the export was "
+                f"compiled for {_preset_name(export.params.hash)}; flash the bitstream for "
+                f"preset {export.params.name!r} or re-export the model for the board's preset")
         sizes = space_words(export.params)
         offsets = table_offsets(export.params)
         plan = []

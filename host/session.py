@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.bitstreams import manifest_for
 from tern_fpga.contracts.boards import BOARDS
-from tern_fpga.contracts.protocol import MemorySpace, crc32_words, to_words
 from tern_fpga.host.driver import Board
 from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
@@ -29,7 +28,7 @@ __all__ = [
 
 
 @contextmanager
-def connect(port: str, params, *, baud: int = 3_000_000):
+def connect(port: str, params, *, baud: int = 3_000_000, waves=None):
     """A connected :class:`~tern_fpga.host.driver.Board` on ``port`` (a serial port or pyserial
     URL), or,
     for ``port == "sim"``, on a virtual board of ``params`` started for the purpose. Yields
@@ -47,18 +46,16 @@ def connect(port: str, params, *, baud: int = 3_000_000):
     print(f"starting a virtual board for preset {params.name!r} (Verilator; the first build "
           f"takes a few minutes); its UART runs at {design.baud:,} baud, four cycles a bit, to "
           f"keep the simulation short", file=sys.stderr)
-    virtual = VirtualBoard(design, params, name=params.name)
+    virtual = VirtualBoard(design, params, name=params.name, waves=waves)  # waves: FST path
     with virtual as url, Board(url, baud=design.baud) as board:
         yield board, virtual
 
 
 def is_loaded(board: Board, export) -> bool:
-    """Whether the board already holds this export's program and weights (by the chip's CRC)."""
-    for name, space in (("program", MemorySpace.PROGRAM), ("weights", MemorySpace.WEIGHTS)):
-        words = to_words(export.sections[name])
-        if board.memory_crc(space, 0, len(words)) != crc32_words(words):
-            return False
-    return True
+    """Whether the board already holds every section of this export (by the chip's CRCs); if
+    so it is ready to run it, without a load (:meth:`~tern_fpga.host.driver.Board.holds_export`).
+    """
+    return board.holds_export(export)
 
 
 def load(board: Board, export, *, progress: bool = True) -> dict:
@@ -119,6 +116,7 @@ def generate_text(board: Board, export, prompt: list[int], count: int, *, show: 
                   out=sys.stdout) -> GenerationReport:
     """Reset the model's state, feed ``prompt``, generate ``count`` tokens and print them as
     they arrive; measure at the host and read the chip's cycle counter around the run."""
+    tokenizer.check_ids(prompt, export.model_config, "the prompt")
     byte_level = export.model_config.get("vocab_size") == tokenizer.BYTE_VOCABULARY
     board.reset()
     before = board.status()

@@ -8,13 +8,24 @@ if __name__ != "tern_fpga.quant":
                       f"as tern_fpga.quant (run `make setup`, or `pip install -e .`)")
 
 
-from tern_fpga.quant.bitlinear import BitLinear, quantize_activations, round_half_away, ternarize
-from tern_fpga.quant.checkpoint import CheckpointError, load_pretrained, save_pretrained
-from tern_fpga.quant.config import ConfigError, HGRNBitConfig
-from tern_fpga.quant.model import HGRNBitForCausalLM
+import importlib
 
 __all__ = [
     "BitLinear", "CheckpointError", "ConfigError", "HGRNBitConfig", "HGRNBitForCausalLM",
     "load_pretrained", "quantize_activations", "round_half_away", "save_pretrained",
     "ternarize",
 ]
+
+# The names above load on first use (PEP 562), so that the torch-free modules of this package
+# (config, presets, data) import without torch: `tern golden` and `tern --help` never load it.
+_HOME = {"BitLinear": "bitlinear", "quantize_activations": "bitlinear",
+         "round_half_away": "bitlinear", "ternarize": "bitlinear",
+         "CheckpointError": "checkpoint", "load_pretrained": "checkpoint",
+         "save_pretrained": "checkpoint", "ConfigError": "config", "HGRNBitConfig": "config",
+         "HGRNBitForCausalLM": "model"}
+
+
+def __getattr__(name):
+    if name in _HOME:
+        return getattr(importlib.import_module(f"tern_fpga.quant.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'tern_fpga.quant' has no attribute {name!r}")

@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import pickle
+import re
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -29,6 +30,7 @@ SAFETENSORS_INDEX_NAME = "model.safetensors.index.json"
 PYTORCH_NAME = "pytorch_model.bin"
 # How many keys an error lists before it says "and N more".
 LISTED_KEYS = 10
+_LAYER_KEY = re.compile(r"model\.layers\.(\d+)\.")
 
 
 class CheckpointError(TernError):
@@ -115,6 +117,37 @@ def _read_weights(folder: pathlib.Path) -> dict[str, torch.Tensor]:
                           f"{SAFETENSORS_NAME}, {SAFETENSORS_INDEX_NAME} or {PYTORCH_NAME}")
 
 
+def _check_layer_count(folder, state, config):
+    """The config's layer count against the weights', before a model of that many layers is
+    built (a damaged count of 20,000 would take minutes and gigabytes to find otherwise)."""
+    layers = {int(match.group(1)) for key in state if (match := _LAYER_KEY.match(key))}
+    count = config.num_hidden_layers
+    # Without any layer key the weights are named otherwise: the key check says how.
+    if layers and (len(layers) != count or max(layers) != count - 1):
+        raise CheckpointError(f"weights in {folder} do not match its config.json: "
+                              f"num_hidden_layers is {count:,} but the weights hold "
+                              f"{len(layers)} layer(s) (model.layers.N, N from {min(layers)} to "
+                              f"{max(layers)}); "
+                              f"correct config.json or use the weights it was saved with")
+
+
+def _converted(folder, state, dtype) -> dict:
+    """The weights in ``dtype``, each checked to be finite there (NaN or infinity in a weight
+    makes every later step, ternarisation and export included, meaningless)."""
+    converted = {}
+    for key, tensor in sorted(state.items()):
+        value = tensor.to(dtype).contiguous()
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise CheckpointError(f"{key} in {folder} holds {bad:,} value(s) that are NaN or "
+                                  f"infinite (as {str(dtype).removeprefix('torch.')}); the "
+                                  f"checkpoint is damaged or its training diverged: use an "
+                                  f"earlier or re-downloaded checkpoint")
+        converted[key] = value
+    return converted
+
+
 def _check_state(folder, state, expected):
     missing = expected.keys() - state.keys()
     unexpected = state.keys() - expected.keys()
@@ -152,8 +185,9 @@ def load_pretrained(path: str | os.PathLike,
     CheckpointError
         If the folder or its config is missing, the config is not an ``hgrn_bit`` config or
         holds an unsupported value, the weights file is unreadable or missing (a shard named by
-        the index included), or the weights' keys or shapes differ from what the config
-        implies.
+        the index included), the weights' layer count, keys or shapes differ from what the
+        config implies, or a weight is NaN or infinite. Never another exception type, whatever
+        the files hold.
     """
     folder = pathlib.Path(path)
     if not folder.is_dir():
@@ -166,12 +200,12 @@ def load_pretrained(path: str | os.PathLike,
     except ConfigError as error:
         raise CheckpointError(f"{config_path}: {error}") from None
     state = _read_weights(folder)
+    _check_layer_count(folder, state, config)
     # Build on the meta device: no time spent on a random initialisation that is overwritten.
     with torch.device("meta"):
         model = HGRNBitForCausalLM(config)
     _check_state(folder, state, model.state_dict())
-    model.load_state_dict({key: tensor.to(dtype).contiguous() for key, tensor in state.items()},
-                          assign=True)
+    model.load_state_dict(_converted(folder, state, dtype), assign=True)
     return model
 
 

@@ -157,6 +157,12 @@ class _Builder:
         else:
             w_t, s_w = ternarize(weight)
             w_t = w_t.numpy()
+            if not 0 < s_w < math.inf:
+                # finite weights (the loader checks) whose mean |W| overflows float32
+                raise DoesNotFitError(
+                    f"{name}'s weights are too large to ternarise: their mean magnitude "
+                    f"{float(weight.double().abs().mean()):.3g} is beyond float32's range; the "
+                    f"checkpoint is damaged or its training diverged")
         if columns > self.params.max_features or rows > (1 << 16) - 1:
             raise DoesNotFitError(
                 f"{name} is {rows}x{columns}, but the preset takes at most "

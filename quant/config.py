@@ -45,6 +45,11 @@ HF_IGNORED_KEYS = frozenset({
 SUPPORTED_ATTN_MODES = ("fused_recurrent", "chunk", "fused_chunk")
 SUPPORTED_ACTIVATIONS = ("swish", "silu")
 OUTPUT_GATES = ("swish", "paper")
+# Far above any released model, far below what would overflow a tensor's element count: a
+# config beyond them is damaged, and is refused before anything is built from it.
+MAX_SIZE = 1 << 20
+MAX_LAYERS = 1024
+MAX_HIDDEN_RATIO = 64
 
 
 class ConfigError(TernError):
@@ -91,7 +96,9 @@ class HGRNBitConfig:
     Raises
     ------
     ConfigError
-        On any value listed above as "must", or a non-positive size.
+        On any value listed above as "must", a size that is not a positive integer or is beyond
+        :data:`MAX_SIZE` (:data:`MAX_LAYERS` layers, :data:`MAX_HIDDEN_RATIO`), a norm eps or
+        initializer range that is not a positive finite number, or a flag that is not a bool.
     """
 
     vocab_size: int = 32000
@@ -120,10 +127,11 @@ class HGRNBitConfig:
     model_type = MODEL_TYPE
 
     def __post_init__(self):
-        for key in ("vocab_size", "hidden_size", "num_hidden_layers", "hidden_ratio"):
-            self._check_positive_int(key)
+        for key, most in (("vocab_size", MAX_SIZE), ("hidden_size", MAX_SIZE),
+                          ("num_hidden_layers", MAX_LAYERS), ("hidden_ratio", MAX_HIDDEN_RATIO)):
+            self._check_positive_int(key, most)
         if self.intermediate_size is not None:
-            self._check_positive_int("intermediate_size")
+            self._check_positive_int("intermediate_size", MAX_SIZE)
         self._check_supported("attn_mode", SUPPORTED_ATTN_MODES)
         self._check_supported("num_heads", (1,))
         self._check_supported("expand_ratio", (1,))
@@ -131,17 +139,26 @@ class HGRNBitConfig:
         self._check_supported("tie_word_embeddings", (False,))
         self._check_supported("hidden_act", SUPPORTED_ACTIVATIONS)
         self._check_supported("output_gate", OUTPUT_GATES)
-        if not (isinstance(self.rms_norm_eps, (int, float)) and self.rms_norm_eps > 0):
-            raise ConfigError(f"rms_norm_eps must be a positive number, not "
-                              f"{self.rms_norm_eps!r}")
-        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+        for key in ("rms_norm_eps", "initializer_range"):
+            value = getattr(self, key)
+            if type(value) not in (int, float) or not 0 < value < math.inf:
+                raise ConfigError(f"{key} must be a positive finite number, not {value!r}")
+        for key in ("use_lower_bound", "use_cache", "share_conv_kernel"):
+            if type(getattr(self, key)) is not bool:
+                raise ConfigError(f"{key} must be true or false, not "
+                                  f"{json.dumps(getattr(self, key))}")
+        if self.pad_token_id is not None and not (type(self.pad_token_id) is int
+                                                  and 0 <= self.pad_token_id < self.vocab_size):
             raise ConfigError(f"pad_token_id must be null or a token id below vocab_size "
                               f"{self.vocab_size}, not {self.pad_token_id!r}")
 
-    def _check_positive_int(self, key):
+    def _check_positive_int(self, key, most: int):
         value = getattr(self, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if type(value) is not int or value <= 0:
             raise ConfigError(f"{key} must be a positive integer, not {value!r}")
+        if value > most:
+            raise ConfigError(f"{key} is {value:,}, more than any model this implementation "
+                              f"runs (at most {most:,}): the config is damaged")
 
     def _check_supported(self, key, supported):
         value = getattr(self, key)

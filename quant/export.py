@@ -14,15 +14,24 @@ from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import CompiledModel, compile_model
 
-__all__ = ["export_checkpoint", "to_export"]
+__all__ = ["checkpoint_files", "export_checkpoint", "to_export"]
+
+
+def checkpoint_files(folder) -> list[Path]:
+    """The files of a checkpoint folder that an export reads (config, weights, index), in
+    order: an export must never be written over one of them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir()
+                  if path.suffix in (".json", ".safetensors", ".bin") and path.is_file())
 
 
 def _checkpoint_digest(folder: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(folder.iterdir()):
-        if path.suffix in (".json", ".safetensors", ".bin"):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in checkpoint_files(folder):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.quant.config import HGRNBitConfig
 
 __all__ = ["PRESETS", "Preset", "TrainingHyperparameters", "get_preset"]
 
@@ -122,7 +123,6 @@ class Preset:
 
     def config(self):
         """The model's :class:`quant.HGRNBitConfig`."""
-        from tern_fpga.quant.config import HGRNBitConfig  # here, not at the top: loads torch
         return HGRNBitConfig(**self.model)
 
 

@@ -29,7 +29,9 @@ import torch
 from tqdm import tqdm
 
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.output_paths import check_output_folder
 from tern_fpga.quant import data as corpus
+from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.quant.presets import Preset, TrainingHyperparameters, get_preset
 
 __all__ = ["SAMPLE_BYTES", "SAMPLE_PROMPT", "learning_rate", "resolve_device", "train"]
@@ -70,14 +72,13 @@ def learning_rate(step: int, hyper: TrainingHyperparameters) -> float:
     return floor + (hyper.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+# What a run writes into its output folder (none is recognised: an earlier run's needs --force).
+OUTPUT_FILES = ("config.json", "model.safetensors", "training_log.json", "MODEL_CARD.md")
+
+
 def _prepare_output(output_dir: Path, force: bool):
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TernError(f"output path {output_dir} exists and is not a folder; "
-                        f"choose another -o")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not force:
-        raise TernError(f"output folder {output_dir} is not empty; choose another -o or pass "
-                        f"--force to overwrite its checkpoint, log and card")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(output_dir, dict.fromkeys(OUTPUT_FILES), force=force, empty=True)
+    output_dir.mkdir(exist_ok=True)
 
 
 def _optimizer(model: torch.nn.Module, hyper: TrainingHyperparameters):
@@ -166,7 +167,8 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         For an unknown preset or device, a bad hyper-parameter, or a non-empty output folder.
     """
     # here, not at the top: loads torch
-    from tern_fpga.quant import HGRNBitForCausalLM, save_pretrained
+    from tern_fpga.quant.checkpoint import save_pretrained
+    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     if isinstance(preset, str):
         preset = get_preset(preset)
@@ -312,7 +314,6 @@ class _progress_bar:
 def model_card(log: dict) -> str:
     """The ``MODEL_CARD.md`` text of a training log (see :func:`train`)."""
     config, hyper = log["config"], log["hyperparameters"]  # here, not at the top: loads torch
-    from tern_fpga.quant.config import HGRNBitConfig  # here, not at the top: loads torch
     intermediate = HGRNBitConfig.from_dict(config).resolved_intermediate_size
     accelerator = (f" It fits the memories of the `{log['accelerator_preset']}` accelerator "
                    f"preset (`tern_fpga/contracts/params.py`)."

@@ -126,3 +126,16 @@ def test_imports_inside_functions_are_heavy_and_say_so():
     light = [module for module in modules if not _heavy(module)
              and not _heavy(module.rpartition(".")[0])]
     assert light == [], "light modules imported inside functions: move them to the top"
+
+
+def test_the_command_line_and_tern_golden_load_neither_torch_nor_amaranth():
+    """`tern --help` and `tern golden` stay light: the command line builds its parser and the
+    golden command's modules load without torch or Amaranth (they are imported where needed)."""
+    code = ("import sys\n"
+            "from tern_fpga.commands import cli, golden\n"
+            "from tern_fpga.sim.golden.model import golden_from_file\n"
+            "cli.build_parser()\n"
+            "print(sorted({'torch', 'amaranth', 'cocotb', 'matplotlib'} & set(sys.modules)))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -5,12 +5,16 @@ Host side (pytest, benchmarks)
     builds it with Verilator the way cocotb's Python runner does (reusing Verilator's runtime
     objects between builds); :meth:`VerilatorBuild.run` runs a cocotb test module on it through
     ``cocotb_tools.runner`` and raises :class:`AssertionError` if a test failed. A lock file
-    makes concurrent pytest workers share one build instead of racing on it.
+    makes concurrent pytest workers share one build instead of racing on it. A build with
+    ``waves=True`` traces to FST in a folder of its own (``<name>-<key>-fst``), so that the
+    untraced build that the tests use stays as fast as it was; a run given ``waves=FILE`` dumps
+    only the cycles of its window.
 Simulator side (inside a cocotb test module)
     :class:`StreamDriver` and :class:`StreamSink` speak Amaranth 0.5's flattened stream ports
     ``<port>__valid``, ``<port>__ready`` and ``<port>__payload`` with random stalls;
     :func:`start_clock_and_reset` starts the clock and pulses Amaranth's synchronous ``rst``;
-    :func:`test_config` reads the JSON configuration that :meth:`VerilatorBuild.run` passed.
+    :func:`test_config` reads the JSON configuration that :meth:`VerilatorBuild.run` passed;
+    :func:`trace_window` moves the window of cycles that a traced run dumps.
 
 Each handshake is decided in the same way on both sides: after a rising edge the coroutine
 writes its outputs for the coming cycle, then waits for ``ReadOnly`` and reads the settled
@@ -19,6 +23,7 @@ writes its outputs for the coming cycle, then waits for ``ReadOnly`` and reads t
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import fcntl
 import hashlib
@@ -31,22 +36,30 @@ import sys
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
+from xml.etree import ElementTree
 
 from tern_fpga.contracts import paths
+from tern_fpga.sim.rtl.waves import write_state_names
 
 __all__ = [
     "BUILD_ROOT",
     "CONFIG_ENVIRONMENT",
     "REPOSITORY",
     "VERILATOR_BUILD_ARGS",
+    "WINDOW_ENVIRONMENT",
+    "RunFailed",
     "StreamDriver",
     "StreamSink",
     "VerilatorBuild",
     "build_component",
+    "current_cycle",
+    "failure_message",
     "locked_directory",
     "pack_lanes",
+    "simulated_cycles",
     "start_clock_and_reset",
     "test_config",
+    "trace_window",
     "write_verilog",
 ]
 
@@ -54,6 +67,9 @@ REPOSITORY = paths.SOURCE_ROOT
 BUILD_ROOT = paths.BUILD / "cocotb"
 # The environment variable that carries a run's JSON configuration into the simulator.
 CONFIG_ENVIRONMENT = "TERN_COCOTB_CONFIG"
+# The environment variable that carries a traced run's window, "FIRST:END" in clock cycles
+# (END empty: to the end), which :func:`start_clock_and_reset` applies.
+WINDOW_ENVIRONMENT = "TERN_WAVES_WINDOW"
 # Amaranth's Verilog widens and truncates implicitly; Verilator's width warnings about that are
 # not errors (tern_fpga/commands/verilog.py lists every lint waiver). One output file: splitting
 # would need precompiled headers, which the PyPI wheel's verilated.mk does not set up.
@@ -99,9 +115,11 @@ class VerilatorBuild:
 
     toplevel: str
     build_dir: Path
+    traced: bool = False
 
     def run(self, test_module: str, config: dict, *, testcase: str | None = None,
-            module_dir: Path | None = None, seed: int = 1, plusargs: tuple[str, ...] = ()) -> Path:
+            module_dir: Path | None = None, seed: int = 1, plusargs: tuple[str, ...] = (),
+            waves: Path | None = None, window: tuple[int, int | None] | None = None) -> Path:
         """Run the cocotb tests of ``test_module`` on this build.
 
         Parameters
@@ -119,6 +137,12 @@ class VerilatorBuild:
             cocotb's random seed (the tests draw their own data from seeds in ``config``).
         plusargs : tuple of str
             Passed to the simulator, e.g. ``+verilator+coverage+file+PATH`` for a coverage build.
+        waves : pathlib.Path, optional
+            Write an FST waveform there (a build made with ``waves=True``).
+        window : (int, int or None), optional
+            With ``waves``: the clock cycles ``[first, end)`` to dump (``end`` None: to the end
+            of the run), applied by :func:`start_clock_and_reset`; by default none is dumped
+            until the test module calls :func:`trace_window`.
 
         Returns
         -------
@@ -129,12 +153,26 @@ class VerilatorBuild:
         ------
         AssertionError
             If the simulator failed or a test did not pass; the message names the log file.
+        ValueError
+            If ``waves`` is asked of a build without tracing.
         """
         # here, not at the top: loads cocotb
         from cocotb_tools.runner import get_results, get_runner
 
+        environment, test_args = {}, []
+        if waves is not None:
+            if not self.traced:
+                raise ValueError(f"{self.build_dir.name} was built without tracing; build it "
+                                 f"with build_component(..., waves=True) to write waves")
+            waves = Path(waves).resolve()
+            waves.parent.mkdir(parents=True, exist_ok=True)
+            test_args = ["--trace", "--trace-file", str(waves)]
+            if window is not None:
+                first, end = window
+                environment[WINDOW_ENVIRONMENT] = f"{first}:{'' if end is None else end}"
         # One name per (module, test, configuration): runs in parallel never share a file.
-        digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+        digest = hashlib.sha1(json.dumps([config, str(waves), window],
+                                         sort_keys=True).encode()).hexdigest()[:12]
         name = f"{test_module}.{testcase or 'all'}.{digest}"
         log_file, results = self.build_dir / f"{name}.log", self.build_dir / f"{name}.xml"
         # cocotb's runner hands the simulator this process's sys.path as PYTHONPATH.
@@ -143,10 +181,10 @@ class VerilatorBuild:
         try:
             get_runner("verilator").test(
                 test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                testcase=testcase, plusargs=list(plusargs),
+                testcase=testcase, plusargs=list(plusargs), test_args=test_args,
                 build_dir=self.build_dir, test_dir=self.build_dir, seed=seed,
                 results_xml=str(results.resolve()), log_file=log_file,
-                extra_env={CONFIG_ENVIRONMENT: json.dumps(config),
+                extra_env={**environment, CONFIG_ENVIRONMENT: json.dumps(config),
                            "COCOTB_TRUST_INERTIAL_WRITES": "1",
                            # cocotb rewrites the asserts of every imported module by default,
                            # which costs about a second per run: only the test module's.
@@ -154,12 +192,57 @@ class VerilatorBuild:
                                test_module.rpartition(".")[2] + ".py"})
             tests, failed = get_results(results)
         except (SystemExit, RuntimeError) as error:
-            raise AssertionError(f"cocotb run of {test_module} failed ({error!r}); "
-                                 f"see {log_file}:\n{_log_tail(log_file)}") from None
+            raise RunFailed(f"cocotb run of {test_module} failed ({error!r}); "
+                            f"see {log_file}:\n{_log_tail(log_file)}",
+                            results, log_file) from None
         if failed or not tests:
-            raise AssertionError(f"{failed} of {tests} cocotb tests of {test_module} failed; "
-                                 f"see {log_file}:\n{_log_tail(log_file)}")
+            raise RunFailed(f"{failed} of {tests} cocotb tests of {test_module} failed; "
+                            f"see {log_file}:\n{_log_tail(log_file)}", results, log_file)
         return results
+
+
+class RunFailed(AssertionError):
+    """A cocotb run that did not pass: the message names the log and shows its end.
+
+    Members
+    -------
+    results, log : pathlib.Path
+        The xUnit results file (it may be missing if the simulator did not start) and the log.
+    """
+
+    def __init__(self, message: str, results: Path, log: Path):
+        super().__init__(message)
+        self.results, self.log = results, log
+
+    @property
+    def reason(self) -> str:
+        """The first failed test's own message (its assertion), else this one's."""
+        return failure_message(self.results) or str(self)
+
+
+def _testcases(results: Path):
+    try:
+        return ElementTree.parse(results).getroot().iter("testcase")
+    except (OSError, ElementTree.ParseError):
+        return iter(())
+
+
+def simulated_cycles(results: Path) -> int:
+    """Clock cycles that the tests of an xUnit results file simulated, together."""
+    total = 0.0
+    for case in _testcases(results):
+        for item in case.iter("property"):
+            if item.get("name") == "sim_time_duration":
+                total += float(item.get("value"))
+    return round(total) // CLOCK_PERIOD_NS
+
+
+def failure_message(results: Path) -> str | None:
+    """The message of the first failed test in an xUnit results file, if any."""
+    for case in _testcases(results):
+        for failure in (*case.iter("failure"), *case.iter("error")):
+            return failure.get("message") or failure.text
+    return None
 
 
 def _log_tail(log_file: Path, lines: int = 40) -> str:
@@ -171,7 +254,7 @@ def _log_tail(log_file: Path, lines: int = 40) -> str:
 
 def build_component(component, toplevel: str, key: str, *,
                     optimize: str = "-O1",
-                    verilator_args: tuple[str, ...] = ()) -> VerilatorBuild:
+                    verilator_args: tuple[str, ...] = (), waves: bool = False) -> VerilatorBuild:
     """Build ``component`` with Verilator under ``build/cocotb/<toplevel>-<key>/``.
 
     The build is the one cocotb's Verilator runner makes (its ``verilator.cpp`` main, its VPI
@@ -193,6 +276,11 @@ def build_component(component, toplevel: str, key: str, *,
         The C++ compiler's optimisation flag for the design's code.
     verilator_args : tuple of str
         More Verilator options (e.g. ``--coverage-toggle``); give such a build its own ``key``.
+    waves : bool
+        Build with FST tracing, in ``<toplevel>-<key>-fst/``, with cocotb's main changed to dump
+        only inside the window that :func:`trace_window` sets. Also writes the names of the
+        design's state machine states there for the waveform viewer
+        (:func:`tern_fpga.sim.rtl.waves.write_state_names`).
 
     Returns
     -------
@@ -208,23 +296,62 @@ def build_component(component, toplevel: str, key: str, *,
     verilator = shutil.which("verilator")
     if verilator is None:
         raise RuntimeError("verilator is not on PATH; run `make setup` or put .venv/bin on PATH")
-    build_dir = BUILD_ROOT / f"{toplevel}-{key}"
+    build_dir = BUILD_ROOT / f"{toplevel}-{key}{'-fst' if waves else ''}"
     libraries = cocotb_tools.config.libs_dir
+    main = cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"
+    linker = f"-Wl,-rpath,{libraries} -L{libraries} -lcocotbvpi_verilator"
     with locked_directory(build_dir):
         source = write_verilog(component, toplevel, build_dir / f"{toplevel}.v")
+        if waves:
+            main = _windowed_main(main, build_dir)
+            linker += " -rdynamic"  # so that the testbench finds tern_trace_window (ctypes)
+            verilator_args = ("--trace-fst", *verilator_args)
+            write_state_names(component, build_dir)
         log_file = build_dir / "build.log"
         with open(log_file, "w") as log:
             _run([verilator, "-cc", "--exe", "-Mdir", str(build_dir), "--top-module", toplevel,
                   "--vpi", "--public-flat-rw", "--prefix", "Vtop", "-o", toplevel,
-                  "-LDFLAGS", f"-Wl,-rpath,{libraries} -L{libraries} -lcocotbvpi_verilator",
-                  *VERILATOR_BUILD_ARGS, *verilator_args,
-                  str(cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"),
-                  str(source)], log, log_file)
-            _reuse_runtime(build_dir)
+                  "-LDFLAGS", linker, *VERILATOR_BUILD_ARGS, *verilator_args,
+                  str(main), str(source)], log, log_file)
+            _reuse_runtime(build_dir, waves)
             _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
-                  "VM_TRACE=0", f"OPT_FAST={optimize}", "OPT_SLOW=-O0"], log, log_file)
-        _keep_runtime(build_dir)
-    return VerilatorBuild(toplevel=toplevel, build_dir=build_dir)
+                  f"VM_TRACE={int(waves)}", f"OPT_FAST={optimize}", "OPT_SLOW=-O0"],
+                 log, log_file)
+        _keep_runtime(build_dir, waves)
+    return VerilatorBuild(toplevel=toplevel, build_dir=build_dir, traced=waves)
+
+
+# What cocotb's Verilator main is given to dump only inside a window of simulation time, which
+# the testbench moves through tern_trace_window() (:func:`trace_window`): none until it does.
+_WINDOW_DECLARATION = """
+// tern: dump the trace only in [tern_trace_first, tern_trace_end), simulation time steps.
+static vluint64_t tern_trace_first = ~0ULL, tern_trace_end = ~0ULL;
+extern "C" void tern_trace_window(unsigned long long first, unsigned long long end) {
+    tern_trace_first = first;
+    tern_trace_end = end;
+}
+
+"""
+_DUMP = "tfp->dump(main_time);"
+_WINDOWED_DUMP = ("if (main_time >= tern_trace_first && main_time < tern_trace_end) "
+                  "tfp->dump(main_time);")
+_MAIN_ANCHOR = "double sc_time_stamp()"
+
+
+def _windowed_main(main: Path, build_dir: Path) -> Path:
+    """cocotb's Verilator main with the dump limited to a window, written into ``build_dir``
+    (only when its text changes, so that make sees an unchanged one as up to date)."""
+    text = main.read_text()
+    if text.count(_DUMP) != 1 or text.count(_MAIN_ANCHOR) != 1:
+        raise RuntimeError(f"{main} (cocotb {version('cocotb')}) no longer has one "
+                           f"'{_DUMP}' and one '{_MAIN_ANCHOR}'; adapt "
+                           f"tern_fpga.sim.rtl.cocotb_support._windowed_main to it")
+    text = text.replace(_MAIN_ANCHOR, _WINDOW_DECLARATION + _MAIN_ANCHOR).replace(
+        _DUMP, _WINDOWED_DUMP)
+    windowed = build_dir / "verilator_windowed.cpp"
+    if not windowed.exists() or windowed.read_text() != text:
+        windowed.write_text(text)
+    return windowed
 
 
 def _run(command, log, log_file: Path) -> None:
@@ -236,35 +363,41 @@ def _run(command, log, log_file: Path) -> None:
 
 # Verilator's runtime library (verilated*.cpp) is the same for every design built with the same
 # flags: keep its objects from the first build and copy them into later ones. The copies get the
-# current time, newer than the Vtop.mk just written, so make sees them as up to date.
+# current time, newer than the Vtop.mk just written, so make sees them as up to date. Traced
+# builds keep theirs apart (compiled with VM_TRACE, and one more object: the FST writer).
 _RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
+_TRACE_OBJECTS = ("verilated_fst_c",)
 
 
-def _runtime_cache() -> Path:
+def _runtime_cache(traced: bool) -> Path:
+    return BUILD_ROOT / (f"runtime-verilator{version('verilator')}-cocotb{version('cocotb')}"
+                         + ("-fst" if traced else ""))
 
-    return BUILD_ROOT / f"runtime-verilator{version('verilator')}-cocotb{version('cocotb')}"
 
-
-def _reuse_runtime(build_dir: Path) -> None:
-    cache = _runtime_cache()
-    for name in _RUNTIME_OBJECTS:
+def _runtime_objects(traced: bool):
+    for name in _RUNTIME_OBJECTS + (_TRACE_OBJECTS if traced else ()):
         for suffix in (".d", ".o"):
-            cached, target = cache / (name + suffix), build_dir / (name + suffix)
-            if cached.exists() and not target.exists():
-                shutil.copyfile(cached, target)
+            yield name + suffix
 
 
-def _keep_runtime(build_dir: Path) -> None:
-    cache = _runtime_cache()
+def _reuse_runtime(build_dir: Path, traced: bool = False) -> None:
+    cache = _runtime_cache(traced)
+    for name in _runtime_objects(traced):
+        cached, target = cache / name, build_dir / name
+        if cached.exists() and not target.exists():
+            shutil.copyfile(cached, target)
+
+
+def _keep_runtime(build_dir: Path, traced: bool = False) -> None:
+    cache = _runtime_cache(traced)
     cache.mkdir(parents=True, exist_ok=True)
-    for name in _RUNTIME_OBJECTS:
-        for suffix in (".d", ".o"):
-            built, cached = build_dir / (name + suffix), cache / (name + suffix)
-            if built.exists() and not cached.exists():
-                # Copy, then rename: another worker may be reading the cache at the same time.
-                partial = cache / f"{name}{suffix}.{os.getpid()}.partial"
-                shutil.copyfile(built, partial)
-                partial.rename(cached)
+    for name in _runtime_objects(traced):
+        built, cached = build_dir / name, cache / name
+        if built.exists() and not cached.exists():
+            # Copy, then rename: another worker may be reading the cache at the same time.
+            partial = cache / f"{name}.{os.getpid()}.partial"
+            shutil.copyfile(built, partial)
+            partial.rename(cached)
 
 
 # Simulator side -------------------------------------------------------------------------------
@@ -278,12 +411,47 @@ def test_config() -> dict:
 test_config.__test__ = False  # not a pytest test despite the name
 
 
+def trace_window(first_cycle: int, end_cycle: int | None = None) -> None:
+    """Dump the waveform of clock cycles ``[first_cycle, end_cycle)`` (``None``: to the end) in
+    a run given ``waves`` (:meth:`VerilatorBuild.run`); cycle ``n`` starts at ``n`` clock
+    periods of simulation time. A cycle already past is not dumped any more.
+
+    Raises
+    ------
+    RuntimeError
+        If the simulator was not built with ``waves=True``.
+    """
+    from cocotb.simtime import convert  # here, not at the top: loads cocotb
+
+    try:
+        window = ctypes.CDLL(None).tern_trace_window
+    except AttributeError:
+        raise RuntimeError("this simulator was built without tracing: build_component(..., "
+                           "waves=True)") from None
+    window.argtypes = (ctypes.c_ulonglong, ctypes.c_ulonglong)
+    first = int(convert(first_cycle * CLOCK_PERIOD_NS, "ns", to="step"))
+    end = (1 << 64) - 1 if end_cycle is None else \
+        int(convert(end_cycle * CLOCK_PERIOD_NS, "ns", to="step"))
+    window(first, end)
+
+
+def current_cycle() -> int:
+    """The clock cycle now (simulation time over the clock period)."""
+    from cocotb.simtime import get_sim_time  # here, not at the top: loads cocotb
+
+    return int(get_sim_time("ns")) // CLOCK_PERIOD_NS
+
+
 async def start_clock_and_reset(dut, cycles: int = 2):
-    """Start ``dut.clk`` and hold ``dut.rst`` high for ``cycles`` rising edges."""
+    """Start ``dut.clk`` and hold ``dut.rst`` high for ``cycles`` rising edges; in a traced run
+    with a window of cycles (:meth:`VerilatorBuild.run`), set that window first."""
     import cocotb  # here, not at the top: loads cocotb
     from cocotb.clock import Clock  # here, not at the top: loads cocotb
     from cocotb.triggers import RisingEdge  # here, not at the top: loads cocotb
 
+    if os.environ.get(WINDOW_ENVIRONMENT):
+        first, _, end = os.environ[WINDOW_ENVIRONMENT].partition(":")
+        trace_window(int(first), int(end) if end else None)
     cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
     dut.rst.value = 1
     for _ in range(cycles):
@@ -318,11 +486,8 @@ class _StreamPort:
     def _stall(self) -> bool:
         return self.random.random() >= self.probability
 
-    def _note_transfer(self) -> None:  # here, not at the top: loads cocotb
-        # here, not at the top: loads cocotb
-        from cocotb.simtime import get_sim_time
-
-        self.transfer_cycles.append(int(get_sim_time("ns")) // CLOCK_PERIOD_NS)
+    def _note_transfer(self) -> None:
+        self.transfer_cycles.append(current_cycle())
 
 
 class StreamDriver(_StreamPort):

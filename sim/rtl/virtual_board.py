@@ -10,6 +10,12 @@ pins, bit by bit at the design's baud, to a TCP server on 127.0.0.1. pyserial op
     with VirtualBoard(MemoryOnlyBoard(params), params) as url:
         board = Board(url)
 
+With ``waves=FILE.fst`` it is built with Verilator's FST tracing (a build of its own: the
+untraced one keeps its speed) and writes a window of cycles there: the cycles
+``waves_window = (first, count)``, or ``count`` cycles from each call of
+:meth:`VirtualBoard.trace` (e.g. just before generating, after a load); a GTKWave save file
+(:mod:`tern_fpga.sim.rtl.waves`) is written beside it when the board stops.
+
 The top level needs the ports ``uart_rx``, ``uart_tx`` and ``idle`` and a ``baud`` property
 (or pass ``baud=``). While ``idle`` is high and no byte is on its way, the harness sleeps
 instead of clocking, so simulated time runs only while something happens. Builds are cached
@@ -35,6 +41,7 @@ from pathlib import Path
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.sim.rtl.cocotb_support import VERILATOR_BUILD_ARGS, locked_directory
+from tern_fpga.sim.rtl.waves import STATE_NAMES_FILE, write_save_file, write_state_names
 
 __all__ = ["BUILD_ROOT", "HARNESS", "VirtualBoard", "VirtualBoardError", "build_board"]
 
@@ -50,12 +57,13 @@ class VirtualBoardError(TernError):
 
 # Executables already built in this process, by top-level object: the Verilog conversion alone
 # takes seconds, so a design is converted once per process.
-_BUILT: dict[int, tuple[object, Path]] = {}
+_BUILT: dict[tuple[int, bool], tuple[object, Path]] = {}
 
 
-def build_board(top, name: str = "board") -> Path:
+def build_board(top, name: str = "board", *, waves: bool = False) -> Path:
     """Build ``top`` with the UART bridge; returns the executable (cached on disk by the
-    Verilog's hash, and in this process by ``top``).
+    Verilog's hash, and in this process by ``top``). With ``waves`` the build traces to FST
+    (the harness's ``--trace``), in a folder of its own.
 
     Raises
     ------
@@ -64,8 +72,8 @@ def build_board(top, name: str = "board") -> Path:
     """
     from amaranth.back import verilog  # here, not at the top: loads Amaranth
 
-    if id(top) in _BUILT and _BUILT[id(top)][1].exists():
-        return _BUILT[id(top)][1]
+    if (id(top), waves) in _BUILT and _BUILT[id(top), waves][1].exists():
+        return _BUILT[id(top), waves][1]
     verilator = shutil.which("verilator") or shutil.which(
         "verilator", path=str(Path(sys.executable).parent)) or "verilator"
     if not Path(verilator).exists():
@@ -73,27 +81,30 @@ def build_board(top, name: str = "board") -> Path:
                                 "on PATH")
     text = verilog.convert(top, name="top", emit_src=False)
     key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
-    directory = BUILD_ROOT / f"{name}-{key}"
+    directory = BUILD_ROOT / f"{name}-{key}{'-fst' if waves else ''}"
     binary = directory / BINARY
     with locked_directory(directory):
         if binary.exists():
-            _BUILT[id(top)] = (top, binary)
+            _BUILT[id(top), waves] = (top, binary)
             return binary
         (directory / "top.v").write_text(text)
+        if waves:
+            write_state_names(top, directory)
         log_path = directory / "build.log"
         with open(log_path, "w") as log:
             # ``--cc --exe --build -O3`` in two steps, so that Verilator's runtime objects (the
             # same for every design, most of a clean build's time) are compiled once and reused.
             _run([verilator, "--cc", "--exe", "-O3", "--top-module", "top", "--prefix", "Vtop",
                   "-Mdir", str(directory), "-o", BINARY, *VERILATOR_BUILD_ARGS,
+                  *(("--trace-fst",) if waves else ()),
                   str(directory / "top.v"), str(HARNESS)], log, log_path, name)
-            _reuse_runtime(directory)
+            _reuse_runtime(directory, waves)
             # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty.
             _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(directory), "-f", "Vtop.mk",
                   "OPT_FAST=-O2", "OPT_SLOW=-O1", "CFG_CXXFLAGS_PCH_I=-include"],
                  log, log_path, name)
-        _keep_runtime(directory)
-    _BUILT[id(top)] = (top, binary)
+        _keep_runtime(directory, waves)
+    _BUILT[id(top), waves] = (top, binary)
     return binary
 
 
@@ -105,25 +116,30 @@ def _run(command: list, log, log_path: Path, name: str) -> None:
 
 
 _RUNTIME_OBJECTS = ("verilated.o", "verilated.d", "verilated_threads.o", "verilated_threads.d")
+# A traced build's runtime (compiled with VM_TRACE) is kept apart, with the FST writer.
+_TRACE_OBJECTS = ("verilated_fst_c.o", "verilated_fst_c.d")
 
 
-def _runtime_cache() -> Path:
+def _runtime_cache(traced: bool) -> Path:
+    return BUILD_ROOT / f"runtime-verilator{version('verilator')}{'-fst' if traced else ''}"
 
-    return BUILD_ROOT / f"runtime-verilator{version('verilator')}"
+
+def _runtime_objects(traced: bool) -> tuple[str, ...]:
+    return _RUNTIME_OBJECTS + (_TRACE_OBJECTS if traced else ())
 
 
-def _reuse_runtime(directory: Path) -> None:
+def _reuse_runtime(directory: Path, traced: bool) -> None:
     # Copied after Verilator wrote Vtop.mk, so make sees them as newer and up to date.
-    for name in _RUNTIME_OBJECTS:
-        cached = _runtime_cache() / name
+    for name in _runtime_objects(traced):
+        cached = _runtime_cache(traced) / name
         if cached.exists():
             shutil.copyfile(cached, directory / name)
 
 
-def _keep_runtime(directory: Path) -> None:
-    cache = _runtime_cache()
+def _keep_runtime(directory: Path, traced: bool) -> None:
+    cache = _runtime_cache(traced)
     cache.mkdir(parents=True, exist_ok=True)
-    for name in _RUNTIME_OBJECTS:
+    for name in _runtime_objects(traced):
         built, cached = directory / name, cache / name
         if built.exists() and not cached.exists():
             partial = cache / f"{name}.{os.getpid()}.partial"
@@ -147,6 +163,12 @@ class VirtualBoard:
         ends when the first client disconnects.
     name : str
         Names the build folder.
+    waves : pathlib.Path, optional
+        Write an FST waveform there (a traced build), and a GTKWave save file beside it when
+        the board stops.
+    waves_window : (int, int), optional
+        With ``waves``: the cycles (first, count) to write; without it nothing is written until
+        :meth:`trace` is called.
 
     Members
     -------
@@ -156,10 +178,13 @@ class VirtualBoard:
         After the context: ``cycles`` simulated, ``clocking_seconds`` (wall time spent
         clocking), ``wall_seconds``, ``cycles_per_second``, ``bytes_to_design``,
         ``bytes_from_design``, ``connections``, ``framing_errors`` (seen by the harness).
+    save_file : pathlib.Path or None
+        After the context, with ``waves``: the GTKWave save file.
     """
 
     def __init__(self, top, params, *, baud: int | None = None, keep_listening: bool = False,
-                 name: str = "board"):
+                 name: str = "board", waves: Path | None = None,
+                 waves_window: tuple[int, int] | None = None):
         baud = getattr(top, "baud", None) if baud is None else baud
         if not (isinstance(baud, int) and baud > 0):
             raise ValueError(f"pass baud= (a positive integer) for a top level without a baud "
@@ -167,17 +192,20 @@ class VirtualBoard:
         self._top, self._params, self._baud = top, params, baud
         self._keep_listening = keep_listening
         self._name = name
+        self._waves = None if waves is None else Path(waves).resolve()
+        self._waves_window = waves_window
         self._process: subprocess.Popen | None = None
         self._stats_path: Path | None = None
         self.url: str | None = None
         self.stats: dict = {}
+        self.save_file: Path | None = None
 
     @property
     def cycles_per_bit(self) -> float:
         return self._params.clock_hz / self._baud
 
     def __enter__(self) -> str:
-        binary = build_board(self._top, self._name)
+        binary = build_board(self._top, self._name, waves=self._waves is not None)
         handle, stats_path = tempfile.mkstemp(prefix="virtual-board-", suffix=".json")
         os.close(handle)
         self._stats_path = Path(stats_path)
@@ -185,8 +213,16 @@ class VirtualBoard:
                    "--stats", stats_path]
         if self._keep_listening:
             command.append("--keep-listening")
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True)
+        if self._waves is not None:
+            self._waves.parent.mkdir(parents=True, exist_ok=True)
+            command += ["--trace", str(self._waves)]
+            if self._waves_window is not None:
+                command += ["--trace-from", str(self._waves_window[0]),
+                            "--trace-cycles", str(self._waves_window[1])]
+        # Standard input carries trace() (with waves only: otherwise the harness never reads it).
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE if self._waves is not None else subprocess.DEVNULL)
         port = self._read_port()
         self.url = f"socket://127.0.0.1:{port}"
         return self.url
@@ -206,6 +242,19 @@ class VirtualBoard:
         self._stop()
         return False
 
+    def trace(self, cycles: int) -> None:
+        """Write the next ``cycles`` clock cycles to the waveform (a board with ``waves``).
+
+        Raises
+        ------
+        VirtualBoardError
+            If the board has no ``waves`` or is not running.
+        """
+        if self._waves is None or self._process is None:
+            raise VirtualBoardError("trace() needs a running VirtualBoard made with waves=FILE")
+        self._process.stdin.write(f"trace {int(cycles)}\n")
+        self._process.stdin.flush()
+
     def _stop(self):
         process = self._process
         if process is None:
@@ -217,10 +266,16 @@ class VirtualBoard:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for stream in (process.stdout, process.stderr):
-            stream.close()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
         self._process = None
         self._read_stats()
+        if self._waves is not None and self._waves.exists():
+            directory = build_board(self._top, self._name, waves=True).parent
+            self.save_file = write_save_file(self._waves, directory / "top.v", "top",
+                                             state_file=directory / STATE_NAMES_FILE,
+                                             root="TOP")
 
     def _read_stats(self):
         try:

@@ -6,10 +6,22 @@ from __future__ import annotations
 import sys
 
 from tern_fpga.contracts import paths
+from tern_fpga.contracts.output_paths import (
+    PNG,
+    OutputKind,
+    add_force_argument,
+    check_output_folder,
+)
 from tern_fpga.explore.bench import run_bench
 
 # Measurements made elsewhere (the GPU baseline on the H200), committed in bench/measured/.
 MEASURED = paths.BENCH / "measured" if paths.BENCH else None
+# What a run writes into -o DIR, and how an earlier run's file is recognised.
+OUTPUTS = {
+    "report.json": OutputKind.json_with_keys("a tern bench report", ("metadata", "figures")),
+    "report.md": OutputKind.starting_with("a tern bench report", b"# tern benchmark report"),
+    "roofline.png": PNG, "pareto.png": PNG, "sweep.png": PNG,
+}
 
 
 def add_arguments(parser):
@@ -23,6 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--merge", action="append", default=[], metavar="FIGURES.json",
                         help="add the figures of a JSON file, e.g. a GPU run of "
                              "`python -m tern_fpga.explore.baselines` (repeatable)")
+    add_force_argument(parser, "files in the output folder that an earlier run did not write")
     parser.set_defaults(func=run)
 
 
@@ -37,6 +50,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
+    check_output_folder(args.output, OUTPUTS, force=args.force, inputs=args.merge)
 
     def progress(line: str):
         print(line, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,11 +13,30 @@ from tern_fpga.contracts.bitstreams import (
 )
 from tern_fpga.contracts.boards import BOARDS, board
 from tern_fpga.contracts.errors import TernError
-from tern_fpga.contracts.export_format import read_export
+from tern_fpga.contracts.export_format import check_compiled, read_export
 from tern_fpga.contracts.params import preset
 from tern_fpga.host import session
 from tern_fpga.host.meters import measure_generation, open_meter
 from tern_fpga.host.programmer import find_programmer, run_programmer
+
+# Line rates a serial port and a bitstream use: below, a load takes hours and a dead link
+# minutes to notice; above, no USB serial bridge goes.
+LINE_RATES = (9_600, 12_000_000)
+DEFAULT_BAUD = 3_000_000
+
+
+def line_rate(text: str) -> int:
+    """The argparse type of ``--baud``: a whole number of baud in :data:`LINE_RATES`."""
+    low, high = LINE_RATES
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of baud") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"{value:,} baud is not a line rate tern uses: give {low:,} to {high:,} (the "
+            f"bitstream's own rate, {DEFAULT_BAUD:,} unless it was built with another)")
+    return value
 
 
 def register(subparsers):
@@ -45,12 +65,13 @@ def register(subparsers):
             "level simulated by Verilator, same driver).")
         parser.add_argument("export", help="a .tern file from `tern export`")
         parser.add_argument("--port", required=True, help="serial port, pyserial URL or 'sim'")
-        parser.add_argument("--baud", type=int, default=3_000_000,
+        parser.add_argument("--baud", type=line_rate, default=DEFAULT_BAUD,
                             help="line rate of the bitstream (the virtual board uses its own)")
         if name == "generate":
             tokenizer.add_prompt_arguments(parser)
             parser.add_argument("--meter", help="power meter spec, e.g. hwmon:ina219 "
                                 "(see `tern meters`): adds watts and joules per token")
+            _add_waves_arguments(parser)
             parser.set_defaults(func=run_generate)
         else:
             parser.set_defaults(func=run_load)
@@ -93,12 +114,20 @@ def run_flash(args) -> int:
 
 def _connect(args, export):
 
-    return session.connect(args.port, export.params, baud=args.baud)
+    return session.connect(args.port, export.params, baud=args.baud,
+                           waves=_waves_file(args))
+
+
+def _read(args):
+    """The export, checked whole before a board is touched."""
+    export = read_export(args.export)
+    check_compiled(export, args.export)
+    return export
 
 
 def run_load(args) -> int:
 
-    export = read_export(args.export)
+    export = _read(args)
     with _connect(args, export) as (board, _):
         result = session.load(board, export)
     print(f"loaded and verified {result['bytes']:,} bytes in {result['seconds']:.2f} s "
@@ -108,13 +137,18 @@ def run_load(args) -> int:
 
 def run_generate(args) -> int:
 
-    export = read_export(args.export)
+    export = _read(args)
     prompt = tokenizer.prompt_from_arguments(args, export.model_config)
-    with _connect(args, export) as (board, _):
-        if not session.is_loaded(board, export):
-            session.load(board, export)
+    with _connect(args, export) as (board, virtual):
+        if session.is_loaded(board, export):
+            print(f"the board already holds {args.export} (every section's CRC matches): not "
+                  f"loading it again", file=sys.stderr)
         else:
-            board.load_export(export, progress=False)  # cheap: verifies by CRC, sets entries
+            result = session.load(board, export)
+            print(f"loaded and verified {args.export}: {result['bytes']:,} bytes in "
+                  f"{result['seconds']:.2f} s", file=sys.stderr)
+        if virtual is not None and args.waves:
+            virtual.trace(args.waves_cycles)   # from here: the generation, not the load
         if args.prompt is not None:
             sys.stdout.write(args.prompt)
         if args.meter:
@@ -134,7 +168,31 @@ def run_generate(args) -> int:
     where = "virtual board" if args.port == "sim" else args.port
     for line in report.lines(where):
         print(line)
+    if virtual is not None and virtual.save_file:
+        print(f"waves: {args.waves}; open with `gtkwave {virtual.save_file}`")
     if args.meter:
         print(f"power measured by {args.meter}: {energy.mean_watts:.2f} W mean, "
               f"{energy.joules_per_token:.4f} J per token")
     return 0
+
+
+# `tern generate --port sim --waves FILE.fst` (issue 22) ----------------------------------------
+
+def _add_waves_arguments(parser) -> None:
+    parser.add_argument("--waves", metavar="FILE.fst",
+                        help="with --port sim: write an FST waveform of the generation's first "
+                             "cycles (not the load's) and a GTKWave save file (FILE.gtkw) beside "
+                             "it; see docs/simulation.md")
+    parser.add_argument("--waves-cycles", type=int, default=20_000, metavar="N",
+                        help="how many cycles the waveform holds (default 20,000: about a "
+                             "token of the micro preset)")
+
+
+def _waves_file(args) -> Path | None:
+    if not getattr(args, "waves", None):
+        return None
+    if args.port != "sim":
+        raise TernError("--waves needs --port sim: only the virtual board can be traced")
+    if args.waves_cycles < 1:
+        raise TernError(f"--waves-cycles must be at least 1, not {args.waves_cycles}")
+    return Path(args.waves)

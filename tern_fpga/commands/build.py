@@ -7,9 +7,15 @@ import threading
 import time
 from pathlib import Path
 
+from tern_fpga.commands.board import line_rate
 from tern_fpga.contracts.boards import BOARDS, board
 from tern_fpga.contracts.errors import TernError
-from tern_fpga.contracts.params import preset
+from tern_fpga.contracts.output_paths import (
+    OutputKind,
+    add_force_argument,
+    check_output_folder,
+)
+from tern_fpga.contracts.params import PRESETS, preset
 from tern_fpga.explore import sweep, synthesis_cache
 
 # nextpnr's log lines that start a phase, in order; routing iterations are reported as well.
@@ -28,6 +34,15 @@ STALLED_ITERATIONS = 15
 STALLED_OVERUSED = 100
 # Where the toolchain runs, a folder per board and preset (relative to the working directory).
 BUILD_ROOT = Path("build/bitstreams")
+# What a build writes into -o DIR (by suffix), and how an earlier build's file is recognised:
+# ecppack's and icepack's bitstreams start with a comment block (0xff 0x00) or the sync word.
+_BITSTREAM = OutputKind.starting_with("a bitstream", b"\xff\x00", b"\x7e\xaa\x99\x7e")
+OUTPUT_KINDS = {
+    ".bit": _BITSTREAM,
+    ".bin": _BITSTREAM,
+    ".json": OutputKind.json_with_keys("a bitstream manifest", ("board", "preset", "build_id")),
+    ".stat.txt": OutputKind.text_matching("Yosys's statistics", rb"\s*\d+\. Printing statistics"),
+}
 
 
 def build_phase(build_dir: Path) -> str | None:
@@ -92,10 +107,11 @@ def register(subparsers):
                     "is not met. Takes minutes; the tools' WebAssembly is compiled once per "
                     "cache (YOWASP_CACHE_DIR).")
     parser.add_argument("--board", required=True, choices=sorted(BOARDS))
-    parser.add_argument("--preset", help="accelerator preset (default: the board's own: "
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="accelerator preset (default: the board's own: "
                         + ", ".join(f"{b.name} -> {b.default_preset}" for b in BOARDS.values())
                         + ")")
-    parser.add_argument("--baud", type=int, help="UART rate (default 3000000)")
+    parser.add_argument("--baud", type=line_rate, help="UART rate (default 3000000)")
     parser.add_argument("-o", "--output-dir", default="bitstreams",
                         help="where the bitstream and manifest go (default bitstreams/)")
     parser.add_argument("--seed", type=int,
@@ -105,6 +121,7 @@ def register(subparsers):
     parser.add_argument("--skip-fit-check", action="store_true",
                         help="go straight to Yosys and nextpnr, without first checking the "
                              "block RAM and DSP count against the FPGA (about half a minute)")
+    add_force_argument(parser, "files in -o DIR that an earlier build did not write")
     parser.set_defaults(func=run)
 
 
@@ -136,13 +153,35 @@ def check_fit(board_name: str, preset_name: str, progress=print) -> None:
             f"what this board needs, or choose another preset (--preset)")
 
 
+def check_arguments(args) -> str:
+    """Refuse, in seconds, what would stop the build minutes later: an output folder that must
+    not be written, a line rate the preset's clock cannot make, a bad seed. Returns the preset's
+    name."""
+    # here, not at the top: loads Amaranth
+    from tern_fpga.hw.build import nextpnr_options
+    from tern_fpga.hw.uart import bit_period  # here, not at the top: loads Amaranth
+
+    target = board(args.board)
+    preset_name = args.preset or target.default_preset
+    name = f"{args.board}-{preset_name}"
+    suffixes = (target.bitstream_suffix, ".json", ".stat.txt")
+    check_output_folder(args.output_dir, {name + suffix: OUTPUT_KINDS[suffix]
+                                          for suffix in suffixes}, force=args.force)
+    if args.baud is not None:
+        try:
+            bit_period(preset(preset_name).clock_hz, args.baud)
+        except ValueError as error:
+            raise TernError(f"--baud {args.baud}: {error}") from None
+    if args.seed is not None:
+        nextpnr_options(args.seed)
+    return preset_name
+
+
 def run(args) -> int:
     # here, not at the top: loads Amaranth
-    from tern_fpga.hw.build import build_bitstream, nextpnr_options
+    from tern_fpga.hw.build import build_bitstream
 
-    preset_name = args.preset or board(args.board).default_preset
-    if args.seed is not None:
-        nextpnr_options(args.seed)  # a bad seed fails now, not after the fit check
+    preset_name = check_arguments(args)
     if not args.skip_fit_check:
         check_fit(args.board, preset_name)
     # The build directory is watched for progress (its stale logs from an earlier build are

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.export_format import EXPORT_KIND
+from tern_fpga.contracts.output_paths import check_output_file
 from tern_fpga.contracts.params import preset
 from tern_fpga.host.session import connect, generate_text, load
 from tern_fpga.sim.golden.model import golden_from_file
@@ -51,6 +53,7 @@ def run(args) -> int:
     checkpoint = REPOSITORY / "checkpoints" / args.preset
     output = REPOSITORY / "build" / "demo" / f"{args.preset}.tern"
     output.parent.mkdir(parents=True, exist_ok=True)
+    check_output_file(output, EXPORT_KIND, option=None)
     prompt = tokenizer.encode(args.prompt)
 
     step(f"1. export {checkpoint.relative_to(REPOSITORY)} for the {params.name} preset")

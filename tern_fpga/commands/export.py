@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tern_fpga.contracts.export_format import EXPORT_KIND
+from tern_fpga.contracts.output_paths import add_force_argument, check_output_file
 from tern_fpga.contracts.params import PRESETS, preset
 
 
@@ -17,16 +19,22 @@ def register(subparsers):
     parser.add_argument("checkpoint", help="checkpoint folder, e.g. checkpoints/demo")
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS),
                         help="accelerator parameters to compile for")
-    parser.add_argument("-o", "--output", required=True, help="the .tern file to write")
+    parser.add_argument("-o", "--output", required=True,
+                        help="the .tern file to write (its folder must exist; an existing file "
+                             "is replaced only if it is a .tern export)")
     parser.add_argument("--packing", choices=("2bit", "base3"), default="2bit",
                         help="weight storage: 2 bits a weight as the hardware reads them "
                              "(default), or 1.6 bits (5 per byte, base 3)")
+    add_force_argument(parser, "an existing -o file that is not a .tern export")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from tern_fpga.quant.export import export_checkpoint  # here, not at the top: loads torch
+    # here, not at the top: loads torch
+    from tern_fpga.quant.export import checkpoint_files, export_checkpoint
 
+    check_output_file(args.output, EXPORT_KIND, force=args.force,
+                      inputs=checkpoint_files(args.checkpoint))
     params = preset(args.preset)
     export = export_checkpoint(args.checkpoint, params, args.output, packing=args.packing)
     size = Path(args.output).stat().st_size

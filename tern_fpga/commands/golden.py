@@ -6,7 +6,13 @@ import sys
 import time
 
 from tern_fpga.contracts import tokenizer
-from tern_fpga.sim.golden.model import golden_from_file
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.export_format import check_compiled, read_export
+from tern_fpga.contracts.output_paths import OutputKind, add_force_argument, check_output_file
+from tern_fpga.sim.golden.model import golden_from_export
+
+# What --trace writes: a line "  pc  instruction" and one "-> values" a record.
+TRACE_KIND = OutputKind.text_matching("a golden-model trace", rb" *\d+  [a-z_]+\b")
 
 
 def register(subparsers):
@@ -20,12 +26,16 @@ def register(subparsers):
     parser.add_argument("--trace", metavar="FILE",
                         help="write the per-instruction trace (pc, instruction, first values) "
                              "of the last token to FILE")
+    add_force_argument(parser, "an existing --trace FILE that is not a trace")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-
-    export, golden = golden_from_file(args.export, trace=bool(args.trace))
+    if args.trace:
+        check_output_file(args.trace, TRACE_KIND, force=args.force, inputs=[args.export],
+                          option="--trace")
+    export = read_export(args.export)
+    check_compiled(export, args.export)
     prompt = tokenizer.prompt_from_arguments(args, export.model_config)
     show = args.prompt is not None
 
@@ -34,10 +44,19 @@ def run(args) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    if show:
-        sys.stdout.write(args.prompt)
-    start = time.perf_counter()
-    golden.generate(prompt, args.tokens, on_token=on_token)
+    try:
+        golden = golden_from_export(export, trace=bool(args.trace))
+        if show:
+            sys.stdout.write(args.prompt)
+        start = time.perf_counter()
+        golden.generate(prompt, args.tokens, on_token=on_token)
+    except (ArithmeticError, IndexError, KeyError, ValueError) as error:
+        # The file is intact and its sections fit together (checked above), but what its
+        # program does with them the golden model finds out only as it runs.
+        raise TernError(f"{args.export}: the golden model cannot run this export "
+                        f"({type(error).__name__}: {error}): its program or constants are "
+                        f"inconsistent although its CRCs match (edited, or written by another "
+                        f"tern?); re-export it with `tern export`") from None
     elapsed = time.perf_counter() - start
     print(f"\n[golden model: {len(prompt) + args.tokens - 1} steps in {elapsed:.2f} s, "
           f"{(len(prompt) + args.tokens - 1) / elapsed:.0f} tokens/s measured on this CPU]")

@@ -13,10 +13,12 @@ import json
 from pathlib import Path
 
 from tern_fpga.contracts.boards import BOARDS
+from tern_fpga.contracts.output_paths import OutputKind, add_force_argument, check_output_file
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.explore.power_report import format_report, power_report
 
-# The supported pairs: the board and the preset built for it.
+# What --json writes, which a later run may overwrite.
+REPORT_KIND = OutputKind.json_with_keys("a tern power report", ("board", "preset", "estimate"))
 
 
 def add_arguments(parser):
@@ -37,6 +39,7 @@ def add_arguments(parser):
                         help="cell counts when bitstreams/BOARD-PRESET.json does not exist: a "
                              "manifest, or {cell type: used or [used, available]}")
     parser.add_argument("--json", metavar="OUT", help="also write the whole report as JSON")
+    add_force_argument(parser, "an existing --json file that is not a power report")
     parser.set_defaults(func=run)
 
 
@@ -68,6 +71,9 @@ def register(subparsers):
 
 
 def run(args) -> int:
+    if args.json:
+        check_output_file(args.json, REPORT_KIND, force=args.force, inputs=[args.utilisation],
+                          option="--json")
     report = power_report(args.board, args.preset, tokens=args.activity_tokens,
                           utilisation_file=args.utilisation, toggle_rate=args.toggle_rate)
     print(format_report(report))

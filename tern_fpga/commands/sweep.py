@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from tern_fpga.contracts.output_paths import PNG, add_force_argument, check_output_file
 from tern_fpga.explore import sweep
 
 
@@ -20,15 +21,18 @@ def register(subparsers):
                              "syntheses")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="where to write the plot (default: bench/sweep.png)")
+    add_force_argument(parser, "an existing --plot file that is not a PNG image")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-
+    if args.plot is None:
+        sweep.PLOT.parent.mkdir(parents=True, exist_ok=True)  # the default's folder is ours
+    plot = check_output_file(args.plot or sweep.PLOT, PNG, force=args.force, option="--plot")
     points, simulated = sweep.sweep(args.quick)
     print(sweep.table(points), end="")
     for (name, lanes), error in sorted(sweep.model_errors(simulated).items()):
         print(f"cycle model against Verilator, {name} P={lanes}: {100 * error:+.3f} %")
-    written = sweep.plot(args.plot or sweep.PLOT, points)
+    written = sweep.plot(plot, points)
     print(f"wrote {written}" if written else "no plot: no point has tokens/s and tokens/J")
     return 0

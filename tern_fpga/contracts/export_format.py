@@ -34,12 +34,16 @@ import numpy as np
 
 import tern_fpga
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.isa import WORDS_PER_INSTRUCTION
+from tern_fpga.contracts.output_paths import OutputKind, check_output_file
 from tern_fpga.contracts.packing import pack_2bit, pack_base3, unpack_2bit, unpack_base3
 from tern_fpga.contracts.params import AcceleratorParameters
 
 __all__ = [
     "ALIGNMENT",
+    "COMPILED_SECTIONS",
     "DTYPES",
+    "EXPORT_KIND",
     "FORMAT_VERSION",
     "MAGIC",
     "READABLE_VERSIONS",
@@ -49,6 +53,7 @@ __all__ = [
     "ExportFormatError",
     "Section",
     "TernExport",
+    "check_compiled",
     "read_export",
     "write_export",
 ]
@@ -63,6 +68,9 @@ DTYPES = {name: np.dtype(name).newbyteorder("<") for name in (
     "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
     "float16", "float32", "float64")}
 REQUIRED_SECTIONS = ("program", "weights")
+# The sections ``tern export`` writes that the golden model and the host driver read.
+COMPILED_SECTIONS = ("program", "entry_points", "weights", "vector_init", "constants",
+                     "embeddings")
 WEIGHT_PACKINGS = ("2bit", "base3")
 _ENCODINGS = ("raw", "base3")
 _SECTION_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -71,6 +79,10 @@ _HEADER_KEYS = ("model_config", "params", "params_hash", "metadata", "sections")
 
 class ExportFormatError(TernError):
     """A ``.tern`` file that cannot be used: the message says what is wrong and what to do."""
+
+
+# An existing file that ``tern export`` may write over.
+EXPORT_KIND = OutputKind.starting_with("a .tern export", MAGIC)
 
 
 @dataclasses.dataclass(eq=False)
@@ -117,6 +129,12 @@ class Section:
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "shape": list(self.shape)}
+
+
+def _shown(value, limit: int = 200) -> str:
+    """``repr(value)``, cut short: a damaged header's values can be of any length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _hex_hash(value: int) -> str:
@@ -237,11 +255,16 @@ def write_export(path, export: TernExport, *, packing: str = "2bit") -> None:
     ------
     ValueError, TypeError
         If the contents cannot be stored (see the message).
+    tern_fpga.contracts.output_paths.OutputPathError
+        If ``path`` is a folder, a device, a link or read-only, or its folder is missing or
+        cannot be written (whatever the file holds: a caller that must not overwrite another
+        kind of file checks first, as ``tern export`` does).
     OSError
         If the file cannot be written.
     """
     path = Path(path)
     fixed, header_json, payloads, table = _layout(export, packing)
+    check_output_file(path, EXPORT_KIND, force=True, option=None)
     # A hidden name beside the target, so the final rename stays within one file system.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
@@ -294,7 +317,12 @@ class ExportFile:
         try:
             with open(self.path, "rb") as file:
                 data = file.read(FIXED_HEADER.size)
-                self._check_fixed_header(data, os.fstat(file.fileno()).st_size)
+                size = os.fstat(file.fileno()).st_size
+                self._check_fixed_header(data, size)
+                # The header and its CRC first: the lengths it states are checked against the
+                # file's before the sections are read, so a huge file is refused unread.
+                data += file.read(self._header_length)
+                self._check_frame(data, size)
                 self._data = bytearray(data + file.read())
         except FileNotFoundError:
             raise ExportFormatError(f"cannot read {self.path}: no such file; make one with "
@@ -328,10 +356,10 @@ class ExportFile:
         self._fail(f"truncated: expected {expected} bytes, found {found}; the file was cut "
                    f"short (an interrupted copy?): copy it again or re-export it")
 
-    def _check_header(self):
-        end = FIXED_HEADER.size + self._header_length
-        stored = int.from_bytes(self._data[28:32], "little")
-        computed = zlib.crc32(self._data[FIXED_HEADER.size:end], zlib.crc32(self._data[:28]))
+    def _check_frame(self, data: bytes, size: int):
+        """The header's CRC (``data``: the fixed and JSON headers), flags and length."""
+        stored = int.from_bytes(data[28:32], "little")
+        computed = zlib.crc32(data[FIXED_HEADER.size:], zlib.crc32(data[:28]))
         if stored != computed:
             self._fail(f"header CRC mismatch (stored 0x{stored:08x}, computed 0x{computed:08x}): "
                        f"the header is damaged; copy the file again or re-export it")
@@ -339,16 +367,22 @@ class ExportFile:
             self._fail(f"uses flags 0x{self._flags:04x} / reserved 0x{self._reserved:08x} that "
                        f"format version {self.format_version} leaves zero; it was written by "
                        f"another tern: re-export the model with this one")
-        if len(self._data) < self.file_length:
-            self._truncated(self.file_length, len(self._data))
-        if len(self._data) > self.file_length:
-            self._fail(f"{len(self._data) - self.file_length} bytes after its end (expected "
-                       f"{self.file_length} bytes, found {len(self._data)}); something was "
+        if size < self.file_length:
+            self._truncated(self.file_length, size)
+        if size > self.file_length:
+            self._fail(f"{size - self.file_length} bytes after its end (expected "
+                       f"{self.file_length} bytes, found {size}); something was "
                        f"appended: copy the file again or re-export it")
+
+    def _check_header(self):
+        end = FIXED_HEADER.size + self._header_length
         try:
             header = json.loads(self._data[FIXED_HEADER.size:end].decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             self._fail(f"the header is not valid UTF-8 JSON ({error}); re-export the model")
+        except RecursionError:
+            self._fail("the header nests JSON values too deeply to be an export's; re-export "
+                       "the model")
         if (not isinstance(header, dict) or set(header) != set(_HEADER_KEYS)
                 or not isinstance(header["model_config"], dict)
                 or not isinstance(header["metadata"], dict)):
@@ -359,14 +393,19 @@ class ExportFile:
         self.sections = self._check_table(header["sections"], end)
 
     def _check_params(self, fields, stored_hash) -> AcceleratorParameters:
+        if not isinstance(fields, dict):
+            self._fail(f"its accelerator parameters are {type(fields).__name__}, not an object; "
+                       f"re-export the model with this tern")
         try:
             params = AcceleratorParameters.from_dict(fields)
-        except (TypeError, ValueError) as error:
+            params_hash = _hex_hash(params.hash)
+        except (TypeError, ValueError, ArithmeticError) as error:
             self._fail(f"its accelerator parameters are not valid for this tern ({error}); "
                        f"re-export the model with this tern")
-        if stored_hash != _hex_hash(params.hash):
-            self._fail(f"parameters hash {stored_hash} does not match the hash of its own "
-                       f"parameters, {_hex_hash(params.hash)}: the header was edited or written "
+        if stored_hash != params_hash:
+            shown = stored_hash[:40] if isinstance(stored_hash, str) else _shown(stored_hash)
+            self._fail(f"parameters hash {shown} does not match the hash of its own "
+                       f"parameters, {params_hash}: the header was edited or written "
                        f"by another tern; re-export with `tern export --preset {params.name}`")
         return params
 
@@ -382,7 +421,8 @@ class ExportFile:
             except TypeError:
                 ok = False
             if not ok:
-                self._fail(f"section table entry {entry!r} is inconsistent; re-export the model")
+                self._fail(f"section table entry {_shown(entry)} is inconsistent; re-export the "
+                           f"model")
             sections[section.name] = section
             data_start = section.offset + section.length
         for name in REQUIRED_SECTIONS:
@@ -392,22 +432,23 @@ class ExportFile:
         packing = "base3" if sections["weights"].encoding == "base3" else "2bit"
         if self.header["metadata"].get("weight_packing") != packing:
             self._fail(f"metadata names weight packing "
-                       f"{self.header['metadata'].get('weight_packing')!r} but the weights are "
+                       f"{_shown(self.header['metadata'].get('weight_packing'))} but the weights are "
                        f"stored as {packing!r}; re-export the model")
         return sections
 
     def _section_consistent(self, section: Section, previous_end: int) -> bool:
         """Whether an entry is well-formed and lies after ``previous_end`` inside the file."""
-        shape_ok = all(isinstance(n, int) and n >= 0 for n in section.shape)
-        if not (_SECTION_NAME.fullmatch(str(section.name)) and section.dtype in DTYPES
+        shape_ok = all(type(n) is int and n >= 0 for n in section.shape)
+        if not (isinstance(section.name, str) and _SECTION_NAME.fullmatch(section.name)
+                and isinstance(section.dtype, str) and section.dtype in DTYPES
                 and shape_ok and section.encoding in _ENCODINGS):
             return False
         if section.encoding == "base3":
             expected = -(-4 * section.size // 5) if section.dtype == "uint8" else -1
         else:
             expected = section.size * DTYPES[section.dtype].itemsize
-        return (section.length == expected and isinstance(section.offset, int)
-                and isinstance(section.crc32, int) and 0 <= section.crc32 < 1 << 32
+        return (section.length == expected and type(section.offset) is int
+                and type(section.crc32) is int and 0 <= section.crc32 < 1 << 32
                 and section.offset % ALIGNMENT == 0 and section.offset >= previous_end
                 and section.offset + section.length <= self.file_length)
 
@@ -484,3 +525,68 @@ def read_export(path, expected_params: AcceleratorParameters | None = None) -> T
     if expected_params is not None:
         export_file.check_params(expected_params)
     return export_file.to_export()
+
+
+def _compiled_problem(export: TernExport) -> str | None:
+    """What makes ``export``'s compiled sections unusable by the golden model and the board,
+    or None. Their dtypes, shapes and sizes only: what the program does with them is the golden
+    model's to check as it runs."""
+    params, sections = export.params, export.sections
+    missing = [name for name in COMPILED_SECTIONS if name not in sections]
+    if missing:
+        return f"lacks the section(s) {missing}: it was not written by `tern export`"
+    program, entry_points = sections["program"], sections["entry_points"]
+    weights, embeddings = sections["weights"], sections["embeddings"]
+    instructions = program.size // WORDS_PER_INSTRUCTION
+    word_bytes = params.ternary_lanes // 4
+    vocab = export.model_config.get("vocab_size")
+
+    def integers(name: str, ndim: int = 1) -> bool:
+        return sections[name].dtype.kind in "iu" and sections[name].ndim == ndim
+
+    checks = [
+        ("program", program.dtype == np.uint32 and program.ndim == 1
+         and program.size % WORDS_PER_INSTRUCTION == 0
+         and 0 < instructions <= params.program_words,
+         f"1-D uint32 of whole {WORDS_PER_INSTRUCTION}-word instructions (at most "
+         + f"{params.program_words})"),
+        ("entry_points", integers("entry_points") and entry_points.size == 2
+         and all(0 <= int(v) < instructions for v in entry_points),
+         f"two instruction numbers below {instructions}"),
+        ("weights", weights.dtype == np.uint8 and weights.ndim == 1
+         and weights.size % word_bytes == 0
+         and weights.size <= params.weight_memory_words * word_bytes,
+         f"1-D uint8 of whole {word_bytes}-byte words (at most {params.weight_memory_words})"),
+        ("vector_init", integers("vector_init")
+         and sections["vector_init"].size <= params.vector_memory_words,
+         f"1-D integers (at most {params.vector_memory_words})"),
+        ("constants", sections["constants"].dtype == np.int64 and sections["constants"].ndim == 1,
+         "1-D int64"),
+        ("embeddings", integers("embeddings", 2) and embeddings.shape[0] == vocab
+         and embeddings.size <= params.embedding_memory_words,
+         f"a 2-D integer table (at most {params.embedding_memory_words} elements) with a row "
+         + f"for each of the model's vocab_size {_shown(vocab)} tokens"),
+    ]
+    for name, ok, expected in checks:
+        if not ok:
+            array = sections[name]
+            return (f"its {name!r} section ({array.dtype} of shape {list(array.shape)}) is not "
+                    f"{expected}: the file is inconsistent although its CRCs match (edited, or "
+                    f"written by another tern?); re-export it with `tern export`")
+    return None
+
+
+def check_compiled(export: TernExport, where) -> None:
+    """Check the sections that ``tern export`` writes and the golden model and the host driver
+    read, before they are used: a file read by :func:`read_export` is intact, but only this
+    says that its contents fit together (``where`` names the file in the message).
+
+    Raises
+    ------
+    ExportFormatError
+        If a section is missing or of the wrong dtype, shape or size for the export's
+        accelerator parameters and model (say which, and what it should be).
+    """
+    problem = _compiled_problem(export)
+    if problem is not None:
+        raise ExportFormatError(f"{where}: {problem}")

@@ -33,6 +33,7 @@ import cocotb
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
 from tern_fpga.sim.rtl.cocotb_support import CLOCK_PERIOD_NS, build_component, test_config
+from tern_fpga.sim.rtl.core_case import write_case
 
 __all__ = ["Activity", "UnitActivity", "generation", "measure_activity", "memory_data_ports",
            "read_toggle_counts"]
@@ -189,8 +190,7 @@ def measure_activity(preset_name: str, tokens: int = 2, *, prompt: bytes = b"T",
         message names the log).
     """
     from tern_fpga.hw.core import Core  # here, not at the top: loads Amaranth
-    from tern_fpga.quant import load_pretrained  # here, not at the top: loads torch
-    from tern_fpga.sim.rtl.core_case import write_case  # here, not at the top: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained  # here, not at the top: loads torch
 
     if tokens < 1 or not prompt:
         raise ValueError(f"need at least one token and one prompt byte, not {tokens!r} and "

@@ -34,6 +34,8 @@ from tern_fpga.contracts.tokenizer import encode
 from tern_fpga.explore.report import Figure, machine_description
 from tern_fpga.host.meters import MeterError, RaplMeter, measure_generation, open_meter
 from tern_fpga.host.meters.rapl import DEFAULT_DOMAIN
+from tern_fpga.quant.presets import PRESETS as MODEL_PRESETS
+from tern_fpga.quant.presets import get_preset
 from tern_fpga.sim.golden.model import GoldenModel
 
 __all__ = ["decode_rates", "load_baseline_model", "measure_golden", "measure_torch", "run"]
@@ -63,16 +65,16 @@ def load_baseline_model(checkpoint: str | os.PathLike | None, preset: str,
         If an explicitly named checkpoint is missing and its folder name is not a preset.
     """
     # here, not at the top: loads torch
-    from tern_fpga.quant import HGRNBitForCausalLM, load_pretrained
-    from tern_fpga.quant.presets import PRESETS, get_preset  # here, not at the top: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained
+    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     folder = Path(checkpoint) if checkpoint else REPOSITORY / "checkpoints" / preset
     shown = folder.relative_to(REPOSITORY) if folder.is_relative_to(REPOSITORY) else folder
     if (folder / "config.json").is_file():
         return load_pretrained(folder, dtype), f"trained checkpoint {shown}"
-    if checkpoint and folder.name not in PRESETS:
+    if checkpoint and folder.name not in MODEL_PRESETS:
         raise TernError(f"checkpoint folder {folder} has no config.json; pass a trained "
-                        f"checkpoint, or a preset name ({', '.join(sorted(PRESETS))}) alone "
+                        f"checkpoint, or a preset name ({', '.join(sorted(MODEL_PRESETS))}) alone "
                         f"for random weights of its shape")
     name = folder.name if checkpoint else preset
     torch.manual_seed(0)
@@ -205,7 +207,6 @@ def measure_golden(model, preset: str, note: str, name: str, *, runs: int = 5,
     CPU model)."""
     # here, not at the top: loads torch
     from tern_fpga.quant.compiler import compile_model
-    from tern_fpga.quant.presets import get_preset  # here, not at the top: loads torch
 
     params = accelerator_preset(get_preset(preset).accelerator or preset)
     golden = GoldenModel(params, compile_model(model, params).sections())

@@ -28,6 +28,8 @@ from pathlib import Path
 from tern_fpga.contracts.bitstreams import all_manifests
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.explore.report import Figure, Problem, write_report
+from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.presets import PRESETS as MODEL_PRESETS
 
 __all__ = ["PROVIDERS", "Skipped", "figures_from_dict", "load_figures", "make_plots",
            "run_bench", "run_providers", "ternary_weight_count"]
@@ -38,6 +40,7 @@ PROVIDERS = [
     "tern_fpga.explore.meter_selfcheck",     # idle power and sampling rate of the meters found here
     "tern_fpga.explore.fidelity",              # golden model against the float model
     "tern_fpga.explore.bench_core",            # whole core in Verilator: cycles/token, d=512 block
+    "tern_fpga.explore.timeline",              # one token's cycles, unit by unit (timeline PNGs)
     "tern_fpga.explore.bench:bitstreams",      # the committed bitstreams' manifests: Fmax, cells
     "tern_fpga.explore.power_report:run",      # FPGA power from utilisation and simulated activity
     "tern_fpga.explore.sweep",                 # P x preset x board: cells, Fmax, cycles, tokens/J
@@ -111,10 +114,8 @@ def ternary_weight_count(config) -> int:
 
 def _models_bytes_per_token() -> dict[str, float]:
     """Weight bytes each model reads per token at :data:`ROOFLINE_BITS_PER_WEIGHT`."""
-    from tern_fpga.quant import HGRNBitConfig  # here, not at the top: loads torch
-    from tern_fpga.quant.presets import PRESETS  # here, not at the top: loads torch
 
-    configs = {f"{name} preset": PRESETS[name].config() for name in ("micro", "demo")}
+    configs = {f"{name} preset": MODEL_PRESETS[name].config() for name in ("micro", "demo")}
     configs.update({name: HGRNBitConfig(vocab_size=32000, **shape)
                     for name, shape in RELEASED_MODELS.items()})
     return {name: ternary_weight_count(config) * ROOFLINE_BITS_PER_WEIGHT / 8

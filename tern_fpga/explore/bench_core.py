@@ -19,6 +19,7 @@ from tern_fpga.explore.report import Figure
 from tern_fpga.explore.schedule import overlap_bound
 from tern_fpga.host.session import bitstream_fmax_mhz
 from tern_fpga.quant.compiler import compile_model
+from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.sim.rtl.core_case import run_core, write_case
 
 __all__ = ["PAPER_BLOCK_CYCLES", "run"]
@@ -40,7 +41,7 @@ def block_cycles(work: Path) -> tuple[int, int]:
     import torch  # here, not at the top: loads torch
 
     # here, not at the top: loads torch
-    from tern_fpga.quant import HGRNBitConfig, HGRNBitForCausalLM
+    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     torch.manual_seed(0)
     model = HGRNBitForCausalLM(HGRNBitConfig(vocab_size=256, hidden_size=512,
@@ -59,7 +60,7 @@ def block_cycles(work: Path) -> tuple[int, int]:
 
 
 def run(quick: bool = False) -> list:
-    from tern_fpga.quant import load_pretrained  # here, not at the top: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained  # here, not at the top: loads torch
 
     figures = []
     with tempfile.TemporaryDirectory() as directory:

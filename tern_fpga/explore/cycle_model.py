@@ -12,6 +12,8 @@ from pathlib import Path
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Flag, Opcode
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.sim.rtl.core_case import run_core, write_case
 
 __all__ = ["MATRIX_HANDOVER_CYCLES", "SEQUENCER_CYCLES", "compiled_layout", "cycles_per_token",
            "instruction_cycles", "runs_beside", "simulate_cycles"]
@@ -130,9 +132,6 @@ def simulate_cycles(model, params: AcceleratorParameters, work: Path) -> int:
     (program counter sampled every cycle, from the run command to the token; the golden
     model's results are checked by the tests, not here). Builds the core (1-2 minutes, cached
     by :mod:`tern_fpga.sim.rtl.cocotb_support`)."""
-    # here, not at the top: loads torch
-    from tern_fpga.sim.rtl.core_case import run_core, write_case
-
     case = Path(work) / "case.npz"
     write_case(model, params, [ord("T")], 1, case)
     return sum(run_core(params, case, "profile", Path(work))["profile"].values())
@@ -141,7 +140,6 @@ def simulate_cycles(model, params: AcceleratorParameters, work: Path) -> int:
 @functools.cache
 def compiled_layout(model_name: str, params: AcceleratorParameters):
     """The program of the shipped ``model_name`` checkpoint's shape for ``params``."""
-    from tern_fpga.quant import HGRNBitConfig  # here, not at the top: loads torch
 
     # here, not at the top: loads Amaranth
     from tern_fpga.quant.compiler import compile_layout

@@ -22,6 +22,7 @@ from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import AcceleratorParameters, preset
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.compiler import compile_model
+from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.sim.golden.model import GoldenModel
 
 __all__ = ["ContinuationResult", "FidelityResult", "compare", "greedy_continuation", "run"]
@@ -166,7 +167,7 @@ def heldout_tokens(count: int, offset: int = 0) -> list[int]:
 def random_block_at_370m_shapes(tokens: int = 16, seed: int = 0) -> FidelityResult:
     """One MatMul-free block with random weights at d=1024, I=2816 on the ``large`` preset."""
     # here, not at the top: loads torch
-    from tern_fpga.quant import HGRNBitConfig, HGRNBitForCausalLM
+    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     torch.manual_seed(seed)
     config = HGRNBitConfig(vocab_size=256, hidden_size=1024, num_hidden_layers=1,
@@ -184,7 +185,7 @@ def random_block_at_370m_shapes(tokens: int = 16, seed: int = 0) -> FidelityResu
 
 def run(quick: bool = False) -> list:
     """``make bench`` provider: fidelity figures, labelled *simulated* (golden model)."""
-    from tern_fpga.quant import load_pretrained  # here, not at the top: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained  # here, not at the top: loads torch
 
     figures = []
     count = 256 if quick else 2048

@@ -328,7 +328,7 @@ def sweep_points(quick: bool) -> list[SweepPoint]:
 
 def _simulations(quick: bool, cache: ResultCache) -> dict:
     """Verilator cycle counts of :data:`SIMULATED` (cached; none are run in quick mode)."""
-    from tern_fpga.quant import load_pretrained  # here, not at the top: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained  # here, not at the top: loads torch
 
     counts = {}
     for name, lanes in SIMULATED:

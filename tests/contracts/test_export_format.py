@@ -21,6 +21,7 @@ from tern_fpga.contracts.export_format import (
     read_export,
     write_export,
 )
+from tern_fpga.contracts.output_paths import OutputPathError
 from tern_fpga.contracts.packing import pack_2bit
 from tern_fpga.contracts.params import preset
 
@@ -341,3 +342,30 @@ def test_inspect_bad_files(written, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert "truncated: expected" in captured.err
+
+
+def test_write_refuses_what_is_not_a_file_to_replace(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "other.bin").write_bytes(b"not an export")
+    (tmp_path / "link.tern").symlink_to(tmp_path / "other.bin")
+    for path, message in ((tmp_path / "folder", "it is a folder"),
+                          ("/dev/null", "it is a character device"),
+                          (tmp_path / "link.tern", "it is a symbolic link"),
+                          (tmp_path / "no" / "x.tern", f"the folder {tmp_path / 'no'} does not")):
+        with pytest.raises(OutputPathError, match=f"^{re.escape(f'{path}: {message}')}"):
+            write_export(path, make_export())
+    assert (tmp_path / "other.bin").read_bytes() == b"not an export"
+    write_export(tmp_path / "other.bin", make_export())  # a library caller may replace a file
+    assert read_export(tmp_path / "other.bin").params == preset("micro")
+
+
+def test_a_header_nested_too_deep(written):
+    """JSON nested deeper than Python's recursion limit, behind a right CRC."""
+    data = bytearray(written.read_bytes())
+    deep = b'{"model_config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    data = data[:32] + deep + data[32 + FIXED_HEADER.unpack_from(data)[3]:]
+    data[12:16] = struct.pack("<I", len(deep))
+    data[16:24] = struct.pack("<Q", len(data))
+    data[28:32] = struct.pack("<I", zlib.crc32(deep, zlib.crc32(bytes(data[:28]))))
+    written.write_bytes(data)
+    assert "the header nests JSON values too deeply to be an export's" in error_of(written)

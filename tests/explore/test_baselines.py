@@ -15,7 +15,7 @@ from tern_fpga.explore.baselines import (
     measure_torch,
 )
 from tern_fpga.explore.bench import load_figures
-from tern_fpga.quant import save_pretrained
+from tern_fpga.quant.checkpoint import save_pretrained
 from tern_fpga.quant.presets import get_preset
 
 

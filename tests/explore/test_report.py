@@ -317,7 +317,9 @@ def test_figures_from_dict():
 @pytest.mark.parametrize("shape", [(32, 2, 64), (64, 3, None), (48, 1, 96)])
 def test_ternary_weight_count_matches_the_model(shape):
     from tern_fpga.explore.bench import _models_bytes_per_token, ternary_weight_count
-    from tern_fpga.quant import BitLinear, HGRNBitConfig, HGRNBitForCausalLM
+    from tern_fpga.quant.bitlinear import BitLinear
+    from tern_fpga.quant.config import HGRNBitConfig
+    from tern_fpga.quant.model import HGRNBitForCausalLM
 
     d, layers, intermediate = shape
     config = HGRNBitConfig(vocab_size=256, hidden_size=d, num_hidden_layers=layers,

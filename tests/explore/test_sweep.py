@@ -11,7 +11,7 @@ from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
 from tern_fpga.explore import cycle_model, sweep, synthesis_cache
 from tern_fpga.explore.report import LABELS, Figure
-from tern_fpga.quant import load_pretrained
+from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
 
 CHECKPOINTS = paths.CHECKPOINTS

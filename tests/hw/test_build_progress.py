@@ -97,7 +97,8 @@ def test_the_seed_reaches_nextpnr_and_a_bad_one_is_refused_at_once(monkeypatch):
     checked = []
     monkeypatch.setattr(build_command, "check_fit", lambda *args: checked.append(args))
     arguments = argparse.Namespace(board="ulx3s-85f", preset="micro", seed=0,
-                                   skip_fit_check=False, baud=None, output_dir="unused")
+                                   skip_fit_check=False, baud=None, output_dir="unused",
+                                   force=False)
     with pytest.raises(TernError, match="the nextpnr seed must be an integer from 1 to "
                                         "2\\*\\*31 - 1, not 0"):
         build_command.run(arguments)

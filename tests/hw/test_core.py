@@ -8,6 +8,7 @@ same shape otherwise.
 """
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.explore.cycle_model import cycles_per_token, runs_beside
-from tern_fpga.quant import HGRNBitConfig, HGRNBitForCausalLM, load_pretrained
+from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
+from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.sim.rtl.core_case import run_core, write_case
 
 CHECKPOINTS = paths.CHECKPOINTS
@@ -73,7 +76,9 @@ def test_only_an_independent_quant_runs_beside_a_tmv(tmp_path):
 
 def test_a_mismatch_is_pinned_to_the_first_differing_instruction(tmp_path):
     """Corrupt one value the golden wrote (as a wrong RTL result would look) and check that the
-    test fails naming that instruction and element."""
+    test fails naming that instruction and element, when it was written, and the command that
+    re-runs the case with waves around that cycle (tests/commands/test_sim.py corrupts the
+    golden model itself)."""
     params = PRESETS["micro"]
     case_path = tmp_path / "case.npz"
     write_case(load_model("micro"), params, list(b"Th"), 3, case_path)
@@ -90,3 +95,13 @@ def test_a_mismatch_is_pinned_to_the_first_differing_instruction(tmp_path):
     log = Path(str(failure.value).split("see ")[1].split(":")[0]).read_text()
     assert f"first difference: instruction {int(pcs[target])} (" in log
     assert "element 1 is" in log
+    reason = failure.value.reason   # the testbench's own message, from the results file
+    written = re.search(r"written at ([\d,]+) ns, cycle (\d+) \(the instruction started at "
+                        r"cycle (\d+), in the re-run of step 2\); waves around it: tern sim "
+                        r"core (\S+) --waves mismatch\.fst --from-cycle (\d+) --cycles (\d+)$",
+                        reason)
+    assert written, reason
+    ns, cycle, start, first, count = (int(written.group(i).replace(",", ""))
+                                      for i in (1, 2, 3, 5, 6))
+    assert written.group(4) == str(case_path.resolve())
+    assert ns == 10 * cycle and first <= start <= cycle < first + count

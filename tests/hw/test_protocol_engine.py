@@ -9,14 +9,12 @@ import pytest
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.protocol_engine import ProtocolEngine
 from tern_fpga.sim.rtl.cocotb_support import build_component
+from tern_fpga.sim.rtl.runs import ENGINE_OPTIONS, engine_parameters
 
-# Tiny spaces, so that random addresses often land on their edges.
-FUZZ_PARAMS = PRESETS["micro"].replace(
-    name="fuzz", weight_memory_words=32, vector_memory_words=64, vector_work_words=32,
-    embedding_memory_words=128,
-    program_words=16, clock_hz=12_000_000)
-CONFIG = {"vocab": 1000, "token_history": 16, "board_id": 0xB0A7, "build_id": 0xC0FFEE42,
-          "frame_timeout_cycles": 300}
+# Tiny spaces, so that random addresses often land on their edges (`tern sim protocol-engine`
+# runs the same build).
+FUZZ_PARAMS = engine_parameters(PRESETS["micro"])
+CONFIG = ENGINE_OPTIONS
 
 
 @functools.cache

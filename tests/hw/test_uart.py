@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
-"""UART transmitter and receiver in Amaranth's simulator, against an ideal 8N1 line model."""
+"""UART transmitter and receiver in Amaranth's simulator, against the ideal 8N1 line model of
+:mod:`tern_fpga.sim.rtl.testbenches.uart` (which also runs them on Verilator: ``tern sim uart``)."""
 
-import math
 import random
 
 import pytest
@@ -9,40 +9,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from tern_fpga.hw.uart import UartRx, UartTx, baud_error, bit_period
-
-
-def line_levels(frames, cycles_per_bit, *, gap_bits=(0, 3), seed=0):
-    """The line, one level per cycle, carrying ``frames``: (byte, stop level) pairs, each
-    frame's bit ``k`` from ``start + k * cycles_per_bit``, random idle gaps between frames."""
-    rng = random.Random(seed)
-    levels, time = [1] * 5, 5.0
-    for byte, stop in frames:
-        bits = [0] + [(byte >> i) & 1 for i in range(8)] + [stop]
-        for k, bit in enumerate(bits):
-            end = time + (k + 1) * cycles_per_bit
-            levels += [bit] * (math.floor(end) - len(levels))
-        time += 10 * cycles_per_bit
-        if stop == 0:   # a break: stay low a while, then recover
-            levels += [0] * 3 * round(cycles_per_bit)
-            time = len(levels)
-        time += rng.uniform(*gap_bits) * cycles_per_bit
-        levels += [1] * (math.floor(time) - len(levels))
-    return levels + [1] * 3 * math.ceil(cycles_per_bit)
-
-
-def decode_line(levels, cycles_per_bit):
-    """Bytes of an ideal receiver sampling mid-bit; asserts every stop bit is high."""
-    received, cycle = [], 0
-    while cycle < len(levels):
-        if levels[cycle] == 1:
-            cycle += 1
-            continue
-        samples = [levels[min(len(levels) - 1, cycle + round((k + 0.5) * cycles_per_bit))]
-                   for k in range(10)]
-        assert samples[0] == 0 and samples[9] == 1, f"bad frame at cycle {cycle}: {samples}"
-        received.append(sum(bit << i for i, bit in enumerate(samples[1:9])))
-        cycle += round(9.5 * cycles_per_bit)
-    return received
+from tern_fpga.sim.rtl.testbenches.uart import decode_line, line_levels
 
 
 def run_rx(clock_hz, baud, levels, *, ready=True):

@@ -1,13 +1,15 @@
 """Hugging Face checkpoint folders: every accepted format, and every promised error."""
 
 import json
+import time
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from tern_fpga.quant import CheckpointError, HGRNBitConfig, HGRNBitForCausalLM, load_pretrained
-from tern_fpga.quant.checkpoint import save_pretrained
+from tern_fpga.quant.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.model import HGRNBitForCausalLM
 
 SMALL = {"vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2}
 
@@ -212,3 +214,41 @@ def test_error_index_names_path_outside_folder(tmp_path, model):
                                                 "model-2.safetensors"))
     assert "names shard '../elsewhere.safetensors', which is not a plain file name" in \
         error_of(tmp_path)
+
+
+@pytest.mark.parametrize("value, dtype", [(float("nan"), torch.float32),
+                                          (float("inf"), torch.float32),
+                                          (1e300, torch.float64)])  # infinite as float32
+def test_error_non_finite_weights(tmp_path, model, value, dtype):
+    state = {key: tensor.to(dtype) for key, tensor in model.state_dict().items()}
+    state["model.layers.1.attn.i_proj.weight"][3, :2] = value
+    save_state(tmp_path, state)
+    assert error_of(tmp_path) == (
+        f"model.layers.1.attn.i_proj.weight in {tmp_path} holds 2 value(s) that are NaN or "
+        f"infinite (as float32); the checkpoint is damaged or its training diverged: use an "
+        f"earlier or re-downloaded checkpoint")
+
+
+def test_error_layer_count_found_before_the_model_is_built(tmp_path, model):
+    save_state(tmp_path, model.state_dict(), num_hidden_layers=1000)
+    start = time.perf_counter()
+    assert error_of(tmp_path) == (
+        f"weights in {tmp_path} do not match its config.json: num_hidden_layers is 1,000 but "
+        f"the weights hold 2 layer(s) (model.layers.N, N from 0 to 1); correct config.json or "
+        f"use the weights it was saved with")
+    assert time.perf_counter() - start < 1.0  # building 1,000 layers takes seconds
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("num_hidden_layers", 20_000, ("num_hidden_layers is 20,000, more than any model this "
+                                  "implementation runs (at most 1,024): the config is damaged")),
+    ("hidden_size", 1 << 40, "hidden_size is 1,099,511,627,776, more than any model"),
+    ("rms_norm_eps", float("inf"), "rms_norm_eps must be a positive finite number, not inf"),
+    ("initializer_range", -1, "initializer_range must be a positive finite number, not -1"),
+    ("use_lower_bound", "yes", 'use_lower_bound must be true or false, not "yes"'),
+    ("pad_token_id", 0.0, ("pad_token_id must be null or a token id below vocab_size 64, "
+                          "not 0.0")),
+])
+def test_error_damaged_config_values(tmp_path, model, key, value, message):
+    save_state(tmp_path, model.state_dict(), **{key: value})
+    assert error_of(tmp_path).startswith(f"{tmp_path / 'config.json'}: {message}")

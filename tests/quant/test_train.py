@@ -15,8 +15,11 @@ from tern_fpga.commands import cli
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import preset as accelerator_preset
-from tern_fpga.quant import BitLinear, HGRNBitConfig, HGRNBitForCausalLM, load_pretrained
 from tern_fpga.quant import data as corpus
+from tern_fpga.quant.bitlinear import BitLinear
+from tern_fpga.quant.checkpoint import load_pretrained
+from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.quant.presets import PRESETS, get_preset
 from tern_fpga.quant.train import learning_rate, resolve_device, train
 

@@ -9,9 +9,11 @@ from tern_fpga.commands.cli import main as tern_main
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import PRESETS
-from tern_fpga.quant import HGRNBitConfig, HGRNBitForCausalLM, save_pretrained
+from tern_fpga.quant.checkpoint import save_pretrained
 from tern_fpga.quant.compiler import DoesNotFitError, compile_layout, compile_model
+from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.quant.export import export_checkpoint, to_export
+from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.sim.golden.model import (
     ExecutionError,
     GoldenModel,
@@ -182,7 +184,7 @@ def test_golden_follows_the_float_models_greedy_continuation():
     continued 32 tokens by the float64 model. Measured over 16 prompts x 128 tokens: 99.8 %
     (micro) and 99.3 % (demo); the floor allows 2 near-ties in these 96 positions."""
     from tern_fpga.explore.fidelity import continuation_prompts, greedy_continuation
-    from tern_fpga.quant import load_pretrained
+    from tern_fpga.quant.checkpoint import load_pretrained
 
     model = load_pretrained(CHECKPOINTS / "micro")
     result = greedy_continuation(model, MICRO, continuation_prompts(3), 32)

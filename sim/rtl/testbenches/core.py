@@ -7,7 +7,9 @@ next token, logits, recurrent state and (for localising a mismatch) its per-inst
 one ``step`` per token, and after every step reads back the logits and every layer's state through
 the same port and compares them with the golden. On the first mismatch it re-runs that step
 while watching the vector memory's write port and names the first instruction whose output
-differs from the golden's trace.
+differs from the golden's trace, the element, both values, when it was written, and the command
+that re-runs the simulation with waves around that cycle. :func:`profile` and :func:`timeline`
+sample one step cycle by cycle: the cycles spent at each instruction, and what each unit did.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from tern_fpga.sim.rtl.cocotb_support import start_clock_and_reset, test_config
+from tern_fpga.sim.rtl.cocotb_support import (
+    CLOCK_PERIOD_NS,
+    current_cycle,
+    start_clock_and_reset,
+    test_config,
+    trace_window,
+)
+
+# Cycles of waves offered before the differing instruction starts and after the element's write.
+WAVES_MARGIN = 16
 
 
 class CoreHost:
@@ -89,8 +100,11 @@ def signed32(words: np.ndarray) -> np.ndarray:
     return words.astype(np.uint32).view(np.int32).astype(np.int64)
 
 
-async def first_differing_instruction(dut, host, case, step) -> str:
-    """Re-run ``step`` from the golden's state before it, watching the vector memory's writes."""
+async def first_differing_instruction(dut, host, case, step, rerun: str) -> str:
+    """Re-run ``step`` from the golden's state before it, watching the vector memory's writes;
+    names the first instruction whose output differs from the golden's trace, with the
+    simulation time and cycle of the differing write and the command that re-runs with waves
+    around it (``rerun``, with ``{first}`` and ``{count}`` to fill)."""
     for layer_state in case["state_regions"]:
         address, length = (int(v) for v in layer_state)
         before = case["state_before"][step][address:address + length]
@@ -105,11 +119,13 @@ async def first_differing_instruction(dut, host, case, step) -> str:
     dut.run__valid.value = 1
     await RisingEdge(dut.clk)
     dut.run__valid.value = 0
-    written: dict[int, dict[int, int]] = {}
+    written: dict[int, dict[int, tuple[int, int]]] = {}   # pc: {element: (value, cycle)}
+    started: dict[int, int] = {}                          # pc: its first cycle
     while True:
         await ReadOnly()
         if dut.done__valid.value:
             break
+        started.setdefault(int(dut.pc.value), current_cycle())
         enable = int(dut.vector_write_en.value) if hasattr(dut, "vector_write_en") else 0
         if enable:
             pc = int(dut.vector_write_pc.value)   # a TMV's writes go on after its pc
@@ -118,9 +134,10 @@ async def first_differing_instruction(dut, host, case, step) -> str:
             for lane in range(lanes):
                 if enable >> lane & 1:
                     value = (data >> (32 * lane)) & 0xFFFF_FFFF
-                    written.setdefault(pc, {})[word * lanes + lane] = value - (
-                        1 << 32 if value >> 31 else 0)
+                    written.setdefault(pc, {})[word * lanes + lane] = (
+                        value - (1 << 32 if value >> 31 else 0), current_cycle())
         await RisingEdge(dut.clk)
+    end = current_cycle()
     await RisingEdge(dut.clk)
     dut.done__ready.value = 1
     await RisingEdge(dut.clk)
@@ -129,9 +146,20 @@ async def first_differing_instruction(dut, host, case, step) -> str:
         dst, values = expected[pc]
         got = written.get(pc, {})
         for index, value in enumerate(values.tolist()):
-            if got.get(dst + index) != value:
-                return (f"instruction {pc} ({case['program_text'][pc]}): element {index} is "
-                        f"{got.get(dst + index)}, the golden model wrote {value}")
+            found, cycle = got.get(dst + index, (None, None))
+            if found != value:
+                start = started.get(pc, end)
+                written_at = (f"written at {cycle * CLOCK_PERIOD_NS:,} ns, cycle {cycle}"
+                              if cycle is not None else
+                              f"never written (the step ended at cycle {end})")
+                first = max(0, start - WAVES_MARGIN)
+                last = (cycle if cycle is not None else end) + WAVES_MARGIN
+                text = " ".join(str(case["program_text"][pc]).split())
+                return (f"instruction {pc} ({text}): element "
+                        f"{index} is {found}, the golden model wrote {value}; {written_at} "
+                        f"(the instruction started at cycle {start}, in the re-run of step "
+                        f"{step}); waves around it: "
+                        + rerun.format(first=first, count=last - first))
     return "no single instruction's output differs (the mismatch is in state not traced)"
 
 
@@ -154,30 +182,57 @@ async def load_and_reset(dut, config) -> tuple:
     return case, host
 
 
+def _write_output(config, **found) -> None:
+    Path(config["output"]).write_text(json.dumps(found))
+
+
 @cocotb.test()
 async def whole_model(dut):
-    """Load, reset, then every step checked against the golden model."""
+    """Load, reset, then every step checked against the golden model (with waves of the
+    steps ``waves_steps``, first and last, if asked)."""
     config = test_config()
     case, host = await load_and_reset(dut, config)
     logits_address, vocab = (int(v) for v in case["logits_region"])
+    traced = config.get("waves_steps") or (-1, -1)
     cycle_counts = []
     for step, token in enumerate(case["tokens"].tolist()):
+        if step == traced[0]:
+            first_traced = current_cycle()
+            trace_window(first_traced)
         next_token, cycles = await host.run(int(case["step_entry"]), token)
         cycle_counts.append(cycles)
         logits = signed32(await host.read(2, logits_address, vocab))
         states = [signed32(await host.read(2, int(a), int(n))) for a, n in case["state_regions"]]
+        if step == traced[1]:
+            trace_window(first_traced, current_cycle())
         ok = next_token == int(case["next_tokens"][step]) and \
             (logits == case["logits"][step]).all() and \
             all((s == e).all() for s, e in zip(states, np.split(case["states"][step],
                                                                 len(states))))
         if not ok:
-            where = await first_differing_instruction(dut, host, case, step)
+            where = await first_differing_instruction(dut, host, case, step, config["rerun"])
             raise AssertionError(
                 f"step {step} (token {token}): the core gave token {next_token}, the golden "
                 f"{int(case['next_tokens'][step])}; logits equal: "
                 f"{(logits == case['logits'][step]).all()}; first difference: {where}")
     dut._log.info("cycles per token: %s", cycle_counts)
-    Path(config["cycles_file"]).write_text(" ".join(str(c) for c in cycle_counts))
+    _write_output(config, cycles=cycle_counts)
+
+
+async def _sample_step(dut, case, sample) -> None:
+    """Run the first step, calling ``sample()`` once a cycle until the core is done."""
+    dut.run__payload.value = int(case["step_entry"]) | (int(case["tokens"][0]) << 24)
+    dut.run__valid.value = 1
+    await RisingEdge(dut.clk)
+    dut.run__valid.value = 0
+    while True:
+        await ReadOnly()
+        if dut.done__valid.value:
+            break
+        sample()
+        await RisingEdge(dut.clk)
+    await RisingEdge(dut.clk)
+    dut.done__ready.value = 1
 
 
 @cocotb.test()
@@ -186,19 +241,34 @@ async def profile(dut):
 
     config = test_config()
     case, _ = await load_and_reset(dut, config)
-    dut.run__payload.value = int(case["step_entry"]) | (int(case["tokens"][0]) << 24)
-    dut.run__valid.value = 1
-    await RisingEdge(dut.clk)
-    dut.run__valid.value = 0
     cycles: dict[int, int] = {}
-    while True:
-        await ReadOnly()
-        if dut.done__valid.value:
-            break
+
+    def sample():
         pc = int(dut.pc.value)
         cycles[pc] = cycles.get(pc, 0) + 1
-        await RisingEdge(dut.clk)
-    await RisingEdge(dut.clk)
-    dut.done__ready.value = 1
-    Path(config["profile_file"]).write_text(json.dumps(
-        {str(pc): count for pc, count in sorted(cycles.items())}))
+
+    await _sample_step(dut, case, sample)
+    _write_output(config, profile={str(pc): count for pc, count in sorted(cycles.items())})
+
+
+@cocotb.test()
+async def timeline(dut):
+    """One step with the sequencer and the units sampled every cycle: a sample ``[cycle, pc,
+    sequencer state, matrix context busy, its pc, matrix unit busy, row unit busy, norm unit
+    busy]`` at the step's start and at each change (cycles from the step's start)."""
+
+    config = test_config()
+    case, _ = await load_and_reset(dut, config)
+    signals = (dut.pc, dut.fsm_state, dut.matrix_busy, dut.matrix_pc, dut.matvec.busy,
+               dut.row.busy, dut.norm.busy)
+    samples, start, last = [], current_cycle(), [0]
+
+    def sample():
+        values = [int(signal.value) for signal in signals]
+        last[0] = current_cycle() - start
+        if not samples or samples[-1][1:] != values:
+            samples.append([last[0], *values])
+
+    await _sample_step(dut, case, sample)
+    samples.append([last[0] + 1, *samples[-1][1:]])   # where the step ends
+    _write_output(config, samples=samples)

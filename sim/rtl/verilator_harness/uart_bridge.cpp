@@ -8,10 +8,14 @@
 // moves while something happens.
 //
 // Usage: uart_bridge --cycles-per-bit X [--port N] [--keep-listening] [--stats FILE]
-//                    [--reset-cycles N]
+//                    [--reset-cycles N] [--trace FILE.fst [--trace-from C] [--trace-cycles N]]
 // It prints "LISTENING <port>" once it listens on 127.0.0.1, then serves one client at a time.
 // Without --keep-listening it exits when the first client disconnects. SIGTERM and SIGINT end
 // it cleanly. At exit it writes one JSON object of counters to --stats.
+//
+// Built with Verilator's --trace-fst, --trace writes the clock cycles [C, C + N) to an FST file
+// (cycle n from n * 10 ns, as in the cocotb runs); without --trace-from nothing is written until
+// a line "trace N" on standard input starts a window of N cycles there and then.
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -34,6 +38,9 @@
 
 #include "Vtop.h"
 #include "verilated.h"
+#if VM_TRACE
+#include "verilated_fst_c.h"
+#endif
 
 namespace {
 
@@ -47,11 +54,15 @@ struct Options {
     bool keep_listening = false;
     std::string stats_path;
     int reset_cycles = 8;
+    std::string trace_path;
+    long long trace_from = -1;  // -1: when standard input says so
+    long long trace_cycles = 100000;
 };
 
 [[noreturn]] void usage(const char *message) {
     std::fprintf(stderr, "uart_bridge: %s\nusage: uart_bridge --cycles-per-bit X [--port N] "
-                         "[--keep-listening] [--stats FILE] [--reset-cycles N]\n", message);
+                         "[--keep-listening] [--stats FILE] [--reset-cycles N] "
+                         "[--trace FILE.fst [--trace-from C] [--trace-cycles N]]\n", message);
     std::exit(2);
 }
 
@@ -68,10 +79,16 @@ Options parse(int argc, char **argv) {
         else if (arg == "--keep-listening") options.keep_listening = true;
         else if (arg == "--stats") options.stats_path = value();
         else if (arg == "--reset-cycles") options.reset_cycles = std::atoi(value());
+        else if (arg == "--trace") options.trace_path = value();
+        else if (arg == "--trace-from") options.trace_from = std::atoll(value());
+        else if (arg == "--trace-cycles") options.trace_cycles = std::atoll(value());
         else if (arg.rfind("+verilator", 0) == 0) continue;
         else usage(("unknown argument " + arg).c_str());
     }
     if (!(options.cycles_per_bit >= 2)) usage("--cycles-per-bit must be at least 2");
+#if !VM_TRACE
+    if (!options.trace_path.empty()) usage("--trace needs a build with Verilator's --trace-fst");
+#endif
     return options;
 }
 
@@ -157,6 +174,84 @@ class Deserializer {
     uint64_t start_ = 0;
 };
 
+// The FST waveform of a window of clock cycles, and the "trace N" lines of standard input that
+// move it.
+class Tracer {
+  public:
+    static constexpr uint64_t kCyclePs = 10000;  // a cycle's simulation time (10 ns)
+
+    void open(Vtop *top, const Options &options) {
+#if VM_TRACE
+        if (options.trace_path.empty()) return;
+        Verilated::traceEverOn(true);
+        fst_.reset(new VerilatedFstC);
+        top->trace(fst_.get(), 99);
+        fst_->open(options.trace_path.c_str());
+        count_ = uint64_t(options.trace_cycles);
+        if (options.trace_from >= 0) window(uint64_t(options.trace_from));
+        fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+        listening_ = true;
+#else
+        (void)top;
+        (void)options;
+#endif
+    }
+
+    // Standard input's descriptor while it may still say "trace N", else -1.
+    int control() const { return listening_ ? 0 : -1; }
+
+    // Reads what standard input said; a "trace N" line starts a window of N cycles at `cycle`.
+    void poll(uint64_t cycle) {
+        if (!listening_) return;
+        char buffer[256];
+        ssize_t got;
+        while ((got = read(0, buffer, sizeof buffer)) > 0) pending_.append(buffer, size_t(got));
+        if (got == 0) listening_ = false;  // the other end closed it
+        size_t end;
+        while ((end = pending_.find('\n')) != std::string::npos) {
+            std::string line = pending_.substr(0, end);
+            pending_.erase(0, end + 1);
+            if (line.rfind("trace ", 0) == 0) {
+                count_ = std::strtoull(line.c_str() + 6, nullptr, 10);
+                window(cycle);
+            }
+        }
+    }
+
+    // After the design was evaluated with the clock low (half 0) or high (half 1).
+    void dump(uint64_t cycle, int half) {
+#if VM_TRACE
+        if (fst_ && cycle >= first_ && cycle < end_) {
+            fst_->dump(cycle * kCyclePs + half * kCyclePs / 2);
+        }
+#else
+        (void)cycle;
+        (void)half;
+#endif
+    }
+
+    void close() {
+#if VM_TRACE
+        if (fst_) fst_->close();
+#endif
+    }
+
+  private:
+    void window(uint64_t first) {
+        first_ = first;
+        end_ = first + count_;
+    }
+
+#if VM_TRACE
+    std::unique_ptr<VerilatedFstC> fst_;
+#endif
+    bool listening_ = false;
+    std::string pending_;
+    uint64_t count_ = 0;
+    uint64_t first_ = ~0ULL;
+    uint64_t end_ = ~0ULL;
+};
+
 int listen_on(int port, int *bound_port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) { std::perror("uart_bridge: socket"); std::exit(1); }
@@ -210,13 +305,17 @@ class Board {
     Board(const Options &options, VerilatedContext *context)
         : top_(new Vtop{context}), serializer_(options.cycles_per_bit),
           deserializer_(options.cycles_per_bit) {
+        tracer_.open(top_.get(), options);
         top_->uart_rx = 1;
         top_->rst = 1;
         for (int i = 0; i < options.reset_cycles; ++i) tick();
         top_->rst = 0;
     }
 
-    ~Board() { top_->final(); }
+    ~Board() {
+        top_->final();
+        tracer_.close();
+    }
 
     // Serves one client until it disconnects or a stop is requested. The bytes it sent before
     // it left still reach the design, as they would on a real line.
@@ -230,11 +329,13 @@ class Board {
                 // says something.
                 counters.clocking_seconds += seconds_since(started);
                 open = flush(client, outgoing) && wait_readable(client, outgoing);
+                tracer_.poll(counters.cycles);
                 started = std::chrono::steady_clock::now();
                 open = open && receive(client) && flush(client, outgoing);
                 continue;
             }
             if (open && (counters.cycles & 0xFF) == 0) {
+                tracer_.poll(counters.cycles);
                 open = receive(client) && flush(client, outgoing);
             }
             top_->uart_rx = serializer_.level(counters.cycles);
@@ -274,8 +375,10 @@ class Board {
     void tick() {
         top_->clk = 0;
         top_->eval();
+        tracer_.dump(counters.cycles, 0);
         top_->clk = 1;
         top_->eval();
+        tracer_.dump(counters.cycles, 1);
         ++counters.cycles;
     }
 
@@ -289,17 +392,23 @@ class Board {
         return true;
     }
 
-    // Sleeps until the client sends something (or the stop signal); false if it is gone.
-    static bool wait_readable(int client, std::vector<uint8_t> &outgoing) {
+    // Sleeps until the client sends something (or the stop signal, or a line on standard input
+    // while tracing); false if the client is gone.
+    bool wait_readable(int client, std::vector<uint8_t> &outgoing) {
         while (!stop_requested) {
             fd_set readable, writable;
             FD_ZERO(&readable);
             FD_ZERO(&writable);
             FD_SET(client, &readable);
+            int control = tracer_.control();
+            if (control >= 0) FD_SET(control, &readable);
             if (!outgoing.empty()) FD_SET(client, &writable);
             timeval timeout{0, 100000};
             int ready = select(client + 1, &readable, &writable, nullptr, &timeout);
             if (ready < 0 && errno != EINTR) return false;
+            if (ready > 0 && control >= 0 && FD_ISSET(control, &readable)) {
+                tracer_.poll(counters.cycles);
+            }
             if (ready > 0 && FD_ISSET(client, &writable) && !flush(client, outgoing)) return false;
             if (ready > 0 && FD_ISSET(client, &readable)) return true;
         }
@@ -309,6 +418,7 @@ class Board {
     std::unique_ptr<Vtop> top_;
     Serializer serializer_;
     Deserializer deserializer_;
+    Tracer tracer_;
 };
 
 void write_stats(const std::string &path, const Board &board) {
