@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from tern_fpga.contracts import tokenizer
+from tern_fpga.contracts import paths, tokenizer
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import EXPORT_KIND
 from tern_fpga.contracts.output_paths import check_output_file
@@ -24,7 +23,7 @@ from tern_fpga.contracts.params import preset
 from tern_fpga.host.session import connect, generate_text, load
 from tern_fpga.sim.golden.model import golden_from_file
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = paths.SOURCE_ROOT
 PROMPT = "The for statement is used to"
 
 
@@ -50,8 +49,8 @@ def run(args) -> int:
     from tern_fpga.quant.export import export_checkpoint  # here, not at the top: loads torch
 
     params = preset(args.preset)
-    checkpoint = REPOSITORY / "checkpoints" / args.preset
-    output = REPOSITORY / "build" / "demo" / f"{args.preset}.tern"
+    checkpoint = paths.shipped_checkpoint(args.preset)
+    output = paths.BUILD / "demo" / f"{args.preset}.tern"
     output.parent.mkdir(parents=True, exist_ok=True)
     check_output_file(output, EXPORT_KIND, option=None)
     prompt = tokenizer.encode(args.prompt)
