@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from amaranth.back import rtlil
 from amaranth.hdl import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -107,7 +108,6 @@ def synthesize(component, family: str, *, keep: Path | None = None) -> Synthesis
     RuntimeError
         If Yosys fails.
     """
-    from amaranth.back import rtlil  # here, not at the top: loads Amaranth
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")

@@ -24,6 +24,7 @@ from tern_fpga.contracts.isa import FIELDS, Flag, Instruction, Opcode, encode
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.weight_layout import pack_weight_image
 from tern_fpga.quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
+from tern_fpga.quant.model import HGRNBitForCausalLM
 
 __all__ = ["CompiledModel", "DoesNotFitError", "compile_model"]
 
@@ -344,7 +345,6 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
 def compile_layout(config, params: AcceleratorParameters) -> CompiledModel:
     """Lower a model configuration without weights: the program, memory map and sizes only
     (used to check that a model fits a preset, and for the released models' shapes)."""
-    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     with torch.device("meta"):
         model = HGRNBitForCausalLM(config)

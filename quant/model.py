@@ -296,5 +296,6 @@ class HGRNBitForCausalLM(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike):
         """Write ``config.json`` and ``model.safetensors`` to the folder ``path``."""
-        from tern_fpga.quant.checkpoint import save_pretrained  # here, not at the top: loads torch
+        # here, not at the top: tern_fpga.quant.checkpoint imports this module
+        from tern_fpga.quant.checkpoint import save_pretrained
         save_pretrained(self, path)

@@ -31,7 +31,10 @@ from tqdm import tqdm
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.output_paths import check_output_folder
 from tern_fpga.quant import data as corpus
+from tern_fpga.quant.bitlinear import BitLinear
+from tern_fpga.quant.checkpoint import save_pretrained
 from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.quant.presets import Preset, TrainingHyperparameters, get_preset
 
 __all__ = ["SAMPLE_BYTES", "SAMPLE_PROMPT", "learning_rate", "resolve_device", "train"]
@@ -93,7 +96,6 @@ def _optimizer(model: torch.nn.Module, hyper: TrainingHyperparameters):
 
 
 def _weight_counts(model: torch.nn.Module) -> dict:
-    from tern_fpga.quant.bitlinear import BitLinear  # here, not at the top: loads torch
     ternary = sum(m.weight.numel() for m in model.modules() if isinstance(m, BitLinear))
     total = sum(p.numel() for p in model.parameters())
     return {"ternary_weights": ternary, "other_parameters": total - ternary}
@@ -166,9 +168,6 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     TernError
         For an unknown preset or device, a bad hyper-parameter, or a non-empty output folder.
     """
-    # here, not at the top: loads torch
-    from tern_fpga.quant.checkpoint import save_pretrained
-    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     if isinstance(preset, str):
         preset = get_preset(preset)

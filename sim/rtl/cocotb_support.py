@@ -54,8 +54,10 @@ __all__ = [
     "build_component",
     "current_cycle",
     "failure_message",
+    "keep_runtime",
     "locked_directory",
     "pack_lanes",
+    "reuse_runtime",
     "simulated_cycles",
     "start_clock_and_reset",
     "test_config",
@@ -313,11 +315,11 @@ def build_component(component, toplevel: str, key: str, *,
                   "--vpi", "--public-flat-rw", "--prefix", "Vtop", "-o", toplevel,
                   "-LDFLAGS", linker, *VERILATOR_BUILD_ARGS, *verilator_args,
                   str(main), str(source)], log, log_file)
-            _reuse_runtime(build_dir, waves)
+            reuse_runtime(_runtime_cache(waves), _runtime_objects(waves), build_dir)
             _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(build_dir), "-f", "Vtop.mk",
                   f"VM_TRACE={int(waves)}", f"OPT_FAST={optimize}", "OPT_SLOW=-O0"],
                  log, log_file)
-        _keep_runtime(build_dir, waves)
+        keep_runtime(_runtime_cache(waves), _runtime_objects(waves), build_dir)
     return VerilatorBuild(toplevel=toplevel, build_dir=build_dir, traced=waves)
 
 
@@ -374,24 +376,24 @@ def _runtime_cache(traced: bool) -> Path:
                          + ("-fst" if traced else ""))
 
 
-def _runtime_objects(traced: bool):
-    for name in _RUNTIME_OBJECTS + (_TRACE_OBJECTS if traced else ()):
-        for suffix in (".d", ".o"):
-            yield name + suffix
+def _runtime_objects(traced: bool) -> tuple[str, ...]:
+    return tuple(name + suffix for name in _RUNTIME_OBJECTS + (_TRACE_OBJECTS if traced else ())
+                 for suffix in (".d", ".o"))
 
 
-def _reuse_runtime(build_dir: Path, traced: bool = False) -> None:
-    cache = _runtime_cache(traced)
-    for name in _runtime_objects(traced):
-        cached, target = cache / name, build_dir / name
-        if cached.exists() and not target.exists():
-            shutil.copyfile(cached, target)
+def reuse_runtime(cache: Path, objects, build_dir: Path) -> None:
+    """Copy Verilator's runtime ``objects`` kept in ``cache`` into ``build_dir``, after Verilator
+    wrote Vtop.mk: the copies are newer than it, so make takes them as up to date."""
+    for name in objects:
+        cached = cache / name
+        if cached.exists():
+            shutil.copyfile(cached, build_dir / name)
 
 
-def _keep_runtime(build_dir: Path, traced: bool = False) -> None:
-    cache = _runtime_cache(traced)
+def keep_runtime(cache: Path, objects, build_dir: Path) -> None:
+    """Keep the runtime ``objects`` a build of ``build_dir`` compiled, for the next build."""
     cache.mkdir(parents=True, exist_ok=True)
-    for name in _runtime_objects(traced):
+    for name in objects:
         built, cached = build_dir / name, cache / name
         if built.exists() and not cached.exists():
             # Copy, then rename: another worker may be reading the cache at the same time.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tern_fpga.contracts.boards import DEFAULT_BAUD
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import read_export
 from tern_fpga.sim.rtl.cocotb_support import (
@@ -36,7 +37,7 @@ from tern_fpga.sim.rtl.core_case import (
 )
 from tern_fpga.sim.rtl.waves import STATE_NAMES_FILE, VIEW_CYCLES, write_save_file
 
-__all__ = ["DEFAULT_BAUD", "ENGINE_OPTIONS", "UNITS", "Verdict", "core_timeline",
+__all__ = ["ENGINE_OPTIONS", "UNITS", "Verdict", "core_timeline",
            "engine_parameters", "run_core_case", "run_unit", "unit_build"]
 
 # The protocol engine's options in its fuzz test (``tests/hw/test_protocol_engine.py``).
@@ -53,7 +54,6 @@ def engine_parameters(params):
 
 
 # The UART's line rate in a ``tern sim uart`` run, unless asked for another: the boards'.
-DEFAULT_BAUD = 3_000_000
 
 
 @dataclasses.dataclass

@@ -40,7 +40,12 @@ from pathlib import Path
 
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.errors import TernError
-from tern_fpga.sim.rtl.cocotb_support import VERILATOR_BUILD_ARGS, locked_directory
+from tern_fpga.sim.rtl.cocotb_support import (
+    VERILATOR_BUILD_ARGS,
+    keep_runtime,
+    locked_directory,
+    reuse_runtime,
+)
 from tern_fpga.sim.rtl.waves import STATE_NAMES_FILE, write_save_file, write_state_names
 
 __all__ = ["BUILD_ROOT", "HARNESS", "VirtualBoard", "VirtualBoardError", "build_board"]
@@ -98,12 +103,12 @@ def build_board(top, name: str = "board", *, waves: bool = False) -> Path:
                   "-Mdir", str(directory), "-o", BINARY, *VERILATOR_BUILD_ARGS,
                   *(("--trace-fst",) if waves else ()),
                   str(directory / "top.v"), str(HARNESS)], log, log_path, name)
-            _reuse_runtime(directory, waves)
+            reuse_runtime(_runtime_cache(waves), _runtime_objects(waves), directory)
             # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty.
             _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(directory), "-f", "Vtop.mk",
                   "OPT_FAST=-O2", "OPT_SLOW=-O1", "CFG_CXXFLAGS_PCH_I=-include"],
                  log, log_path, name)
-        _keep_runtime(directory, waves)
+        keep_runtime(_runtime_cache(waves), _runtime_objects(waves), directory)
     _BUILT[id(top), waves] = (top, binary)
     return binary
 
@@ -126,25 +131,6 @@ def _runtime_cache(traced: bool) -> Path:
 
 def _runtime_objects(traced: bool) -> tuple[str, ...]:
     return _RUNTIME_OBJECTS + (_TRACE_OBJECTS if traced else ())
-
-
-def _reuse_runtime(directory: Path, traced: bool) -> None:
-    # Copied after Verilator wrote Vtop.mk, so make sees them as newer and up to date.
-    for name in _runtime_objects(traced):
-        cached = _runtime_cache(traced) / name
-        if cached.exists():
-            shutil.copyfile(cached, directory / name)
-
-
-def _keep_runtime(directory: Path, traced: bool) -> None:
-    cache = _runtime_cache(traced)
-    cache.mkdir(parents=True, exist_ok=True)
-    for name in _runtime_objects(traced):
-        built, cached = directory / name, cache / name
-        if built.exists() and not cached.exists():
-            partial = cache / f"{name}.{os.getpid()}.partial"
-            shutil.copyfile(built, partial)
-            partial.rename(cached)
 
 
 class VirtualBoard:

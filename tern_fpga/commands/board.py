@@ -11,18 +11,13 @@ from tern_fpga.contracts.bitstreams import (
     BITSTREAMS,  # (tests point it elsewhere)
     manifest,
 )
-from tern_fpga.contracts.boards import BOARDS, board
+from tern_fpga.contracts.boards import BOARDS, DEFAULT_BAUD, LINE_RATES, board
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import check_compiled, read_export
 from tern_fpga.contracts.params import preset
 from tern_fpga.host import session
 from tern_fpga.host.meters import measure_generation, open_meter
 from tern_fpga.host.programmer import find_programmer, run_programmer
-
-# Line rates a serial port and a bitstream use: below, a load takes hours and a dead link
-# minutes to notice; above, no USB serial bridge goes.
-LINE_RATES = (9_600, 12_000_000)
-DEFAULT_BAUD = 3_000_000
 
 
 def line_rate(text: str) -> int:

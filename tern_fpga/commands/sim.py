@@ -7,11 +7,13 @@ import json
 import shlex
 from pathlib import Path
 
+from tern_fpga.commands.board import line_rate
 from tern_fpga.contracts import tokenizer
+from tern_fpga.contracts.boards import DEFAULT_BAUD
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import read_export
 from tern_fpga.contracts.params import PRESETS, preset
-from tern_fpga.sim.rtl.runs import DEFAULT_BAUD, UNITS, core_timeline, run_core_case, run_unit
+from tern_fpga.sim.rtl.runs import UNITS, core_timeline, run_core_case, run_unit
 
 DEFAULT_WAVES_CYCLES = 20_000
 
@@ -37,12 +39,9 @@ def register(subparsers):
     parser.add_argument("--config", metavar="FILE",
                         help="a unit's inputs: a JSON object whose entries replace those of the "
                              "testbench's configuration (e.g. the matrix unit's \"shapes\")")
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+    parser.add_argument("--baud", type=line_rate, default=DEFAULT_BAUD,
                         help="uart: the line rate (default 3,000,000)")
-    parser.add_argument("--prompt", help="core: prompt text (byte-level models)")
-    parser.add_argument("--ids", help="core: prompt token ids, comma separated")
-    parser.add_argument("-n", "--tokens", type=int, default=4,
-                        help="core: tokens to generate after the prompt (default 4)")
+    tokenizer.add_prompt_arguments(parser, default_tokens=4, required=False)  # core only
     waves = parser.add_argument_group("waves and timeline")
     waves.add_argument("--waves", metavar="FILE.fst",
                        help="write an FST waveform of a window of cycles, and a GTKWave save "

@@ -14,7 +14,12 @@ from types import MappingProxyType
 
 from tern_fpga.contracts.errors import TernError
 
-__all__ = ["BOARDS", "Board", "Device", "board"]
+__all__ = ["BOARDS", "DEFAULT_BAUD", "LINE_RATES", "Board", "Device", "board"]
+
+# The UART rate the bitstreams are built for, and the line rates tern uses at all: below, a load
+# takes hours and a dead link minutes to notice; above, no USB serial bridge goes.
+DEFAULT_BAUD = 3_000_000
+LINE_RATES = (9_600, 12_000_000)
 
 
 @dataclass(frozen=True)

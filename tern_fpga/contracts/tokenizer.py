@@ -36,13 +36,14 @@ class IncrementalDecoder:
         return self._decoder.decode(bytes([token]))
 
 
-def add_prompt_arguments(parser, default_tokens: int = 64):
-    """``--prompt TEXT`` or ``--ids 1,2,3`` (one is required), and ``-n``."""
-    group = parser.add_mutually_exclusive_group(required=True)
+def add_prompt_arguments(parser, default_tokens: int = 64, required: bool = True):
+    """``--prompt TEXT`` or ``--ids 1,2,3`` (one of them, which ``required`` asks for), and
+    ``-n``."""
+    group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--prompt", help="prompt text (byte-level models)")
     group.add_argument("--ids", help="prompt token ids, comma separated")
     parser.add_argument("-n", "--tokens", type=int, default=default_tokens,
-                        help="tokens to generate")
+                        help=f"tokens to generate (default {default_tokens})")
 
 
 def encode_argument(text: str) -> list[int]:

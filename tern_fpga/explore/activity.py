@@ -29,11 +29,13 @@ import tempfile
 from pathlib import Path
 
 import cocotb
+from cocotb.simtime import get_sim_time
 
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
 from tern_fpga.sim.rtl.cocotb_support import CLOCK_PERIOD_NS, build_component, test_config
 from tern_fpga.sim.rtl.core_case import write_case
+from tern_fpga.sim.rtl.testbenches.core import load_and_reset
 
 __all__ = ["Activity", "UnitActivity", "generation", "measure_activity", "memory_data_ports",
            "read_toggle_counts"]
@@ -231,10 +233,7 @@ def measure_activity(preset_name: str, tokens: int = 2, *, prompt: bytes = b"T",
 async def generation(dut):
     """Load the case's model, run the reset entry, then ``steps`` greedy steps, each token
     checked against the golden model; write the steps' cycles and the window's length."""
-    from cocotb.simtime import get_sim_time  # here, not at the top: loads cocotb
 
-    # here, not at the top: loads cocotb
-    from tern_fpga.sim.rtl.testbenches.core import load_and_reset
 
     config = test_config()
     case, host = await load_and_reset(dut, config)

@@ -34,6 +34,9 @@ from tern_fpga.contracts.tokenizer import encode
 from tern_fpga.explore.report import Figure, machine_description
 from tern_fpga.host.meters import MeterError, RaplMeter, measure_generation, open_meter
 from tern_fpga.host.meters.rapl import DEFAULT_DOMAIN
+from tern_fpga.quant.checkpoint import load_pretrained
+from tern_fpga.quant.compiler import compile_model
+from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.quant.presets import PRESETS as MODEL_PRESETS
 from tern_fpga.quant.presets import get_preset
 from tern_fpga.sim.golden.model import GoldenModel
@@ -64,9 +67,6 @@ def load_baseline_model(checkpoint: str | os.PathLike | None, preset: str,
     TernError
         If an explicitly named checkpoint is missing and its folder name is not a preset.
     """
-    # here, not at the top: loads torch
-    from tern_fpga.quant.checkpoint import load_pretrained
-    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     folder = Path(checkpoint) if checkpoint else REPOSITORY / "checkpoints" / preset
     shown = folder.relative_to(REPOSITORY) if folder.is_relative_to(REPOSITORY) else folder
@@ -205,8 +205,6 @@ def measure_golden(model, preset: str, note: str, name: str, *, runs: int = 5,
     """Decode speed of the golden model (the bit-exact NumPy interpreter of the accelerator's
     program) for the model preset's accelerator parameters, on this CPU (``model``: a float32
     CPU model)."""
-    # here, not at the top: loads torch
-    from tern_fpga.quant.compiler import compile_model
 
     params = accelerator_preset(get_preset(preset).accelerator or preset)
     golden = GoldenModel(params, compile_model(model, params).sections())

@@ -21,8 +21,11 @@ from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import AcceleratorParameters, preset
 from tern_fpga.explore.report import Figure
+from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.data import load_splits
+from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.sim.golden.model import GoldenModel
 
 __all__ = ["ContinuationResult", "FidelityResult", "compare", "greedy_continuation", "run"]
@@ -158,7 +161,6 @@ def continuation_prompts(count: int, length: int = 24) -> list[list[int]]:
 
 
 def heldout_tokens(count: int, offset: int = 0) -> list[int]:
-    from tern_fpga.quant.data import load_splits  # here, not at the top: loads torch
 
     heldout = load_splits().heldout
     return heldout[offset:offset + count].tolist()
@@ -166,8 +168,6 @@ def heldout_tokens(count: int, offset: int = 0) -> list[int]:
 
 def random_block_at_370m_shapes(tokens: int = 16, seed: int = 0) -> FidelityResult:
     """One MatMul-free block with random weights at d=1024, I=2816 on the ``large`` preset."""
-    # here, not at the top: loads torch
-    from tern_fpga.quant.model import HGRNBitForCausalLM  # here, not at the top: loads torch
 
     torch.manual_seed(seed)
     config = HGRNBitConfig(vocab_size=256, hidden_size=1024, num_hidden_layers=1,
@@ -185,7 +185,6 @@ def random_block_at_370m_shapes(tokens: int = 16, seed: int = 0) -> FidelityResu
 
 def run(quick: bool = False) -> list:
     """``make bench`` provider: fidelity figures, labelled *simulated* (golden model)."""
-    from tern_fpga.quant.checkpoint import load_pretrained  # here, not at the top: loads torch
 
     figures = []
     count = 256 if quick else 2048
