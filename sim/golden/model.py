@@ -6,6 +6,11 @@ gives every instruction of ``tern_fpga/contracts/isa.py`` its integer meaning th
 ``tern_fpga/contracts/numerics.py``.
 With ``trace=True`` it records, for each executed instruction, the program counter and a copy of
 what it wrote, so that a mismatch can be pinned to one instruction and one element.
+
+Without a trace, a run is executed by the batched fast path
+(:mod:`tern_fpga.sim.golden.batched_run`), which reaches the same state with fewer NumPy calls;
+``batched=False`` keeps every run on this interpreter, the definition the fast path is tested
+against.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from tern_fpga.contracts.isa import ISA_VERSION, SCALE_REGISTERS, Flag, Instruct
 from tern_fpga.contracts.numerics import Scale
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.weight_layout import unpack_weight_image
+from tern_fpga.sim.golden.batched_run import BatchedRun, compile_batched_run
 
 __all__ = ["ExecutionError", "GoldenModel", "TraceRecord", "golden_from_export", "golden_from_file"]
 
@@ -56,9 +62,13 @@ class GoldenModel:
     trace : bool
         Record a :class:`TraceRecord` per executed instruction in :attr:`trace`; each run of
         the program (one :meth:`step`, or the reset) starts a new trace.
+    batched : bool
+        Execute runs without a trace on the batched fast path (same bits); ``False``: always
+        instruction by instruction.
     """
 
-    def __init__(self, params: AcceleratorParameters, sections: dict, trace: bool = False):
+    def __init__(self, params: AcceleratorParameters, sections: dict, trace: bool = False,
+                 batched: bool = True):
         self.params = params
         self.program = decode(sections["program"])
         self.reset_entry, self.step_entry = (int(v) for v in sections["entry_points"])
@@ -79,6 +89,8 @@ class GoldenModel:
         exact32 = params.activation_max * params.max_features < (1 << 24)
         self._matrix_dtype = np.float32 if exact32 else np.float64
         self._matrices: dict[tuple[int, int, int], np.ndarray] = {}
+        self.batched = batched
+        self._batched_runs: dict[int, BatchedRun | None] = {}
         self.reset()
 
     # Public API ---------------------------------------------------------------------------------
@@ -122,7 +134,14 @@ class GoldenModel:
     # Execution ----------------------------------------------------------------------------------
 
     def run(self, entry: int):
+        """Execute from ``entry`` to the first HALT."""
         self.trace.clear()
+        if self.batched and not self.record:
+            if entry not in self._batched_runs:
+                self._batched_runs[entry] = compile_batched_run(self, entry)
+            batched_run = self._batched_runs[entry]
+            if batched_run is not None and batched_run.execute():
+                return
         pc = entry
         while True:
             if pc >= len(self.program):

@@ -13,7 +13,6 @@ from tern_fpga.quant.checkpoint import save_pretrained
 from tern_fpga.quant.compiler import DoesNotFitError, compile_layout, compile_model
 from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.quant.export import export_checkpoint, to_export
-from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.sim.golden.model import (
     ExecutionError,
     GoldenModel,
@@ -21,18 +20,10 @@ from tern_fpga.sim.golden.model import (
     golden_from_file,
 )
 
+from support.random_model import random_model
+
 MICRO = PRESETS["micro"]
 CHECKPOINTS = paths.CHECKPOINTS
-
-
-def random_model(seed, d=64, layers=2, output_gate="swish"):
-    torch.manual_seed(seed)
-    config = HGRNBitConfig(vocab_size=256, hidden_size=d, num_hidden_layers=layers,
-                           output_gate=output_gate)
-    model = HGRNBitForCausalLM(config).eval()
-    with torch.no_grad():  # non-trivial lower bounds, so that the lb mix is exercised
-        model.model.lower_bounds.normal_(0, 1)
-    return model
 
 
 @pytest.mark.parametrize("seed, output_gate", [(0, "swish"), (1, "swish"), (2, "paper")])
