@@ -18,6 +18,7 @@ subclass with a message that says what to check.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import struct
 import time
@@ -30,6 +31,7 @@ from tqdm import tqdm
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.protocol import (
+    ABORT_REPLY,
     CRC_REPLY,
     DUPLICATE,
     IDENTIFY_REPLY,
@@ -390,7 +392,8 @@ class Board:
                  step_timeout: float = 30.0) -> Iterator[int]:
         """Feed ``prompt``, then generate ``count`` tokens greedily on the chip; yields each
         token as it arrives. ``step_timeout`` bounds the wait for any one token. A caller that
-        stops early leaves the chip to finish the run (commands answer BUSY meanwhile)."""
+        stops early (closes the generator, or is interrupted with Ctrl-C) ends the chip's run
+        with :meth:`abort`, so that the board takes commands again at once."""
         prompt = [int(t) for t in prompt]
         if not prompt:
             raise ValueError("generate needs a prompt of at least one token")
@@ -401,9 +404,10 @@ class Board:
         for start in range(0, count, MAX_RUN_COUNT):
             part = min(MAX_RUN_COUNT, count - start)
             payload = RUN_HEADER.pack(entry, token, part, RunMode.GENERATE)
-            for token in self._run(payload, part, f"RUN (generate {part} tokens)",
-                                   step_timeout=step_timeout):
-                yield token
+            with contextlib.closing(self._run(payload, part, f"RUN (generate {part} tokens)",
+                                              step_timeout=step_timeout)) as tokens:
+                for token in tokens:    # the last one starts the next part
+                    yield token
 
     def _run(self, payload: bytes, count: int, what: str, *,
              step_timeout: float = 30.0) -> Iterator[int]:
@@ -411,6 +415,20 @@ class Board:
         come, and from the chip's token history (TOKENS) when one is missing."""
         self._command(Code.RUN, payload, what)
         run_seq = self.link.seq
+        following = 0
+        try:
+            for token in self._follow(run_seq, count, what, step_timeout):
+                following += 1
+                yield token
+        except (GeneratorExit, KeyboardInterrupt):
+            # The caller stopped early: end the chip's run rather than leave it BUSY.
+            if following < count:
+                self.abort(timeout=step_timeout)
+            raise
+
+    def _follow(self, run_seq: int, count: int, what: str,
+                step_timeout: float) -> Iterator[int]:
+        """The run's ``count`` tokens in order (see :meth:`_run`)."""
         following, progress_at = 0, time.monotonic()
         poll = max(0.05, self.link.timeout / 2)
         while following < count:
@@ -451,6 +469,31 @@ class Board:
                 raise LinkTimeoutError(
                     f"{what}: no token for {step_timeout:.0f} s after token {following}; the "
                     f"core may be stuck (see board.status())")
+
+    def abort(self, *, timeout: float = 30.0) -> int | None:
+        """End the board's run at the next token boundary (ABORT) and wait until it has ended;
+        the memories and the tokens of the run stay as they are. Returns the steps the run
+        finished, or ``None`` if no run was in progress.
+
+        Raises
+        ------
+        LinkTimeoutError
+            If the run has not ended after ``timeout`` seconds (the core is stuck).
+        """
+        deadline = time.monotonic() + timeout
+        stopping = False
+        while True:
+            payload = self._command(Code.ABORT, b"", "ABORT")
+            _, running, produced = ABORT_REPLY.unpack(payload)
+            if not running:
+                return produced if stopping else None
+            stopping = True
+            if time.monotonic() > deadline:
+                raise LinkTimeoutError(
+                    f"the board's run did not end within {timeout:.0f} s of ABORT (still "
+                    f"running after {produced} steps); the core may be stuck: reset the board "
+                    f"(power-cycle it, or `tern flash` it again)")
+            time.sleep(0.002)
 
     def _tokens(self, start: int, wanted: int) -> tuple[list[int], bool]:
         wanted = min(wanted, 0xFFFF)

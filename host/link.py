@@ -146,7 +146,13 @@ class Link:
             for frame in self._receive(max(remaining, 0)):
                 if frame.code == Code.NAK:
                     self.stats["naks"] += 1
-                    return None, "nak"
+                    if frame.seq == seq:
+                        return None, "nak"
+                    # About another frame: garbage a dying host left on the line, or a frame
+                    # whose SEQ itself was damaged (its retransmission then waits for the
+                    # timeout).
+                    self.stats["other_naks"] += 1
+                    continue
                 if frame.code == Code.TOKEN:
                     self._notifications.append(frame)
                 elif frame.seq == seq and frame.code == code | RESPONSE:

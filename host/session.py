@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 
 from tern_fpga.contracts import tokenizer
@@ -113,9 +113,10 @@ class GenerationReport:
 
 
 def generate_text(board: Board, export, prompt: list[int], count: int, *, show: bool = True,
-                  out=sys.stdout) -> GenerationReport:
+                  out=None) -> GenerationReport:
     """Reset the model's state, feed ``prompt``, generate ``count`` tokens and print them as
     they arrive; measure at the host and read the chip's cycle counter around the run."""
+    out = sys.stdout if out is None else out    # at call time: tests and pipes replace it
     tokenizer.check_ids(prompt, export.model_config, "the prompt")
     byte_level = export.model_config.get("vocab_size") == tokenizer.BYTE_VOCABULARY
     board.reset()
@@ -123,11 +124,14 @@ def generate_text(board: Board, export, prompt: list[int], count: int, *, show: 
     report = GenerationReport(prompt_tokens=len(prompt))
     decoder = tokenizer.IncrementalDecoder() if byte_level else None
     start = time.perf_counter()
-    for token in board.generate(prompt, count):
-        report.generated.append(token)
-        if show:
-            out.write(decoder.feed(token) if byte_level else f"{token} ")
-            out.flush()
+    # closing: Ctrl-C (or a closed pipe) here ends the chip's run at once (ABORT), rather than
+    # when the generator is collected
+    with closing(board.generate(prompt, count)) as tokens:
+        for token in tokens:
+            report.generated.append(token)
+            if show:
+                out.write(decoder.feed(token) if byte_level else f"{token} ")
+                out.flush()
     report.seconds = time.perf_counter() - start
     after = board.status()
     report.cycles = after.cycles - before.cycles

@@ -22,6 +22,9 @@ from tern_fpga.contracts.errors import TernError
 
 __all__ = ["FaultyTransport", "SerialTransport", "TransportError"]
 
+# The line a virtual board sends before it hangs up on a client (sim/rtl/verilator_harness).
+VIRTUAL_BOARD_NOTICE = b"tern-virtual-board: "
+
 
 class TransportError(TernError):
     """The port cannot be opened or the connection broke; the message says what to check."""
@@ -71,6 +74,7 @@ class SerialTransport:
     def __init__(self, url: str, *, baud: int = 3_000_000):
 
         self.url = url
+        self._recent = b""     # the last bytes read, for a virtual board's parting words
         try:
             self._port = serial.serial_for_url(url, baudrate=baud, timeout=0, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as error:
@@ -81,8 +85,7 @@ class SerialTransport:
         try:
             self._port.write(data)
         except (serial.SerialException, OSError) as error:
-            raise TransportError(f"writing to {self.url} failed ({error}); the cable or the "
-                                 f"virtual board went away") from None
+            raise self._gone(f"writing to {self.url} failed ({error})") from None
 
     def read(self, timeout: float) -> bytes:
 
@@ -92,10 +95,19 @@ class SerialTransport:
             if not first:
                 return b""
             self._port.timeout = 0
-            return first + self._port.read(1 << 16)
+            data = first + self._port.read(1 << 16)
         except (serial.SerialException, OSError) as error:
-            raise TransportError(f"reading from {self.url} failed ({error}); the cable or the "
-                                 f"virtual board went away") from None
+            raise self._gone(f"reading from {self.url} failed ({error})") from None
+        self._recent = (self._recent + data)[-512:]
+        return data
+
+    def _gone(self, what: str) -> TransportError:
+        """The error for a connection that broke: the virtual board's reason if it gave one."""
+        if VIRTUAL_BOARD_NOTICE in self._recent:
+            said = self._recent.rpartition(VIRTUAL_BOARD_NOTICE)[2].split(b"\n")[0]
+            return TransportError(f"the virtual board at {self.url} hung up: "
+                                  f"{said.decode('ascii', 'replace')}")
+        return TransportError(f"{what}; the cable or the virtual board went away")
 
     def close(self) -> None:
         self._port.close()

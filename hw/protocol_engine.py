@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.protocol import (
+    ABORT_REPLY,
     COMMAND_LIMIT,
     DUPLICATE,
     IDENTIFY_REPLY,
@@ -245,7 +246,7 @@ class _Executor:
         space, address, count = word0, word1, word2
         entry, run_count, feed = word0, word1[16:], word2[:8] == RunMode.FEED
         with m.Switch(frame.code):
-            with m.Case(Code.IDENTIFY, Code.STATUS):
+            with m.Case(Code.IDENTIFY, Code.STATUS, Code.ABORT):
                 first_failing((frame.length != 0, Status.BAD_LENGTH))
             with m.Case(Code.WRITE, Code.READ, Code.CRC):
                 expected = Mux(frame.code == Code.WRITE, MEMORY_HEADER.size + (count << 2),
@@ -360,14 +361,18 @@ class _Executor:
                 with m.Elif(nak_pending):
                     m.d.sync += nak_pending.eq(0)
                     self.send(nak_reason, 1, code=Code.NAK, seq=nak_seq)
+                with m.Elif(receiver.frame.valid):
+                    # A command before a token notification: a core that makes tokens faster
+                    # than the line carries their notifications would otherwise starve the
+                    # host's commands (ABORT among them) until the run ends. The host sends one
+                    # frame at a time, so notifications still go out between them.
+                    m.d.sync += frame.eq(receiver.frame.payload)
+                    m.d.comb += receiver.read_address.eq(0)
+                    m.next = "fetch1"
                 with m.Elif(runner.notify.valid):
                     m.d.comb += runner.notify.ready.eq(1)
                     self.send(runner.notify.payload.as_value(), 4, code=Code.TOKEN,
                               seq=self.run_seq)
-                with m.Elif(receiver.frame.valid):
-                    m.d.sync += frame.eq(receiver.frame.payload)
-                    m.d.comb += receiver.read_address.eq(0)
-                    m.next = "fetch1"
             for i in range(1, HEADER_WORDS + 1):
                 with m.State(f"fetch{i}"):
                     m.d.comb += receiver.read_address.eq(i)
@@ -438,6 +443,13 @@ class _Executor:
                     self.release()
                     m.d.comb += runner.start.eq(1)
                     self.send(Status.OK, 1)
+            with m.Case(Code.ABORT):
+                # Taken while running, too: the run ends at the next token boundary, and the
+                # reply says whether one was still running and how many steps it finished.
+                self.release()
+                m.d.comb += runner.stop.eq(1)
+                self.send(Cat(Const(Status.OK, 8), runner.running, Const(0, 7),
+                              runner.produced), ABORT_REPLY.size)
             with m.Case(Code.TOKENS):
                 self.release()
                 available = Signal(16)

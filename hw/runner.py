@@ -34,6 +34,9 @@ class Runner(wiring.Component):
     -------
     start : ``In(1)``
         Start a run with ``entry``, ``token``, ``count`` (at least 1) and ``mode``.
+    stop : ``In(1)``
+        End the current run at the next token boundary: the step under way finishes (its
+        token is kept and offered) and no further step starts. Ignored when not running.
     run : ``Out(stream.Signature(run_layout))``, done : ``In(stream.Signature(16))``
         To the core.
     notify : ``Out(stream.Signature({"index": 16, "token": 16}))``
@@ -55,6 +58,7 @@ class Runner(wiring.Component):
         self._history = history
         super().__init__({
             "start": In(1),
+            "stop": In(1),
             "entry": In(24),
             "token": In(TOKEN_BITS),
             "count": In(16),
@@ -81,6 +85,7 @@ class Runner(wiring.Component):
 
         entry, count = Signal(24), Signal(16)
         generate, previous = Signal(), Signal(TOKEN_BITS)
+        stopping = Signal()     # a stop arrived during this run
         slot = self.produced[:(depth - 1).bit_length()]
         m.d.comb += [
             own_read.addr.eq(slot),
@@ -92,17 +97,23 @@ class Runner(wiring.Component):
         ]
         with m.If(self.notify.ready):
             m.d.sync += self.notify.valid.eq(0)
+        with m.If(self.stop & self.running):
+            m.d.sync += stopping.eq(1)
+        another_step = (self.produced != count) & ~stopping
 
         with m.FSM():
             with m.State("idle"), m.If(self.start):
                 m.d.sync += [entry.eq(self.entry), count.eq(self.count),
                              generate.eq(self.mode == RunMode.GENERATE),
-                             previous.eq(self.token), self.produced.eq(0)]
+                             previous.eq(self.token), self.produced.eq(0), stopping.eq(0)]
                 m.next = "fetch"
             with m.State("fetch"):
-                # The feed token of this step is read from the ring in this cycle.
+                # The feed token of this step is read from the ring in this cycle. A stop that
+                # arrived as the last step ended ends the run here, before the step starts.
                 m.d.comb += self.running.eq(1)
                 m.next = "issue"
+                with m.If(stopping):
+                    m.next = "idle"
             with m.State("issue"):
                 m.d.comb += [self.running.eq(1), self.run.valid.eq(1)]
                 with m.If(self.run.ready):
@@ -120,8 +131,8 @@ class Runner(wiring.Component):
                     ]
                     m.next = "step_done"
             with m.State("step_done"):
-                m.d.comb += self.running.eq(self.produced != count)
+                m.d.comb += self.running.eq(another_step)
                 m.next = "idle"
-                with m.If(self.produced != count):
+                with m.If(another_step):
                     m.next = "fetch"
         return m

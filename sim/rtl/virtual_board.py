@@ -16,6 +16,14 @@ untraced one keeps its speed) and writes a window of cycles there: the cycles
 :meth:`VirtualBoard.trace` (e.g. just before generating, after a load); a GTKWave save file
 (:mod:`tern_fpga.sim.rtl.waves`) is written beside it when the board stops.
 
+It behaves like a board on a USB serial bridge: the design runs whether or not a client is
+connected (a generation goes on after its host has gone, until ABORT or its end); one client at
+a time (another is told the board is in use); at most ``input_buffer`` bytes wait for the UART,
+beyond which the socket is not read, so that a fast sender is held back by TCP's flow control
+instead of filling memory. The harness ends with the :class:`VirtualBoard` (its standard input
+is a pipe from this process: if this process dies, the harness stops too), and leaves no file
+behind unless ``waves`` asked for one.
+
 The top level needs the ports ``uart_rx``, ``uart_tx`` and ``idle`` and a ``baud`` property
 (or pass ``baud=``). While ``idle`` is high and no byte is on its way, the harness sleeps
 instead of clocking, so simulated time runs only while something happens. Builds are cached
@@ -33,8 +41,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -54,6 +60,8 @@ BUILD_ROOT = paths.BUILD / "virtual_board"
 HARNESS = Path(__file__).resolve().parent / "verilator_harness" / "uart_bridge.cpp"
 BINARY = "uart_bridge"
 _START_TIMEOUT = 30.0
+# Bytes from the host that wait for the simulated UART: the FIFO of an FT2232-class bridge.
+INPUT_BUFFER = 4096
 
 
 class VirtualBoardError(TernError):
@@ -144,9 +152,8 @@ class VirtualBoard:
         ``params.clock_hz`` with the baud gives the bit period in cycles.
     baud : int, optional
         The design's UART rate; ``top.baud`` by default.
-    keep_listening : bool
-        Serve one client after another (the design keeps its state); by default the process
-        ends when the first client disconnects.
+    input_buffer : int
+        Bytes from the client that may wait for the UART (default :data:`INPUT_BUFFER`).
     name : str
         Names the build folder.
     waves : pathlib.Path, optional
@@ -163,25 +170,29 @@ class VirtualBoard:
     stats : dict
         After the context: ``cycles`` simulated, ``clocking_seconds`` (wall time spent
         clocking), ``wall_seconds``, ``cycles_per_second``, ``bytes_to_design``,
-        ``bytes_from_design``, ``connections``, ``framing_errors`` (seen by the harness).
+        ``bytes_from_design``, ``bytes_lost`` (sent by the design with no client connected),
+        ``connections``, ``refused`` (clients turned away while another was connected),
+        ``framing_errors`` (seen by the harness).
     save_file : pathlib.Path or None
         After the context, with ``waves``: the GTKWave save file.
     """
 
-    def __init__(self, top, params, *, baud: int | None = None, keep_listening: bool = False,
-                 name: str = "board", waves: Path | None = None,
+    def __init__(self, top, params, *, baud: int | None = None,
+                 input_buffer: int = INPUT_BUFFER, name: str = "board", waves: Path | None = None,
                  waves_window: tuple[int, int] | None = None):
         baud = getattr(top, "baud", None) if baud is None else baud
         if not (isinstance(baud, int) and baud > 0):
             raise ValueError(f"pass baud= (a positive integer) for a top level without a baud "
                              f"property, not {baud!r}")
         self._top, self._params, self._baud = top, params, baud
-        self._keep_listening = keep_listening
+        if not (isinstance(input_buffer, int) and input_buffer >= 1):
+            raise ValueError(f"input_buffer must be a positive number of bytes, not "
+                             f"{input_buffer!r}")
+        self._input_buffer = input_buffer
         self._name = name
         self._waves = None if waves is None else Path(waves).resolve()
         self._waves_window = waves_window
         self._process: subprocess.Popen | None = None
-        self._stats_path: Path | None = None
         self.url: str | None = None
         self.stats: dict = {}
         self.save_file: Path | None = None
@@ -192,23 +203,21 @@ class VirtualBoard:
 
     def __enter__(self) -> str:
         binary = build_board(self._top, self._name, waves=self._waves is not None)
-        handle, stats_path = tempfile.mkstemp(prefix="virtual-board-", suffix=".json")
-        os.close(handle)
-        self._stats_path = Path(stats_path)
         command = [str(binary), "--cycles-per-bit", repr(self.cycles_per_bit),
-                   "--stats", stats_path]
-        if self._keep_listening:
-            command.append("--keep-listening")
+                   "--input-buffer", str(self._input_buffer)]
         if self._waves is not None:
             self._waves.parent.mkdir(parents=True, exist_ok=True)
             command += ["--trace", str(self._waves)]
             if self._waves_window is not None:
                 command += ["--trace-from", str(self._waves_window[0]),
                             "--trace-cycles", str(self._waves_window[1])]
-        # Standard input carries trace() (with waves only: otherwise the harness never reads it).
+        # Standard input carries trace(), and its end stops the harness: also when this process
+        # dies without a word.
+        # A session of its own: Ctrl-C at the terminal is this process's to handle (the driver
+        # then ends the run with ABORT), not a signal that kills the board under it.
         self._process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.PIPE if self._waves is not None else subprocess.DEVNULL)
+            stdin=subprocess.PIPE, start_new_session=True)
         port = self._read_port()
         self.url = f"socket://127.0.0.1:{port}"
         return self.url
@@ -247,37 +256,34 @@ class VirtualBoard:
             return
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for stream in (process.stdin, process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
+        try:
+            output, _ = process.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
         self._process = None
-        self._read_stats()
+        self._read_stats(output)
         if self._waves is not None and self._waves.exists():
             directory = build_board(self._top, self._name, waves=True).parent
             self.save_file = write_save_file(self._waves, directory / "top.v", "top",
                                              state_file=directory / STATE_NAMES_FILE,
                                              root="TOP")
 
-    def _read_stats(self):
-        try:
-            self.stats = json.loads(self._stats_path.read_text())
-        except (OSError, ValueError):
-            self.stats = {}
-        finally:
-            self._stats_path.unlink(missing_ok=True)
+    def _read_stats(self, output: str):
+        """The harness's last words: a line ``STATS {json}``."""
+        self.stats = {}
+        for line in output.splitlines():
+            if line.startswith("STATS "):
+                self.stats = json.loads(line[len("STATS "):])
         if self.stats.get("clocking_seconds"):
             self.stats["cycles_per_second"] = self.stats["cycles"] / self.stats["clocking_seconds"]
 
-    def wait(self, timeout: float = 10.0) -> bool:
-        """Wait for the process to end by itself (the client left); True if it did."""
-        deadline = time.monotonic() + timeout
-        while self._process is not None and self._process.poll() is None:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+    @property
+    def process_id(self) -> int | None:
+        """The harness process's id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the harness process is alive."""
+        return self._process is not None and self._process.poll() is None

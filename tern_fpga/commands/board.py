@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -62,6 +63,10 @@ def register(subparsers):
         parser.add_argument("--port", required=True, help="serial port, pyserial URL or 'sim'")
         parser.add_argument("--baud", type=line_rate, default=DEFAULT_BAUD,
                             help="line rate of the bitstream (the virtual board uses its own)")
+        parser.add_argument("--abort", action="store_true",
+                            help="if the board is still running an earlier generation (its host "
+                                 "was killed, say), end that run first instead of stopping with "
+                                 "an error; on a terminal you are asked")
         if name == "generate":
             tokenizer.add_prompt_arguments(parser)
             parser.add_argument("--meter", help="power meter spec, e.g. hwmon:ina219 "
@@ -107,10 +112,29 @@ def run_flash(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
 def _connect(args, export):
+    """The board, idle: an earlier run still going is ended if ``--abort`` (or the user) says so."""
+    with session.connect(args.port, export.params, baud=args.baud,
+                         waves=_waves_file(args)) as (board, virtual):
+        if board.status().running:
+            question = "the board is still running an earlier generation; end it (ABORT)?"
+            if not (args.abort or _yes(question)):
+                raise TernError("the board is still running an earlier generation (its host "
+                                "left without ending it); pass --abort to end that run, or wait "
+                                "until it finishes")
+            steps = board.abort()
+            print(f"ended the board's earlier run after {steps} steps (ABORT); its memories "
+                  f"are as that run left them", file=sys.stderr)
+        yield board, virtual
 
-    return session.connect(args.port, export.params, baud=args.baud,
-                           waves=_waves_file(args))
+
+def _yes(question: str) -> bool:
+    """The user's answer on a terminal; no without one."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _read(args):
@@ -146,29 +170,38 @@ def run_generate(args) -> int:
             virtual.trace(args.waves_cycles)   # from here: the generation, not the load
         if args.prompt is not None:
             sys.stdout.write(args.prompt)
-        if args.meter:
-
-            meter = open_meter(args.meter)
-            meter.idle_baseline(3.0)
-            holder = {}
-
-            def generate():
-                holder["report"] = session.generate_text(board, export, prompt, args.tokens)
-                return holder["report"].generated
-
-            energy = measure_generation(meter, generate)
-            report = holder["report"]
-        else:
-            report = session.generate_text(board, export, prompt, args.tokens)
+        try:
+            report, energy = _generate(args, board, export, prompt)
+        except KeyboardInterrupt:
+            # The driver has ended the board's run (ABORT) as the generator closed.
+            print("\ninterrupted: the board's run was ended at a token boundary (ABORT); the "
+                  "export is still loaded", file=sys.stderr)
+            return 130
     where = "virtual board" if args.port == "sim" else args.port
     for line in report.lines(where):
         print(line)
     if virtual is not None and virtual.save_file:
         print(f"waves: {args.waves}; open with `gtkwave {virtual.save_file}`")
-    if args.meter:
+    if energy is not None:
         print(f"power measured by {args.meter}: {energy.mean_watts:.2f} W mean, "
               f"{energy.joules_per_token:.4f} J per token")
     return 0
+
+
+def _generate(args, board, export, prompt):
+    """The generation's report, and its energy if ``--meter`` names a power meter."""
+    if not args.meter:
+        return session.generate_text(board, export, prompt, args.tokens), None
+    meter = open_meter(args.meter)
+    meter.idle_baseline(3.0)
+    holder = {}
+
+    def generate():
+        holder["report"] = session.generate_text(board, export, prompt, args.tokens)
+        return holder["report"].generated
+
+    energy = measure_generation(meter, generate)
+    return holder["report"], energy
 
 
 # `tern generate --port sim --waves FILE.fst` (issue 22) ----------------------------------------

@@ -26,6 +26,7 @@ import zlib
 import numpy as np
 
 __all__ = [
+    "ABORT_REPLY",
     "COMMAND_LIMIT",
     "DUPLICATE",
     "ESCAPE",
@@ -53,7 +54,8 @@ __all__ = [
     "to_words",
 ]
 
-PROTOCOL_VERSION = 1
+# 2: ABORT (0x08) ends a run at the next token boundary.
+PROTOCOL_VERSION = 2
 FLAG = 0x7E
 ESCAPE = 0x7D
 ESCAPE_XOR = 0x20
@@ -69,6 +71,7 @@ MAX_FEED_TOKENS = 256
 MAX_TOKENS_PER_REPLY = 256
 TOKENS_REQUEST = struct.Struct("<HH")      # start index, most tokens wanted
 TOKENS_REPLY = struct.Struct("<BBH")       # status, running, produced (then u16 tokens)
+ABORT_REPLY = struct.Struct("<BBH")        # status, running (a run is stopping), produced
 TOKEN_NOTIFICATION = struct.Struct("<HH")  # index within the run, token
 IDENTIFY_REPLY = struct.Struct("<BBHIQHHI")
 STATUS_REPLY = struct.Struct("<BBHQIIIIIIIQ")
@@ -90,6 +93,7 @@ class Code(enum.IntEnum):
     RUN = 0x05
     STATUS = 0x06
     TOKENS = 0x07
+    ABORT = 0x08    # end the run at the next token boundary; memories are left as they are
     TOKEN = 0xC0    # board -> host: one token of a run, as it is produced
     NAK = 0xFF      # board -> host: a frame arrived damaged; send it again
 

@@ -14,6 +14,8 @@ class StandInBoard:
 
     def __init__(self, holds: bool):
         self.holds, self.loads = holds, 0
+        self.running, self.aborts = False, 0   # an earlier run still going; ABORTs received
+        self.interrupt_after = None     # Ctrl-C after this many tokens
         self.identity = types.SimpleNamespace(board_id=0xFFFF)
 
     def holds_export(self, export):
@@ -27,10 +29,18 @@ class StandInBoard:
         pass
 
     def status(self):
-        return types.SimpleNamespace(cycles=0, tokens=0)
+        return types.SimpleNamespace(cycles=0, tokens=0, running=self.running)
+
+    def abort(self):
+        self.aborts += 1
+        steps, self.running = (1234 if self.running else None), False
+        return steps
 
     def generate(self, prompt, count):
-        return iter([65] * count)
+        for index in range(count):
+            if index == self.interrupt_after:
+                raise KeyboardInterrupt
+            yield 65
 
 
 @pytest.fixture
@@ -69,3 +79,31 @@ def test_generate_checks_the_prompt_before_connecting(exported, one_line_error, 
     monkeypatch.setattr(session, "connect", connect)
     assert one_line_error(1, "generate", exported, "--port", "sim", "--ids", ids).startswith(
         f"--ids: token {int(ids)} is outside the model's vocabulary of 256 (ids 0 to 255)")
+
+
+def test_a_board_still_running_is_refused_without_abort(exported, one_line_error, stand_in):
+    stand_in.running = True
+    assert one_line_error(1, "generate", exported, "--port", "/dev/ttyUSB9", "--ids", "1") == (
+        "the board is still running an earlier generation (its host left without ending it); "
+        "pass --abort to end that run, or wait until it finishes")
+    assert stand_in.aborts == 0 and stand_in.loads == 0
+
+
+@pytest.mark.parametrize("command", ["load", "generate"])
+def test_abort_ends_the_earlier_run_first(exported, run, stand_in, command):
+    stand_in.running = True
+    extra = ("--ids", "1", "-n", "2") if command == "generate" else ()
+    status, _, err = run(command, exported, "--port", "/dev/ttyUSB9", "--abort", *extra)
+    assert status == 0, err
+    assert err.startswith("ended the board's earlier run after 1234 steps (ABORT)")
+    assert stand_in.aborts == 1 and stand_in.loads == 1
+
+
+def test_ctrl_c_during_generation_says_the_run_was_ended(exported, run, stand_in):
+    stand_in.interrupt_after = 3
+    status, out, err = run("generate", exported, "--port", "/dev/ttyUSB9", "--ids", "1", "-n",
+                           "50")
+    assert status == 130
+    assert out == "AAA"
+    assert err.rstrip().endswith("interrupted: the board's run was ended at a token boundary "
+                                 "(ABORT); the export is still loaded")

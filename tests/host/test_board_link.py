@@ -1,6 +1,12 @@
 """The host driver against the simulated board (engine + UART + memory-only stand-in core)."""
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,12 +14,16 @@ import pytest
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.protocol import (
+    RUN_HEADER,
+    Code,
     MemorySpace,
+    RunMode,
     crc32_words,
     space_words,
     to_words,
 )
 from tern_fpga.host.driver import Board, BoardError, WrongBoardError
+from tern_fpga.host.transport import SerialTransport, TransportError
 from tern_fpga.sim.rtl.link_test_board import stand_in_token
 from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
@@ -127,20 +137,118 @@ def test_feed_and_generate(virtual_board):
         assert status.cycles == status.tokens * BOARD_OPTIONS["run_cycles"]
 
 
-def test_virtual_board_ends_with_its_client(board_top):
+def test_virtual_board_outlives_its_clients_and_refuses_a_second(board_top):
+    virtual = VirtualBoard(board_top, LINK_PARAMS, name="link-test")
+    words = np.arange(1, 9, dtype=np.uint32) * 0x01010101
+    with virtual as url:
+        with Board(url) as first:
+            first.write_memory(MemorySpace.VECTOR, 5, words)
+            with pytest.raises(TransportError, match=rf"the virtual board at {url} hung up: in "
+                                                     r"use: another client is connected"):
+                Board(url, timeout=5.0)
+        # Like a board: the next client finds what the last one left.
+        with Board(url) as second:
+            np.testing.assert_array_equal(second.read_memory(MemorySpace.VECTOR, 5, 8), words)
+        assert virtual.running, "the harness stopped when its client left"
+    assert not virtual.running
+    stats = virtual.stats
+    assert stats["connections"] == 2 and stats["refused"] == 1 and stats["framing_errors"] == 0
+    assert stats["cycles"] > 0 and stats["cycles_per_second"] > 1e5
+
+
+def test_the_harness_ends_with_its_owner_killed(board_top, tmp_path):
+    """A process that dies without cleaning up (SIGKILL) leaves no simulator running."""
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    try:
+        harness = int(owner.stdout.readline())
+        assert _alive(harness)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 10
+    while _alive(harness) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(harness), f"the harness (pid {harness}) outlived its owner"
+    assert list(tmp_path.iterdir()) == []
+
+
+OWNER_SCRIPT = """
+from support.link import LINK_PARAMS, make_board
+from tern_fpga.sim.rtl.virtual_board import VirtualBoard
+board = VirtualBoard(make_board(), LINK_PARAMS, name="link-test")
+board.__enter__()
+print(board.process_id, flush=True)
+import time
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, waiting for a parent to reap it, has ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_flood_is_held_back_and_the_board_answers_after_it(board_top):
+    """A client that sends 100 MB at once is held back by TCP's flow control (the harness
+    buffers 4 KiB); when it goes, the next client is answered in seconds."""
     virtual = VirtualBoard(board_top, LINK_PARAMS, name="link-test")
     with virtual as url:
-        Board(url).close()
-        assert virtual.wait(10)
-    stats = virtual.stats
-    assert stats["connections"] == 1 and stats["framing_errors"] == 0
-    assert stats["cycles"] > 0 and stats["cycles_per_second"] > 1e5
-    assert stats["bytes_to_design"] == 7 and stats["bytes_from_design"] > 7
+        port = int(url.rpartition(":")[2])
+        flood = socket.create_connection(("127.0.0.1", port))
+        flood.settimeout(1.0)
+        accepted = 0
+        chunk = bytes(range(256)) * 4096    # 1 MiB, no valid frame in it
+        try:
+            while accepted < 100 << 20:
+                accepted += flood.send(chunk)
+        except TimeoutError:
+            pass
+        assert accepted < 32 << 20, f"{accepted:,} bytes taken without back-pressure"
+        flood.close()
+        start = time.monotonic()
+        with Board(url, timeout=2.0) as board:
+            assert board.identity.board_id == BOARD_OPTIONS["board_id"]
+        assert time.monotonic() - start < 20
+    assert virtual.stats["bytes_to_design"] < accepted
+
+
+def test_a_run_goes_on_without_its_host_and_abort_ends_it(virtual_board):
+    with Board(virtual_board) as host:
+        # A host that starts a very long run and dies without a word.
+        host._command(Code.RUN, RUN_HEADER.pack(1, 5, 60_000, RunMode.GENERATE), "RUN")
+    with Board(virtual_board, timeout=5.0) as board:
+        before = board.status()
+        time.sleep(0.3)
+        after = board.status()
+        assert before.running and after.tokens > before.tokens, "the run stopped with its host"
+        with pytest.raises(BoardError, match="BUSY"):
+            board.read_memory(MemorySpace.VECTOR, 0, 1)
+        finished = board.abort()
+        status = board.status()
+        assert not status.running and 0 < finished < 60_000
+        assert status.tokens - after.tokens <= finished    # ended within a step of the ABORT
+        assert board.abort() is None    # nothing left to stop
+        board.read_memory(MemorySpace.VECTOR, 0, 1)     # takes commands again
+        board.entry_points = {"reset": 0, "step": 1}
+        assert list(board.generate([3], 20)) == expected_chain(3, 20)
+
+
+def test_a_generation_closed_early_is_aborted(virtual_board):
+    with Board(virtual_board, timeout=5.0) as board:
+        board.entry_points = {"reset": 0, "step": 1}
+        with contextlib.closing(board.generate([11], 50_000)) as tokens:
+            first = [next(tokens) for _ in range(10)]
+        assert first == expected_chain(11, 10)
+        assert not board.status().running
+        board.write_memory(MemorySpace.VECTOR, 0, [1, 2, 3])
 
 
 def test_no_such_virtual_board_is_a_clear_error():
-    from tern_fpga.host.transport import TransportError
-
     with pytest.raises(TransportError, match="nothing listens at socket://127.0.0.1:9: is the "
                                              "virtual board running"):
         Board("socket://127.0.0.1:9")
@@ -148,8 +256,6 @@ def test_no_such_virtual_board_is_a_clear_error():
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_missing_and_busy_ports_are_clear_errors():
-    from tern_fpga.host.transport import SerialTransport, TransportError
-
     with pytest.raises(TransportError, match="serial port /dev/ttyTERN9 does not exist; check "
                                              "that the board is plugged in"):
         SerialTransport("/dev/ttyTERN9")

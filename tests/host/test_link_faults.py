@@ -12,27 +12,19 @@ from tern_fpga.contracts.protocol import Code, FrameDecoder, encode_frame
 from tern_fpga.host.driver import Board
 from tern_fpga.host.link import LinkGaveUpError, LinkTimeoutError
 from tern_fpga.host.transport import FaultyTransport, SerialTransport, TransportError
-from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
-from support.link import LINK_PARAMS, expected_chain, random_export, section_crcs_match
-
-
-@pytest.fixture
-def lasting_board(board_top):
-    """A simulated board that serves one client after another, keeping its memories."""
-    with VirtualBoard(board_top, LINK_PARAMS, name="link-test", keep_listening=True) as url:
-        yield url
+from support.link import expected_chain, random_export, section_crcs_match
 
 
 @pytest.mark.parametrize("seed, rate, must_load", [(1, 2e-4, True), (2, 2e-4, True),
                                                   (3, 2e-3, False)])
-def test_faulty_link_loads_intact_or_fails_loudly(lasting_board, seed, rate, must_load):
+def test_faulty_link_loads_intact_or_fails_loudly(virtual_board, seed, rate, must_load):
     export = random_export(10 + seed)
-    faulty = FaultyTransport(SerialTransport(lasting_board), flip=rate, drop=rate,
+    faulty = FaultyTransport(SerialTransport(virtual_board), flip=rate, drop=rate,
                              duplicate=rate, seed=seed)
     loaded = False
     try:
-        with Board(lasting_board, transport=faulty, timeout=0.15, retries=8) as board:
+        with Board(virtual_board, transport=faulty, timeout=0.15, retries=8) as board:
             board.load_export(export, progress=False)
             loaded = True
             generated = list(board.generate([5], 40))
@@ -42,7 +34,7 @@ def test_faulty_link_loads_intact_or_fails_loudly(lasting_board, seed, rate, mus
     assert sum(faulty.faults.values()) > 0
     if must_load:
         assert board.link.stats["retransmissions"] > 0
-    with Board(lasting_board) as clean:
+    with Board(virtual_board) as clean:
         assert section_crcs_match(clean, export) or not loaded
 
 
@@ -67,13 +59,13 @@ class DyingTransport:
         self.inner.close()
 
 
-def test_host_killed_mid_load_can_reconnect_and_reload(lasting_board):
+def test_host_killed_mid_load_can_reconnect_and_reload(virtual_board):
     export = random_export(20)
-    dying = DyingTransport(SerialTransport(lasting_board), limit=5000)
-    board = Board(lasting_board, transport=dying)
+    dying = DyingTransport(SerialTransport(virtual_board), limit=5000)
+    board = Board(virtual_board, transport=dying)
     with pytest.raises(TransportError, match="killed"):
         board.load_export(export, progress=False)
-    with Board(lasting_board) as board:
+    with Board(virtual_board) as board:
         board.load_export(export, progress=False)
         assert section_crcs_match(board, export)
         # The half frame was dropped (cut by the next FLAG or the frame timeout).

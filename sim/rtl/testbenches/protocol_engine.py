@@ -25,6 +25,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.protocol import (
+    ABORT_REPLY,
     COMMAND_LIMIT,
     CRC_REPLY,
     DUPLICATE,
@@ -152,6 +153,11 @@ class EngineModel:
         self.paused = None
         self.kept_one_fewer = 0         # TOKENS refused only because a run is in progress
         self.tokens_while_running = 0   # TOKENS replies with tokens, during a run
+        self.history_before_run = list(self.history)
+        # An ABORT during a paused run: the run's length once it has stopped (the step under
+        # way finishes, no further one starts).
+        self.stop_after = None
+        self.aborted_runs = 0
 
     def reply(self, seq, code, payload, bytes_received):
         """The expected reply payload (bytes), and the run's (index, token) list if any."""
@@ -183,6 +189,8 @@ class EngineModel:
             return self._run(payload, *words)
         if code == Code.TOKENS:
             return self._tokens(payload, words[0])
+        if code == Code.ABORT:
+            return self._abort(payload)
         return Status.BAD_COMMAND, b"", []
 
     def _memory(self, code, payload, space, address, count):
@@ -223,6 +231,7 @@ class EngineModel:
         if self.paused:
             return Status.BUSY, b"", []
         inputs = struct.unpack(f"<{count}H", payload[12:]) if feed else None
+        self.history_before_run = list(self.history)
         run, previous = [], token
         for index in range(count):
             previous = ((inputs[index] if feed else previous) * 31 + 7) % self.config["vocab"]
@@ -230,6 +239,30 @@ class EngineModel:
             run.append((index, previous))
         self.produced, self.tokens = count, self.tokens + count
         return Status.OK, b"", run
+
+    def _abort(self, payload):
+        if payload:
+            return Status.BAD_LENGTH, b"", []
+        if not self.paused:
+            return Status.OK, ABORT_REPLY.pack(0, 0, self.produced)[1:], []
+        _, run, produced = self.paused
+        if self.stop_after is None:
+            self.stop_after = min(len(run), produced + 1)
+        return Status.OK, ABORT_REPLY.pack(0, 1, produced)[1:], []
+
+    def end_abort(self, run):
+        """After a paused run has gone on: the part of ``run`` that an ABORT left, with the
+        ring and the counters as the engine has them."""
+        if self.stop_after is None:
+            return run
+        kept, self.stop_after = run[:self.stop_after], None
+        self.aborted_runs += len(kept) < len(run)
+        self.history = self.history_before_run
+        for index, token in kept:
+            self.history[index % len(self.history)] = token
+        self.tokens -= len(run) - len(kept)
+        self.produced = len(kept)
+        return kept
 
     def _tokens(self, payload, word):
         start, wanted = word & 0xFFFF, word >> 16
@@ -304,6 +337,7 @@ class Fuzzer:
             return Code.TOKENS, struct.pack("<HH", rng.randrange(8), rng.randrange(1, 40)) + \
                 bytes(rng.choice([0] * 5 + [1]))
         if kind == "bad":
+            # 0x08 is ABORT, mostly with a payload it must refuse
             return (rng.choice([0, 0x08, 0x3F, 0x40, 0x7F, 0x81, 0xC0, 0xFF]),
                     rng.randbytes(rng.randrange(20)))
         return (Code.STATUS if kind == "status" else Code.IDENTIFY), bytes(
@@ -411,6 +445,7 @@ async def fuzz(dut):
     model = EngineModel(params, config, core.memory)
     monitor = Monitor(dut, random.Random(config["seed"] + 1))
     fuzzer = Fuzzer(params, config, rng)
+    aborts = random.Random(config["seed"] + 2)
     cocotb.start_soon(core.serve_memory())
     cocotb.start_soon(core.serve_runs())
     cocotb.start_soon(monitor.collect())
@@ -442,6 +477,59 @@ async def fuzz(dut):
         expected.append((seq, code | RESPONSE, reply))
         return run
 
+    async def execute(frame, pause=None, during=None):
+        """Send ``frame``; if it starts a run and ``pause`` is ``(how, k)``, the core pauses
+        after k tokens and ``during(k)`` sends more frames while the run is in progress. Then
+        wait until the run (as an ABORT may have shortened it) has sent all its tokens."""
+        core.pause, core.finished = pause, 0
+        run = await send(*frame)
+        if run and pause:
+            how, produced = pause
+            tokens_out = sum(len(r) for _, r in runs) + produced
+            await monitor.wait_until(lambda out=tokens_out: replies_received() >= len(expected)
+                                     and tokens_received() >= out, 20_000,
+                                     "the paused run's reply and first tokens")
+            model.paused = (how, run, produced)
+            await during(produced)
+            await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000,
+                                     "reply to a frame during a run")
+            model.paused = None
+            run = model.end_abort(run)
+        core.pause = None
+        if run:
+            runs.append((frame[0], run))
+            # Let the run finish (with all its tokens out) before the next frame, so that the
+            # model knows the engine is not busy.
+            count = sum(len(r) for _, r in runs)
+            await monitor.wait_until(lambda count=count: tokens_received() == count, 20_000,
+                                     "end of the run")
+
+    async def fuzzed_frames_during(produced):
+        """Fuzzed frames, valid commands, TOKENS near the ring's edges, STATUS, ABORT."""
+        for _ in range(rng.randrange(1, 6)):
+            kind = rng.choice(["fuzzed", "valid", "tokens", "status"])
+            if kind == "status":
+                await send(*fuzzer.custom(Code.STATUS, b""))
+            elif kind == "tokens":
+                start = max(0, rng.choice([produced - history, produced - history + 1,
+                                           produced, produced + 1,
+                                           rng.randrange(produced + 1)]))
+                await send(*fuzzer.custom(Code.TOKENS, struct.pack(
+                    "<HH", start, rng.randrange(1, 40))))
+            else:
+                await send(*fuzzer.frame(valid=kind == "valid"))
+            if aborts.random() < 0.15:
+                await send(*fuzzer.custom(Code.ABORT, b""))
+
+    async def every_case_during(produced):
+        """Each case a run in progress must answer, once: TOKENS at the ring's edge and
+        within it, STATUS, a command the run makes BUSY, then ABORT."""
+        for start in (produced - history, produced - 3):
+            await send(*fuzzer.custom(Code.TOKENS, struct.pack("<HH", start, 8)))
+        await send(*fuzzer.custom(Code.STATUS, b""))
+        await send(*fuzzer.frame(valid=True, kind="write"))
+        await send(*fuzzer.custom(Code.ABORT, b""))
+
     for _ in range(config["frames"]):
         if rng.random() < 0.25:
             wire, pause = fuzzer.damage()
@@ -452,45 +540,22 @@ async def fuzz(dut):
                     await RisingEdge(dut.clk)
             continue
         pausing = rng.random() < 0.12
+        previous = fuzzer.previous
         frame = fuzzer.frame(valid=True, kind="run") if pausing else fuzzer.frame()
-        if pausing and frame[1] == Code.RUN:    # not a repeat of an earlier frame
+        pause = None
+        if pausing and frame is not previous:   # not a repeat of an earlier frame
             count = RUN_HEADER.unpack_from(frame[2])[2]
             # k: any, or the last (often past the ring's size)
             produced = rng.choice([rng.randrange(count), count - 1])
-            core.pause, core.finished = (rng.choice(["hold", "stall"]), produced), 0
-        run = await send(*frame)
-        if run and core.pause:
-            # Once the RUN's reply and its first k tokens are out, more frames arrive while the
-            # run is in progress: fuzzed ones, valid commands, TOKENS near the ring's edges.
-            how, produced = core.pause
-            tokens_out = sum(len(r) for _, r in runs) + produced
-            await monitor.wait_until(lambda out=tokens_out: replies_received() >= len(expected)
-                                     and tokens_received() >= out, 20_000,
-                                     "the paused run's reply and first tokens")
-            model.paused = (how, run, produced)
-            for _ in range(rng.randrange(1, 6)):
-                kind = rng.choice(["fuzzed", "valid", "tokens", "status"])
-                if kind == "status":
-                    await send(*fuzzer.custom(Code.STATUS, b""))
-                elif kind == "tokens":
-                    start = max(0, rng.choice([produced - history, produced - history + 1,
-                                               produced, produced + 1,
-                                               rng.randrange(produced + 1)]))
-                    await send(*fuzzer.custom(Code.TOKENS, struct.pack(
-                        "<HH", start, rng.randrange(1, 40))))
-                else:
-                    await send(*fuzzer.frame(valid=kind == "valid"))
-            await monitor.wait_until(lambda: replies_received() >= len(expected), 20_000,
-                                     "reply to a frame during a run")
-            model.paused = None
-        core.pause = None
-        if run:
-            runs.append((frame[0], run))
-            # Let the run finish (with all its tokens out) before the next frame, so that the
-            # model knows the engine is not busy.
-            count = sum(len(r) for _, r in runs)
-            await monitor.wait_until(lambda count=count: tokens_received() == count, 20_000,
-                                     "end of the run")
+            pause = (rng.choice(["hold", "stall"]), produced)
+        await execute(frame, pause, fuzzed_frames_during)
+    # Then every case of a run in progress at least once, whatever the draws above reached: a
+    # run paused with the ring full, once holding a token in the core and once stalled before
+    # the next step, each ended by ABORT.
+    for how in ("hold", "stall"):
+        frame = fuzzer.custom(Code.RUN, RUN_HEADER.pack(0, rng.randrange(1 << 16), history + 8,
+                                                        RunMode.GENERATE))
+        await execute(frame, (how, history + 2), every_case_during)
 
     seq = (fuzzer.seq + 1) & 0xFF
     await driver.send(encode_frame(seq, Code.IDENTIFY))
@@ -525,10 +590,13 @@ async def fuzz(dut):
     assert statuses["BUSY"], "no frame came during a run: the BUSY path went unchecked"
     assert model.tokens_while_running and model.kept_one_fewer, \
         "no TOKENS during a run returned tokens, or none met the ring's edge"
+    assert model.aborted_runs, "no ABORT during a run ended it early: the ABORT path went " \
+        "unchecked"
     assert paused_statuses == {0b10, 0b11}, \
         f"STATUS during paused runs showed only the flags {paused_statuses}"
     dut._log.info(f"{len(expected)} replies checked {dict(statuses)}, {len(core.writes)} writes, "
                   f"{len(tokens)} tokens, {model.duplicates} repeats, "
                   f"{model.tokens_while_running} TOKENS with tokens during a run, "
                   f"{model.kept_one_fewer} refused at the ring's edge, "
+                  f"{model.aborted_runs} runs ended early by ABORT, "
                   f"{sum(f.code == Code.NAK for f in monitor.frames)} NAKs")

@@ -1,4 +1,4 @@
-// A Verilator-built board: clocks the design and bridges its UART pins to one TCP client.
+// A Verilator-built board: clocks the design and bridges its UART pins to a TCP client.
 //
 // The design (Verilator prefix Vtop) has the ports clk, rst, uart_rx, uart_tx and idle. Bytes
 // from the client are sent bit by bit into uart_rx at --cycles-per-bit (8N1, each bit edge at
@@ -7,16 +7,26 @@
 // send either way, the harness sleeps in select() instead of clocking: simulated time only
 // moves while something happens.
 //
-// Usage: uart_bridge --cycles-per-bit X [--port N] [--keep-listening] [--stats FILE]
-//                    [--reset-cycles N] [--trace FILE.fst [--trace-from C] [--trace-cycles N]]
-// It prints "LISTENING <port>" once it listens on 127.0.0.1, then serves one client at a time.
-// Without --keep-listening it exits when the first client disconnects. SIGTERM and SIGINT end
-// it cleanly. At exit it writes one JSON object of counters to --stats.
+// It behaves like a board on a USB serial bridge:
+// - the design runs whether or not a client is connected (a run goes on after its host left;
+//   what the design sends with no client connected is lost, as on an unread serial port);
+// - one client at a time: another one is sent the line "tern-virtual-board: in use: ..." and
+//   disconnected;
+// - at most --input-buffer bytes from the client wait for the UART (default 4096, the FIFO of
+//   an FT2232-class bridge); beyond that the harness stops reading the socket, so TCP's flow
+//   control holds the sender back.
+//
+// Usage: uart_bridge --cycles-per-bit X [--port N] [--input-buffer BYTES] [--reset-cycles N]
+//                    [--trace FILE.fst [--trace-from C] [--trace-cycles N]]
+// It prints "LISTENING <port>" once it listens on 127.0.0.1. It runs until SIGTERM or SIGINT,
+// or until its standard input closes (its owner is gone); then it prints one line
+// "STATS {json}" of counters and exits.
 //
 // Built with Verilator's --trace-fst, --trace writes the clock cycles [C, C + N) to an FST file
 // (cycle n from n * 10 ns, as in the cocotb runs); without --trace-from nothing is written until
 // a line "trace N" on standard input starts a window of N cycles there and then.
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <chrono>
@@ -30,6 +40,7 @@
 #include <memory>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -51,8 +62,7 @@ void on_signal(int) { stop_requested = 1; }
 struct Options {
     double cycles_per_bit = 0;
     int port = 0;
-    bool keep_listening = false;
-    std::string stats_path;
+    long input_buffer = 4096;
     int reset_cycles = 8;
     std::string trace_path;
     long long trace_from = -1;  // -1: when standard input says so
@@ -61,7 +71,7 @@ struct Options {
 
 [[noreturn]] void usage(const char *message) {
     std::fprintf(stderr, "uart_bridge: %s\nusage: uart_bridge --cycles-per-bit X [--port N] "
-                         "[--keep-listening] [--stats FILE] [--reset-cycles N] "
+                         "[--input-buffer BYTES] [--reset-cycles N] "
                          "[--trace FILE.fst [--trace-from C] [--trace-cycles N]]\n", message);
     std::exit(2);
 }
@@ -76,8 +86,7 @@ Options parse(int argc, char **argv) {
         };
         if (arg == "--cycles-per-bit") options.cycles_per_bit = std::atof(value());
         else if (arg == "--port") options.port = std::atoi(value());
-        else if (arg == "--keep-listening") options.keep_listening = true;
-        else if (arg == "--stats") options.stats_path = value();
+        else if (arg == "--input-buffer") options.input_buffer = std::atol(value());
         else if (arg == "--reset-cycles") options.reset_cycles = std::atoi(value());
         else if (arg == "--trace") options.trace_path = value();
         else if (arg == "--trace-from") options.trace_from = std::atoll(value());
@@ -86,6 +95,7 @@ Options parse(int argc, char **argv) {
         else usage(("unknown argument " + arg).c_str());
     }
     if (!(options.cycles_per_bit >= 2)) usage("--cycles-per-bit must be at least 2");
+    if (options.input_buffer < 1) usage("--input-buffer must be at least 1");
 #if !VM_TRACE
     if (!options.trace_path.empty()) usage("--trace needs a build with Verilator's --trace-fst");
 #endif
@@ -174,8 +184,7 @@ class Deserializer {
     uint64_t start_ = 0;
 };
 
-// The FST waveform of a window of clock cycles, and the "trace N" lines of standard input that
-// move it.
+// The FST waveform of a window of clock cycles.
 class Tracer {
   public:
     static constexpr uint64_t kCyclePs = 10000;  // a cycle's simulation time (10 ns)
@@ -188,34 +197,17 @@ class Tracer {
         top->trace(fst_.get(), 99);
         fst_->open(options.trace_path.c_str());
         count_ = uint64_t(options.trace_cycles);
-        if (options.trace_from >= 0) window(uint64_t(options.trace_from));
-        fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
-        listening_ = true;
+        if (options.trace_from >= 0) window(uint64_t(options.trace_from), count_);
 #else
         (void)top;
         (void)options;
 #endif
     }
 
-    // Standard input's descriptor while it may still say "trace N", else -1.
-    int control() const { return listening_ ? 0 : -1; }
-
-    // Reads what standard input said; a "trace N" line starts a window of N cycles at `cycle`.
-    void poll(uint64_t cycle) {
-        if (!listening_) return;
-        char buffer[256];
-        ssize_t got;
-        while ((got = read(0, buffer, sizeof buffer)) > 0) pending_.append(buffer, size_t(got));
-        if (got == 0) listening_ = false;  // the other end closed it
-        size_t end;
-        while ((end = pending_.find('\n')) != std::string::npos) {
-            std::string line = pending_.substr(0, end);
-            pending_.erase(0, end + 1);
-            if (line.rfind("trace ", 0) == 0) {
-                count_ = std::strtoull(line.c_str() + 6, nullptr, 10);
-                window(cycle);
-            }
-        }
+    // The cycles [first, first + count) go to the file.
+    void window(uint64_t first, uint64_t count) {
+        first_ = first;
+        end_ = first + count;
     }
 
     // After the design was evaluated with the clock low (half 0) or high (half 1).
@@ -237,16 +229,9 @@ class Tracer {
     }
 
   private:
-    void window(uint64_t first) {
-        first_ = first;
-        end_ = first + count_;
-    }
-
 #if VM_TRACE
     std::unique_ptr<VerilatedFstC> fst_;
 #endif
-    bool listening_ = false;
-    std::string pending_;
     uint64_t count_ = 0;
     uint64_t first_ = ~0ULL;
     uint64_t end_ = ~0ULL;
@@ -261,7 +246,7 @@ int listen_on(int port, int *bound_port) {
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     address.sin_port = htons(uint16_t(port));
-    if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof address) < 0 || listen(fd, 1) < 0) {
+    if (bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof address) < 0 || listen(fd, 4) < 0) {
         std::fprintf(stderr, "uart_bridge: cannot listen on 127.0.0.1:%d: %s\n", port,
                      std::strerror(errno));
         std::exit(1);
@@ -269,43 +254,33 @@ int listen_on(int port, int *bound_port) {
     socklen_t length = sizeof address;
     getsockname(fd, reinterpret_cast<sockaddr *>(&address), &length);
     *bound_port = ntohs(address.sin_port);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     return fd;
-}
-
-// Waits for a client (or a stop signal); returns its non-blocking socket or -1.
-int accept_client(int listener) {
-    while (!stop_requested) {
-        fd_set readable;
-        FD_ZERO(&readable);
-        FD_SET(listener, &readable);
-        timeval timeout{0, 100000};
-        if (select(listener + 1, &readable, nullptr, nullptr, &timeout) > 0) {
-            int client = accept(listener, nullptr, nullptr);
-            if (client < 0) continue;
-            fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
-            int one = 1;
-            setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            return client;
-        }
-    }
-    return -1;
 }
 
 struct Counters {
     uint64_t cycles = 0;
     uint64_t bytes_to_design = 0;
     uint64_t bytes_from_design = 0;
+    uint64_t bytes_lost = 0;  // sent by the design with no client to take them
     uint64_t connections = 0;
+    uint64_t refused = 0;     // clients turned away while another was connected
     double clocking_seconds = 0;  // wall time spent clocking (not sleeping)
     double wall_seconds = 0;
 };
 
+const char kInUse[] =
+    "tern-virtual-board: in use: another client is connected to this virtual board; close it "
+    "(another tern command?) and try again\n";
+
 class Board {
   public:
-    Board(const Options &options, VerilatedContext *context)
+    Board(const Options &options, VerilatedContext *context, int listener)
         : top_(new Vtop{context}), serializer_(options.cycles_per_bit),
-          deserializer_(options.cycles_per_bit) {
+          deserializer_(options.cycles_per_bit), listener_(listener),
+          input_buffer_(size_t(options.input_buffer)) {
         tracer_.open(top_.get(), options);
+        fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
         top_->uart_rx = 1;
         top_->rst = 1;
         for (int i = 0; i < options.reset_cycles; ++i) tick();
@@ -313,37 +288,30 @@ class Board {
     }
 
     ~Board() {
+        if (client_ >= 0) close(client_);
         top_->final();
         tracer_.close();
     }
 
-    // Serves one client until it disconnects or a stop is requested. The bytes it sent before
-    // it left still reach the design, as they would on a real line.
-    void serve(int client) {
-        std::vector<uint8_t> outgoing;
-        bool open = true;
+    // Clocks the design (or sleeps while it is idle) and serves the clients until a stop.
+    void run() {
         auto started = std::chrono::steady_clock::now();
-        while ((open || serializer_.busy()) && !stop_requested) {
-            if (open && quiet()) {
-                // Nothing to simulate: send what the design said, then sleep until the client
-                // says something.
+        while (!stop_requested) {
+            if (quiet()) {
                 counters.clocking_seconds += seconds_since(started);
-                open = flush(client, outgoing) && wait_readable(client, outgoing);
-                tracer_.poll(counters.cycles);
+                wait_for_news();
                 started = std::chrono::steady_clock::now();
-                open = open && receive(client) && flush(client, outgoing);
+                service();
                 continue;
             }
-            if (open && (counters.cycles & 0xFF) == 0) {
-                tracer_.poll(counters.cycles);
-                open = receive(client) && flush(client, outgoing);
-            }
+            if ((counters.cycles & 0xFF) == 0) service();
             top_->uart_rx = serializer_.level(counters.cycles);
             tick();
             int byte = deserializer_.sample(counters.cycles, top_->uart_tx);
             if (byte >= 0) {
-                outgoing.push_back(uint8_t(byte));
                 ++counters.bytes_from_design;
+                if (client_ >= 0) outgoing_.push_back(uint8_t(byte));
+                else ++counters.bytes_lost;
             }
         }
         counters.clocking_seconds += seconds_since(started);
@@ -360,16 +328,77 @@ class Board {
 
     bool quiet() const { return top_->idle && !serializer_.busy() && !deserializer_.busy(); }
 
-    // Queues what the client has sent; false if it is gone.
-    bool receive(int client) {
-        uint8_t buffer[65536];
-        while (true) {
-            ssize_t got = recv(client, buffer, sizeof buffer, 0);
+    // Everything but the clock: standard input, new clients, the client's bytes both ways.
+    void service() {
+        read_control();
+        // The client first: one that has just hung up makes way for the one now knocking.
+        if (client_ >= 0 && !(receive() && flush())) drop_client();
+        accept_clients();
+    }
+
+    // Standard input: "trace N" lines; its end (the owner is gone) stops the board.
+    void read_control() {
+        char buffer[256];
+        ssize_t got;
+        while ((got = read(0, buffer, sizeof buffer)) > 0) control_.append(buffer, size_t(got));
+        if (got == 0) stop_requested = 1;
+        size_t end;
+        while ((end = control_.find('\n')) != std::string::npos) {
+            std::string line = control_.substr(0, end);
+            control_.erase(0, end + 1);
+            if (line.rfind("trace ", 0) == 0) {
+                tracer_.window(counters.cycles, std::strtoull(line.c_str() + 6, nullptr, 10));
+            }
+        }
+    }
+
+    void accept_clients() {
+        int client;
+        while ((client = accept(listener_, nullptr, nullptr)) >= 0) {
+            if (client_ >= 0) {
+                // A board's serial port is one program's at a time: say so, and hang up.
+                send(client, kInUse, sizeof kInUse - 1, MSG_NOSIGNAL);
+                close(client);
+                ++counters.refused;
+                continue;
+            }
+            fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
+            int one = 1;
+            setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            client_ = client;
+            ++counters.connections;
+        }
+    }
+
+    // The client left: the bytes it sent before still reach the design, as on a real line;
+    // what the design says from now on is lost.
+    void drop_client() {
+        close(client_);
+        client_ = -1;
+        outgoing_.clear();
+    }
+
+    // Takes what the client sent, up to the input buffer; false if it is gone. A client that
+    // hung up while the buffer is full, or reset the connection, is let go without reading
+    // what its socket still holds: a host that died loses its unsent bytes, as it would on a
+    // USB serial port. One that closed with a few bytes unsent has them sent first.
+    bool receive() {
+        uint8_t buffer[4096];
+        bool full = serializer_.queue.size() >= input_buffer_;
+        pollfd state{client_, POLLRDHUP, 0};
+        if (poll(&state, 1, 0) > 0 &&
+            ((state.revents & (POLLHUP | POLLERR)) || (full && (state.revents & POLLRDHUP)))) {
+            return false;
+        }
+        while (serializer_.queue.size() < input_buffer_) {
+            size_t room = std::min(sizeof buffer, input_buffer_ - serializer_.queue.size());
+            ssize_t got = recv(client_, buffer, room, 0);
             if (got == 0) return false;
             if (got < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
             serializer_.queue.insert(serializer_.queue.end(), buffer, buffer + got);
             counters.bytes_to_design += uint64_t(got);
         }
+        return true;
     }
 
     void tick() {
@@ -383,57 +412,54 @@ class Board {
     }
 
     // Sends what it can; false if the client is gone.
-    static bool flush(int client, std::vector<uint8_t> &outgoing) {
-        while (!outgoing.empty()) {
-            ssize_t sent = send(client, outgoing.data(), outgoing.size(), MSG_NOSIGNAL);
+    bool flush() {
+        while (!outgoing_.empty()) {
+            ssize_t sent = send(client_, outgoing_.data(), outgoing_.size(), MSG_NOSIGNAL);
             if (sent < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-            outgoing.erase(outgoing.begin(), outgoing.begin() + sent);
+            outgoing_.erase(outgoing_.begin(), outgoing_.begin() + sent);
         }
         return true;
     }
 
-    // Sleeps until the client sends something (or the stop signal, or a line on standard input
-    // while tracing); false if the client is gone.
-    bool wait_readable(int client, std::vector<uint8_t> &outgoing) {
-        while (!stop_requested) {
-            fd_set readable, writable;
-            FD_ZERO(&readable);
-            FD_ZERO(&writable);
-            FD_SET(client, &readable);
-            int control = tracer_.control();
-            if (control >= 0) FD_SET(control, &readable);
-            if (!outgoing.empty()) FD_SET(client, &writable);
-            timeval timeout{0, 100000};
-            int ready = select(client + 1, &readable, &writable, nullptr, &timeout);
-            if (ready < 0 && errno != EINTR) return false;
-            if (ready > 0 && control >= 0 && FD_ISSET(control, &readable)) {
-                tracer_.poll(counters.cycles);
-            }
-            if (ready > 0 && FD_ISSET(client, &writable) && !flush(client, outgoing)) return false;
-            if (ready > 0 && FD_ISSET(client, &readable)) return true;
+    // While the design is idle: sleeps until a client arrives or sends, the client can take
+    // more of what the design said, standard input says something, or a stop (100 ms at most).
+    void wait_for_news() {
+        fd_set readable, writable;
+        FD_ZERO(&readable);
+        FD_ZERO(&writable);
+        FD_SET(0, &readable);
+        FD_SET(listener_, &readable);
+        int highest = listener_;
+        if (client_ >= 0) {
+            FD_SET(client_, &readable);
+            if (!outgoing_.empty()) FD_SET(client_, &writable);
+            highest = std::max(highest, client_);
         }
-        return true;
+        timeval timeout{0, 100000};
+        select(highest + 1, &readable, &writable, nullptr, &timeout);
     }
 
     std::unique_ptr<Vtop> top_;
     Serializer serializer_;
     Deserializer deserializer_;
     Tracer tracer_;
+    int listener_;
+    size_t input_buffer_;
+    int client_ = -1;
+    std::vector<uint8_t> outgoing_;
+    std::string control_;
 };
 
-void write_stats(const std::string &path, const Board &board) {
-    if (path.empty()) return;
-    FILE *file = std::fopen(path.c_str(), "w");
-    if (!file) return;
+void print_stats(const Board &board) {
     const Counters &c = board.counters;
-    std::fprintf(file,
-                 "{\"cycles\": %llu, \"clocking_seconds\": %.6f, \"wall_seconds\": %.6f, "
-                 "\"bytes_to_design\": %llu, \"bytes_from_design\": %llu, "
-                 "\"connections\": %llu, \"framing_errors\": %llu}\n",
-                 (unsigned long long)c.cycles, c.clocking_seconds, c.wall_seconds,
-                 (unsigned long long)c.bytes_to_design, (unsigned long long)c.bytes_from_design,
-                 (unsigned long long)c.connections, (unsigned long long)board.framing_errors());
-    std::fclose(file);
+    std::printf("STATS {\"cycles\": %llu, \"clocking_seconds\": %.6f, \"wall_seconds\": %.6f, "
+                "\"bytes_to_design\": %llu, \"bytes_from_design\": %llu, \"bytes_lost\": %llu, "
+                "\"connections\": %llu, \"refused\": %llu, \"framing_errors\": %llu}\n",
+                (unsigned long long)c.cycles, c.clocking_seconds, c.wall_seconds,
+                (unsigned long long)c.bytes_to_design, (unsigned long long)c.bytes_from_design,
+                (unsigned long long)c.bytes_lost, (unsigned long long)c.connections,
+                (unsigned long long)c.refused, (unsigned long long)board.framing_errors());
+    std::fflush(stdout);
 }
 
 }  // namespace
@@ -447,23 +473,17 @@ int main(int argc, char **argv) {
 
     auto context = std::make_unique<VerilatedContext>();
     context->commandArgs(argc, argv);
-    Board board(options, context.get());
-
     int port = 0;
     int listener = listen_on(options.port, &port);
-    std::printf("LISTENING %d\n", port);
-    std::fflush(stdout);
-    while (!stop_requested) {
-        int client = accept_client(listener);
-        if (client < 0) break;
-        ++board.counters.connections;
-        board.serve(client);
-        close(client);
-        if (!options.keep_listening) break;
+    {
+        Board board(options, context.get(), listener);
+        std::printf("LISTENING %d\n", port);
+        std::fflush(stdout);
+        board.run();
+        board.counters.wall_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        print_stats(board);
     }
     close(listener);
-    board.counters.wall_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    write_stats(options.stats_path, board);
     return 0;
 }
