@@ -5,8 +5,8 @@ Each method computes, for a ``[rows, length]`` ``np.int64`` array, what the func
 :mod:`~tern_fpga.contracts.numerics` of the same name computes for each row, with the same
 integer operations in the same order, so the bits are the same (``tests/sim/
 test_golden_batched_run.py`` pins each one to the definition on random and extreme inputs). What
-differs is how many NumPy calls it takes: fewer, on preallocated arrays, and one call for all
-the rows of a batch; the sigmoid is one table lookup over every input of its interpolated range.
+differs is how many NumPy calls it takes: fewer, written into the vector memory directly where
+the rows are one view of it, and one call for all the rows of a batch.
 """
 
 from __future__ import annotations
@@ -18,25 +18,22 @@ import numpy as np
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.numerics import Scale
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.sim.golden.scale_arithmetic import ScaleArithmetic
 
 __all__ = ["BatchedNumerics"]
 
 # numerics.apply_scale's largest left shift and round_shift's largest right shift.
 _MAX_LEFT_SHIFT, _MAX_RIGHT_SHIFT = 42, 62
-# A sigmoid table over every input of the interpolated range, up to this many entries (16 MiB).
-_MAX_SIGMOID_TABLE = 1 << 21
 
 
 @cache
-def _sigmoid_everywhere(params: AcceleratorParameters) -> np.ndarray | None:
-    """``numerics.sigmoid`` of every input from ``-range - 1`` to ``range``, in Q.F: below that
-    span it equals its first entry, above it its last (``None`` if the span is too large)."""
-    reach = params.sigmoid_input_range * params.one
-    if 2 * reach + 2 > _MAX_SIGMOID_TABLE + 2:
-        return None
-    table = numerics.sigmoid(np.arange(-reach - 1, reach + 1, dtype=np.int64), params)
-    table.setflags(write=False)
-    return table
+def _sigmoid_segments(params: AcceleratorParameters) -> tuple[np.ndarray, np.ndarray]:
+    """Each segment's start value and rise, from ``numerics.sigmoid_table``; one more segment
+    past the last, starting at 1 and flat, for the inputs at and above the range."""
+    table = numerics.sigmoid_table(params)
+    starts = np.append(table[:-1], params.one)
+    rises = np.append(np.diff(table), 0)
+    return starts, rises
 
 
 class BatchedNumerics:
@@ -51,39 +48,52 @@ class BatchedNumerics:
         self._square_shift = params.square_shift
         self._square_max = np.int64((1 << params.square_saturation_bits) - 1)
         self._reach = params.sigmoid_input_range * params.one
-        self._sigmoid_table = _sigmoid_everywhere(params)
-        self._norm_scales: dict[tuple[int, Scale], Scale] = {}
+        self._sigmoid_starts, self._sigmoid_rises = _sigmoid_segments(params)
+        self._segment_shift = params.sigmoid_segment_shift
+        self._segment_half = np.int64((1 << params.sigmoid_segment_shift) >> 1)   # 0 for 0
+        self._fraction_mask = np.int64((1 << params.sigmoid_segment_shift) - 1)
+        self._reciprocal_roots: dict[int, Scale] = {}
+        self.scales = ScaleArithmetic(params)
 
-    def saturate(self, values: np.ndarray) -> np.ndarray:
-        """In place."""
+    # Each function returns its result in ``out`` where one is given (a view of the vector
+    # memory: one NumPy call fewer than a copy), else in a new array.
+
+    def saturate(self, values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Clamps ``values`` in place, or into ``out``."""
         np.minimum(values, self._high, out=values)
-        return np.maximum(values, self._low, out=values)
+        return np.maximum(values, self._low, out=values if out is None else out)
 
-    def multiply(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def multiply(self, a: np.ndarray, b: np.ndarray, out=None) -> np.ndarray:
         product = a * b
         product += self._frac_half
         product >>= self._frac
-        return self.saturate(product)
+        return self.saturate(product, out)
 
-    def add(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.saturate(a + b)
+    def add(self, a: np.ndarray, b: np.ndarray, out=None) -> np.ndarray:
+        return self.saturate(a + b, out)
 
-    def subtract(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.saturate(a - b)
+    def subtract(self, a: np.ndarray, b: np.ndarray, out=None) -> np.ndarray:
+        return self.saturate(a - b, out)
 
-    def one_minus(self, a: np.ndarray) -> np.ndarray:
-        return self.saturate(self._one - a)
+    def one_minus(self, a: np.ndarray, out=None) -> np.ndarray:
+        return self.saturate(self._one - a, out)
 
-    def sigmoid(self, x: np.ndarray) -> np.ndarray:
-        if self._sigmoid_table is None:
-            return numerics.sigmoid(x, self.params)
-        index = np.minimum(x, self._reach)
-        np.maximum(index, -self._reach - 1, out=index)
-        index += self._reach + 1
-        return self._sigmoid_table[index]
+    def sigmoid(self, x: np.ndarray, out=None) -> np.ndarray:
+        """An input below the range lands on the first segment's start with no fraction, one
+        at or above it on the extra flat segment: the values ``numerics.sigmoid`` gives them."""
+        offset = np.minimum(x, self._reach)
+        np.maximum(offset, -self._reach, out=offset)
+        offset += self._reach
+        index = offset >> self._segment_shift
+        offset &= self._fraction_mask
+        rise = self._sigmoid_rises[index]
+        rise *= offset
+        rise += self._segment_half
+        rise >>= self._segment_shift
+        return np.add(self._sigmoid_starts[index], rise, out=out)
 
-    def silu(self, x: np.ndarray) -> np.ndarray:
-        return self.multiply(x, self.sigmoid(x))
+    def silu(self, x: np.ndarray, out=None) -> np.ndarray:
+        return self.multiply(x, self.sigmoid(x), out)
 
     def sums_of_squares(self, x: np.ndarray) -> list[int]:
         """``numerics.sum_of_squares`` of each row."""
@@ -93,21 +103,19 @@ class BatchedNumerics:
         return squares.sum(axis=1).tolist()
 
     def norm_scale(self, sum_of_squares: int, epsilon_term: int, constant: Scale) -> Scale:
-        """``rsqrt(sum_of_squares + epsilon_term) * constant``, remembered: the QUANTs of one
-        input share it, and ``rsqrt_scale`` is Python integer arithmetic."""
-        key = (sum_of_squares + epsilon_term, constant)
-        scale = self._norm_scales.get(key)
-        if scale is None:
-            if len(self._norm_scales) > 4096:
-                self._norm_scales.clear()
-            scale = numerics.scale_multiply(numerics.rsqrt_scale(key[0], self.params), constant,
-                                            self.params)
-            self._norm_scales[key] = scale
-        return scale
+        """``rsqrt(sum_of_squares + epsilon_term) * constant``. The reciprocal square root is
+        remembered: the QUANTs of one input share it, and it is Python integer arithmetic."""
+        value = sum_of_squares + epsilon_term
+        root = self._reciprocal_roots.get(value)
+        if root is None:
+            if len(self._reciprocal_roots) > 4096:
+                self._reciprocal_roots.clear()
+            root = self._reciprocal_roots[value] = self.scales.rsqrt(value)
+        return self.scales.multiply(root, constant)
 
-    def apply_scales(self, values: np.ndarray, scales: list[Scale]) -> np.ndarray:
+    def apply_scales(self, values: np.ndarray, scales: list[Scale], out=None) -> np.ndarray:
         """``numerics.apply_scale`` of row ``i`` by ``scales[i]``."""
-        if all(scale == scales[0] for scale in scales):
+        if len(scales) == 1 or len(set(scales)) == 1:
             mantissa, exponent = scales[0]
             product = values * mantissa
             if exponent >= 0:
@@ -116,7 +124,7 @@ class BatchedNumerics:
                 shift = min(-exponent, _MAX_RIGHT_SHIFT)
                 product += 1 << (shift - 1)
                 product >>= shift
-            return self.saturate(product)
+            return self.saturate(product, out)
         mantissas = np.array([[s.mantissa] for s in scales], np.int64)
         left = np.array([[min(max(s.exponent, 0), _MAX_LEFT_SHIFT)] for s in scales], np.int64)
         right = [min(max(-s.exponent, 0), _MAX_RIGHT_SHIFT) for s in scales]
@@ -125,11 +133,12 @@ class BatchedNumerics:
         product <<= left
         product += halves
         product >>= np.array(right, np.int64)[:, None]
-        return self.saturate(product)
+        return self.saturate(product, out)
 
-    def quantize(self, x: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        """The int8 activations (as ``np.int64``) of ``numerics.quantize_activations`` and each
-        row's ``max(max|u|, 1)``, from which its scale follows."""
+    def quantize(self, x: np.ndarray, weight: np.ndarray, out: np.ndarray) -> list[int]:
+        """The int8 activations of ``numerics.quantize_activations`` into ``out`` (float32 for
+        the matrix product: exact), and each row's ``max(max|u|, 1)``, from which its scale
+        follows."""
         u = self.multiply(x, weight)
         magnitude = np.abs(u)
         largest = [max(m, 1) for m in magnitude.max(axis=1).tolist()]
@@ -146,5 +155,6 @@ class BatchedNumerics:
             magnitude += np.array([1 << (s - 1) for s in shifts], np.int64)[:, None]
             magnitude >>= np.array(shifts, np.int64)[:, None]
         np.minimum(magnitude, self.params.activation_max, out=magnitude)
-        magnitude *= np.sign(u)      # zero where u is: its magnitude rounds to zero
-        return magnitude, largest
+        # Zero where u is, whose magnitude rounds to zero.
+        np.multiply(magnitude, np.sign(u), out=out, casting="unsafe")
+        return largest

@@ -127,14 +127,16 @@ class BatchedRun:
         return lambda: memory[index]
 
     def _writer(self, addresses: list[int], length: int):
+        """``(out, finish)``: a function computes its result into ``out`` (a view of the rows
+        written, or ``None`` where they are not one view), then ``finish(result)`` stores it."""
         memory = self._memory
         for address in addresses:
             self._golden._read(address, length)
         rows = self._rows(addresses, length) if len(set(addresses)) == len(addresses) else None
         if rows is not None:
-            return lambda values: np.copyto(rows, values)
+            return rows, lambda values: None
         index = np.add.outer(np.array(addresses), np.arange(length))
-        return lambda values: memory.__setitem__(index, values)
+        return None, lambda values: memory.__setitem__(index, values)
 
     def _compile(self, group: Group):
         op, n, members = group.opcode, group.length, group.instructions
@@ -143,32 +145,33 @@ class BatchedRun:
                         Opcode.TMV: self._tmv}.get(op)
         if compile_kind is not None:
             return compile_kind(group)
-        write = self._writer([ins.dst for ins in members], n)
+        out, finish = self._writer([ins.dst for ins in members], n)
         a = self._reader([ins.a for ins in members], n, operand_a=True)
         if op in _UNARY:
             function = getattr(self._numerics, _UNARY[op])
-            return lambda: write(function(a()))
+            return lambda: finish(function(a(), out))
         if op in _BINARY:
             function = getattr(self._numerics, _BINARY[op])
             b = self._reader([ins.b for ins in members], n, operand_a=False)
-            return lambda: write(function(a(), b()))
+            return lambda: finish(function(a(), b(), out))
         raise ValueError(f"opcode {op!r} has no meaning in the golden model")
 
     def _zero(self, group: Group):
-        write = self._writer([ins.dst for ins in group.instructions], group.length)
+        out, finish = self._writer([ins.dst for ins in group.instructions], group.length)
         zeros = np.zeros((len(group.pcs), group.length), np.int64)
-        return lambda: write(zeros)
+        return lambda: finish(zeros) if out is None else np.copyto(out, zeros)
 
     def _embed(self, group: Group):
         golden = self._golden
         if group.length > golden.embeddings.shape[1]:
             raise ValueError("an embed longer than an embedding row")
-        writes = [(self._writer([ins.dst], group.length), ins.imm) for ins in group.instructions]
+        writes = [(self._writer([ins.dst], group.length)[0], ins.imm)
+                  for ins in group.instructions]
 
         def step():
             row = golden.embeddings[golden.token, :group.length]
-            for write, shift in writes:
-                write(row << shift)
+            for out, shift in writes:
+                np.left_shift(row, shift, out=out[0], dtype=np.int64)
         return step
 
     def _norm_inputs(self, group: Group):
@@ -181,17 +184,18 @@ class BatchedRun:
     def _norm(self, group: Group):
         numerics_ = self._numerics
         x, weight, constants = self._norm_inputs(group)
-        write = self._writer([ins.dst for ins in group.instructions], group.length)
+        out, finish = self._writer([ins.dst for ins in group.instructions], group.length)
 
         def step():
             rows = x()
             scales = [numerics_.norm_scale(total, epsilon_term, constant) for total,
                       (epsilon_term, constant) in zip(numerics_.sums_of_squares(rows), constants)]
-            write(numerics_.apply_scales(numerics_.multiply(rows, weight()), scales))
+            finish(numerics_.apply_scales(numerics_.multiply(rows, weight()), scales, out))
         return step
 
     def _quant(self, group: Group):
-        numerics_, params, n, pcs = self._numerics, self._golden.params, group.length, group.pcs
+        numerics_, n, pcs = self._numerics, group.length, group.pcs
+        scale_arithmetic = numerics_.scales
         if n > self._golden.activations.size or any(
                 ins.dst >= len(self._golden.scales) for ins in group.instructions):
             raise ValueError("a quant past the activation buffer or the scale registers")
@@ -204,13 +208,12 @@ class BatchedRun:
 
         def step():
             inputs = x()
-            quantized, largest = numerics_.quantize(inputs, weight())
-            np.copyto(defined, quantized)
+            largest = numerics_.quantize(inputs, weight(), defined)
             for pc, total, (epsilon_term, constant), peak in zip(
                     pcs, numerics_.sums_of_squares(inputs), constants, largest):
-                scales[pc] = numerics.scale_multiply(
+                scales[pc] = scale_arithmetic.multiply(
                     numerics_.norm_scale(total, epsilon_term, constant),
-                    numerics.scale_from_int(peak, params), params)
+                    scale_arithmetic.from_int(peak))
         return step
 
     def _tmv(self, group: Group):
@@ -237,7 +240,7 @@ class BatchedRun:
             stacked = np.stack(matrices)
             products = lambda: np.matmul(stacked, np.stack(vectors)[:, :, None])[:, :, 0]
         argmax = [i for i, _ in enumerate(members)] if flags & Flag.ARGMAX else []
-        write = None if flags & Flag.NO_WRITE else \
+        out, finish = (None, None) if flags & Flag.NO_WRITE else \
             self._writer([ins.dst for ins in members], n)
         scale_of = [self._scale_reader(pc, ins.b) for pc, ins in zip(group.pcs, members)]
         numerics_ = self._numerics
@@ -246,8 +249,8 @@ class BatchedRun:
             sums = products().astype(np.int64)
             for row in argmax:
                 golden.token = int(np.argmax(sums[row]))
-            if write is not None:
-                write(numerics_.apply_scales(sums, [scale() for scale in scale_of]))
+            if finish is not None:
+                finish(numerics_.apply_scales(sums, [scale() for scale in scale_of], out))
         return step
 
     def _scale_reader(self, pc: int, register: int):

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 
 __all__ = ["Group", "RunPlan", "plan_run"]
@@ -75,57 +77,56 @@ def _memory_ranges(ins: Instruction) -> tuple[list[range], list[range]]:
     return reads, [range(ins.dst, ins.dst + n)] if writes_memory else []
 
 
-def _overlap(first: list[range], second: list[range]) -> bool:
-    return any(x.start < y.stop and y.start < x.stop for x in first for y in second)
-
-
 def _token_use(ins: Instruction) -> tuple[bool, bool]:
     """Whether ``ins`` reads and whether it writes the token register."""
     return ins.opcode == Opcode.EMBED, ins.opcode == Opcode.TMV and bool(ins.flags & Flag.ARGMAX)
 
 
-def _depends(later: Instruction, earlier: Instruction) -> bool:
-    reads, writes = _memory_ranges(later)
-    earlier_reads, earlier_writes = _memory_ranges(earlier)
-    if _overlap(reads, earlier_writes) or _overlap(writes, earlier_reads + earlier_writes):
-        return True
-    (reads_token, writes_token), (earlier_reads_token, earlier_writes_token) = \
-        _token_use(later), _token_use(earlier)
-    return (reads_token and earlier_writes_token) or \
-        (writes_token and (earlier_reads_token or earlier_writes_token))
-
-
 def plan_run(program: list[Instruction], entry: int) -> RunPlan:
     """Plan the run of ``program`` from ``entry`` to its first HALT.
 
-    The caller has checked that a HALT follows ``entry``.
+    The caller has checked that a HALT follows ``entry``. For each word of the vector memory
+    (and for the token register) the plan keeps the highest level that has read it and the
+    highest that has written it: an instruction goes one level above every one it conflicts
+    with.
     """
-    pcs, levels = [], {}
-    activation_source, scale_source, last_quant, last_scale_write = {}, {}, None, {}
-    pc = entry
-    while program[pc].opcode != Opcode.HALT:
-        ins, level = program[pc], 0
-        for earlier in pcs:
-            if _depends(ins, program[earlier]):
-                level = max(level, levels[earlier] + 1)
+    run = list(range(entry, next(pc for pc in range(entry, len(program))
+                                 if program[pc].opcode == Opcode.HALT)))
+    ends = [span.stop for pc in run for spans in _memory_ranges(program[pc]) for span in spans]
+    read_level = np.full(max(ends, default=0), -1)
+    write_level = np.full(max(ends, default=0), -1)
+    token_read_level = token_write_level = -1
+    levels, activation_source, scale_source, last_quant, last_scale_write = {}, {}, {}, None, {}
+    for pc in run:
+        ins = program[pc]
+        reads, writes = _memory_ranges(ins)
+        reads_token, writes_token = _token_use(ins)
+        after = [write_level[r.start:r.stop].max(initial=-1) for r in reads]
+        after += [max(write_level[w.start:w.stop].max(initial=-1),
+                      read_level[w.start:w.stop].max(initial=-1)) for w in writes]
+        after += [token_write_level] if reads_token else []
+        after += [token_write_level, token_read_level] if writes_token else []
         if ins.opcode == Opcode.TMV:
             activation_source[pc] = last_quant
             scale_source[pc] = last_scale_write.get(ins.b)
-            for source in (last_quant, last_scale_write.get(ins.b)):
-                if source is not None:
-                    level = max(level, levels[source] + 1)
+            after += [levels[source] for source in (activation_source[pc], scale_source[pc])
+                      if source is not None]
+        level = levels[pc] = int(max(after, default=-1)) + 1
+        for r in reads:
+            np.maximum(read_level[r.start:r.stop], level, out=read_level[r.start:r.stop])
+        for w in writes:
+            np.maximum(write_level[w.start:w.stop], level, out=write_level[w.start:w.stop])
+        token_read_level = max(token_read_level, level) if reads_token else token_read_level
+        token_write_level = max(token_write_level, level) if writes_token else token_write_level
         if ins.opcode == Opcode.QUANT:
             last_quant, last_scale_write[ins.dst] = pc, pc
-        pcs.append(pc)
-        levels[pc] = level
-        pc += 1
     batches: dict[tuple, list[int]] = {}
-    for pc in pcs:
+    for pc in run:
         ins = program[pc]
         kind = (levels[pc], ins.opcode, ins.length, ins.flags,
                 ins.a if ins.opcode == Opcode.TMV else 0)
         batches.setdefault(kind, []).append(pc)
     groups = [Group(tuple(members), tuple(program[pc] for pc in members))
               for _, members in sorted(batches.items(), key=lambda item: item[0][0])]
-    quants = [pc for pc in pcs if program[pc].opcode == Opcode.QUANT]
+    quants = [pc for pc in run if program[pc].opcode == Opcode.QUANT]
     return RunPlan(groups, activation_source, scale_source, quants)

@@ -15,6 +15,7 @@ from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.batched_numerics import BatchedNumerics
 from tern_fpga.sim.golden.model import ExecutionError, GoldenModel
+from tern_fpga.sim.golden.scale_arithmetic import ScaleArithmetic
 
 from support.random_model import random_model
 
@@ -71,13 +72,32 @@ def test_batched_quantize_and_norm_scale_equal_the_definition(preset):
     weight = extreme_rows(rng, 4, 128) >> 12
     x[3] = 0                                  # a zero row: max|u| is taken as 1
     constant = numerics.scale_from_float(0.0123, params)
-    quantized, largest = batched.quantize(x, weight)
+    quantized = np.full((4, 128), np.nan, np.float32)
+    largest = batched.quantize(x, weight, quantized)
     for row, total in enumerate(batched.sums_of_squares(x)):
         q, scale = numerics.quantize_activations(x[row], weight[row], 5, constant, params)
         np.testing.assert_array_equal(quantized[row], q)
         norm_scale = batched.norm_scale(total, 5, constant)
         assert numerics.scale_multiply(norm_scale, numerics.scale_from_int(largest[row], params),
                                        params) == scale
+
+
+@pytest.mark.parametrize("preset", ["micro", "demo", "large"])
+def test_scale_arithmetic_equals_the_definition(preset):
+    params, rng = PRESETS[preset], rng_for(8, len(preset))
+    arithmetic = ScaleArithmetic(params)
+    values = [1, 2, 3, (1 << 16) - 1, 1 << 16, (1 << 17) - 1, (1 << 32) - 1, 1 << 32, 1 << 61]
+    values += [max(int(v), 1) for v in rng.integers(1, 1 << 62, 400) >> rng.integers(0, 62, 400)]
+    for value in values:
+        assert arithmetic.rsqrt(value) == numerics.rsqrt_scale(value, params), value
+        assert arithmetic.from_int(value) == numerics.scale_from_int(value, params), value
+    scales = [numerics.scale_from_int(v, params) for v in values[:60]] + [Scale(0, 0)]
+    for a in scales:
+        b = scales[int(rng.integers(0, len(scales)))]
+        b = Scale(b.mantissa, b.exponent - int(rng.integers(-40, 40)))
+        assert arithmetic.multiply(a, b) == numerics.scale_multiply(a, b, params), (a, b)
+    with pytest.raises(ValueError, match="rsqrt needs a positive value, not 0"):
+        arithmetic.rsqrt(0)
 
 
 def assert_same_state(batched, interpreted, where):
