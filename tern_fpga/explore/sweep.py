@@ -22,7 +22,8 @@ How each number is obtained, cheapest first:
 
 Syntheses and simulations are cached in :data:`CACHE`, keyed on the parameters and a hash of
 the sources each is made from (:func:`design_key`), so a second ``make bench`` re-runs none
-of them.
+of them. Those not in the cache run in parallel, on this machine's cores or on a Dask cluster
+(:mod:`tern_fpga.explore.sweep_parallel`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import tempfile
+from concurrent.futures import Executor
 from pathlib import Path
 from types import MappingProxyType
 
@@ -48,6 +50,7 @@ from tern_fpga.explore.cycle_model import (
     simulate_cycles,
 )
 from tern_fpga.explore.report import Figure, format_value
+from tern_fpga.explore.sweep_parallel import compute_missing, executor_for
 from tern_fpga.explore.sweep_plot import fitting_front, plot
 from tern_fpga.explore.synthesis_cache import (
     ResultCache,
@@ -326,34 +329,53 @@ def sweep_points(quick: bool) -> list[SweepPoint]:
             for name, lanes in pairs if lanes >= 16 for board in boards]
 
 
-def _simulations(quick: bool, cache: ResultCache) -> dict:
-    """Verilator cycle counts of :data:`SIMULATED` (cached; none are run in quick mode)."""
+def _simulate(name: str, params: AcceleratorParameters) -> int:
+    """Verilator's cycles per token of the shipped model ``name`` at ``params``."""
     from tern_fpga.quant.checkpoint import load_pretrained  # here, not at the top: loads torch
 
+    with tempfile.TemporaryDirectory() as work:
+        return simulate_cycles(load_pretrained(paths.CHECKPOINTS / name), params, Path(work))
+
+
+def _simulations(quick: bool, cache: ResultCache) -> dict:
+    """Verilator cycle counts of :data:`SIMULATED` (cached; none are run in quick mode)."""
     counts = {}
     for name, lanes in SIMULATED:
         params = point_params(name, lanes)
         key = design_key(params, "cycles")
         if quick and key not in cache.data:
             continue
-
-        def simulate(name=name, params=params):
-            with tempfile.TemporaryDirectory() as work:
-                model = load_pretrained(paths.CHECKPOINTS / name)
-                return simulate_cycles(model, params, Path(work))
-
-        counts[name, lanes] = cache.get(key, simulate)
+        count = cache.get(key, functools.partial(_simulate, name, params))
+        if count is not None:       # None: not yet known (while the sweep finds what to run)
+            counts[name, lanes] = count
     return counts
 
 
-def sweep(quick: bool = False) -> tuple[list[SweepPoint], dict]:
-    """Every point evaluated, and the Verilator cycle counts ``{(preset, P): cycles}``. Quick:
-    :data:`QUICK_POINTS`, the cycle model, and only what the cache already holds."""
-    cache = ResultCache()
+def _ask_for_everything(cache, quick: bool):
+    """Ask ``cache`` for every result the sweep needs, as :func:`sweep` does."""
     simulated = _simulations(quick, cache)
-    points = [evaluate(point, cache=cache, synthesize=not quick, simulated=simulated)
-              for point in sweep_points(quick)]
-    return points, simulated
+    for point in sweep_points(quick):
+        evaluate(point, cache=cache, synthesize=not quick, simulated=simulated)
+
+
+def sweep(quick: bool = False, executor: Executor | None = None,
+          cache: ResultCache | None = None) -> tuple[list[SweepPoint], dict]:
+    """Every point evaluated, and the Verilator cycle counts ``{(preset, P): cycles}``. Quick:
+    :data:`QUICK_POINTS`, the cycle model, and only what the cache already holds.
+
+    The syntheses and simulations not in the cache, then the points, run on ``executor``
+    (:func:`tern_fpga.explore.sweep_parallel.executor_for`; ``None``: here, in order); the
+    results do not depend on it. ``cache``: default :data:`CACHE`."""
+    cache = ResultCache() if cache is None else cache
+    if not quick:
+        compute_missing(functools.partial(_ask_for_everything, quick=quick), cache, executor)
+    simulated = _simulations(quick, cache)
+    evaluate_point = functools.partial(evaluate, cache=cache, synthesize=False,
+                                       simulated=simulated)
+    points = sweep_points(quick)
+    if executor is None:
+        return [evaluate_point(point) for point in points], simulated
+    return list(executor.map(evaluate_point, points)), simulated
 
 
 def model_errors(simulated: dict) -> dict:
@@ -383,7 +405,8 @@ def run(quick: bool = False, output=None) -> list:
     ``bench/``), and the cycle model's error against the Verilator runs (quick: see
     :func:`sweep`)."""
 
-    points, simulated = sweep(quick)
+    with executor_for() as executor:
+        points, simulated = sweep(quick, executor)
     result = figures(points)
     if simulated:
         errors = model_errors(simulated)

@@ -5,6 +5,7 @@ logic of each unit alone, keyed on the parameters and a hash of the sources each
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -29,14 +30,26 @@ class ResultCache:
 
     def __init__(self, path: Path = CACHE):
         self.path = Path(path)
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.data = self._read()
+
+    def _read(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def get(self, key: str, compute=None):
         if key not in self.data and compute is not None:
-            self.data[key] = compute()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+            self.put(key, compute())
         return self.data.get(key)
+
+    def put(self, key: str, value):
+        """Store ``value`` and write the file, keeping what another sweep sharing it wrote
+        meanwhile; the file is replaced whole, never left half written."""
+        for other_key, other_value in self._read().items():
+            self.data.setdefault(other_key, other_value)
+        self.data[key] = value
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+        partial.replace(self.path)
 
 
 def design_key(params: AcceleratorParameters, what: str) -> str:
