@@ -293,9 +293,11 @@ class Board:
         return total
 
     def holds_export(self, export) -> bool:
-        """Whether the board already holds every section of ``export``, by the chip's CRCs
-        (one CRC command a section, nothing written); if it does, the export's entry points are
-        taken as :meth:`load_export` takes them, so it need not be loaded again.
+        """Whether the board already holds ``export``, by the chip's CRCs (one CRC command a
+        section, nothing written): every section but the vector memory's work bank, which
+        holds the recurrent state and the buffers and so changes with every run (see
+        :meth:`restore_work_bank`). If it does, the export's entry points are taken as
+        :meth:`load_export` takes them, so it need not be loaded again.
 
         Raises
         ------
@@ -304,11 +306,27 @@ class Board:
         LoadError
             If a section does not fit its memory.
         """
-        for _, space, address, words, _ in self._plan(export):
-            if self.memory_crc(space, address, len(words)) != crc32_words(words):
+        for name, space, address, words, _ in self._plan(export):
+            if name == "vector_init":
+                skipped = self._work_bank_words(export, words)
+                address, words = address + skipped, words[skipped:]
+            if len(words) and self.memory_crc(space, address, len(words)) != crc32_words(words):
                 return False
         self._take_entry_points(export)
         return True
+
+    def restore_work_bank(self, export) -> int:
+        """Write the vector memory's work bank as ``export`` has it (the state and buffers a
+        fresh load leaves, which the golden model starts from); returns the bytes written."""
+        words = to_words(export.sections["vector_init"])
+        words = words[:self._work_bank_words(export, words)]
+        self.write_memory(MemorySpace.VECTOR, 0, words)
+        return 4 * len(words)
+
+    @staticmethod
+    def _work_bank_words(export, words) -> int:
+        """Words of the vector section that lie in the work bank (int32 elements: one each)."""
+        return min(len(words), export.params.work_words)
 
     def _take_entry_points(self, export) -> None:
         points = np.asarray(export.sections.get("entry_points", []), dtype=np.int64)

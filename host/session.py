@@ -22,8 +22,8 @@ __all__ = [
     "bitstream_fmax_mhz",
     "connect",
     "generate_text",
-    "is_loaded",
     "load",
+    "reuse_if_loaded",
 ]
 
 
@@ -51,11 +51,14 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None):
         yield board, virtual
 
 
-def is_loaded(board: Board, export) -> bool:
-    """Whether the board already holds every section of this export (by the chip's CRCs); if
-    so it is ready to run it, without a load (:meth:`~tern_fpga.host.driver.Board.holds_export`).
-    """
-    return board.holds_export(export)
+def reuse_if_loaded(board: Board, export) -> int | None:
+    """If the board already holds every section of this export (by the chip's CRCs), make it
+    ready to run it without a load: its work bank (state and buffers) is written back as the
+    export has it, and the bytes that took are returned; else ``None``
+    (:meth:`~tern_fpga.host.driver.Board.holds_export`)."""
+    if not board.holds_export(export):
+        return None
+    return board.restore_work_bank(export)
 
 
 def load(board: Board, export, *, progress: bool = True) -> dict:

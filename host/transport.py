@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import random
 import re
+import time
 
 import serial
 
@@ -117,23 +118,35 @@ class FaultyTransport:
     """Damages the bytes that pass through ``inner``, in both directions, reproducibly.
 
     Each byte is, independently, dropped with probability ``drop``, sent twice with
-    probability ``duplicate``, and has one random bit flipped with probability ``flip``.
+    probability ``duplicate``, and has one random bit flipped with probability ``flip``. Each
+    read and write stalls for ``stall_seconds`` with probability ``stall`` (a host that is
+    descheduled, a USB hub that hiccups).
 
     Members
     -------
     faults : dict
-        How many bytes were flipped, dropped and duplicated so far.
+        How many bytes were flipped, dropped and duplicated, and how many transfers stalled,
+        so far.
     """
 
     def __init__(self, inner, *, flip: float = 0.0, drop: float = 0.0, duplicate: float = 0.0,
-                 seed: int = 0):
-        for name, rate in (("flip", flip), ("drop", drop), ("duplicate", duplicate)):
+                 stall: float = 0.0, stall_seconds: float = 0.1, seed: int = 0):
+        for name, rate in (("flip", flip), ("drop", drop), ("duplicate", duplicate),
+                           ("stall", stall)):
             if not 0 <= rate < 1:
                 raise ValueError(f"{name} rate must be in [0, 1), not {rate!r}")
+        if not stall_seconds >= 0:
+            raise ValueError(f"stall_seconds must be at least 0, not {stall_seconds!r}")
         self.inner = inner
-        self._rates = {"flip": flip, "drop": drop, "duplicate": duplicate}
+        self._rates = {"flip": flip, "drop": drop, "duplicate": duplicate, "stall": stall}
+        self._stall_seconds = stall_seconds
         self._random = random.Random(seed)
-        self.faults = {"flip": 0, "drop": 0, "duplicate": 0}
+        self.faults = {"flip": 0, "drop": 0, "duplicate": 0, "stall": 0}
+
+    def _maybe_stall(self) -> None:
+        if self._rates["stall"] and self._random.random() < self._rates["stall"]:
+            self.faults["stall"] += 1
+            time.sleep(self._stall_seconds)
 
     def _damage(self, data: bytes) -> bytes:
         out = bytearray()
@@ -152,9 +165,11 @@ class FaultyTransport:
         return bytes(out)
 
     def write(self, data: bytes) -> None:
+        self._maybe_stall()
         self.inner.write(self._damage(data))
 
     def read(self, timeout: float) -> bytes:
+        self._maybe_stall()
         return self._damage(self.inner.read(timeout))
 
     def close(self) -> None:

@@ -10,10 +10,13 @@ sees nothing else). One test per family, so that pytest-xdist runs the two at on
 Cost (2 cores, warm YoWASP cache, nothing else running): 11 min for the ECP5 half (demo), 6 min
 for the iCE40 half (micro), nearly all of it the whole core (core.v) and the accelerator around
 it (accelerator.v), 2.5 to 5 min each; the three units take seconds. docs/toolchain.md has the
-measured times.
+measured times. core.v is not synthesised on its own: the test checks that accelerator.v holds
+each of its modules (the same module under the accelerator's name), so the accelerator's run
+covers it, and CI saves the longest of the five runs.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +57,26 @@ def _environment() -> dict:
     return environment
 
 
+# A file whose modules all stand in another file, which is synthesised instead.
+CONTAINED_IN = {"core.v": ("accelerator.v", "accelerator.")}
+MODULE = re.compile(r"^module \\?(\S+?)\s*\(", re.MULTILINE)
+
+
+def _covered(path: Path) -> bool:
+    """Whether every module of ``path`` is in the file :data:`CONTAINED_IN` names (its top
+    level under that file's top, the others prefixed alike)."""
+    if path.name not in CONTAINED_IN:
+        return False
+    other_name, prefix = CONTAINED_IN[path.name]
+    other = path.with_name(other_name)
+    if not other.exists():
+        return False
+    mine = set(MODULE.findall(path.read_text()))
+    theirs = set(MODULE.findall(other.read_text()))
+    assert mine, f"no module found in {path}"
+    return all(prefix + name in theirs for name in mine)
+
+
 def _synthesise(path: Path, family: str, environment: dict) -> str | None:
     """Yosys on one file; None if it passed, else what went wrong with the log's tail."""
     log = f"synth-{family}-{path.stem}.log"
@@ -87,7 +110,9 @@ def test_every_written_file_synthesises(family, tmp_path):
     assert files, f"tern verilog wrote no .v file into {tmp_path}"
     assert {Path(line).name for line in written.stdout.split()} == {path.name for path in files}
     # Smallest first; every file is tried, so that one run names all that fail.
-    failures = [failure for path in files
+    failures = [failure for path in files if not _covered(path)
                 if (failure := _synthesise(path, family, environment)) is not None]
+    assert any(_covered(path) for path in files), \
+        f"core.v is no longer contained in accelerator.v: drop CONTAINED_IN ({files})"
     assert not failures, f"{len(failures)} of {len(files)} file(s) failed {family} synthesis:\n\n" \
                          + "\n\n".join(failures)

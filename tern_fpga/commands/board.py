@@ -159,9 +159,11 @@ def run_generate(args) -> int:
     export = _read(args)
     prompt = tokenizer.prompt_from_arguments(args, export.model_config)
     with _connect(args, export) as (board, virtual):
-        if session.is_loaded(board, export):
+        restored = session.reuse_if_loaded(board, export)
+        if restored is not None:
             print(f"the board already holds {args.export} (every section's CRC matches): not "
-                  f"loading it again", file=sys.stderr)
+                  f"loading it again, only its working memory ({restored:,} bytes)",
+                  file=sys.stderr)
         else:
             result = session.load(board, export)
             print(f"loaded and verified {args.export}: {result['bytes']:,} bytes in "

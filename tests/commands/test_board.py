@@ -21,6 +21,9 @@ class StandInBoard:
     def holds_export(self, export):
         return self.holds
 
+    def restore_work_bank(self, export):
+        return 16384
+
     def load_export(self, export, progress=True):
         self.loads += 1
         return 1024
@@ -58,7 +61,7 @@ def stand_in(monkeypatch):
 
 @pytest.mark.parametrize("holds, says", [
     (True, ("the board already holds {export} (every section's CRC matches): not loading it "
-           "again")),
+           "again, only its working memory (16,384 bytes)")),
     (False, "loaded and verified {export}: 1,024 bytes in "),
 ])
 def test_generate_loads_only_what_the_board_lacks(exported, run, stand_in, holds, says):

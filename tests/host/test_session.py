@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tern_fpga.contracts.errors import TernError
-from tern_fpga.contracts.protocol import MemorySpace
+from tern_fpga.contracts.protocol import MemorySpace, to_words
 from tern_fpga.host import session
 from tern_fpga.host.driver import Board
 
@@ -13,20 +13,28 @@ from support.link import random_export
 
 
 def test_an_export_the_board_holds_is_not_loaded_again(virtual_board):
-    export = random_export(4, fill=0.3)
+    export = random_export(4)     # its vector section reaches into the constants bank
+    params = export.params
     with Board(virtual_board) as board:
-        assert not session.is_loaded(board, export)
+        assert session.reuse_if_loaded(board, export) is None
         assert board.entry_points is None
         session.load(board, export, progress=False)
         board.entry_points = None  # as in a new session: nothing known but the chip's CRCs
+        # A run since the load changed the work bank (state, buffers): still the same export,
+        # and the work bank is written back as the export has it.
+        board.write_memory(MemorySpace.VECTOR, 3, [0xDEADBEEF])
         before = board.status().bytes_received
-        assert session.is_loaded(board, export)
+        assert session.reuse_if_loaded(board, export) == 4 * params.work_words
         assert board.entry_points == {"reset": 0, "step": 3}
-        assert board.status().bytes_received - before < 200  # CRC commands, not a load
-        # One word of one section differs: the export must be loaded again.
-        word = board.read_memory(MemorySpace.VECTOR, 5, 1)
-        board.write_memory(MemorySpace.VECTOR, 5, word ^ 1)
-        assert not session.is_loaded(board, export)
+        # CRC commands and the work bank, not a load
+        assert board.status().bytes_received - before < 4 * params.work_words + 400
+        work = to_words(export.sections["vector_init"])[:params.work_words]
+        np.testing.assert_array_equal(board.read_memory(MemorySpace.VECTOR, 0, len(work)), work)
+        # One word of the constants bank differs: the export must be loaded again.
+        address = params.work_words + 5
+        word = board.read_memory(MemorySpace.VECTOR, address, 1)
+        board.write_memory(MemorySpace.VECTOR, address, word ^ 1)
+        assert session.reuse_if_loaded(board, export) is None
 
 
 def test_a_prompt_outside_the_vocabulary_is_refused_before_running(virtual_board):
