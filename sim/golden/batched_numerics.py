@@ -100,7 +100,7 @@ class BatchedNumerics:
         squares = x * x
         squares >>= self._square_shift
         np.minimum(squares, self._square_max, out=squares)
-        return squares.sum(axis=1).tolist()
+        return [int(squares.sum())] if len(squares) == 1 else squares.sum(axis=1).tolist()
 
     def norm_scale(self, sum_of_squares: int, epsilon_term: int, constant: Scale) -> Scale:
         """``rsqrt(sum_of_squares + epsilon_term) * constant``. The reciprocal square root is
@@ -141,7 +141,9 @@ class BatchedNumerics:
         follows."""
         u = self.multiply(x, weight)
         magnitude = np.abs(u)
-        largest = [max(m, 1) for m in magnitude.max(axis=1).tolist()]
+        peaks = [int(magnitude.max())] if len(magnitude) == 1 else \
+            magnitude.max(axis=1).tolist()
+        largest = [max(m, 1) for m in peaks]
         exact_shifts = [self.params.reciprocal_bits + m.bit_length() for m in largest]
         reciprocals = [(self.params.activation_max << s) // m
                        for s, m in zip(exact_shifts, largest)]
@@ -155,6 +157,6 @@ class BatchedNumerics:
             magnitude += np.array([1 << (s - 1) for s in shifts], np.int64)[:, None]
             magnitude >>= np.array(shifts, np.int64)[:, None]
         np.minimum(magnitude, self.params.activation_max, out=magnitude)
-        # Zero where u is, whose magnitude rounds to zero.
-        np.multiply(magnitude, np.sign(u), out=out, casting="unsafe")
+        # u's sign on each level (a level of zero where u is zero: its magnitude rounds to 0).
+        np.copysign(magnitude, u, out=out, casting="unsafe")
         return largest

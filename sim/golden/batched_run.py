@@ -64,6 +64,7 @@ class BatchedRun:
         self._initial_needed = 0      # activations a TMV reads from before the run's first QUANT
         self._activation_rows: dict[int, np.ndarray] = {}   # QUANT pc -> its float32 row
         self._scales: dict[int, numerics.Scale] = {}        # QUANT pc -> its scale
+        self._quant_groups: dict[tuple[int, ...], np.ndarray] = {}  # their pcs -> their rows
         self._steps = [self._compile(group) for group in plan.groups]
         self._final_quants = self._quants_left_in_the_buffer()
 
@@ -204,6 +205,7 @@ class BatchedRun:
         rows = np.zeros((len(pcs), width), np.float32)    # zero past n: see _tmv
         defined = rows[:, :n]
         self._activation_rows.update(zip(pcs, rows))
+        self._quant_groups[pcs] = rows
         scales = self._scales
 
         def step():
@@ -236,6 +238,10 @@ class BatchedRun:
         if len(set(sources)) == 1:
             stacked, vector = np.concatenate(matrices), vectors[0]
             products = lambda: (stacked @ vector).reshape(len(members), n)
+        elif tuple(sources) in self._quant_groups:     # one QUANT group's rows, in order
+            stacked = np.stack(matrices)
+            rows = self._quant_groups[tuple(sources)][:, :width, None]
+            products = lambda: np.matmul(stacked, rows)[:, :, 0]
         else:
             stacked = np.stack(matrices)
             products = lambda: np.matmul(stacked, np.stack(vectors)[:, :, None])[:, :, 0]

@@ -92,6 +92,9 @@ class GoldenModel:
         self.batched = batched
         self._batched_runs: dict[int, BatchedRun | None] = {}
         self.reset()
+        if batched and 0 <= self.step_entry < len(self.program):
+            # Plan the step and stack its matrices now, at load, not in the first token's time.
+            self._batched_runs[self.step_entry] = compile_batched_run(self, self.step_entry)
 
     # Public API ---------------------------------------------------------------------------------
 
