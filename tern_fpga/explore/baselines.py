@@ -41,7 +41,8 @@ from tern_fpga.quant.presets import PRESETS as MODEL_PRESETS
 from tern_fpga.quant.presets import get_preset
 from tern_fpga.sim.golden.model import GoldenModel
 
-__all__ = ["decode_rates", "load_baseline_model", "measure_golden", "measure_torch", "run"]
+__all__ = ["cpu_meter", "decode_rates", "energy_figures", "load_baseline_model",
+           "measure_golden", "measure_torch", "run"]
 
 REPOSITORY = paths.SOURCE_ROOT
 PROMPT = "The ternary model "
@@ -188,15 +189,23 @@ def measure_torch(model, note: str, device: str, name: str, *, runs: int = 5,
     metered = (f"{meter.description}, {result.samples} samples over {result.seconds:.1f} s of "
                f"decoding at {result.tokens_per_s:.4g} tokens/s; idle baseline {idle:.4g} W over "
                f"{idle_seconds:g} s with the model loaded, before decoding; {common}")
-    return figures + [
-        Figure(f"{name}.idle_watts", idle, "W", "measured", SOURCE, metered, machine),
-        Figure(f"{name}.watts", result.mean_watts, "W", "measured", SOURCE, metered, machine),
+    return figures + energy_figures(name, result, idle, metered, machine)
+
+
+def energy_figures(name: str, result, idle: float, notes: str, machine: str,
+                   source: str = SOURCE) -> list[Figure]:
+    """``<name>.idle_watts``, ``.watts``, ``.joules_per_token`` (idle-subtracted),
+    ``.gross_joules_per_token`` and ``.tokens_per_joule`` (gross) of a metered run
+    (``result``: a :class:`~tern_fpga.host.meters.GenerationMeasurement`), all measured."""
+    return [
+        Figure(f"{name}.idle_watts", idle, "W", "measured", source, notes, machine),
+        Figure(f"{name}.watts", result.mean_watts, "W", "measured", source, notes, machine),
         Figure(f"{name}.joules_per_token", result.joules_per_token, "J/token", "measured",
-               SOURCE, f"idle-subtracted; {metered}", machine),
+               source, f"idle-subtracted; {notes}", machine),
         Figure(f"{name}.gross_joules_per_token", result.gross_joules_per_token, "J/token",
-               "measured", SOURCE, f"idle power included; {metered}", machine),
+               "measured", source, f"idle power included; {notes}", machine),
         Figure(f"{name}.tokens_per_joule", 1 / result.gross_joules_per_token, "tokens/J",
-               "measured", SOURCE, f"idle power included; {metered}", machine),
+               "measured", source, f"idle power included; {notes}", machine),
     ]
 
 
@@ -216,7 +225,7 @@ def measure_golden(model, preset: str, note: str, name: str, *, runs: int = 5,
                            f"{note}")]
 
 
-def _cpu_meter():
+def cpu_meter():
     """RAPL package 0 if readable here, else ``(None, why)``."""
 
     try:
@@ -231,7 +240,7 @@ def run(quick: bool) -> list[Figure]:
     """``tern bench`` provider: this CPU's PyTorch and golden-model decode speeds for the micro
     and demo models, at one thread and at torch's default thread count."""
     runs, seconds, warmup = QUICK_SETTINGS if quick else FULL_SETTINGS
-    meter, why = _cpu_meter()
+    meter, why = cpu_meter()
     default_threads = torch.get_num_threads()
     figures = []
     try:
@@ -283,7 +292,7 @@ def _open_meter(spec: str, device: torch.device):
         if device.type == "cuda":
             spec = f"nvidia-smi:{device.index or 0}"
         else:
-            return _cpu_meter()
+            return cpu_meter()
     return open_meter(spec), ""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tern_fpga.contracts.bitstreams import all_manifests
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.explore.baselines_comparison import comparison
 from tern_fpga.explore.report import Figure, Problem, write_report
 from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.quant.presets import PRESETS as MODEL_PRESETS
@@ -36,11 +37,14 @@ __all__ = ["PROVIDERS", "Skipped", "figures_from_dict", "load_figures", "make_pl
 
 # In report order. Each is "module" (its run()) or "module:function".
 PROVIDERS = [
-    "tern_fpga.explore.baselines",            # this CPU: PyTorch and golden-model decode speed
+    "tern_fpga.explore.baselines",            # this CPU: PyTorch as trained, golden model
+    "tern_fpga.explore.baselines_cpu",        # this CPU: the lean decode (the strongest CPU one)
+    "tern_fpga.explore.anchors",              # published figures of other accelerators (theirs)
     "tern_fpga.explore.meter_selfcheck",     # idle power and sampling rate of the meters found here
     "tern_fpga.explore.fidelity",              # golden model against the float model
     "tern_fpga.explore.bench_core",            # whole core in Verilator: cycles/token, d=512 block
     "tern_fpga.explore.timeline",              # one token's cycles, unit by unit (timeline PNGs)
+    "tern_fpga.explore.soak",                  # 10,000 tokens on the virtual board, link faults
     "tern_fpga.explore.bench:bitstreams",      # the committed bitstreams' manifests: Fmax, cells
     "tern_fpga.explore.power_report:run",      # FPGA power from utilisation and simulated activity
     "tern_fpga.explore.sweep",                 # P x preset x board: cells, Fmax, cycles, tokens/J
@@ -170,18 +174,21 @@ def load_figures(path) -> list[Figure]:
 
 def run_bench(directory, quick: bool = False, providers=None, merge=(),
               progress=print) -> tuple[Path, Path, list[Problem]]:
-    """Run ``providers`` (default :data:`PROVIDERS`), add the figures of the ``merge`` files,
-    draw the plots and write the report into ``directory``; returns the report's JSON and
-    Markdown paths and the problems it lists."""
+    """Run ``providers`` (default :data:`PROVIDERS`), add the figures of the ``merge`` files and
+    the comparison of the FPGA with the strongest baselines
+    (:mod:`tern_fpga.explore.baselines_comparison`), draw the plots and write the report into
+    ``directory``; returns the report's JSON and Markdown paths and the problems it lists."""
     merged = [figure for path in merge for figure in load_figures(path)]
     figures, problems = run_providers(PROVIDERS if providers is None else providers, quick,
                                       progress, output=directory)
     figures += merged
+    ratios, preface = comparison(figures)
+    figures += ratios
     try:
         make_plots(figures, directory)
     except Exception as error:  # noqa: BLE001 (a plot must not cost the report its numbers)
         problems.append(Problem("tern_fpga.explore.bench.make_plots", "failed", _failure(error)))
-    return (*write_report(figures, directory, problems), problems)
+    return (*write_report(figures, directory, problems, preface), problems)
 
 
 # Adapters for the hardware units' benchmarks ----------------------------------------------------

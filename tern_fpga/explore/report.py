@@ -21,7 +21,8 @@ from pathlib import Path
 
 from tern_fpga.contracts import paths
 
-__all__ = ["LABELS", "Figure", "Problem", "git_commit", "machine_description", "write_report"]
+__all__ = ["LABELS", "Figure", "Problem", "format_value", "git_commit", "machine_description",
+           "write_report"]
 
 # How a number was obtained; the legend of every report explains them in these words.
 LABELS = {
@@ -176,13 +177,15 @@ def _cell(text: str) -> str:
 
 
 def _markdown(figures: list[Figure], problems: list[Problem], metadata: dict,
-              plots: list[str]) -> str:
+              plots: list[str], preface: str = "") -> str:
     dirty = " (with uncommitted changes)" if metadata["dirty"] else ""
     lines = ["# tern benchmark report", "",
              f"Date: {metadata['date']}  ", f"Commit: {metadata['commit'] or 'unknown'}{dirty}  ",
              f"Machine running the report: {metadata['machine']}", "",
              "Every number carries a label:", ""]
     lines += [f"- **{label}**: {meaning}." for label, meaning in LABELS.items()]
+    if preface:
+        lines += ["", preface.rstrip("\n")]
     sections: dict[str, list[Figure]] = {}
     for figure in figures:
         sections.setdefault(figure.section, []).append(figure)
@@ -204,7 +207,7 @@ def _markdown(figures: list[Figure], problems: list[Problem], metadata: dict,
     return "\n".join(lines) + "\n"
 
 
-def write_report(figures, directory, problems=()) -> tuple[Path, Path]:
+def write_report(figures, directory, problems=(), preface: str = "") -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``directory`` (created if needed).
 
     Parameters
@@ -215,6 +218,9 @@ def write_report(figures, directory, problems=()) -> tuple[Path, Path]:
         Where to write; every ``*.png`` already there is embedded in ``report.md``.
     problems : iterable of Problem
         Providers that failed or were skipped; listed, never silently dropped.
+    preface : str
+        Markdown put between the legend and the figure tables (the comparison tables of
+        :mod:`tern_fpga.explore.baselines_comparison`); also kept in ``report.json``.
 
     Returns
     -------
@@ -236,6 +242,7 @@ def write_report(figures, directory, problems=()) -> tuple[Path, Path]:
         "metadata": metadata, "labels": LABELS,
         "figures": [figure.to_dict() for figure in figures],
         "problems": [problem.to_dict() for problem in problems], "plots": plots,
+        **({"preface": preface} if preface else {}),
     }, indent=2) + "\n")
-    markdown_path.write_text(_markdown(figures, problems, metadata, plots))
+    markdown_path.write_text(_markdown(figures, problems, metadata, plots, preface))
     return json_path, markdown_path

@@ -1,0 +1,161 @@
+"""The strongest baselines: the lean decode (same tokens as the model as trained), its CUDA-graph
+wrapper run eagerly on the CPU, the CPU provider, and their figures with a simulated meter."""
+
+import pytest
+import torch
+
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.explore import baselines_cpu, baselines_gpu
+from tern_fpga.explore.baselines import load_baseline_model
+from tern_fpga.explore.baselines_gpu import GraphDecoder, measure, run_presets, variants
+from tern_fpga.explore.baselines_lean import (
+    LeanDecoder,
+    first_difference,
+    reference_tokens,
+)
+from tern_fpga.host.meters import open_meter
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Parallel test workers share two cores: more torch threads only make them wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def micro():
+    model, _ = load_baseline_model(None, "micro")
+    return model
+
+
+@pytest.fixture
+def meter(tmp_path):
+    device = tmp_path / "class" / "hwmon" / "hwmon0"
+    device.mkdir(parents=True)
+    (device / "name").write_text("ina219\n")
+    (device / "power1_input").write_text("2500000\n")
+    meter = open_meter(f"hwmon:{device}")
+    yield meter
+    meter.close()
+
+
+def test_lean_float32_decode_gives_the_trained_models_tokens(micro):
+    reference = reference_tokens(micro, 48)
+    assert LeanDecoder(micro).generate(48) == reference
+    assert first_difference(reference, reference) is None
+    assert first_difference([1, 2, 3], [1, 5, 3]) == 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_lean_low_precision_products_decode(micro, dtype):
+    decoder = LeanDecoder(micro, dtype)
+    assert decoder.head.matrix.dtype == getattr(torch, dtype)
+    assert set(decoder.head.matrix.unique().tolist()) <= {-1.0, 0.0, 1.0}  # exact ternary
+    tokens = decoder.generate(8)
+    assert len(tokens) == 8 and all(0 <= token < micro.config.vocab_size for token in tokens)
+
+
+def test_lean_step_is_pure_and_batched(micro):
+    decoder = LeanDecoder(micro)
+    token, state = decoder.prime(batch=2)
+    before = state.clone()
+    with torch.inference_mode():
+        tokens = torch.tensor([token[0], (token[1] + 7) % 256])
+        next_tokens, new_state = decoder.step(tokens, state)
+        single, _ = decoder.step(tokens[1:], state[:, 1:])
+    assert torch.equal(state, before)  # the given state is not modified
+    assert new_state.shape == state.shape and next_tokens.shape == (2,)
+    assert next_tokens[1] == single[0]  # streams are independent
+
+
+def test_lean_decoder_rejects_an_unknown_dtype(micro):
+    with pytest.raises(TernError, match="matmul dtype 'int4' is not supported; use one of"):
+        LeanDecoder(micro, "int4")
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_graph_decoder_replays_the_lean_decode(micro, batch):
+    with torch.inference_mode():
+        graph = GraphDecoder(LeanDecoder(micro), batch, compiled=False, steps=4)
+        assert graph.first_stream_tokens(10) == LeanDecoder(micro).generate(10)
+        graph.replay()
+        assert graph.output.shape == (4, batch)
+        assert not torch.equal(graph.state, graph.start_state)  # it decoded
+        graph.reset()
+        assert torch.equal(graph.state, graph.start_state)
+    if batch > 1:
+        assert len(set(graph.start_tokens.tolist())) > 1  # the streams differ
+
+
+def test_measure_with_a_simulated_meter(micro, meter):
+    with torch.inference_mode():
+        graph = GraphDecoder(LeanDecoder(micro), 2, compiled=False, steps=2)
+        idle = meter.idle_baseline(0.1)
+        figures = measure(graph, "gpu_baseline.micro.test", "notes", "this CPU", meter, idle,
+                          runs=2, seconds_per_run=0.05, metered_seconds=0.1)
+    named = {figure.name.rsplit(".", 1)[1]: figure for figure in figures}
+    assert list(named) == ["tokens_per_s", "idle_watts", "watts", "joules_per_token",
+                           "gross_joules_per_token", "tokens_per_joule"]
+    assert named["watts"].value == pytest.approx(2.5)
+    assert named["joules_per_token"].value == pytest.approx(0.0, abs=1e-9)
+    assert "2 streams, 2 tokens per stream per graph replay" in named["tokens_per_s"].notes
+    assert all(figure.label == "measured" for figure in figures)
+
+
+def test_variants_and_run_presets_on_the_cpu(monkeypatch):
+    assert [name for name, *_ in variants(False)] == [
+        "lean_compiled_float32", "lean_graph_float32", "lean_compiled_bfloat16"]
+    batches = [batch for *_, batch in variants(True)]
+    assert batches[-3:] == [8, 64, 512]
+    monkeypatch.setattr(baselines_gpu, "STEPS_PER_GRAPH", 2)
+    saved = []
+    document = run_presets(["micro"], "none", float("inf"), saved.append, device="cpu",
+                           only=("lean_graph_float32",), runs=1, seconds_per_run=0.02)
+    names = [figure["name"] for figure in document["figures"]]
+    assert names == ["gpu_baseline.micro.lean_graph_float32.tokens_same_as_float32",
+                     "gpu_baseline.micro.lean_graph_float32.tokens_per_s"]
+    assert document["figures"][0]["value"] == baselines_gpu.TOKENS_CHECKED
+    assert document["skipped"] == [] and saved and saved[-1] is document
+    late = run_presets(["micro"], "none", 0.0, saved.append, device="cpu",
+                       only=("lean_graph_float32",))
+    assert late["figures"] == [] and late["skipped"] == [
+        "gpu_baseline.micro.lean_graph_float32: out of time"]
+
+
+def test_cpu_lean_measurement_with_a_meter(micro, meter):
+    figures = baselines_cpu.measure_lean_cpu(
+        LeanDecoder(micro), "cpu_baseline.micro.lean_1thread", "note", 1, compile_step=False,
+        runs=2, seconds_per_run=0.05, warmup_tokens=2, meter=meter, idle_seconds=0.1,
+        metered_seconds=0.1)
+    speed = figures[0]
+    assert speed.name == "cpu_baseline.micro.lean_1thread.tokens_per_s" and speed.value > 0
+    assert speed.notes.startswith("best of 2 runs (median ")
+    assert "tokens per second of this process's CPU time" in speed.notes
+    assert "eager PyTorch (not compiled)" in speed.notes
+    assert figures[-1].name.endswith(".tokens_per_joule") and len(figures) == 6
+
+
+def test_cpu_compile_failure_falls_back_to_eager(micro, monkeypatch):
+    def broken(function, **options):
+        def call(*args):
+            raise RuntimeError("no C++ compiler found\nmore")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    step, how = baselines_cpu.compiled_step(LeanDecoder(micro))
+    assert how == ("eager PyTorch (torch.compile failed here: RuntimeError: no C++ compiler "
+                   "found)")
+    assert step.__name__ == "step"
+
+
+def test_cpu_provider_quick(monkeypatch):
+    monkeypatch.setattr(baselines_cpu, "MEASURED_PRESETS", ("micro",))
+    monkeypatch.setattr(baselines_cpu, "available_cores", lambda: 1)
+    monkeypatch.setattr(baselines_cpu, "QUICK_SETTINGS", (2, 0.05, 2, 0.1, 0.1))
+    monkeypatch.setattr(baselines_cpu, "compiled_step",
+                        lambda decoder, compile_step=True: (decoder.step, "eager (test)"))
+    figures = baselines_cpu.run(quick=True)
+    assert next(figure.name for figure in figures) == "cpu_baseline.micro.lean_1thread.tokens_per_s"
