@@ -58,7 +58,8 @@ NEXTPNR_SEEDS: dict[tuple[str, str], int] = {
     # Routing the demo design is a lottery with each new netlist (docs/boards.md). The layout of
     # 2026-12-04 (build id 0x7b0aa384) routes with seed 1 in 58 iterations; seed 3, which routed
     # the previous netlist, stalled at about 32,000 overused wires, and seed 2 was at 33,000
-    # after 3 iterations.
+    # after 3 iterations. The ABORT netlist (build id 0xb609f964, 2026-12-04) routes with seed 1
+    # too, in about 5 minutes of routing.
     ("ulx3s-85f", "demo"): 1,
 }
 # router2: the ULX3S demo design's 161k arcs took router1 over 11 minutes for 40 % of them.
