@@ -39,13 +39,14 @@ from tern_fpga.explore.baselines import (
     energy_figures,
     load_baseline_model,
 )
-from tern_fpga.explore.baselines_lean import LeanDecoder
+from tern_fpga.explore.baselines_lean import LeanDecoder, first_difference, reference_tokens
 from tern_fpga.explore.report import Figure, machine_description
 from tern_fpga.host.meters import measure_generation
 
 __all__ = ["available_cores", "compiled_step", "measure_lean_cpu", "run"]
 
 SOURCE = "tern_fpga.explore.baselines_cpu"
+TOKENS_CHECKED = 128
 MEASURED_PRESETS = ("micro", "demo")
 # (runs, seconds per run, warm-up tokens, idle seconds, metered seconds)
 QUICK_SETTINGS = (3, 0.3, 16, 1.0, 2.0)
@@ -63,7 +64,10 @@ def compiled_step(decoder: LeanDecoder, compile_step: bool = True):
     if not compile_step:
         return decoder.step, "eager PyTorch (not compiled)"
     torch._dynamo.reset()
-    step = torch.compile(decoder.step, dynamic=False, fullgraph=True)
+    # cpp_wrapper: the compiled step is called from C++, not a Python wrapper; on the demo
+    # model at one thread 3,123 against 2,414 tokens/s (this 2-core machine, 2026-12-04).
+    step = torch.compile(decoder.step, dynamic=False, fullgraph=True,
+                         options={"cpp_wrapper": True})
     token, state = decoder.prime()
     try:
         with torch.inference_mode():
@@ -72,17 +76,20 @@ def compiled_step(decoder: LeanDecoder, compile_step: bool = True):
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         return decoder.step, (f"eager PyTorch (torch.compile failed here: "
                               f"{type(error).__name__}: {reason})")
-    return step, "torch.compile (Inductor, C++ backend)"
+    return step, "torch.compile (Inductor, C++ backend and wrapper)"
 
 
 def measure_lean_cpu(decoder: LeanDecoder, name: str, note: str, threads: int, *,
                      compile_step: bool = True, runs: int = 7, seconds_per_run: float = 1.0,
                      warmup_tokens: int = 64, meter=None, meter_note: str = "",
                      idle_seconds: float = 5.0, metered_seconds: float = 10.0,
-                     machine: str | None = None) -> list[Figure]:
+                     machine: str | None = None, reference: list[int] | None = None
+                     ) -> list[Figure]:
     """Batch-1 decode speed (and, with ``meter``, power) of ``decoder`` at ``threads`` torch
     threads; figures ``<name>.tokens_per_s`` (best run), with a meter also :func:`energy
-    figures <tern_fpga.explore.baselines.energy_figures>`."""
+    figures <tern_fpga.explore.baselines.energy_figures>`, with ``reference`` (the greedy tokens
+    of the model as trained after :data:`~tern_fpga.explore.baselines_lean.PROMPT`) first
+    ``<name>.tokens_same_as_float32``: how many of them the measured step reproduces."""
     machine = machine or machine_description()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -114,6 +121,9 @@ def measure_lean_cpu(decoder: LeanDecoder, name: str, note: str, threads: int, *
             figures = [Figure(f"{name}.tokens_per_s", max(rates), "tokens/s", "measured",
                               SOURCE, f"{spread}{'; ' + meter_note if meter_note else ''}",
                               machine)]
+            if reference:
+                figures.insert(0, _agreement(step_function, decoder, reference, name, common,
+                                             machine))
             if meter is None:
                 return figures
             idle = meter.idle_baseline(idle_seconds)
@@ -137,6 +147,21 @@ def measure_lean_cpu(decoder: LeanDecoder, name: str, note: str, threads: int, *
         torch.set_num_threads(previous)
 
 
+def _agreement(step_function, decoder: LeanDecoder, reference: list[int], name: str,
+               notes: str, machine: str) -> Figure:
+    token, state = decoder.prime()
+    tokens = []
+    for _ in range(len(reference)):
+        tokens.append(int(token[0]))
+        token, state = step_function(token, state)
+    first = first_difference(tokens, reference)
+    return Figure(f"{name}.tokens_same_as_float32", len(reference) if first is None else first,
+                  "tokens", "measured", SOURCE,
+                  f"greedy tokens equal to the float32 model as trained, of the first "
+                  f"{len(reference)}{'' if first is None else f'; the first difference is token {first} (the compiled code rounds differently: an int8 rounding flip, docs/benchmarks.md)'}; "
+                  f"{notes}", machine)
+
+
 def measure_presets(presets, thread_counts, section: str, settings=FULL_SETTINGS,
                     progress=lambda line: None) -> list[Figure]:
     """Every preset at every thread count, figures ``<section>.<preset>.lean_<n>thread(s)``."""
@@ -147,14 +172,17 @@ def measure_presets(presets, thread_counts, section: str, settings=FULL_SETTINGS
         for preset in presets:
             model, note = load_baseline_model(None, preset)
             decoder = LeanDecoder(model)
+            reference = reference_tokens(model, TOKENS_CHECKED)
             for threads in sorted(set(thread_counts)):
                 name = f"{section}.{preset}.lean_{threads}thread{'s' if threads > 1 else ''}"
                 start = time.perf_counter()
                 figures += measure_lean_cpu(
                     decoder, name, note, threads, runs=runs, seconds_per_run=seconds,
                     warmup_tokens=warmup, meter=meter, meter_note=why,
-                    idle_seconds=idle_seconds, metered_seconds=metered_seconds)
-                progress(f"{name}: {figures[-1 if meter is None else -6].value:.4g} tokens/s "
+                    idle_seconds=idle_seconds, metered_seconds=metered_seconds,
+                    reference=reference)
+                speed = next(f for f in reversed(figures) if f.name.endswith(".tokens_per_s"))
+                progress(f"{name}: {speed.value:.4g} tokens/s "
                          f"({time.perf_counter() - start:.0f} s)")
     finally:
         if meter is not None:

@@ -129,13 +129,15 @@ def test_cpu_lean_measurement_with_a_meter(micro, meter):
     figures = baselines_cpu.measure_lean_cpu(
         LeanDecoder(micro), "cpu_baseline.micro.lean_1thread", "note", 1, compile_step=False,
         runs=2, seconds_per_run=0.05, warmup_tokens=2, meter=meter, idle_seconds=0.1,
-        metered_seconds=0.1)
-    speed = figures[0]
+        metered_seconds=0.1, reference=reference_tokens(micro, 8))
+    agreement, speed = figures[:2]
+    assert agreement.name == "cpu_baseline.micro.lean_1thread.tokens_same_as_float32"
+    assert agreement.value == 8
     assert speed.name == "cpu_baseline.micro.lean_1thread.tokens_per_s" and speed.value > 0
     assert speed.notes.startswith("best of 2 runs (median ")
     assert "tokens per second of this process's CPU time" in speed.notes
     assert "eager PyTorch (not compiled)" in speed.notes
-    assert figures[-1].name.endswith(".tokens_per_joule") and len(figures) == 6
+    assert figures[-1].name.endswith(".tokens_per_joule") and len(figures) == 7
 
 
 def test_cpu_compile_failure_falls_back_to_eager(micro, monkeypatch):
@@ -158,4 +160,6 @@ def test_cpu_provider_quick(monkeypatch):
     monkeypatch.setattr(baselines_cpu, "compiled_step",
                         lambda decoder, compile_step=True: (decoder.step, "eager (test)"))
     figures = baselines_cpu.run(quick=True)
-    assert next(figure.name for figure in figures) == "cpu_baseline.micro.lean_1thread.tokens_per_s"
+    assert [figure.name for figure in figures][:2] == [
+        "cpu_baseline.micro.lean_1thread.tokens_same_as_float32",
+        "cpu_baseline.micro.lean_1thread.tokens_per_s"]
