@@ -37,9 +37,12 @@ def extreme_rows(rng, rows, length, bits=32):
 
 @pytest.mark.parametrize("preset", ["micro", "demo"])
 @pytest.mark.parametrize("rows", [1, 3])
-def test_batched_numerics_equal_the_definition(preset, rows):
+@pytest.mark.parametrize("sigmoid_table", [True, False])
+def test_batched_numerics_equal_the_definition(preset, rows, sigmoid_table):
+    """Both sigmoids: the table of every input (the presets') and the segments (larger ranges)."""
     params, rng = PRESETS[preset], rng_for(rows, len(preset))
-    batched = BatchedNumerics(params)
+    batched = BatchedNumerics(params, sigmoid_table=sigmoid_table)
+    assert (batched._sigmoid_table is not None) == sigmoid_table
     a, b = extreme_rows(rng, rows, 256), extreme_rows(rng, rows, 256)
     reach = params.sigmoid_input_range * params.one
     near_edges = np.add.outer([-reach - 1, -reach, 0, reach - 1, reach], np.arange(-3, 4))
