@@ -86,6 +86,10 @@ class BatchedNumerics:
         most = params.reciprocal_bits + params.vector_bits
         self._levels_bounded = most <= _MAX_RIGHT_SHIFT and params.activation_max << most < 1 << 63
         self._activation_max = np.array(params.activation_max, np.int64)
+        # Per-call scalars (a mantissa, a rounding half, a shift) go into 0-d arrays: a ufunc
+        # converts a Python int operand at about twice the cost of the whole operation.
+        self._factor, self._half, self._shift = (np.array(0, np.int64) for _ in range(3))
+        self._ones: dict[int, np.ndarray] = {}
         self._reciprocal_roots: dict[int, Scale] = {}
         self.scales = ScaleArithmetic(params)
 
@@ -138,13 +142,21 @@ class BatchedNumerics:
         return np.add(self._sigmoid_starts.take(index), rise, out=rise)
 
     def sums_of_squares(self, x: np.ndarray) -> list[int]:
-        """``numerics.sum_of_squares`` of each row (int64 sums, wrapping as the definition's)."""
+        """``numerics.sum_of_squares`` of each row (int64 sums, wrapping as the definition's).
+        Rows that are one row broadcast (a group's instructions reading the same input) are
+        summed once."""
+        if len(x) > 1 and x.strides[0] == 0:
+            return self.sums_of_squares(x[:1]) * len(x)
         squares = np.multiply(x, x)
         np.right_shift(squares, self._square_shift, out=squares)
         np.minimum(squares, self._square_max, out=squares)
+        length = squares.shape[1]
+        ones = self._ones.get(length)
+        if ones is None:
+            ones = self._ones[length] = np.ones(length, np.int64)
         if len(squares) == 1:
-            return [int(squares.sum())]
-        return squares.sum(axis=1).tolist()
+            return [int(np.dot(squares[0], ones))]
+        return np.dot(squares, ones).tolist()
 
     def norm_scale(self, sum_of_squares: int, epsilon_term: int, constant: Scale) -> Scale:
         """``rsqrt(sum_of_squares + epsilon_term) * constant``. The reciprocal square root is
@@ -158,23 +170,25 @@ class BatchedNumerics:
         return self.scales.multiply(root, constant)
 
     def apply_scales(self, values: np.ndarray, scales: list[Scale], out=None) -> np.ndarray:
-        """``numerics.apply_scale`` of row ``i`` by ``scales[i]``. ``values`` may be float
-        (exact integers whose products with a mantissa are exact in float64)."""
+        """``numerics.apply_scale`` of row ``i`` of ``values`` (``np.int64``) by ``scales[i]``."""
         if len(scales) == 1 or len(set(scales)) == 1:
             mantissa, exponent = scales[0]
-            product = np.multiply(values, mantissa, dtype=np.int64, casting="unsafe")
+            self._factor[()] = mantissa
+            product = np.multiply(values, self._factor)
             if exponent >= 0:
-                np.left_shift(product, min(exponent, _MAX_LEFT_SHIFT), out=product)
+                self._shift[()] = min(exponent, _MAX_LEFT_SHIFT)
+                np.left_shift(product, self._shift, out=product)
             else:
                 shift = min(-exponent, _MAX_RIGHT_SHIFT)
-                np.add(product, 1 << (shift - 1), out=product)
-                np.right_shift(product, shift, out=product)
+                self._half[()], self._shift[()] = 1 << (shift - 1), shift
+                np.add(product, self._half, out=product)
+                np.right_shift(product, self._shift, out=product)
             return self.saturate(product, out)
         mantissas = np.array([[s.mantissa] for s in scales], np.int64)
         left = np.array([[min(max(s.exponent, 0), _MAX_LEFT_SHIFT)] for s in scales], np.int64)
         right = [min(max(-s.exponent, 0), _MAX_RIGHT_SHIFT) for s in scales]
         halves = np.array([[1 << (r - 1) if r else 0] for r in right], np.int64)
-        product = np.multiply(values, mantissas, dtype=np.int64, casting="unsafe")
+        product = np.multiply(values, mantissas)
         np.left_shift(product, left, out=product)
         np.add(product, halves, out=product)
         np.right_shift(product, np.array(right, np.int64)[:, None], out=product)
@@ -195,9 +209,11 @@ class BatchedNumerics:
                        for s, m in zip(exact_shifts, largest)]
         shifts = [min(s, _MAX_RIGHT_SHIFT) for s in exact_shifts]
         if len(largest) == 1:
-            np.multiply(magnitude, reciprocals[0], out=magnitude)
-            np.add(magnitude, 1 << (shifts[0] - 1), out=magnitude)
-            np.right_shift(magnitude, shifts[0], out=magnitude)
+            self._factor[()], self._half[()] = reciprocals[0], 1 << (shifts[0] - 1)
+            self._shift[()] = shifts[0]
+            np.multiply(magnitude, self._factor, out=magnitude)
+            np.add(magnitude, self._half, out=magnitude)
+            np.right_shift(magnitude, self._shift, out=magnitude)
         else:
             np.multiply(magnitude, np.array(reciprocals, np.int64)[:, None], out=magnitude)
             np.add(magnitude, np.array([1 << (s - 1) for s in shifts], np.int64)[:, None],
@@ -205,6 +221,7 @@ class BatchedNumerics:
             np.right_shift(magnitude, np.array(shifts, np.int64)[:, None], out=magnitude)
         if not self._levels_bounded:
             np.minimum(magnitude, self._activation_max, out=magnitude)
-        # u's sign on each level (a level of zero where u is zero: its magnitude rounds to 0).
-        np.copysign(magnitude, u, out=out, casting="unsafe")
+        # u's sign on each level (a level of zero where u is zero), then float32.
+        np.multiply(magnitude, np.sign(u), out=magnitude)
+        out[...] = magnitude
         return largest
