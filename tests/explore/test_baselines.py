@@ -18,14 +18,7 @@ from tern_fpga.explore.bench import load_figures
 from tern_fpga.quant.checkpoint import save_pretrained
 from tern_fpga.quant.presets import get_preset
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Parallel test workers share two cores: more torch threads only make them wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_decode_rates_sizes_runs_from_the_warm_up():

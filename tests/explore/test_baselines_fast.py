@@ -15,14 +15,7 @@ from tern_fpga.explore.baselines_lean import (
 )
 from tern_fpga.host.meters import open_meter
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Parallel test workers share two cores: more torch threads only make them wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
