@@ -1,0 +1,164 @@
+"""Formal properties of the ternary matrix unit: its streams and transfer counts (P = 16), and
+one row's dot product against the reference sum for every weight and activation (P = 8)."""
+
+import pytest
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+
+from support.formal import (
+    Assert,
+    Assume,
+    BrokenOutput,
+    Cover,
+    Properties,
+    bounded,
+    cover,
+    prove,
+    refuted,
+)
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.ternary_matvec import TernaryMatVec, max_beats
+
+# Four rows of at most two words: command fields of 3 and 2 bits keep the counts small.
+PARAMS = PRESETS["micro"].replace(name="formal-p16", ternary_lanes=16, max_features=32,
+                                  weight_memory_words=4)
+# Cycles of the bounded checks: a few commands, stalls and a full output FIFO fit in it.
+DEPTH = 16
+# Cycles from reset until the result of a command offered at once has left: the command, the
+# word's input register, four tree stages, the accumulator and the output FIFO.
+RESULT_CYCLES = 10
+# The dot product is checked with P = 8: the solver needs ~30 s for it; at P = 16 (a ~2**384
+# input space in the pipeline's one SAT query) yices had not finished after 7 minutes.
+EQUIVALENCE_PARAMS = PARAMS.replace(name="formal-p8", ternary_lanes=8, max_features=16)
+
+
+class MatVecStreams(Properties):
+    """Stream rules on ``result`` (assumed on the inputs), nothing out of reset, and (with
+    ``counts``) no result or beat lost or made up: ``result`` transfers never pass the rows
+    commanded, and when the unit is not busy they equal them and the weight beats equal the
+    commands' ``rows * beats``."""
+
+    def __init__(self, unit=None, *, counts=False):
+        super().__init__()
+        self.unit = unit if unit is not None else TernaryMatVec(PARAMS)
+        self.counts = counts
+
+    def build(self, m: Module):
+        m.submodules.unit = unit = self.unit
+        command = unit.command.payload
+        started = self.started(m)
+        commands = self.drive(m, unit.command, "command")
+        weights = self.drive(m, unit.weights, "weights")
+        activations = self.drive(m, unit.activations, "activations")
+        results = self.watch(m, unit.result, "result")
+        m.d.comb += Assume(~unit.command.valid | (
+            (command.rows >= 1) & (command.rows <= PARAMS.weight_memory_words)
+            & (command.beats >= 1) & (command.beats <= max_beats(PARAMS))))
+        with m.If(~started):
+            m.d.comb += [Assert(~unit.result.valid, "no_result_out_of_reset"),
+                         Assert(~unit.busy, "idle_out_of_reset")]
+        if self.counts:
+            # Control never looks at the data (the words only enter the adder tree), so the
+            # counts are checked with zero words: the solver then has no datapath to carry.
+            m.d.comb += [Assume(Value.cast(unit.weights.payload) == 0),
+                         Assume(Value.cast(unit.activations.payload) == 0)]
+            rows, beats = Signal(8), Signal(8)
+            with m.If(unit.command.valid & unit.command.ready):
+                m.d.sync += [rows.eq(rows + command.rows),
+                             beats.eq(beats + command.rows * command.beats)]
+            m.d.comb += [Assert(results <= rows, "no_made_up_result"),
+                         Assert(weights == activations, "weights_with_activations"),
+                         Assert(weights <= beats, "no_beat_beyond_commands")]
+            with m.If(~unit.busy):
+                m.d.comb += [Assert(results == rows, "no_lost_result"),
+                             Assert(weights == beats, "every_beat_taken")]
+        m.d.comb += [
+            Cover(unit.result.valid & ~unit.result.ready, "result_stalled"),
+            Cover((results == 3) & (commands == 2), "three_results_of_two_commands"),
+            # A row's last word held back for want of a credit (the output FIFO is full).
+            Cover(unit.weights.valid & unit.activations.valid & ~unit.weights.ready
+                  & unit.busy & ~unit.command.ready, "last_word_waits_for_credit"),
+        ]
+
+
+def reference_dot(codes, values, lanes):
+    """The row sum in plain arithmetic: +x for code 01, -x for 11, 0 for 00 and 10."""
+    total = Const(0, signed(PARAMS.accumulator_bits))
+    for lane in range(lanes):
+        code, value = codes[lane], values[lane]
+        total = total + Mux(code == 0b01, value, Mux(code == 0b11, -value, 0))
+    return total
+
+
+class MatVecDotProduct(Properties):
+    """One command of one row of one word (any weight codes, any int8 activations): the
+    result equals :func:`reference_dot` of the word, and it leaves within
+    :data:`RESULT_CYCLES`."""
+
+    def __init__(self, unit=None):
+        super().__init__()
+        self.unit = unit if unit is not None else TernaryMatVec(EQUIVALENCE_PARAMS)
+
+    def build(self, m: Module):
+        m.submodules.unit = unit = self.unit
+        command = unit.command.payload
+        commands = self.drive(m, unit.command, "command")
+        self.drive(m, unit.weights, "weights")
+        self.drive(m, unit.activations, "activations")
+        results = self.watch(m, unit.result, "result", ready=1)
+        m.d.comb += [
+            Assume(unit.command.valid == (commands == 0)),
+            Assume((command.rows == 1) & (command.beats == 1)),
+            Assume(unit.weights.valid & unit.activations.valid),
+        ]
+        # The reference of the word as it is taken, so that both sides are functions of the
+        # same input variables.
+        expected = Signal(signed(unit.params.accumulator_bits))
+        with m.If(unit.weights.valid & unit.weights.ready):
+            m.d.sync += expected.eq(reference_dot(unit.weights.payload,
+                                                  unit.activations.payload,
+                                                  unit.params.ternary_lanes))
+        with m.If(unit.result.valid):
+            m.d.comb += Assert(unit.result.payload == expected, "row_sum_is_reference")
+        cycle = Signal(range(RESULT_CYCLES + 2))
+        m.d.sync += cycle.eq(cycle + (cycle <= RESULT_CYCLES))
+        with m.If(cycle == RESULT_CYCLES):
+            m.d.comb += Assert(results == 1, "result_within_bound")
+
+
+class DropsNegativeCarry(TernaryMatVec):
+    """A mutant that forgets the ``+1`` of ``-x = ~x + 1``: the last adder's carry."""
+
+    def _elaborate_accumulator(self, m, total, carry, tag):
+        super()._elaborate_accumulator(m, total, Const(0), tag)
+
+
+@pytest.mark.xdist_group("formal")
+def test_result_stream_rules_proved():
+    prove(MatVecStreams(), depth=6)
+
+
+@pytest.mark.xdist_group("formal")
+def test_transfers_conserved_bounded():
+    bounded(MatVecStreams(counts=True), depth=DEPTH)
+
+
+@pytest.mark.xdist_group("formal")
+def test_interesting_states_covered():
+    cover(MatVecStreams(counts=True), depth=DEPTH)
+
+
+@pytest.mark.xdist_group("formal")
+def test_dot_product_equals_reference_bounded():
+    bounded(MatVecDotProduct(), depth=RESULT_CYCLES + 2)
+
+
+@pytest.mark.xdist_group("formal")
+@pytest.mark.parametrize("fault", ["drop_valid", "change_payload", "lose_first"])
+def test_broken_result_stream_refuted(fault):
+    mutant = BrokenOutput(TernaryMatVec(PARAMS), "result", fault)
+    refuted(MatVecStreams(mutant, counts=True), depth=DEPTH)
+
+
+@pytest.mark.xdist_group("formal")
+def test_dot_product_of_mutant_refuted():
+    refuted(MatVecDotProduct(DropsNegativeCarry(EQUIVALENCE_PARAMS)), depth=RESULT_CYCLES + 2)
