@@ -19,6 +19,7 @@ from tern_fpga.explore.power import (
     RECORDED_UTILISATION,
     estimate,
     tokens_per_joule,
+    tokens_per_joule_range,
 )
 from tern_fpga.explore.report import Figure
 
@@ -132,10 +133,25 @@ def power_report(board: str, preset_name: str, *, tokens: int = 2,
                         "source": "shared/MODEL.md (Zhu et al. 2024)"}}
     steps = activity.get("step_cycles")
     if steps:
-        tokens_per_s = params.clock_hz * len(steps) / sum(steps)
-        report["projected"] = {"tokens_per_s": tokens_per_s,
-                               "tokens_per_joule": tokens_per_joule(tokens_per_s, power)}
+        report["projected"] = projected(params.clock_hz * len(steps) / sum(steps), power)
     return report
+
+
+def projected(tokens_per_s: float, power) -> dict:
+    """Tokens/s and tokens/J over the FPGA alone and, where the board's power is modelled,
+    over the board at its supply input; each tokens/J with its range under the assumptions."""
+    out = {"tokens_per_s": tokens_per_s,
+           "tokens_per_joule": tokens_per_joule(tokens_per_s, power, "fpga"),
+           "tokens_per_joule_range": list(tokens_per_joule_range(tokens_per_s, power, "fpga"))}
+    if power.board_w > 0:
+        out["board_tokens_per_joule"] = tokens_per_joule(tokens_per_s, power, "total")
+        out["board_tokens_per_joule_range"] = list(tokens_per_joule_range(tokens_per_s, power,
+                                                                          "total"))
+    return out
+
+
+def _span(pair) -> str:
+    return f"{pair[0]:.4f}-{pair[1]:.4f}"
 
 
 def format_report(report: dict) -> str:
@@ -167,18 +183,28 @@ def format_report(report: dict) -> str:
         rate = rates.get(name, rates["default"])
         lines.append(f"{name:<16}{report['utilisation'][name]:>8,}{rate:>13.3f}"
                      f"{coefficients.cells[name].value:>13.3f}{watts:>14.4f}")
-    paper = report["paper"]
-    lines += [f"{'core dynamic':<50}{power['core_dynamic_w']:>14.4f}",
-              f"{'device static (' + power['device'] + ')':<50}{power['device_static_w']:>14.4f}",
-              f"{'board':<50}{power['board_w']:>14.4f}",
-              f"{'total (estimated)':<50}{power['total_w']:>14.4f}",
-              f"{'paper: ' + paper['machine'] + ' board (measured)':<50}{paper['board_w']:>14.2f}",
+    paper, ranges = report["paper"], power.get("ranges", {})
+    lines += [f"{'':<50}{'estimated W':>14}  {'range under the assumptions':>28}"]
+    for label, key in (("core dynamic", "core_dynamic_w"),
+                       ("device static (" + power["device"] + ")", "device_static_w"),
+                       ("FPGA alone (core dynamic + device static)", "fpga_w"),
+                       ("board: regulator losses + idle draw", "board_w"),
+                       ("total (estimated)", "total_w")):
+        span = _span(ranges[key]) if key in ranges else ""
+        lines.append(f"{label:<50}{power[key]:>14.4f}  {span:>28}")
+    lines += [f"{'paper: ' + paper['machine'] + ' board (measured)':<50}{paper['board_w']:>14.2f}",
               ""]
     if "projected" in report:
         projected = report["projected"]
+        low, high = projected["tokens_per_joule_range"]
         lines.append(f"projected: {projected['tokens_per_s']:,.0f} tokens/s at {mhz:g} MHz "
-                     f"(simulated cycles per token), {projected['tokens_per_joule']:,.0f} "
-                     f"tokens/J at the estimated total")
+                     f"(simulated cycles per token); {projected['tokens_per_joule']:,.0f} "
+                     f"tokens/J over the FPGA alone ({low:,.0f}-{high:,.0f} under the "
+                     f"assumptions' ranges)")
+        if "board_tokens_per_joule" in projected:
+            low, high = projected["board_tokens_per_joule_range"]
+            lines.append(f"projected: {projected['board_tokens_per_joule']:,.0f} tokens/J over "
+                         f"the board at its supply input ({low:,.0f}-{high:,.0f})")
     lines += [f"covers: {power['covers']}", *(f"note: {note}" for note in power["notes"]),
               "model, coefficients and their sources: docs/power.md (tern_fpga/explore/power.py)"]
     return "\n".join(lines)
@@ -198,9 +224,14 @@ def run(quick: bool = False) -> list:
                  f"{report['utilisation_source']}; coefficients and their sources in "
                  f"docs/power.md; {power['covers']}")
         machine = f"{board} ({power['device']}), model"
-        for key in ("total_w", "core_dynamic_w", "device_static_w", "board_w"):
+        ranges = power.get("ranges", {})
+        for key in ("total_w", "fpga_w", "core_dynamic_w", "device_static_w", "board_w"):
+            if key not in power:
+                continue
+            span = (f"; {_span(ranges[key])} W with every assumption at the low and at the high "
+                    f"end of its range" if key in ranges else "")
             figures.append(Figure(f"{prefix}.{key}", round(power[key], 4), "W", "estimated",
-                                  source, notes, machine=machine))
+                                  source, notes + span, machine=machine))
         figures.append(Figure(f"{prefix}.toggle_rate", round(activity["toggle_rate"], 4),
                               "toggles/bit/cycle", "simulated",
                               "tern_fpga.explore.activity.measure_activity",
@@ -208,16 +239,35 @@ def run(quick: bool = False) -> list:
                               f"tokens ({activity['cycles']} cycles) of the {preset_name} "
                               f"checkpoint"))
         if "projected" in report:
-            projected = report["projected"]
-            figures += [
-                Figure(f"{prefix}.tokens_per_s", round(projected["tokens_per_s"], 1), "tokens/s",
-                       "projected", source, f"clock / simulated cycles per token at "
-                       f"{power['clock_hz'] / 1e6:g} MHz", machine=machine),
-                Figure(f"{prefix}.tokens_per_joule", round(projected["tokens_per_joule"], 1),
-                       "tokens/J", "projected", source,
-                       "projected tokens/s over the estimated total power", machine=machine)]
+            figures += _projected_figures(prefix, report["projected"], power, source, machine)
     figures.append(Figure("power.paper.board_w", PAPER_BOARD_W, "W", "measured",
                           "shared/MODEL.md", "Zhu et al. 2024: board power running one d=512 "
                           "block (idle 13.68 W: dynamic power not distinguishable; their "
                           "measurement, quoted)", machine=PAPER_MACHINE))
+    return figures
+
+
+def _projected_figures(prefix: str, projected: dict, power: dict, source: str, machine: str
+                       ) -> list:
+    """tokens/s, tokens/J over the FPGA alone and, where modelled, over the board."""
+    mhz = power["clock_hz"] / 1e6
+    low, high = projected["tokens_per_joule_range"]
+    figures = [
+        Figure(f"{prefix}.tokens_per_s", round(projected["tokens_per_s"], 1), "tokens/s",
+               "projected", source, f"clock / simulated cycles per token at {mhz:g} MHz",
+               machine=machine),
+        Figure(f"{prefix}.tokens_per_joule", round(projected["tokens_per_joule"], 1),
+               "tokens/J", "projected", source,
+               f"FPGA alone: projected tokens/s over the estimated FPGA power (core dynamic + "
+               f"device static, {power['fpga_w']:.3f} W); {low:,.0f}-{high:,.0f} tokens/J "
+               f"under the assumptions' ranges (docs/power.md)", machine=machine)]
+    if "board_tokens_per_joule" in projected:
+        low, high = projected["board_tokens_per_joule_range"]
+        figures.append(Figure(
+            f"{prefix}.board_tokens_per_joule", round(projected["board_tokens_per_joule"], 1),
+            "tokens/J", "projected", source,
+            f"whole board at its supply input: projected tokens/s over the estimated FPGA power "
+            f"through the board's regulators plus its idle draw ({power['total_w']:.3f} W); "
+            f"{low:,.0f}-{high:,.0f} tokens/J under the assumptions' ranges (docs/power.md)",
+            machine=machine))
     return figures

@@ -9,7 +9,7 @@ import pytest
 
 from tern_fpga.commands import power as power_command
 from tern_fpga.contracts import paths
-from tern_fpga.contracts.boards import BOARDS
+from tern_fpga.contracts.boards import BOARDS, BoardPower, PowerDraw
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import preset
 from tern_fpga.explore import power_report
@@ -17,8 +17,10 @@ from tern_fpga.explore.power import (
     FAMILIES,
     PAPER_BOARD_W,
     RECORDED_UTILISATION,
+    Coefficient,
     estimate,
     tokens_per_joule,
+    tokens_per_joule_range,
 )
 
 CHECKPOINTS = paths.CHECKPOINTS
@@ -47,6 +49,69 @@ def test_every_coefficient_has_a_source_and_assumptions_say_so():
     assert "ASSUMPTION" in FAMILIES["ecp5"].static_w.source
     assert "ASSUMPTION" in FAMILIES["ice40"].cells["ICESTORM_RAM"].source
     assert "ice40_power" in FAMILIES["ice40"].cells["ICESTORM_LC"].source
+
+
+def test_every_assumption_has_a_range_and_measured_figures_none():
+    for family in FAMILIES.values():
+        for coefficient in (family.static_w, family.clock_uw_per_mhz, *family.cells.values()):
+            low, high = coefficient.bounds
+            if "ASSUMPTION" in coefficient.source:
+                assert low < coefficient.value < high, coefficient.source
+            assert low <= coefficient.value <= high
+    ice40 = FAMILIES["ice40"]
+    assert ice40.static_w.bounds == (ice40.static_w.value,) * 2          # measured
+    assert ice40.cells["ICESTORM_LC"].bounds == (ice40.cells["ICESTORM_LC"].value,) * 2
+    assert FAMILIES["ecp5"].static_w.bounds == (0.05, 0.30)
+    with pytest.raises(ValueError, match="low <= value <= high"):
+        Coefficient(1.0, "W", "a source", low=2.0)
+
+
+def test_the_range_puts_every_coefficient_at_its_ends():
+    # ECP5 by hand, at the low and the high end of each range (docs/power.md):
+    # logic x0.5..x3, block RAM x0.5..x4, multiplier x0.5..x2, clock x0.5..x2, static 0.05..0.30 W.
+    ecp5 = FAMILIES["ecp5"]
+    cells = {"TRELLIS_COMB": 1000, "DP16KD": 10, "MULT18X18D": 4}
+    power = estimate("ecp5", cells, 10e6, 0.5)
+    per_mhz = {name: cells[name] * ecp5.cells[name].value * 0.5 for name in cells}
+    low_dynamic = 0.5 * (sum(per_mhz.values()) + ecp5.clock_uw_per_mhz.value) * 10e-6
+    high_dynamic = (3 * per_mhz["TRELLIS_COMB"] + 4 * per_mhz["DP16KD"]
+                    + 2 * per_mhz["MULT18X18D"] + 2 * ecp5.clock_uw_per_mhz.value) * 10e-6
+    assert power.range_of("core_dynamic_w") == pytest.approx((low_dynamic, high_dynamic))
+    assert power.range_of("fpga_w") == pytest.approx((low_dynamic + 0.05, high_dynamic + 0.30))
+    for key in ("core_dynamic_w", "device_static_w", "fpga_w", "board_w", "total_w"):
+        low, high = power.range_of(key)
+        assert low <= getattr(power, key) <= high
+    assert power.board_w == 0 and power.total_w == power.fpga_w     # no board given
+    assert power.to_dict()["ranges"]["total_w"] == list(power.range_of("total_w"))
+    assert power.to_dict()["fpga_w"] == power.fpga_w
+
+
+def test_the_ulx3s_board_adds_its_regulators_and_idle_draw():
+    supply = BOARDS["ulx3s-85f"].power
+    cells = {"TRELLIS_COMB": 20_000, "TRELLIS_FF": 10_000, "DP16KD": 100}
+    alone = estimate("ecp5", cells, 25e6, 0.15)
+    on_board = estimate("ecp5", cells, 25e6, 0.15, board="ulx3s-85f")
+    assert on_board.fpga_w == alone.fpga_w
+    assert on_board.total_w == pytest.approx(alone.fpga_w / 0.80 + supply.idle_w)
+    assert on_board.board_w == pytest.approx(on_board.total_w - on_board.fpga_w)
+    idle_low, idle_high = supply.idle_range
+    fpga_low, fpga_high = alone.range_of("fpga_w")
+    assert on_board.range_of("total_w") == pytest.approx(
+        (fpga_low / 0.90 + idle_low, fpga_high / 0.70 + idle_high))
+    # The parts sum to the board's idle watts, within the manual's 5 V / 0.5 A for a fully
+    # loaded board.
+    assert BOARDS["ulx3s-85f"].board_watts == pytest.approx(
+        sum(part.watts for part in supply.parts))
+    assert 0 < idle_low < supply.idle_w < idle_high < 2.5
+    assert "TLV62569" in supply.efficiency_source
+    assert BOARDS["icebreaker"].power is None
+
+
+def test_board_power_refuses_inconsistent_ranges():
+    with pytest.raises(ValueError, match="regulator efficiencies"):
+        BoardPower(0.8, 0.9, 0.95, "source", ())
+    with pytest.raises(ValueError, match="oscillator: need 0 <= low <= watts <= high"):
+        BoardPower(0.8, 0.7, 0.9, "source", (PowerDraw("oscillator", 0.1, 0.2, 0.3, "s"),))
 
 
 @pytest.mark.parametrize("family, cells", [
@@ -91,10 +156,18 @@ def test_bad_names_and_values_are_one_clear_error():
 
 def test_board_power_and_tokens_per_joule():
     power = estimate("ecp5", {"TRELLIS_IO": 7}, 50e6, 0.1, board="ulx3s-85f")
-    assert power.board_w == BOARDS["ulx3s-85f"].board_watts
-    assert any("not estimated" in note for note in power.notes)
+    assert power.board_w > BOARDS["ulx3s-85f"].board_watts > 0     # idle + regulator losses
+    assert any("ESTIMATED at its USB 5 V input" in note for note in power.notes)
     assert any("TRELLIS_IO" in note for note in power.notes)
     assert tokens_per_joule(100.0, power) == pytest.approx(100.0 / power.total_w)
+    assert tokens_per_joule(100.0, power, "fpga") == pytest.approx(100.0 / power.fpga_w)
+    low_w, high_w = power.range_of("total_w")
+    assert tokens_per_joule_range(100.0, power) == pytest.approx((100 / high_w, 100 / low_w))
+    with pytest.raises(TernError, match="unknown scope 'chip'; choose one of total, fpga"):
+        tokens_per_joule(100.0, power, "chip")
+    iceboard = estimate("ice40", {}, 12e6, 0.1, board="icebreaker")
+    assert iceboard.board_w == 0 and iceboard.total_w == iceboard.fpga_w
+    assert any("not estimated" in note for note in iceboard.notes)
 
 
 def _command(argv):
@@ -180,6 +253,46 @@ def test_bench_provider_figures(monkeypatch):
     assert figures["power.paper.board_w"].label == "measured"
     assert figures["power.paper.board_w"].machine == "Intel D5005 (Stratix 10)"
     for prefix in ("power.ulx3s-85f.micro", "power.ulx3s-85f.demo", "power.icebreaker.micro"):
-        for key in ("total_w", "core_dynamic_w", "device_static_w", "board_w"):
+        for key in ("total_w", "fpga_w", "core_dynamic_w", "device_static_w", "board_w"):
             assert figures[f"{prefix}.{key}"].label == "estimated"
         assert figures[f"{prefix}.toggle_rate"].label == "simulated"
+    assert "with every assumption at the low and at the high end" in \
+        figures["power.ulx3s-85f.demo.total_w"].notes
+
+
+def test_bench_provider_gives_tokens_per_joule_for_the_fpga_and_the_board(monkeypatch):
+    cells = {"ecp5": {"TRELLIS_COMB": 30_000, "DP16KD": 100}, "ice40": {"ICESTORM_LC": 1000}}
+    powers = {board: estimate(BOARDS[board].family, cells[BOARDS[board].family], 25e6, 0.15,
+                              board=board) for board in BOARDS}
+
+    def fake_report(board, preset_name, tokens):
+        return {"estimate": powers[board].to_dict(), "utilisation_source": "recorded",
+                "activity": {"toggle_rate": 0.15, "tokens": 2, "cycles": 100},
+                "projected": power_report.projected(1000.0, powers[board])}
+
+    monkeypatch.setattr(power_report, "power_report", fake_report)
+    figures = {figure.name: figure for figure in power_report.run(quick=True)}
+    demo, ulx3s = "power.ulx3s-85f.demo", powers["ulx3s-85f"]
+    assert figures[f"{demo}.tokens_per_joule"].value == round(1000 / ulx3s.fpga_w, 1)
+    assert figures[f"{demo}.board_tokens_per_joule"].value == round(1000 / ulx3s.total_w, 1)
+    assert figures[f"{demo}.board_tokens_per_joule"].value < \
+        figures[f"{demo}.tokens_per_joule"].value
+    for name in (f"{demo}.tokens_per_joule", f"{demo}.board_tokens_per_joule"):
+        assert figures[name].label == "projected" and "assumptions' ranges" in figures[name].notes
+    low, high = tokens_per_joule_range(1000.0, ulx3s, "fpga")
+    assert f"{low:,.0f}-{high:,.0f} tokens/J" in figures[f"{demo}.tokens_per_joule"].notes
+    assert "power.icebreaker.micro.board_tokens_per_joule" not in figures   # board not modelled
+    assert "power.icebreaker.micro.tokens_per_joule" in figures
+
+
+def test_the_readable_report_shows_ranges_and_the_board():
+    power = estimate("ecp5", {"TRELLIS_COMB": 30_000}, 25e6, 0.15, board="ulx3s-85f")
+    report = {"board": "ulx3s-85f", "preset": "demo", "utilisation": {"TRELLIS_COMB": 30_000},
+              "utilisation_source": "a test", "activity": {"toggle_rate": 0.15, "given": True},
+              "toggle_rates": {"default": 0.15}, "estimate": power.to_dict(),
+              "paper": {"board_w": PAPER_BOARD_W, "machine": "Intel D5005 (Stratix 10)"},
+              "projected": power_report.projected(1000.0, power)}
+    text = power_report.format_report(report)
+    low, high = power.range_of("total_w")
+    assert f"{power.total_w:.4f}" in text and f"{low:.4f}-{high:.4f}" in text
+    assert "FPGA alone" in text and "over the board at its supply input" in text
