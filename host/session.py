@@ -121,11 +121,12 @@ def generate_text(board: Board, export, prompt: list[int], count: int, *, show: 
     they arrive; measure at the host and read the chip's cycle counter around the run."""
     out = sys.stdout if out is None else out    # at call time: tests and pipes replace it
     tokenizer.check_ids(prompt, export.model_config, "the prompt")
-    byte_level = export.model_config.get("vocab_size") == tokenizer.BYTE_VOCABULARY
+    # Text with the export's tokenizer (byte-level, or the tokenizer.json it carries), else ids.
+    text_tokenizer = tokenizer.for_export(export, "the export") if show else None
+    stream = text_tokenizer.stream(prompt) if text_tokenizer else None
     board.reset()
     before = board.status()
     report = GenerationReport(prompt_tokens=len(prompt))
-    decoder = tokenizer.IncrementalDecoder() if byte_level else None
     start = time.perf_counter()
     # closing: Ctrl-C (or a closed pipe) here ends the chip's run at once (ABORT), rather than
     # when the generator is collected
@@ -133,7 +134,7 @@ def generate_text(board: Board, export, prompt: list[int], count: int, *, show: 
         for token in tokens:
             report.generated.append(token)
             if show:
-                out.write(decoder.feed(token) if byte_level else f"{token} ")
+                out.write(stream.feed(token) if stream else f"{token} ")
                 out.flush()
     report.seconds = time.perf_counter() - start
     after = board.status()
@@ -142,5 +143,5 @@ def generate_text(board: Board, export, prompt: list[int], count: int, *, show: 
     report.fmax_mhz, report.fmax_source = bitstream_fmax_mhz(export.params,
                                                              board.identity.board_id)
     if show:
-        out.write("\n")
+        out.write((stream.finish() if stream else "") + "\n")
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.export_format import (
     TernExport,
     write_export,
@@ -53,12 +54,20 @@ def to_export(compiled: CompiledModel, metadata: dict | None = None) -> TernExpo
 
 def export_checkpoint(checkpoint, params: AcceleratorParameters, output,
                       packing: str = "2bit") -> TernExport:
-    """Compile the checkpoint folder for ``params`` and write ``output``; returns the export."""
+    """Compile the checkpoint folder for ``params`` and write ``output``; returns the export.
+
+    A ``tokenizer.json`` in the folder travels in the export's ``tokenizer`` section, checked
+    against the model's vocabulary first (:func:`tern_fpga.contracts.tokenizer.for_export`
+    reads it back)."""
     checkpoint = Path(checkpoint)
     model = load_pretrained(checkpoint)
+    model_config = model.config.to_dict()
+    text_tokenizer = tokenizer.read_checkpoint_tokenizer(checkpoint, model_config)
     export = to_export(compile_model(model, params), {
         "source_checkpoint": str(checkpoint),
         "source_sha256": _checkpoint_digest(checkpoint),
     })
+    if text_tokenizer is not None:
+        export.sections[tokenizer.TOKENIZER_SECTION] = tokenizer.tokenizer_section(text_tokenizer)
     write_export(output, export, packing=packing)
     return export

@@ -15,8 +15,9 @@ from tern_fpga.contracts import paths
 BIN = Path(sys.executable).parent
 PYPROJECT = paths.SOURCE_ROOT / "pyproject.toml"
 # Imports that may stay inside a function (a command that does not need them must not pay for
-# them), by top-level module.
-HEAVY = {"torch", "amaranth", "amaranth_boards", "matplotlib", "cocotb", "cocotb_tools"}
+# them), by top-level module. tokenizers: a Rust extension only a checkpoint's tokenizer.json needs.
+HEAVY = {"torch", "amaranth", "amaranth_boards", "matplotlib", "cocotb", "cocotb_tools",
+         "tokenizers"}
 
 
 def _installed_layout(folder: Path) -> Path:

@@ -157,7 +157,10 @@ def run_load(args) -> int:
 def run_generate(args) -> int:
 
     export = _read(args)
-    prompt = tokenizer.prompt_from_arguments(args, export.model_config)
+    text_tokenizer = tokenizer.for_export(export, args.export)
+    prompt = tokenizer.prompt_from_arguments(args, export.model_config, text_tokenizer)
+    if text_tokenizer is None:
+        print(tokenizer.no_tokenizer_note(export.model_config, args.export), file=sys.stderr)
     with _connect(args, export) as (board, virtual):
         restored = session.reuse_if_loaded(board, export)
         if restored is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.export_format import EXPORT_KIND
 from tern_fpga.contracts.output_paths import add_force_argument, check_output_file
 from tern_fpga.contracts.params import PRESETS, preset
@@ -15,7 +17,9 @@ def register(subparsers):
         description="Compile a Hugging Face HGRNBit checkpoint folder (config.json + weights) "
                     "for an accelerator preset: ternarise and pack the weights in the matrix "
                     "unit's word layout, lower the model to the accelerator's program, and "
-                    "write one checked .tern file (see docs/export-format.md).")
+                    "write one checked .tern file (see docs/export-format.md). The folder's "
+                    "tokenizer.json, if any, travels in the file, so `tern golden` and `tern "
+                    "generate` print text with it (byte-level models need none).")
     parser.add_argument("checkpoint", help="checkpoint folder, e.g. checkpoints/demo")
     parser.add_argument("--preset", required=True, choices=sorted(PRESETS),
                         help="accelerator parameters to compile for")
@@ -39,8 +43,13 @@ def run(args) -> int:
     export = export_checkpoint(args.checkpoint, params, args.output, packing=args.packing)
     size = Path(args.output).stat().st_size
     config = export.model_config
+    text_tokenizer = tokenizer.for_export(export, args.output)
     print(f"wrote {args.output} ({size:,} bytes): {config['num_hidden_layers']} layers, "
           f"d={config['hidden_size']}, vocab {config['vocab_size']}, preset {params.name}, "
           f"{len(export.sections['program']) // 4} instructions, "
-          f"{export.metadata['weight_words']} weight words of {params.ternary_lanes}")
+          f"{export.metadata['weight_words']} weight words of {params.ternary_lanes}; "
+          f"tokenizer: {text_tokenizer.name if text_tokenizer else 'none (token ids)'}")
+    note = tokenizer.missing_tokenizer_note(args.checkpoint, config)
+    if note:
+        print(note, file=sys.stderr)
     return 0

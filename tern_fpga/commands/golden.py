@@ -36,20 +36,25 @@ def run(args) -> int:
                           option="--trace")
     export = read_export(args.export)
     check_compiled(export, args.export)
-    prompt = tokenizer.prompt_from_arguments(args, export.model_config)
-    show = args.prompt is not None
+    text_tokenizer = tokenizer.for_export(export, args.export)
+    prompt = tokenizer.prompt_from_arguments(args, export.model_config, text_tokenizer)
+    # Text for a --prompt, token ids for --ids (what the user asked in is what comes out).
+    stream = text_tokenizer.stream(prompt) if args.prompt is not None else None
+    if text_tokenizer is None:
+        print(tokenizer.no_tokenizer_note(export.model_config, args.export), file=sys.stderr)
 
     def on_token(token):
-        text = tokenizer.decode([token]) if show else f"{token},"
-        sys.stdout.write(text)
+        sys.stdout.write(stream.feed(token) if stream else f"{token},")
         sys.stdout.flush()
 
     try:
         golden = golden_from_export(export, trace=bool(args.trace))
-        if show:
+        if stream:
             sys.stdout.write(args.prompt)
         start = time.perf_counter()
         golden.generate(prompt, args.tokens, on_token=on_token)
+        if stream:
+            sys.stdout.write(stream.finish())
     except (ArithmeticError, IndexError, KeyError, ValueError) as error:
         # The file is intact and its sections fit together (checked above), but what its
         # program does with them the golden model finds out only as it runs.

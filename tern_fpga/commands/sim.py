@@ -102,7 +102,9 @@ def _prompt(args) -> list[int] | None:
         return None
     if args.source is None or Path(args.source).suffix == ".npz":
         raise TernError("--prompt and --ids go with an export; a case file has its own tokens")
-    return tokenizer.prompt_from_arguments(args, read_export(args.source).model_config)
+    export = read_export(args.source)
+    return tokenizer.prompt_from_arguments(args, export.model_config,
+                                           tokenizer.for_export(export, args.source))
 
 
 def _rerun(args) -> str:

@@ -183,6 +183,23 @@ def test_section_crc(written, name):
     assert [n for n in damaged.sections if not damaged.section_ok(n)] == [name]
 
 
+def test_the_optional_tokenizer_section_travels_under_its_crc(tmp_path):
+    """A checkpoint's tokenizer.json rides along as the optional ``tokenizer`` section (uint8
+    bytes): read back byte for byte, its damage refused like any section's, and a file without
+    it as valid as before (format version 1 either way)."""
+    data = json.dumps({"version": "1.0", "model": {"type": "WordLevel"}}).encode()
+    export = make_export()
+    export.sections["tokenizer"] = np.frombuffer(data, np.uint8)
+    path = tmp_path / "model.tern"
+    write_export(path, export)
+    assert read_export(path).sections["tokenizer"].tobytes() == data
+    assert FIXED_HEADER.unpack_from(path.read_bytes())[1] == 1
+    entry = ExportFile(path).sections["tokenizer"]
+    assert (entry.dtype, entry.shape, entry.encoding) == ("uint8", (len(data),), "raw")
+    flip(path, entry.offset + 5)
+    assert f"section 'tokenizer' CRC mismatch (stored 0x{entry.crc32:08x})" in error_of(path)
+
+
 def test_unknown_version(written):
     data = bytearray(written.read_bytes())
     data[8:10] = struct.pack("<H", 2)
