@@ -124,8 +124,12 @@ def _connect(args, export):
                                 "left without ending it); pass --abort to end that run, or wait "
                                 "until it finishes")
             steps = board.abort()
-            print(f"ended the board's earlier run after {steps} steps (ABORT); its memories "
-                  f"are as that run left them", file=sys.stderr)
+            if steps is None:     # it finished by itself between STATUS and ABORT
+                print("the board's earlier run ended by itself; its memories are as that run "
+                      "left them", file=sys.stderr)
+            else:
+                print(f"ended the board's earlier run after {steps} steps (ABORT); its "
+                      f"memories are as that run left them", file=sys.stderr)
         yield board, virtual
 
 

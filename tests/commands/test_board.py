@@ -15,6 +15,7 @@ class StandInBoard:
     def __init__(self, holds: bool):
         self.holds, self.loads = holds, 0
         self.running, self.aborts = False, 0   # an earlier run still going; ABORTs received
+        self.ends_before_abort = False  # that run ends between STATUS and ABORT
         self.interrupt_after = None     # Ctrl-C after this many tokens
         self.identity = types.SimpleNamespace(board_id=0xFFFF)
 
@@ -36,7 +37,8 @@ class StandInBoard:
 
     def abort(self):
         self.aborts += 1
-        steps, self.running = (1234 if self.running else None), False
+        still = self.running and not self.ends_before_abort
+        steps, self.running = (1234 if still else None), False
         return steps
 
     def generate(self, prompt, count):
@@ -99,6 +101,15 @@ def test_abort_ends_the_earlier_run_first(exported, run, stand_in, command):
     status, _, err = run(command, exported, "--port", "/dev/ttyUSB9", "--abort", *extra)
     assert status == 0, err
     assert err.startswith("ended the board's earlier run after 1234 steps (ABORT)")
+    assert stand_in.aborts == 1 and stand_in.loads == 1
+
+
+def test_a_run_that_ends_before_the_abort_is_reported_as_ended(exported, run, stand_in):
+    stand_in.running = stand_in.ends_before_abort = True
+    status, _, err = run("load", exported, "--port", "/dev/ttyUSB9", "--abort")
+    assert status == 0, err
+    assert err.startswith("the board's earlier run ended by itself; its memories are as that "
+                          "run left them")
     assert stand_in.aborts == 1 and stand_in.loads == 1
 
 
