@@ -204,7 +204,18 @@ def run_presets(presets, sweep_preset: str, deadline: float, save, device: str =
     (``time.monotonic()``), with ``blas`` (``"cublaslt"``, ``"cublas"``) as PyTorch's preferred
     BLAS library if given, calling
     ``save(document)`` after each (the figures so far, the device's facts, the variants skipped
-    or failed); ``timing``: :func:`measure`'s keyword arguments."""
+    or failed); ``timing``: :func:`measure`'s keyword arguments.
+
+    Raises
+    ------
+    TernError
+        If ``only`` names a variant that :func:`variants` does not have.
+    """
+    known = [name for name, *_ in variants(True)]
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise TernError(f"no variant {', '.join(map(repr, unknown))}; the variants are "
+                        f"{', '.join(known)}")
     torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     if blas:

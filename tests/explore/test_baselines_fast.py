@@ -116,6 +116,10 @@ def test_variants_and_run_presets_on_the_cpu(monkeypatch):
                        only=("lean_graph_float32",))
     assert late["figures"] == [] and late["skipped"] == [
         "gpu_baseline.micro.lean_graph_float32: out of time"]
+    with pytest.raises(TernError, match=r"no variant 'lean_graph_float64'; the variants are "
+                                        r"lean_compiled_float32, lean_graph_float32, "):
+        run_presets(["micro"], "none", float("inf"), saved.append, device="cpu",
+                    only=("lean_graph_float32", "lean_graph_float64"))
 
 
 def test_cpu_lean_measurement_with_a_meter(micro, meter):
