@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from tern_fpga.contracts.errors import TernError
 from tern_fpga.explore.baselines import (
     cpu_meter,
     decode_rates,
@@ -155,11 +156,13 @@ def _agreement(step_function, decoder: LeanDecoder, reference: list[int], name: 
         tokens.append(int(token[0]))
         token, state = step_function(token, state)
     first = first_difference(tokens, reference)
+    # Not a cause: the one difference investigated (docs/benchmarks.md) may not be this one.
+    where = "" if first is None else (f"; the first difference is token {first} (why a "
+                                      f"compiled step can differ: docs/benchmarks.md)")
     return Figure(f"{name}.tokens_same_as_float32", len(reference) if first is None else first,
                   "tokens", "measured", SOURCE,
                   f"greedy tokens equal to the float32 model as trained, of the first "
-                  f"{len(reference)}{'' if first is None else f'; the first difference is token {first} (the compiled code rounds differently: an int8 rounding flip, docs/benchmarks.md)'}; "
-                  f"{notes}", machine)
+                  f"{len(reference)}{where}; {notes}", machine)
 
 
 def measure_presets(presets, thread_counts, section: str, settings=FULL_SETTINGS,
@@ -211,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(count < 1 for count in args.threads):
         parser.error(f"--threads {args.threads}: every thread count must be at least 1")
-    figures = measure_presets(args.presets, args.threads, args.section,
-                              QUICK_SETTINGS if args.quick else FULL_SETTINGS,
-                              progress=lambda line: print(line, flush=True))
+    try:
+        figures = measure_presets(args.presets, args.threads, args.section,
+                                  QUICK_SETTINGS if args.quick else FULL_SETTINGS,
+                                  progress=lambda line: print(line, flush=True))
+    except TernError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"figures": [figure.to_dict() for figure in figures]},

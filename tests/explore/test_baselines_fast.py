@@ -160,3 +160,23 @@ def test_cpu_provider_quick(monkeypatch):
     assert [figure.name for figure in figures][:2] == [
         "cpu_baseline.micro.lean_1thread.tokens_same_as_float32",
         "cpu_baseline.micro.lean_1thread.tokens_per_s"]
+
+
+def test_cpu_agreement_names_the_first_difference_without_guessing_its_cause(micro):
+    decoder = LeanDecoder(micro)
+    reference = reference_tokens(micro, 6)
+    reference[3] = (reference[3] + 1) % micro.config.vocab_size
+    figure = baselines_cpu._agreement(decoder.step, decoder, reference, "cpu.x", "note", "here")
+    assert figure.value == 3
+    assert figure.notes == ("greedy tokens equal to the float32 model as trained, of the first "
+                            "6; the first difference is token 3 (why a compiled step can "
+                            "differ: docs/benchmarks.md); note")
+
+
+def test_cpu_script_names_an_unknown_preset_in_one_line(tmp_path, capsys):
+    output = tmp_path / "cpu.json"
+    assert baselines_cpu.main(["--presets", "nano", "--threads", "1", "-o", str(output)]) == 1
+    assert capsys.readouterr().err.startswith(
+        "python -m tern_fpga.explore.baselines_cpu: error: unknown model preset 'nano'; choose "
+        "one of ")
+    assert not output.exists()
