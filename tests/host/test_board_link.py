@@ -199,17 +199,16 @@ def test_a_flood_is_held_back_and_the_board_answers_after_it(board_top):
     virtual = VirtualBoard(board_top, LINK_PARAMS, name="link-test")
     with virtual as url:
         port = int(url.rpartition(":")[2])
-        flood = socket.create_connection(("127.0.0.1", port))
-        flood.settimeout(1.0)
         accepted = 0
         chunk = bytes(range(256)) * 4096    # 1 MiB, no valid frame in it
-        try:
-            while accepted < 100 << 20:
-                accepted += flood.send(chunk)
-        except TimeoutError:
-            pass
-        assert accepted < 32 << 20, f"{accepted:,} bytes taken without back-pressure"
-        flood.close()
+        with socket.create_connection(("127.0.0.1", port)) as flood:   # closed on a failure too
+            flood.settimeout(1.0)
+            try:
+                while accepted < 100 << 20:
+                    accepted += flood.send(chunk)
+            except TimeoutError:
+                pass
+            assert accepted < 32 << 20, f"{accepted:,} bytes taken without back-pressure"
         start = time.monotonic()
         with Board(url, timeout=2.0) as board:
             assert board.identity.board_id == BOARD_OPTIONS["board_id"]
