@@ -48,8 +48,12 @@ class ResultCache:
         self.data[key] = value
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-        partial.replace(self.path)
+        try:
+            partial.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+            partial.replace(self.path)
+        except BaseException:   # a full disk, Ctrl-C: leave no half-written file behind
+            partial.unlink(missing_ok=True)
+            raise
 
 
 def design_key(params: AcceleratorParameters, what: str) -> str:
