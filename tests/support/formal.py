@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Assert, Assume, ClockDomain, Cover, Elaboratable, Module, Signal, Value
+from amaranth.hdl import (Assert, Assume, ClockDomain, Const, Cover, Elaboratable, Module, Signal,
+                          Value)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -86,21 +87,28 @@ class Properties(Elaboratable):
         self._stream_rule(m, port, name, Assume)
         return self._count(m, port, name)
 
-    def watch(self, m: Module, port, name: str, *, ready=None) -> Signal:
+    def watch(self, m: Module, port, name: str, *, ready=None, replaced=None,
+              payload=None) -> Signal:
         """Take an output stream ``port`` of the design with a free ``ready`` (or ``ready``)
-        and assert the stream rules: once valid, valid and payload hold until ready. Returns
-        the count of transfers so far."""
+        and assert the stream rules: once valid, valid and payload hold until ready. A
+        ``replaced`` signal, if given, excuses the payload (not valid) in the cycle after it is
+        high: a documented overwrite such as a UART's overrun. ``payload``, if given, is the
+        part of the payload that must hold (the fields that the beat defines). Returns the
+        count of transfers so far."""
         m.d.comb += port.ready.eq(self.free(1, f"{name}_ready") if ready is None else ready)
-        self._stream_rule(m, port, name, Assert)
+        self._stream_rule(m, port, name, Assert, replaced, payload)
         return self._count(m, port, name)
 
-    def _stream_rule(self, m, port, name, statement):
-        payload = Value.cast(port.payload)
+    def _stream_rule(self, m, port, name, statement, replaced=None, payload=None):
+        payload = Value.cast(port.payload if payload is None else payload)
         stalled = self.previous(m, port.valid & ~port.ready, f"{name}_stalled")
         held = self.previous(m, payload, f"{name}_held")
+        excused = (Const(0, 1) if replaced is None
+                   else self.previous(m, replaced, f"{name}_replaced"))
         with m.If(stalled):
-            m.d.comb += [statement(port.valid, f"{name}_valid_held"),
-                         statement(payload == held, f"{name}_payload_held")]
+            m.d.comb += statement(port.valid, f"{name}_valid_held")
+            with m.If(~excused):
+                m.d.comb += statement(payload == held, f"{name}_payload_held")
 
     @staticmethod
     def _count(m, port, name, width=8):
