@@ -179,13 +179,18 @@ def run_generate(args) -> int:
             virtual.trace(args.waves_cycles)   # from here: the generation, not the load
         if args.prompt is not None:
             sys.stdout.write(args.prompt)
+        # The meter's idle baseline before the run: Ctrl-C there ends no run.
+        meter = _idle_meter(args.meter) if args.meter else None
         try:
-            report, energy = _generate(args, board, export, prompt)
+            report, energy = _generate(args, board, export, prompt, meter)
         except KeyboardInterrupt:
             # The driver has ended the board's run (ABORT) as the generator closed.
             print("\ninterrupted: the board's run was ended at a token boundary (ABORT); the "
                   "export is still loaded", file=sys.stderr)
             return 130
+        finally:
+            if meter is not None:
+                meter.close()
     where = "virtual board" if args.port == "sim" else args.port
     for line in report.lines(where):
         print(line)
@@ -197,12 +202,21 @@ def run_generate(args) -> int:
     return 0
 
 
-def _generate(args, board, export, prompt):
-    """The generation's report, and its energy if ``--meter`` names a power meter."""
-    if not args.meter:
+def _idle_meter(spec: str):
+    """The power meter ``spec`` names, its idle baseline taken (closed if that fails)."""
+    meter = open_meter(spec)
+    try:
+        meter.idle_baseline(3.0)
+    except BaseException:
+        meter.close()
+        raise
+    return meter
+
+
+def _generate(args, board, export, prompt, meter):
+    """The generation's report, and its energy measured by ``meter`` if there is one."""
+    if meter is None:
         return session.generate_text(board, export, prompt, args.tokens), None
-    meter = open_meter(args.meter)
-    meter.idle_baseline(3.0)
     holder = {}
 
     def generate():

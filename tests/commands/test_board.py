@@ -121,3 +121,50 @@ def test_ctrl_c_during_generation_says_the_run_was_ended(exported, run, stand_in
     assert out == "AAA"
     assert err.rstrip().endswith("interrupted: the board's run was ended at a token boundary "
                                  "(ABORT); the export is still loaded")
+
+
+class StandInMeter:
+    """A power meter for ``--meter``: its idle baseline, or Ctrl-C during it."""
+
+    def __init__(self, interrupt_idle=False):
+        self.interrupt_idle, self.closed = interrupt_idle, False
+
+    def idle_baseline(self, seconds):
+        if self.interrupt_idle:
+            raise KeyboardInterrupt
+        return 1.0
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def stand_in_meter(monkeypatch):
+    from tern_fpga.commands import board as board_command
+
+    meter = StandInMeter()
+    monkeypatch.setattr(board_command, "open_meter", lambda spec: meter)
+    monkeypatch.setattr(board_command, "measure_generation", lambda meter, generate: (
+        generate(), types.SimpleNamespace(mean_watts=2.0, joules_per_token=0.5))[1])
+    return meter
+
+
+def test_generate_with_a_meter_reports_its_power_and_closes_it(exported, run, stand_in,
+                                                               stand_in_meter):
+    status, out, err = run("generate", exported, "--port", "/dev/ttyUSB9", "--ids", "1", "-n",
+                           "3", "--meter", "hwmon:stand-in")
+    assert status == 0, err
+    assert out.startswith("AAA")
+    assert out.splitlines()[-1] == ("power measured by hwmon:stand-in: 2.00 W mean, 0.5000 J "
+                                    "per token")
+    assert stand_in_meter.closed
+
+
+def test_ctrl_c_during_the_idle_baseline_claims_no_abort(exported, run, stand_in,
+                                                         stand_in_meter):
+    stand_in_meter.interrupt_idle = True
+    status, out, err = run("generate", exported, "--port", "/dev/ttyUSB9", "--ids", "1",
+                           "--meter", "hwmon:stand-in")
+    assert status == 130 and out == ""
+    assert err.rstrip().endswith("tern generate: interrupted") and "ABORT" not in err
+    assert stand_in_meter.closed
