@@ -29,11 +29,11 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.output_paths import add_force_argument
 from tern_fpga.explore.baselines import (
     cpu_meter,
     decode_rates,
@@ -41,7 +41,7 @@ from tern_fpga.explore.baselines import (
     load_baseline_model,
 )
 from tern_fpga.explore.baselines_lean import LeanDecoder, first_difference, reference_tokens
-from tern_fpga.explore.report import Figure, machine_description
+from tern_fpga.explore.report import Figure, figures_output, machine_description
 from tern_fpga.host.meters import measure_generation
 
 __all__ = ["available_cores", "compiled_step", "measure_lean_cpu", "run"]
@@ -211,18 +211,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="first part of the figures' names (the report's section)")
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("-o", "--output", required=True, help="JSON file to write")
+    add_force_argument(parser, "an existing file that is not a figures file")
     args = parser.parse_args(argv)
     if any(count < 1 for count in args.threads):
         parser.error(f"--threads {args.threads}: every thread count must be at least 1")
     try:
+        output = figures_output(args.output, args.force)    # now, not after the runs
         figures = measure_presets(args.presets, args.threads, args.section,
                                   QUICK_SETTINGS if args.quick else FULL_SETTINGS,
                                   progress=lambda line: print(line, flush=True))
     except TernError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps({"figures": [figure.to_dict() for figure in figures]},
                                  indent=2) + "\n")
     print(f"wrote {output}: {len(figures)} figures")

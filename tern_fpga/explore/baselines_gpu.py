@@ -26,14 +26,14 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.output_paths import add_force_argument
 from tern_fpga.explore.baselines import decode_rates, energy_figures, load_baseline_model
 from tern_fpga.explore.baselines_lean import LeanDecoder, first_difference, reference_tokens
-from tern_fpga.explore.report import Figure, machine_description
+from tern_fpga.explore.report import Figure, figures_output, machine_description
 from tern_fpga.host.meters import MeterError, NvidiaSmiMeter, measure_generation
 
 __all__ = ["GraphDecoder", "main", "measure", "run_presets", "variants"]
@@ -278,13 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline-s", type=float, default=400.0,
                         help="skip the variants not started after this many seconds")
     parser.add_argument("-o", "--output", required=True, help="JSON file to write")
+    add_force_argument(parser, "an existing file that is not a figures file")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(f"{parser.prog}: error: this torch ({torch.__version__}) sees no CUDA device; run "
               f"it on a machine with an NVIDIA GPU", file=sys.stderr)
         return 1
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output = figures_output(args.output, args.force)    # now, not after minutes of runs
+    except TernError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
 
     def save(document):
         output.write_text(json.dumps(document, indent=2) + "\n")

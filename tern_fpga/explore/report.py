@@ -20,9 +20,13 @@ import subprocess
 from pathlib import Path
 
 from tern_fpga.contracts import paths
+from tern_fpga.contracts.output_paths import OutputKind, OutputPathError, check_output_file
 
-__all__ = ["LABELS", "Figure", "Problem", "format_value", "git_commit", "machine_description",
-           "write_report"]
+__all__ = ["FIGURES_FILE", "LABELS", "Figure", "Problem", "figures_output", "format_value",
+           "git_commit", "machine_description", "write_report"]
+
+# What a measuring script's -o holds, and `tern bench --merge` reads.
+FIGURES_FILE = OutputKind.json_with_keys('a figures file (JSON with "figures")', ("figures",))
 
 # How a number was obtained; the legend of every report explains them in these words.
 LABELS = {
@@ -205,6 +209,27 @@ def _markdown(figures: list[Figure], problems: list[Problem], metadata: dict,
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(plot).stem}]({plot})" for plot in plots]
     return "\n".join(lines) + "\n"
+
+
+def figures_output(path, force: bool = False) -> Path:
+    """The ``-o`` file of a measuring script, checked before it measures
+    (:func:`~tern_fpga.contracts.output_paths.check_output_file`: never a folder, a device or a
+    link, and a file of another kind only with ``force``); its folder is created.
+
+    Raises
+    ------
+    OutputPathError
+        If the file must not be written; the message says why and what to do.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True)
+        except OSError as error:
+            raise OutputPathError(f"-o {path}: cannot create the folder {path.parent}: "
+                                  f"{error.strerror or error}; choose a folder you can write "
+                                  f"to") from None
+    return check_output_file(path, FIGURES_FILE, force=force)
 
 
 def write_report(figures, directory, problems=(), preface: str = "") -> tuple[Path, Path]:

@@ -180,3 +180,14 @@ def test_cpu_script_names_an_unknown_preset_in_one_line(tmp_path, capsys):
         "python -m tern_fpga.explore.baselines_cpu: error: unknown model preset 'nano'; choose "
         "one of ")
     assert not output.exists()
+
+
+def test_cpu_script_refuses_its_output_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(baselines_cpu, "measure_presets", lambda *args, **kwargs: pytest.fail(
+        "measured before the output was checked"))
+    other = tmp_path / "notes.txt"
+    other.write_text("my notes")
+    assert baselines_cpu.main(["--threads", "1", "-o", str(other)]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"python -m tern_fpga.explore.baselines_cpu: error: -o {other}")
+    assert other.read_text() == "my notes"

@@ -21,7 +21,14 @@ from tern_fpga.explore.bench import (
     ternary_unit,
 )
 from tern_fpga.explore.plots import SystemPoint, pareto, pareto_front, roofline
-from tern_fpga.explore.report import LABELS, Figure, Problem, format_value, write_report
+from tern_fpga.explore.report import (
+    LABELS,
+    Figure,
+    Problem,
+    figures_output,
+    format_value,
+    write_report,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -329,3 +336,22 @@ def test_ternary_weight_count_matches_the_model(shape):
         module.weight.numel() for module in model.modules() if isinstance(module, BitLinear))
     # The released 370M model: 341,049,344 ternary weights at 2 bits each.
     assert _models_bytes_per_token()["MMfreeLM-370M"] == 341_049_344 / 4
+
+
+def test_figures_output_is_checked_before_a_script_measures(tmp_path):
+    fresh = figures_output(tmp_path / "new" / "gpu.json")
+    assert fresh == tmp_path / "new" / "gpu.json" and fresh.parent.is_dir()
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"figures": []}))
+    assert figures_output(earlier) == earlier          # a figures file: replaced
+    other = tmp_path / "notes.json"
+    other.write_text('{"mine": 1}')
+    with pytest.raises(TernError, match=f"-o {other}.* --force"):
+        figures_output(other)
+    assert figures_output(other, force=True) == other
+    with pytest.raises(TernError, match=f"-o {tmp_path}"):
+        figures_output(tmp_path)                       # a folder, never
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(TernError, match=f"-o {blocker}/sub/gpu.json: cannot create the folder"):
+        figures_output(blocker / "sub" / "gpu.json")
