@@ -163,6 +163,9 @@ _ECP5_FROM_ICE40 = ("ASSUMPTION, no published per-resource figure found for the 
                     "points to the Diamond Power Calculator, whose coefficients are not in a "
                     "document): " + _ECP5_SCALING)
 _ECP5_LUTS, _ICE40_LUTS = 83_640, 5_280
+# LFE5U-85F standby typicals (FPGA-DS-02012 v3.4 Table 3.8, as quoted; see ECP5.static_w): core,
+# auxiliary, and the seven I/O banks of the CABGA381 at 3.3 V.
+_ECP5_STATIC_W = 0.212 * 1.1 + 0.026 * 2.5 + 7 * 0.0005 * 3.3
 # The ranges of the ECP5 assumptions (factors on the central value): a larger die's longer
 # routing makes the scaled iCE40 figures more likely too low than too high.
 _LOGIC_RANGE = (0.5, 3.0)
@@ -182,14 +185,18 @@ _PER_CELL = "uW/MHz per cell at toggle rate 1"
 ECP5 = FamilyCoefficients(
     family="ecp5", device="LFE5U-85F",
     static_w=Coefficient(
-        0.15, "W",
-        "ASSUMPTION, not from a retrieved document: the order of a 40 nm 85k-LUT FPGA's "
-        "standby supply power at 25 C. The ECP5 and ECP5-5G Family Data Sheet (FPGA-DS-02012), "
-        "DC characteristics, 'Supply Current (Standby)', gives the typical ICC, ICCAUX and ICCIO "
-        "of the LFE5U-85F; its table could not be read here (searched 2026-12-05: the data "
-        "sheet and TN1266 were found, their tables not). Replace with ICC x 1.1 V + ICCAUX x "
-        "2.5 V + the banks' ICCIO x VCCIO. Range 0.05 to 0.30 W: a third to twice the "
-        "placeholder", 0.05, 0.30),
+        _ECP5_STATIC_W, "W",
+        f"SECONDARY SOURCE: the ECP5 and ECP5-5G Family Data Sheet (FPGA-DS-02012 v3.4), "
+        f"Table 3.8 'Supply Current (Standby)', typical for the LFE5U-85F: ICC 212 mA, ICCAUX "
+        f"26 mA, ICCIO 0.5 mA per bank, as quoted in two public board-design notes (an "
+        f"LFE5U-85F board's power sheet that lists the data sheet among its downloaded sources, "
+        f"and a board power register), found by code search on 2026-12-05; the data sheet's "
+        f"own table could not be read here. 212 mA x 1.1 V + 26 mA x 2.5 V + 7 banks x 0.5 mA "
+        f"x 3.3 V = {_ECP5_STATIC_W:.3f} W. Range 0.15 to 0.40 W: the quote gives no "
+        f"junction temperature (if the typicals are for a hot junction, as some Lattice "
+        f"families' are, leakage at room temperature is roughly half) and parts spread above "
+        f"the typical",
+        0.15, 0.40),
     clock_uw_per_mhz=_assumed(
         _ICE40_CLOCK * _VOLTAGE_SCALE * _ECP5_LUTS / _ICE40_LUTS, "uW/MHz",
         f"ASSUMPTION: the iCE40UP5K's measured clock network (above) x (1.1 V / 1.219 V)^2 x "
