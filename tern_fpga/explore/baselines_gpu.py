@@ -36,7 +36,7 @@ from tern_fpga.explore.baselines_lean import LeanDecoder, first_difference, refe
 from tern_fpga.explore.report import Figure, figures_output, machine_description
 from tern_fpga.host.meters import MeterError, NvidiaSmiMeter, measure_generation
 
-__all__ = ["GraphDecoder", "main", "measure", "run_presets", "variants"]
+__all__ = ["GraphDecoder", "main", "measure", "run_presets", "variant_name", "variants"]
 
 SOURCE = "tern_fpga.explore.baselines_gpu"
 STEPS_PER_GRAPH = 32
@@ -197,6 +197,18 @@ def variants(sweep: bool):
             yield f"lean_compiled_float32_b{batch}", "float32", True, batch
 
 
+def variant_name(variant: str, blas: str = "") -> str:
+    """The figures' name for ``variant`` measured with ``blas`` preferred (``""``: PyTorch's
+    choice): the library before the batch suffix, so that a run with another library does not
+    give the same names (``lean_compiled_float32_cublaslt_b8``)."""
+    if not blas:
+        return variant
+    base, batch, number = variant.rpartition("_b")
+    if base and number.isdigit():
+        return f"{base}_{blas}{batch}{number}"
+    return f"{variant}_{blas}"
+
+
 def run_presets(presets, sweep_preset: str, deadline: float, save, device: str = "cuda",
                 meter=None, why: str = "", progress=print, only=(), blas: str = "",
                 **timing) -> dict:
@@ -236,7 +248,7 @@ def run_presets(presets, sweep_preset: str, deadline: float, save, device: str =
             for variant, dtype, compiled, batch in variants(preset == sweep_preset):
                 if only and variant not in only:
                     continue
-                name = f"gpu_baseline.{preset}.{variant}"
+                name = f"gpu_baseline.{preset}.{variant_name(variant, blas)}"
                 if time.monotonic() > deadline:
                     document["skipped"].append(f"{name}: out of time")
                     continue

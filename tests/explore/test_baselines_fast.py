@@ -191,3 +191,14 @@ def test_cpu_script_refuses_its_output_before_measuring(tmp_path, capsys, monkey
     assert capsys.readouterr().err.startswith(
         f"python -m tern_fpga.explore.baselines_cpu: error: -o {other}")
     assert other.read_text() == "my notes"
+
+
+def test_a_variant_measured_with_a_chosen_blas_library_has_its_own_name():
+    assert baselines_gpu.variant_name("lean_compiled_float32_b8") == "lean_compiled_float32_b8"
+    assert baselines_gpu.variant_name("lean_compiled_float32_b8", "cublaslt") == \
+        "lean_compiled_float32_cublaslt_b8"
+    assert baselines_gpu.variant_name("lean_compiled_float32", "cublas") == \
+        "lean_compiled_float32_cublas"
+    names = {baselines_gpu.variant_name(variant, blas) for variant, *_ in variants(True)
+             for blas in ("", "cublas", "cublaslt")}
+    assert len(names) == 3 * len(list(variants(True)))
