@@ -51,20 +51,23 @@ def test_batched_numerics_equal_the_definition(preset, rows, sigmoid_table):
              "subtract": numerics.subtract}
     for name, definition in pairs.items():
         expected = [definition(x, y, params) for x, y in zip(a, b)]
-        np.testing.assert_array_equal(getattr(batched, name)(a, b), expected, err_msg=name)
+        np.testing.assert_array_equal(getattr(batched, name)(a, b), expected,
+                                      err_msg=f"{name}, seed {SEED}")
     singles = {"one_minus": numerics.one_minus, "sigmoid": numerics.sigmoid,
                "silu": numerics.silu}
     for name, definition in singles.items():
         for x in (a, edges):
             np.testing.assert_array_equal(getattr(batched, name)(x),
-                                          [definition(row, params) for row in x], err_msg=name)
-    assert batched.sums_of_squares(a) == [numerics.sum_of_squares(x, params) for x in a]
+                                          [definition(row, params) for row in x],
+                                          err_msg=f"{name}, seed {SEED}")
+    assert batched.sums_of_squares(a) == [numerics.sum_of_squares(x, params) for x in a], SEED
     scales = [Scale(int(rng.integers(1 << 15, 1 << 16)), int(e))
               for e in rng.integers(-70, 50, rows)]
     for row_scales in (scales, [scales[0]] * rows):
         np.testing.assert_array_equal(
             batched.apply_scales(a >> 8, row_scales),
-            [numerics.apply_scale(x, s, params) for x, s in zip(a >> 8, row_scales)])
+            [numerics.apply_scale(x, s, params) for x, s in zip(a >> 8, row_scales)],
+            err_msg=f"apply_scales, seed {SEED}")
 
 
 @pytest.mark.parametrize("preset", ["micro", "demo"])
@@ -79,10 +82,10 @@ def test_batched_quantize_and_norm_scale_equal_the_definition(preset):
     largest = batched.quantize(x, weight, quantized)
     for row, total in enumerate(batched.sums_of_squares(x)):
         q, scale = numerics.quantize_activations(x[row], weight[row], 5, constant, params)
-        np.testing.assert_array_equal(quantized[row], q)
+        np.testing.assert_array_equal(quantized[row], q, err_msg=f"row {row}, seed {SEED}")
         norm_scale = batched.norm_scale(total, 5, constant)
         assert numerics.scale_multiply(norm_scale, numerics.scale_from_int(largest[row], params),
-                                       params) == scale
+                                       params) == scale, (row, SEED)
 
 
 @pytest.mark.parametrize("preset", ["micro", "demo", "large"])
@@ -92,13 +95,13 @@ def test_scale_arithmetic_equals_the_definition(preset):
     values = [1, 2, 3, (1 << 16) - 1, 1 << 16, (1 << 17) - 1, (1 << 32) - 1, 1 << 32, 1 << 61]
     values += [max(int(v), 1) for v in rng.integers(1, 1 << 62, 400) >> rng.integers(0, 62, 400)]
     for value in values:
-        assert arithmetic.rsqrt(value) == numerics.rsqrt_scale(value, params), value
-        assert arithmetic.from_int(value) == numerics.scale_from_int(value, params), value
+        assert arithmetic.rsqrt(value) == numerics.rsqrt_scale(value, params), (value, SEED)
+        assert arithmetic.from_int(value) == numerics.scale_from_int(value, params), (value, SEED)
     scales = [numerics.scale_from_int(v, params) for v in values[:60]] + [Scale(0, 0)]
     for a in scales:
         b = scales[int(rng.integers(0, len(scales)))]
         b = Scale(b.mantissa, b.exponent - int(rng.integers(-40, 40)))
-        assert arithmetic.multiply(a, b) == numerics.scale_multiply(a, b, params), (a, b)
+        assert arithmetic.multiply(a, b) == numerics.scale_multiply(a, b, params), (a, b, SEED)
     with pytest.raises(ValueError, match="rsqrt needs a positive value, not 0"):
         arithmetic.rsqrt(0)
 
