@@ -177,6 +177,7 @@ class Board:
         transport = transport if transport is not None else SerialTransport(url, baud=baud)
         self.link = Link(transport, timeout=timeout, retries=retries, baud=baud, name=url)
         self.entry_points: dict | None = None
+        self.closed = False
         try:
             # IDENTIFY first: it also tells the board that a new session starts (the repeat
             # detection compares with the frame executed last).
@@ -192,6 +193,8 @@ class Board:
                 f"flash a bitstream built by this tern")
 
     def close(self) -> None:
+        """Close the connection (a generation not yet finished is left to the board)."""
+        self.closed = True
         self.link.close()
 
     def __enter__(self) -> Self:
@@ -411,7 +414,8 @@ class Board:
         """Feed ``prompt``, then generate ``count`` tokens greedily on the chip; yields each
         token as it arrives. ``step_timeout`` bounds the wait for any one token. A caller that
         stops early (closes the generator, or is interrupted with Ctrl-C) ends the chip's run
-        with :meth:`abort`, so that the board takes commands again at once."""
+        with :meth:`abort`, so that the board takes commands again at once; a generator still
+        open when the board is closed leaves the run to the board."""
         prompt = [int(t) for t in prompt]
         if not prompt:
             raise ValueError("generate needs a prompt of at least one token")
@@ -439,8 +443,9 @@ class Board:
                 following += 1
                 yield token
         except (GeneratorExit, KeyboardInterrupt):
-            # The caller stopped early: end the chip's run rather than leave it BUSY.
-            if following < count:
+            # The caller stopped early: end the chip's run rather than leave it BUSY; not
+            # through a closed connection (a generator collected after its board was closed).
+            if following < count and not self.closed:
                 self.abort(timeout=step_timeout)
             raise
 

@@ -247,6 +247,41 @@ def test_a_generation_closed_early_is_aborted(virtual_board):
         board.write_memory(MemorySpace.VECTOR, 0, [1, 2, 3])
 
 
+def test_ctrl_c_while_waiting_for_a_token_aborts_the_run(virtual_board, monkeypatch):
+    with Board(virtual_board, timeout=5.0) as board:
+        board.entry_points = {"reset": 0, "step": 1}
+        tokens = board.generate([11], 50_000)
+        first = [next(tokens) for _ in range(5)]
+
+        def interrupted(*args):
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            # Ctrl-C as the host waits for a notification or reads tokens back; what was read
+            # back already is taken first.
+            patch.setattr(board.link, "notification", interrupted)
+            patch.setattr(board, "_tokens", interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                for _ in range(1000):
+                    next(tokens)
+        assert first == expected_chain(11, 5)
+        status = board.status()
+        assert not status.running and status.tokens < 50_000
+        board.write_memory(MemorySpace.VECTOR, 0, [1, 2, 3])    # takes commands again
+
+
+def test_a_generation_left_open_after_its_board_closed_is_left_to_the_board(virtual_board):
+    board = Board(virtual_board, timeout=5.0)
+    board.entry_points = {"reset": 0, "step": 1}
+    tokens = board.generate([11], 50_000)
+    next(tokens)
+    board.close()
+    tokens.close()      # as when it is collected: no ABORT through the closed port, no error
+    with Board(virtual_board, timeout=5.0) as again:
+        assert again.status().running
+        assert again.abort() > 0
+
+
 def test_no_such_virtual_board_is_a_clear_error():
     with pytest.raises(TransportError, match="nothing listens at socket://127.0.0.1:9: is the "
                                              "virtual board running"):
