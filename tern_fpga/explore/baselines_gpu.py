@@ -169,11 +169,13 @@ def _agreement(graph: GraphDecoder, reference: list[int], name: str, notes: str,
 
 
 def _device_facts(device: str) -> dict:
+    index = torch.device(device).index or 0     # nvidia-smi's -i: the GPU measured
+
     def query(field):
         try:
             return subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader",
-                                   "-i", "0"], capture_output=True, text=True, timeout=20,
-                                  check=True).stdout.strip()
+                                   "-i", str(index)], capture_output=True, text=True,
+                                  timeout=20, check=True).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return "unknown"
 

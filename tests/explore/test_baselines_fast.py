@@ -1,6 +1,8 @@
 """The strongest baselines: the lean decode (same tokens as the model as trained), its CUDA-graph
 wrapper run eagerly on the CPU, the CPU provider, and their figures with a simulated meter."""
 
+import types
+
 import pytest
 import torch
 
@@ -202,3 +204,17 @@ def test_a_variant_measured_with_a_chosen_blas_library_has_its_own_name():
     names = {baselines_gpu.variant_name(variant, blas) for variant, *_ in variants(True)
              for blas in ("", "cublas", "cublaslt")}
     assert len(names) == 3 * len(list(variants(True)))
+
+
+def test_device_facts_ask_nvidia_smi_about_the_gpu_measured(monkeypatch):
+    asked = []
+
+    def nvidia_smi(command, **options):
+        asked.append(command[command.index("-i") + 1])
+        return types.SimpleNamespace(stdout=" 700.00 W\n")
+
+    monkeypatch.setattr(baselines_gpu.subprocess, "run", nvidia_smi)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    facts = baselines_gpu._device_facts("cuda:1")
+    assert facts["device"] == "NVIDIA H200" and facts["power_limit"] == "700.00 W"
+    assert asked == ["1", "1"]
