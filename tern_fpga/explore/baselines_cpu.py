@@ -40,7 +40,7 @@ from tern_fpga.explore.baselines import (
     energy_figures,
     load_baseline_model,
 )
-from tern_fpga.explore.baselines_lean import LeanDecoder, first_difference, reference_tokens
+from tern_fpga.explore.baselines_lean import LeanDecoder, agreement_figure, reference_tokens
 from tern_fpga.explore.report import Figure, figures_output, machine_description
 from tern_fpga.host.meters import measure_generation
 
@@ -155,14 +155,9 @@ def _agreement(step_function, decoder: LeanDecoder, reference: list[int], name: 
     for _ in range(len(reference)):
         tokens.append(int(token[0]))
         token, state = step_function(token, state)
-    first = first_difference(tokens, reference)
-    # Not a cause: the one difference investigated (docs/benchmarks.md) may not be this one.
-    where = "" if first is None else (f"; the first difference is token {first} (why a "
-                                      f"compiled step can differ: docs/benchmarks.md)")
-    return Figure(f"{name}.tokens_same_as_float32", len(reference) if first is None else first,
-                  "tokens", "measured", SOURCE,
-                  f"greedy tokens equal to the float32 model as trained, of the first "
-                  f"{len(reference)}{where}; {notes}", machine)
+    return agreement_figure(name, tokens, reference,
+                            "greedy tokens equal to the float32 model as trained", notes,
+                            machine, SOURCE)
 
 
 def measure_presets(presets, thread_counts, section: str, settings=FULL_SETTINGS,

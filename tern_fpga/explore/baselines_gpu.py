@@ -32,7 +32,7 @@ import torch
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.output_paths import add_force_argument
 from tern_fpga.explore.baselines import decode_rates, energy_figures, load_baseline_model
-from tern_fpga.explore.baselines_lean import LeanDecoder, first_difference, reference_tokens
+from tern_fpga.explore.baselines_lean import LeanDecoder, agreement_figure, reference_tokens
 from tern_fpga.explore.report import Figure, figures_output, machine_description
 from tern_fpga.host.meters import MeterError, NvidiaSmiMeter, measure_generation
 
@@ -158,14 +158,9 @@ def measure(graph: GraphDecoder, name: str, notes: str, machine: str, meter=None
 
 def _agreement(graph: GraphDecoder, reference: list[int], name: str, notes: str,
                machine: str) -> Figure:
-    tokens = graph.first_stream_tokens(len(reference))
-    first = first_difference(tokens, reference)
-    agree = len(reference) if first is None else first
-    return Figure(f"{name}.tokens_same_as_float32", agree, "tokens", "measured", SOURCE,
-                  f"greedy tokens (stream 0) equal to the float32 model as trained on the same "
-                  f"GPU, of the first {len(reference)}"
-                  f"{'' if first is None else f'; the first difference is token {first}'}; "
-                  f"{notes}", machine)
+    return agreement_figure(name, graph.first_stream_tokens(len(reference)), reference,
+                            "greedy tokens (stream 0) equal to the float32 model as trained on "
+                            "the same GPU", notes, machine, SOURCE)
 
 
 def _device_facts(device: str) -> dict:

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.tokenizer import encode
+from tern_fpga.explore.report import Figure
 from tern_fpga.quant.bitlinear import (
     ACTIVATION_SCALE_FLOOR,
     BITLINEAR_NORM_EPS,
@@ -39,7 +40,8 @@ from tern_fpga.quant.bitlinear import (
 )
 from tern_fpga.quant.model import HGRNBitForCausalLM
 
-__all__ = ["MATMUL_DTYPES", "PROMPT", "LeanDecoder", "first_difference", "reference_tokens"]
+__all__ = ["MATMUL_DTYPES", "PROMPT", "LeanDecoder", "agreement_figure", "first_difference",
+           "reference_tokens"]
 
 PROMPT = "The ternary model "
 MATMUL_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
@@ -196,6 +198,20 @@ def reference_tokens(model: HGRNBitForCausalLM, count: int, prompt: str = PROMPT
     with torch.inference_mode():
         out = model.to(device).generate(ids, count)
     return [int(token) for token in out[0, ids.shape[1]:]]
+
+
+def agreement_figure(name: str, tokens: list[int], reference: list[int], what: str, notes: str,
+                     machine: str, source: str) -> Figure:
+    """``<name>.tokens_same_as_float32`` (measured): how many of ``tokens`` equal ``reference``
+    (the float32 model as trained) before the first difference; ``what`` says which tokens
+    against which model ("greedy tokens equal to the float32 model as trained")."""
+    first = first_difference(tokens, reference)
+    # The difference's cause is not known here: docs/benchmarks.md has what was investigated.
+    where = "" if first is None else (f"; the first difference is token {first} (why a step "
+                                      f"can differ: docs/benchmarks.md)")
+    return Figure(f"{name}.tokens_same_as_float32", len(reference) if first is None else first,
+                  "tokens", "measured", source,
+                  f"{what}, of the first {len(reference)}{where}; {notes}", machine)
 
 
 def first_difference(tokens: list[int], reference: list[int]) -> int | None:

@@ -171,8 +171,8 @@ def test_cpu_agreement_names_the_first_difference_without_guessing_its_cause(mic
     figure = baselines_cpu._agreement(decoder.step, decoder, reference, "cpu.x", "note", "here")
     assert figure.value == 3
     assert figure.notes == ("greedy tokens equal to the float32 model as trained, of the first "
-                            "6; the first difference is token 3 (why a compiled step can "
-                            "differ: docs/benchmarks.md); note")
+                            "6; the first difference is token 3 (why a step can differ: "
+                            "docs/benchmarks.md); note")
 
 
 def test_cpu_script_names_an_unknown_preset_in_one_line(tmp_path, capsys):
