@@ -17,6 +17,8 @@ from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import preset
 from tern_fpga.host import programmer
 
+from support.processes import alive
+
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="tern")
@@ -136,15 +138,7 @@ def test_a_hung_programmer_is_stopped_with_its_children(shipped, monkeypatch):
     assert time.monotonic() - started < 10
     child = int(marker.read_text())
     time.sleep(0.2)
-    assert not _alive(child), "the programmer's child process was left running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+    assert not alive(child), "the programmer's child process was left running"
 
 
 def _session_processes(session: int) -> list[int]:

@@ -36,6 +36,7 @@ from support.link import (
     random_export,
     section_crcs_match,
 )
+from support.processes import alive
 
 SIZES = space_words(LINK_PARAMS)
 BYTES_PER_SECOND = BAUD / 10    # 8N1
@@ -158,19 +159,18 @@ def test_virtual_board_outlives_its_clients_and_refuses_a_second(board_top):
 
 def test_the_harness_ends_with_its_owner_killed(board_top, tmp_path):
     """A process that dies without cleaning up (SIGKILL) leaves no simulator running."""
-    owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER_SCRIPT], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
-    try:
-        harness = int(owner.stdout.readline())
-        assert _alive(harness)
-    finally:
-        owner.kill()
-        owner.wait()
+    with subprocess.Popen(      # the with-block closes its pipe and waits for it
+            [sys.executable, "-c", OWNER_SCRIPT], cwd=tmp_path, stdout=subprocess.PIPE,
+            text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}) as owner:
+        try:
+            harness = int(owner.stdout.readline())
+            assert alive(harness)
+        finally:
+            owner.kill()
     deadline = time.monotonic() + 10
-    while _alive(harness) and time.monotonic() < deadline:
+    while alive(harness) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(harness), f"the harness (pid {harness}) outlived its owner"
+    assert not alive(harness), f"the harness (pid {harness}) outlived its owner"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -183,14 +183,6 @@ print(board.process_id, flush=True)
 import time
 time.sleep(120)
 """
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, waiting for a parent to reap it, has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_flood_is_held_back_and_the_board_answers_after_it(board_top):
