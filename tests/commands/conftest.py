@@ -1,9 +1,14 @@
-"""Shared set-up of the command tests: a small checkpoint and its export, made once, and a way
-to run a command as the shell does and read its one-line error."""
+"""Shared set-up of the command tests: a small checkpoint and its export, made once, a way
+to run a command as the shell does and read its one-line error, and a stand-in board."""
+
+import contextlib
 
 import pytest
 
 from tern_fpga.commands.cli import main
+from tern_fpga.host import session
+
+from support.stand_in_board import StandInBoard
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +60,16 @@ def one_line_error(run):
         assert err.startswith(prefix), err
         return err[len(prefix):-1]
     return error
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """Connects every port to a :class:`StandInBoard` (its members set by the test)."""
+    board = StandInBoard()
+
+    @contextlib.contextmanager
+    def connect(port, params, *, baud, waves=None):
+        yield board, None
+
+    monkeypatch.setattr(session, "connect", connect)
+    return board

@@ -1,64 +1,11 @@
 """``tern load`` and ``tern generate`` check what they can before they touch a board, and
 ``tern generate`` does not load an export the board already holds, and says so."""
 
-import contextlib
 import types
 
 import pytest
 
 from tern_fpga.host import session
-
-
-class StandInBoard:
-    """What ``tern generate`` asks of a board, answered without one."""
-
-    def __init__(self, holds: bool):
-        self.holds, self.loads = holds, 0
-        self.running, self.aborts = False, 0   # an earlier run still going; ABORTs received
-        self.ends_before_abort = False  # that run ends between STATUS and ABORT
-        self.interrupt_after = None     # Ctrl-C after this many tokens
-        self.identity = types.SimpleNamespace(board_id=0xFFFF)
-
-    def holds_export(self, export):
-        return self.holds
-
-    def restore_work_bank(self, export):
-        return 16384
-
-    def load_export(self, export, progress=True):
-        self.loads += 1
-        return 1024
-
-    def reset(self):
-        pass
-
-    def status(self):
-        return types.SimpleNamespace(cycles=0, tokens=0, running=self.running)
-
-    def abort(self):
-        self.aborts += 1
-        still = self.running and not self.ends_before_abort
-        steps, self.running = (1234 if still else None), False
-        return steps
-
-    def generate(self, prompt, count):
-        for index in range(count):
-            if index == self.interrupt_after:
-                raise KeyboardInterrupt
-            yield 65
-
-
-@pytest.fixture
-def stand_in(monkeypatch):
-    """Connects every port to a :class:`StandInBoard` (``stand_in.holds`` set by the test)."""
-    board = StandInBoard(holds=False)
-
-    @contextlib.contextmanager
-    def connect(port, params, *, baud, waves=None):
-        yield board, None
-
-    monkeypatch.setattr(session, "connect", connect)
-    return board
 
 
 @pytest.mark.parametrize("holds, says", [

@@ -6,7 +6,6 @@ were."""
 import contextlib
 import io
 import shutil
-import types
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ import pytest
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.export_format import read_export, write_export
 from tern_fpga.contracts.tokenizer import JsonTokenizer
-from tern_fpga.host import session
 
 from support.text_tokenizers import llama_like, word_level
 
@@ -89,8 +87,7 @@ def test_golden_prints_text_with_the_carried_tokenizer(words_export, words, run)
     assert text.startswith(prompt + " ") and len(text.split()) > len(prompt.split())
 
 
-def test_generate_streams_characters_split_over_tokens(words_export, tmp_path, run,
-                                                     monkeypatch):
+def test_generate_streams_characters_split_over_tokens(words_export, tmp_path, run, stand_in):
     """``tern generate`` on a stand-in board that answers with the tokens of a text whose
     characters are several byte tokens each (the released models' Llama tokenizer does that)."""
     llama = llama_like(VOCAB)
@@ -99,42 +96,12 @@ def test_generate_streams_characters_split_over_tokens(words_export, tmp_path, r
     path = tmp_path / "llama.tern"
     write_export(path, export)
     answer = llama.encode("hello world 日本 é").ids[2:]     # after <s> ▁hello
-    board = StandInBoard(answer)
-
-    @contextlib.contextmanager
-    def connect(port, params, *, baud, waves=None):
-        yield board, None
-
-    monkeypatch.setattr(session, "connect", connect)
+    stand_in.answer = answer
     status, out, err = run("generate", path, "--port", "/dev/ttyUSB9", "--prompt", "hello", "-n",
                            len(answer))
     assert status == 0, err
     assert out.splitlines()[0] == "hello world 日本 é"
-    assert board.prompt == llama.encode("hello").ids
-
-
-class StandInBoard:
-    """What ``tern generate`` asks of a board, answered without one: ``answer``'s tokens."""
-
-    def __init__(self, answer):
-        self.answer, self.prompt = answer, None
-        self.identity = types.SimpleNamespace(board_id=0xFFFF)
-
-    def holds_export(self, export):
-        return False
-
-    def load_export(self, export, progress=True):
-        return 1024
-
-    def reset(self):
-        pass
-
-    def status(self):
-        return types.SimpleNamespace(cycles=0, tokens=0, running=False)
-
-    def generate(self, prompt, count):
-        self.prompt = prompt
-        yield from self.answer[:count]
+    assert stand_in.prompt == llama.encode("hello").ids
 
 
 def test_a_tokenizer_of_another_vocabulary_is_refused_at_export(bare_checkpoint, tmp_path,
