@@ -27,8 +27,17 @@ behind unless ``waves`` asked for one.
 The top level needs the ports ``uart_rx``, ``uart_tx`` and ``idle`` and a ``baud`` property
 (or pass ``baud=``). While ``idle`` is high and no byte is on its way, the harness sleeps
 instead of clocking, so simulated time runs only while something happens. Builds are cached
-under ``build/virtual_board/`` by a hash of the Verilog and the harness source; an unchanged
-design starts without a rebuild.
+under ``build/virtual_board/`` by a hash of the Verilog, the harness source and the build's
+options; an unchanged design starts without a rebuild.
+
+Speed (the untraced build): the design's reset comes from a power-on counter inside the
+simulated top level (:func:`power_on_reset`, :data:`RESET_CYCLES` cycles, what the harness drove
+on ``rst`` before), so that no logic depends on an input but the UART line: Verilator then
+re-evaluates no input-driven logic at each of the two evaluations a cycle. Verilator runs
+with :data:`SPEED_ARGS` (``-fno-gate`` keeps a wide sum used bit by bit from being copied into
+each use; smaller functions let the C++ compiler keep values in registers) and the C++ with
+:data:`CXX_OPTIMIZE`, portable flags only (the binary may be cached and run elsewhere). The
+traced build keeps the board's own ``rst`` port and hierarchy, which the wave files name.
 """
 
 from __future__ import annotations
@@ -54,12 +63,19 @@ from tern_fpga.sim.rtl.cocotb_support import (
 )
 from tern_fpga.sim.rtl.waves import STATE_NAMES_FILE, write_save_file, write_state_names
 
-__all__ = ["BUILD_ROOT", "HARNESS", "VirtualBoard", "VirtualBoardError", "build_board"]
+__all__ = ["BUILD_ROOT", "CXX_OPTIMIZE", "HARNESS", "RESET_CYCLES", "SPEED_ARGS",
+           "VirtualBoard", "VirtualBoardError", "build_board", "build_key", "power_on_reset"]
 
 BUILD_ROOT = paths.BUILD / "virtual_board"
 HARNESS = Path(__file__).resolve().parent / "verilator_harness" / "uart_bridge.cpp"
 BINARY = "uart_bridge"
 _START_TIMEOUT = 30.0
+# Clock cycles of reset from power-on (the harness's --reset-cycles default, for traced builds).
+RESET_CYCLES = 8
+# Verilator options of the untraced build, measured faster on the demo design (docs/simulation.md).
+SPEED_ARGS = ("-fno-gate", "--output-split-cfuncs", "3000")
+# The C++ compiler's optimisation of the model; portable (no -march=native).
+CXX_OPTIMIZE = "-O3"
 # Bytes from the host that wait for the simulated UART: the FIFO of an FT2232-class bridge.
 INPUT_BUFFER = 4096
 
@@ -74,8 +90,8 @@ _BUILT: dict[tuple[int, bool], tuple[object, Path]] = {}
 
 
 def build_board(top, name: str = "board", *, waves: bool = False) -> Path:
-    """Build ``top`` with the UART bridge; returns the executable (cached on disk by the
-    Verilog's hash, and in this process by ``top``). With ``waves`` the build traces to FST
+    """Build ``top`` with the UART bridge; returns the executable (cached on disk by
+    :func:`build_key`, and in this process by ``top``). With ``waves`` the build traces to FST
     (the harness's ``--trace``), in a folder of its own.
 
     Raises
@@ -92,8 +108,15 @@ def build_board(top, name: str = "board", *, waves: bool = False) -> Path:
     if not Path(verilator).exists():
         raise VirtualBoardError("verilator is not on PATH; run `make setup` or put .venv/bin "
                                 "on PATH")
-    text = verilog.convert(top, name="top", emit_src=False)
-    key = hashlib.sha256(text.encode() + HARNESS.read_bytes()).hexdigest()[:16]
+    if waves:
+        text = verilog.convert(top, name="top", emit_src=False)
+        options = ("--trace-fst",)
+    else:
+        wrapper, ports = power_on_reset(top)
+        text = verilog.convert(wrapper, name="top", ports=ports, emit_src=False)
+        options = (*SPEED_ARGS, "-CFLAGS", f"-DTERN_POWER_ON_RESET={RESET_CYCLES}")
+    make_options = (f"OPT_FAST={CXX_OPTIMIZE}", "OPT_SLOW=-O1")
+    key = build_key(text, (*options, *make_options))
     directory = BUILD_ROOT / f"{name}-{key}{'-fst' if waves else ''}"
     binary = directory / BINARY
     with locked_directory(directory):
@@ -108,17 +131,50 @@ def build_board(top, name: str = "board", *, waves: bool = False) -> Path:
             # ``--cc --exe --build -O3`` in two steps, so that Verilator's runtime objects (the
             # same for every design, most of a clean build's time) are compiled once and reused.
             _run([verilator, "--cc", "--exe", "-O3", "--top-module", "top", "--prefix", "Vtop",
-                  "-Mdir", str(directory), "-o", BINARY, *VERILATOR_BUILD_ARGS,
-                  *(("--trace-fst",) if waves else ()),
+                  "-Mdir", str(directory), "-o", BINARY, *VERILATOR_BUILD_ARGS, *options,
                   str(directory / "top.v"), str(HARNESS)], log, log_path, name)
             reuse_runtime(_runtime_cache(waves), _runtime_objects(waves), directory)
             # The PyPI wheel's verilated.mk leaves the precompiled-header flag empty.
             _run(["make", "-j", str(os.cpu_count() or 1), "-C", str(directory), "-f", "Vtop.mk",
-                  "OPT_FAST=-O2", "OPT_SLOW=-O1", "CFG_CXXFLAGS_PCH_I=-include"],
+                  *make_options, "CFG_CXXFLAGS_PCH_I=-include"],
                  log, log_path, name)
         keep_runtime(_runtime_cache(waves), _runtime_objects(waves), directory)
     _BUILT[id(top), waves] = (top, binary)
     return binary
+
+
+def build_key(verilog_text: str, options: tuple[str, ...]) -> str:
+    """The name of a build's folder: a hash of all that shapes the binary (the design's
+    Verilog, the harness's source, the Verilator and compiler options, Verilator's version),
+    so that a stale build is never reused."""
+    parts = [verilog_text, HARNESS.read_text(), version("verilator"), *options]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def power_on_reset(top, cycles: int = RESET_CYCLES):
+    """``top`` inside a module that resets its ``sync`` domain from within: ``rst`` high for
+    the first ``cycles`` rising edges of ``clk``, as the harness drives it on a traced build.
+    Returns ``(module, ports)``, the ports being ``clk`` and ``top``'s own (``uart_rx``,
+    ``uart_tx``, ``idle``, ...).
+
+    The untraced board is built from it, so that no logic hangs on an input but the UART
+    line: Verilator re-evaluates input-driven logic at every evaluation (two a cycle), and
+    nearly every register of an Amaranth design reads ``rst``.
+    """
+    from amaranth.hdl import ClockDomain, Module, Signal  # here, not at the top: loads Amaranth
+
+    if not (isinstance(cycles, int) and cycles >= 1):
+        raise ValueError(f"a power-on reset lasts at least one cycle, not {cycles!r}")
+    m = Module()
+    m.domains.sync = sync = ClockDomain("sync")
+    m.domains.power_on = power_on = ClockDomain("power_on", reset_less=True)
+    m.d.comb += power_on.clk.eq(sync.clk)
+    remaining = Signal(range(cycles + 1), init=cycles)
+    with m.If(remaining != 0):
+        m.d.power_on += remaining.eq(remaining - 1)
+    m.d.comb += sync.rst.eq(remaining != 0)
+    m.submodules.board = top
+    return m, [sync.clk, *(value for _, _, value in top.signature.flatten(top))]
 
 
 def _run(command: list, log, log_path: Path, name: str) -> None:
@@ -169,7 +225,10 @@ class VirtualBoard:
         The pyserial URL, set on entering the context.
     stats : dict
         After the context: ``cycles`` simulated, ``clocking_seconds`` (wall time spent
-        clocking), ``wall_seconds``, ``cycles_per_second``, ``bytes_to_design``,
+        clocking), ``wall_seconds``, ``cycles_per_second`` (by ``clocking_seconds``),
+        ``cpu_seconds`` (the harness's CPU time: clocking, serving the socket, start-up),
+        ``cycles_per_cpu_second`` (by ``cpu_seconds``: near what a machine of its own would
+        show, where other programs share the cores), ``bytes_to_design``,
         ``bytes_from_design``, ``bytes_lost`` (sent by the design with no client connected),
         ``connections``, ``refused`` (clients turned away while another was connected),
         ``framing_errors`` (seen by the harness).
@@ -277,6 +336,8 @@ class VirtualBoard:
                 self.stats = json.loads(line[len("STATS "):])
         if self.stats.get("clocking_seconds"):
             self.stats["cycles_per_second"] = self.stats["cycles"] / self.stats["clocking_seconds"]
+        if self.stats.get("cpu_seconds"):
+            self.stats["cycles_per_cpu_second"] = self.stats["cycles"] / self.stats["cpu_seconds"]
 
     @property
     def process_id(self) -> int | None:

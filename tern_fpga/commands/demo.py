@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -93,6 +94,10 @@ def run(args) -> int:
     if stats.get("cycles_per_second"):
         print(f"  simulated: {stats['cycles_per_second'] / 1e6:.2f} M cycles/s of Verilator "
               f"({stats['cycles']:,} cycles in all)")
+    if stats.get("cycles_per_cpu_second"):
+        # On a shared machine the wall-clock figure counts time other programs ran.
+        print(f"  per CPU second of the simulation: {stats['cycles_per_cpu_second'] / 1e6:.2f} M "
+              f"cycles (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 

@@ -155,6 +155,7 @@ def test_virtual_board_outlives_its_clients_and_refuses_a_second(board_top):
     stats = virtual.stats
     assert stats["connections"] == 2 and stats["refused"] == 1 and stats["framing_errors"] == 0
     assert stats["cycles"] > 0 and stats["cycles_per_second"] > 1e5
+    assert 0 < stats["cpu_seconds"] and stats["cycles_per_cpu_second"] > 1e5
 
 
 def test_the_harness_ends_with_its_owner_killed(board_top, tmp_path):

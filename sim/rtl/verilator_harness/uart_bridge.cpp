@@ -1,9 +1,9 @@
 // A Verilator-built board: clocks the design and bridges its UART pins to a TCP client.
 //
-// The design (Verilator prefix Vtop) has the ports clk, rst, uart_rx, uart_tx and idle. Bytes
-// from the client are sent bit by bit into uart_rx at --cycles-per-bit (8N1, each bit edge at
-// the nearest cycle to its ideal time), and bytes decoded from uart_tx (sampled in the middle
-// of each bit) go back to the client. When the design reports idle and there is nothing to
+// The design (Verilator prefix Vtop) has the ports clk, rst, uart_rx, uart_tx and idle (no rst
+// with TERN_POWER_ON_RESET, below). Bytes from the client are sent bit by bit into uart_rx at
+// --cycles-per-bit (8N1, each bit edge at the nearest cycle to its ideal time), and bytes
+// decoded from uart_tx (sampled in the middle of each bit) go back to the client. When the design reports idle and there is nothing to
 // send either way, the harness sleeps in select() instead of clocking: simulated time only
 // moves while something happens.
 //
@@ -21,6 +21,10 @@
 // It prints "LISTENING <port>" once it listens on 127.0.0.1. It runs until SIGTERM or SIGINT,
 // or until its standard input closes (its owner is gone); then it prints one line
 // "STATS {json}" of counters and exits.
+//
+// Built with -DTERN_POWER_ON_RESET=N, the design has no rst port: it resets itself for its first
+// N cycles (sim/rtl/virtual_board.py's power_on_reset, so that no logic hangs on an input but
+// the UART line, which Verilator would re-evaluate at every eval), and --reset-cycles must be N.
 //
 // Built with Verilator's --trace-fst, --trace writes the clock cycles [C, C + N) to an FST file
 // (cycle n from n * 10 ns, as in the cocotb runs); without --trace-from nothing is written until
@@ -42,6 +46,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <string>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,7 +68,11 @@ struct Options {
     double cycles_per_bit = 0;
     int port = 0;
     long input_buffer = 4096;
+#ifdef TERN_POWER_ON_RESET
+    int reset_cycles = TERN_POWER_ON_RESET;
+#else
     int reset_cycles = 8;
+#endif
     std::string trace_path;
     long long trace_from = -1;  // -1: when standard input says so
     long long trace_cycles = 100000;
@@ -96,6 +105,12 @@ Options parse(int argc, char **argv) {
     }
     if (!(options.cycles_per_bit >= 2)) usage("--cycles-per-bit must be at least 2");
     if (options.input_buffer < 1) usage("--input-buffer must be at least 1");
+#ifdef TERN_POWER_ON_RESET
+    if (options.reset_cycles != TERN_POWER_ON_RESET) {
+        usage(("this build resets itself for " + std::to_string(TERN_POWER_ON_RESET) +
+               " cycles (its power-on reset); --reset-cycles cannot change that").c_str());
+    }
+#endif
 #if !VM_TRACE
     if (!options.trace_path.empty()) usage("--trace needs a build with Verilator's --trace-fst");
 #endif
@@ -267,7 +282,16 @@ struct Counters {
     uint64_t refused = 0;     // clients turned away while another was connected
     double clocking_seconds = 0;  // wall time spent clocking (not sleeping)
     double wall_seconds = 0;
+    double cpu_seconds = 0;       // the process's CPU time (user and system): on a shared
+                                  // machine, clocking_seconds also counts time others ran
 };
+
+double cpu_seconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           1e-6 * double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
 
 const char kInUse[] =
     "tern-virtual-board: in use: another client is connected to this virtual board; close it "
@@ -282,9 +306,13 @@ class Board {
         tracer_.open(top_.get(), options);
         fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
         top_->uart_rx = 1;
+#ifdef TERN_POWER_ON_RESET
+        for (int i = 0; i < options.reset_cycles; ++i) tick();  // the design holds its reset
+#else
         top_->rst = 1;
         for (int i = 0; i < options.reset_cycles; ++i) tick();
         top_->rst = 0;
+#endif
     }
 
     ~Board() {
@@ -453,9 +481,10 @@ class Board {
 void print_stats(const Board &board) {
     const Counters &c = board.counters;
     std::printf("STATS {\"cycles\": %llu, \"clocking_seconds\": %.6f, \"wall_seconds\": %.6f, "
+                "\"cpu_seconds\": %.6f, "
                 "\"bytes_to_design\": %llu, \"bytes_from_design\": %llu, \"bytes_lost\": %llu, "
                 "\"connections\": %llu, \"refused\": %llu, \"framing_errors\": %llu}\n",
-                (unsigned long long)c.cycles, c.clocking_seconds, c.wall_seconds,
+                (unsigned long long)c.cycles, c.clocking_seconds, c.wall_seconds, c.cpu_seconds,
                 (unsigned long long)c.bytes_to_design, (unsigned long long)c.bytes_from_design,
                 (unsigned long long)c.bytes_lost, (unsigned long long)c.connections,
                 (unsigned long long)c.refused, (unsigned long long)board.framing_errors());
@@ -482,6 +511,7 @@ int main(int argc, char **argv) {
         board.run();
         board.counters.wall_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        board.counters.cpu_seconds = cpu_seconds();
         print_stats(board);
     }
     close(listener);
