@@ -6,6 +6,8 @@ NAK, CRC or frame error (bounded)."""
 import pytest
 from amaranth.hdl import Array, Module, Signal
 
+from tern_fpga.hw.framing import FrameReceiver, FrameTransmitter
+
 from support.formal import (
     Assert,
     Assume,
@@ -17,7 +19,6 @@ from support.formal import (
     prove,
     refuted,
 )
-from tern_fpga.hw.framing import FrameReceiver, FrameTransmitter
 
 # The receiver drops a frame after this many cycles without a byte.
 TIMEOUT_CYCLES = 8

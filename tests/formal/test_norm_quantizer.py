@@ -4,9 +4,12 @@ nothing out of reset, and no beat, scale or scalar result lost or made up."""
 
 import pytest
 from amaranth.hdl import Cat, Module, Mux, Signal, Value
-
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.norm_quantizer import NormQuantizer, Operation
+from tern_fpga.hw.scalar_engine import ScalarEngine, request_layout, result_layout
 
 from support.formal import (
     Assert,
@@ -19,9 +22,6 @@ from support.formal import (
     prove,
     refuted,
 )
-from tern_fpga.contracts.params import PRESETS
-from tern_fpga.hw.norm_quantizer import NormQuantizer, Operation
-from tern_fpga.hw.scalar_engine import ScalarEngine, request_layout, result_layout
 
 PARAMS = PRESETS["micro"].replace(
     name="formal-norm", vector_lanes=1, vector_bits=24, frac_bits=12, reciprocal_bits=9,

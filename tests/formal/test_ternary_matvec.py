@@ -4,6 +4,9 @@ one row's dot product against the reference sum for every weight and activation 
 import pytest
 from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
 
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.ternary_matvec import TernaryMatVec, max_beats
+
 from support.formal import (
     Assert,
     Assume,
@@ -15,8 +18,6 @@ from support.formal import (
     prove,
     refuted,
 )
-from tern_fpga.contracts.params import PRESETS
-from tern_fpga.hw.ternary_matvec import TernaryMatVec, max_beats
 
 # Four rows of at most two words: command fields of 3 and 2 bits keep the counts small.
 PARAMS = PRESETS["micro"].replace(name="formal-p16", ternary_lanes=16, max_features=32,

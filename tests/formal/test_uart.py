@@ -5,6 +5,8 @@ every byte once, unchanged, with no framing error or overrun (bounded)."""
 import pytest
 from amaranth.hdl import Array, Module, Signal
 
+from tern_fpga.hw.uart import MIN_CYCLES_PER_BIT, UartRx, UartTx
+
 from support.formal import (
     Assert,
     BrokenOutput,
@@ -15,7 +17,6 @@ from support.formal import (
     prove,
     refuted,
 )
-from tern_fpga.hw.uart import MIN_CYCLES_PER_BIT, UartRx, UartTx
 
 BAUD = 1
 CLOCK_HZ = MIN_CYCLES_PER_BIT * BAUD

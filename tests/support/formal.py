@@ -25,8 +25,17 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import (Assert, Assume, ClockDomain, Const, Cover, Elaboratable, Module, Signal,
-                          Value)
+from amaranth.hdl import (
+    Assert,
+    Assume,
+    ClockDomain,
+    Const,
+    Cover,
+    Elaboratable,
+    Module,
+    Signal,
+    Value,
+)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
