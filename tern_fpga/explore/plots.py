@@ -9,6 +9,7 @@ measurement.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import matplotlib
@@ -60,17 +61,48 @@ class SystemPoint:
                                  f"not {value!r}")
 
 
-def _scatter(axes, points, xs, ys):
-    """Points with the marker of their label, and one legend entry per label present."""
+# A label is left out when an earlier-labelled point lies closer than this on the log axes
+# (decades in x, in y): crowded clusters such as the sweep's points get one label, not a smudge.
+_LABEL_SPACING = (0.35, 0.12)
+
+
+def _family(point) -> str:
+    """What a point's colour says: the figure family before its first dot (sweep, power,
+    gpu_baseline, anchors, ...)."""
+    return point.name.split(".", 1)[0]
+
+
+def _scatter(axes, points, xs, ys, first=()):
+    """Points with the marker of their label and the colour of their family, one legend entry
+    per label and per family present; names of the points in ``first`` are placed first, then
+    the others where they do not crowd a placed one (:data:`_LABEL_SPACING`)."""
+    families = sorted({_family(point) for point in points})
+    colours = {family: pyplot.get_cmap("tab10")(number % 10)
+               for number, family in enumerate(families)}
     for point, x, y in zip(points, xs, ys):
         marker, filled = _MARKERS[point.label]
-        axes.scatter([x], [y], marker=marker, s=60, zorder=3, edgecolors="black",
-                     facecolors="black" if filled else "white")
-        axes.annotate(point.name, (x, y), fontsize=8, xytext=(5, 5), textcoords="offset points")
+        colour = colours[_family(point)]
+        axes.scatter([x], [y], marker=marker, s=60, zorder=3, edgecolors=colour,
+                     facecolors=colour if filled else "white", linewidths=1.5)
+    placed = []
+    # names of the rightmost points go to their left, so they stay inside the axes
+    low, high = math.log10(min(xs)), math.log10(max(xs))
+    ranked = sorted(zip(points, xs, ys), key=lambda item: item[0] not in first)
+    for point, x, y in ranked:
+        where = (math.log10(x), math.log10(y))
+        if any(abs(where[0] - other[0]) < _LABEL_SPACING[0] and
+               abs(where[1] - other[1]) < _LABEL_SPACING[1] for other in placed):
+            continue
+        placed.append(where)
+        left = high > low and where[0] > low + 0.9 * (high - low)
+        axes.annotate(point.name, (x, y), fontsize=7, xytext=(-5 if left else 5, 4),
+                      textcoords="offset points", ha="right" if left else "left")
     for label, (marker, filled) in _MARKERS.items():
         if any(point.label == label for point in points):
             axes.scatter([], [], marker=marker, edgecolors="black",
                          facecolors="black" if filled else "white", label=label)
+    for family in families:
+        axes.plot([], [], color=colours[family], linewidth=6, label=family)  # a colour swatch
 
 
 def _save(figure, path) -> Path:
@@ -154,7 +186,7 @@ def pareto(path, systems: list[SystemPoint],
                  [point.tokens_per_joule for point in front], s=200, facecolors="none",
                  edgecolors="tab:red", zorder=2)
     _scatter(axes, rated, [point.tokens_per_s for point in rated],
-             [point.tokens_per_joule for point in rated])
+             [point.tokens_per_joule for point in rated], first=front)
     axes.set(xscale="log", yscale="log", xlabel="tokens/s (batch 1)", ylabel="tokens per joule",
              title=title)
     axes.grid(True, which="both", alpha=0.3)
