@@ -20,6 +20,9 @@ from support.formal import (
     refuted,
 )
 
+# every proof runs on one test worker (make test: --dist loadgroup), beside the rest of the suite
+pytestmark = pytest.mark.xdist_group("formal")
+
 # The receiver drops a frame after this many cycles without a byte.
 TIMEOUT_CYCLES = 8
 # Payloads of the loopback: at most this many bytes (a frame is then at most 15 bytes on the
@@ -127,40 +130,33 @@ class Loopback(Properties):
                      Cover(transmitter.o.valid & (transmitter.o.payload == 0x7D), "escape_sent")]
 
 
-@pytest.mark.xdist_group("formal")
 def test_receiver_stream_rules_proved():
     prove(ReceiverStreams(), depth=3)
 
 
-@pytest.mark.xdist_group("formal")
 def test_transmitter_stream_rules_proved():
     prove(TransmitterStreams(), depth=3)
 
 
-@pytest.mark.xdist_group("formal")
 def test_loopback_bounded():
     bounded(Loopback(), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_loopback_covered():
     cover(Loopback(), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["drop_valid", "change_payload"])
 def test_broken_transmitter_refuted(fault):
     refuted(TransmitterStreams(BrokenOutput(FrameTransmitter(), "o", fault)), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["drop_valid", "change_payload"])
 def test_broken_receiver_refuted(fault):
     mutant = BrokenOutput(FrameReceiver(TIMEOUT_CYCLES), "frame", fault)
     refuted(ReceiverStreams(mutant), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["change_payload", "lose_first"])
 def test_broken_loopback_refuted(fault):
     refuted(Loopback(BrokenOutput(FrameTransmitter(), "o", fault)), depth=DEPTH)

@@ -23,6 +23,9 @@ from support.formal import (
     refuted,
 )
 
+# every proof runs on one test worker (make test: --dist loadgroup), beside the rest of the suite
+pytestmark = pytest.mark.xdist_group("formal")
+
 PARAMS = PRESETS["micro"].replace(
     name="formal-norm", vector_lanes=1, vector_bits=24, frac_bits=12, reciprocal_bits=9,
     scale_mantissa_bits=12, max_features=2, rsqrt_newton_steps=1)
@@ -164,17 +167,14 @@ class NormStreams(Properties):
         ]
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_result_stream_rules_proved():
     prove(EngineStreams(payload="scales"), depth=3)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_quant_reciprocal_held_bounded():
     bounded(EngineStreams(payload="defined"), depth=ENGINE_CYCLES + 4)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.xfail(strict=True, reason=(
     "hw/scalar_engine.py: after a NORM request the result's reciprocal field (QUANT only) "
     "changes while the result is valid and not taken: the divider, started for every "
@@ -183,45 +183,37 @@ def test_engine_whole_result_payload_held_bounded():
     bounded(EngineStreams(payload="whole"), depth=ENGINE_CYCLES)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_one_result_per_request_bounded():
     bounded(EngineStreams(counts=True), depth=ENGINE_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_two_results_covered():
     cover(EngineStreams(counts=True), depth=ENGINE_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_unit_stream_rules_proved():
     prove(NormStreams(), depth=3)
 
 
-@pytest.mark.xdist_group("formal")
 def test_unit_transfers_conserved_bounded():
     bounded(NormStreams(counts=True), depth=UNIT_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_unit_interesting_states_covered():
     cover(NormStreams(counts=True), depth=UNIT_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["drop_valid", "change_payload"])
 def test_broken_engine_result_refuted(fault):
     refuted(EngineStreams(BrokenOutput(ScalarEngine(PARAMS), "result", fault)),
             depth=ENGINE_CYCLES + 4)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_losing_a_result_refuted():
     mutant = BrokenOutput(ScalarEngine(PARAMS), "result", "lose_first")
     refuted(EngineStreams(mutant, counts=True), depth=ENGINE_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("port", ["result", "scale"])
 @pytest.mark.parametrize("fault", BrokenOutput.FAULTS)
 def test_broken_unit_output_refuted(port, fault):

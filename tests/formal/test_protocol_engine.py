@@ -33,6 +33,9 @@ from support.formal import (
     refuted,
 )
 
+# every proof runs on one test worker (make test: --dist loadgroup), beside the rest of the suite
+pytestmark = pytest.mark.xdist_group("formal")
+
 # Spaces of 2 to 16 words: a write past any of them fits in a short bounded check.
 PARAMS = PRESETS["micro"].replace(
     name="formal-link", ternary_lanes=8, vector_lanes=1, program_words=2,
@@ -196,24 +199,20 @@ class SkipsRangeCheck(ProtocolEngine):
             protocol_engine._Executor = real
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_safety_bounded():
     bounded(EngineSafety(), depth=BOUNDS_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_safety_covered():
     cover(EngineSafety(), depth=BOUNDS_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_without_range_check_refuted():
     mutant = engine_with_any_frames(SkipsRangeCheck(
         PARAMS, frame_timeout_cycles=TIMEOUT_CYCLES, token_history=2))
     refuted(EngineSafety(mutant), depth=BOUNDS_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["drop_valid", "change_payload"])
 def test_broken_tx_refuted(fault):
     mutant = BrokenOutput(engine_with_any_frames(), "tx", fault)
@@ -221,19 +220,16 @@ def test_broken_tx_refuted(fault):
     refuted(EngineSafety(mutant), depth=BOUNDS_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_identify_answered_bounded():
     bounded(IdentifyAnswered(), depth=PREFIX_CYCLES + ANSWER_CYCLES + 1)
 
 
-@pytest.mark.xdist_group("formal")
 def test_identify_answer_bound_nearly_tight_refuted():
     # Two cycles fewer are not enough for some prefix: the bound is not loose.
     refuted(IdentifyAnswered(answer_cycles=ANSWER_CYCLES - 2),
             depth=PREFIX_CYCLES + ANSWER_CYCLES - 1)
 
 
-@pytest.mark.xdist_group("formal")
 def test_engine_losing_its_answer_refuted():
     refuted(IdentifyAnswered(BrokenOutput(engine(), "tx", "lose_first")),
             depth=PREFIX_CYCLES + ANSWER_CYCLES + 1)

@@ -21,6 +21,9 @@ from support.formal import (
     refuted,
 )
 
+# every proof runs on one test worker (make test: --dist loadgroup), beside the rest of the suite
+pytestmark = pytest.mark.xdist_group("formal")
+
 PARAMS = PRESETS["micro"].replace(
     name="formal-row", vector_lanes=2, vector_bits=24, frac_bits=12, reciprocal_bits=9,
     scale_mantissa_bits=12, vector_memory_words=8, vector_work_words=0, max_features=8)
@@ -88,22 +91,18 @@ class RowStreams(Properties):
             ]
 
 
-@pytest.mark.xdist_group("formal")
 def test_result_stream_rules_proved():
     prove(RowStreams(), depth=4)
 
 
-@pytest.mark.xdist_group("formal")
 def test_transfers_conserved_bounded():
     bounded(RowStreams(counts=True), depth=COUNTS_DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_interesting_states_covered():
     cover(RowStreams(counts=True), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", BrokenOutput.FAULTS)
 def test_broken_result_stream_refuted(fault):
     refuted(RowStreams(BrokenOutput(RowUnit(PARAMS), "result", fault), counts=True), depth=DEPTH)

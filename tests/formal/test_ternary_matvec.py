@@ -19,6 +19,9 @@ from support.formal import (
     refuted,
 )
 
+# every proof runs on one test worker (make test: --dist loadgroup), beside the rest of the suite
+pytestmark = pytest.mark.xdist_group("formal")
+
 # Four rows of at most two words: command fields of 3 and 2 bits keep the counts small.
 PARAMS = PRESETS["micro"].replace(name="formal-p16", ternary_lanes=16, max_features=32,
                                   weight_memory_words=4)
@@ -156,33 +159,27 @@ class DropsNegativeCarry(TernaryMatVec):
         super()._elaborate_accumulator(m, total, Const(0), tag)
 
 
-@pytest.mark.xdist_group("formal")
 def test_result_stream_rules_proved():
     prove(MatVecStreams(), depth=6)
 
 
-@pytest.mark.xdist_group("formal")
 def test_transfers_conserved_bounded():
     bounded(MatVecStreams(counts=True), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_interesting_states_covered():
     cover(MatVecStreams(counts=True), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_dot_product_equals_reference_bounded():
     bounded(MatVecDotProduct(), depth=RESULT_CYCLES + 2)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["drop_valid", "change_payload", "lose_first"])
 def test_broken_result_stream_refuted(fault):
     mutant = BrokenOutput(TernaryMatVec(PARAMS), "result", fault)
     refuted(MatVecStreams(mutant, counts=True), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_dot_product_of_mutant_refuted():
     refuted(MatVecDotProduct(DropsNegativeCarry(PARAMS)), depth=RESULT_CYCLES + 2)

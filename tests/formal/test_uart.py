@@ -18,6 +18,9 @@ from support.formal import (
     refuted,
 )
 
+# every proof runs on one test worker (make test: --dist loadgroup), beside the rest of the suite
+pytestmark = pytest.mark.xdist_group("formal")
+
 BAUD = 1
 CLOCK_HZ = MIN_CYCLES_PER_BIT * BAUD
 # A frame is 10 bits of 4 cycles; the receiver decides it a few cycles after the transmitter
@@ -92,33 +95,27 @@ class FastTransmitter(UartTx):
         self._period = self._period * 3 // 4
 
 
-@pytest.mark.xdist_group("formal")
 def test_receiver_stream_rules_proved():
     prove(ReceiverStreams(), depth=4)
 
 
-@pytest.mark.xdist_group("formal")
 def test_loopback_bounded():
     bounded(Loopback(), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_loopback_covered():
     cover(Loopback(), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 @pytest.mark.parametrize("fault", ["drop_valid", "change_payload"])
 def test_broken_receiver_refuted(fault):
     refuted(ReceiverStreams(BrokenOutput(UartRx(CLOCK_HZ, BAUD), "o", fault)), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_receiver_losing_a_byte_refuted():
     mutant = BrokenOutput(UartRx(CLOCK_HZ, BAUD), "o", "lose_first")
     refuted(Loopback(receiver=mutant), depth=DEPTH)
 
 
-@pytest.mark.xdist_group("formal")
 def test_fast_transmitter_refuted():
     refuted(Loopback(transmitter=FastTransmitter()), depth=DEPTH)
