@@ -3,6 +3,7 @@
 import contextlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -188,13 +189,19 @@ time.sleep(120)
 
 def test_a_flood_is_held_back_and_the_board_answers_after_it(board_top):
     """A client that sends 100 MB at once is held back by TCP's flow control (the harness
-    buffers 4 KiB); when it goes, the next client is answered in seconds."""
+    buffers 4 KiB); when it dies (its connection reset), the next client is answered in seconds.
+
+    The reset is forced with SO_LINGER 0: a plain close() leaves the unsent megabytes in the
+    kernel with the FIN behind them, so the board stays that client's until they trickle through
+    the UART, as a real serial port drains its buffer. Without it the test passed only when the
+    design's NAKs had reached the flood's unread receive buffer first (which makes Linux reset)."""
     virtual = VirtualBoard(board_top, LINK_PARAMS, name="link-test")
     with virtual as url:
         port = int(url.rpartition(":")[2])
         accepted = 0
         chunk = bytes(range(256)) * 4096    # 1 MiB, no valid frame in it
         with socket.create_connection(("127.0.0.1", port)) as flood:   # closed on a failure too
+            flood.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             flood.settimeout(1.0)
             try:
                 while accepted < 100 << 20:

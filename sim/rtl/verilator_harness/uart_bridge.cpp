@@ -409,7 +409,9 @@ class Board {
     // Takes what the client sent, up to the input buffer; false if it is gone. A client that
     // hung up while the buffer is full, or reset the connection, is let go without reading
     // what its socket still holds: a host that died loses its unsent bytes, as it would on a
-    // USB serial port. One that closed with a few bytes unsent has them sent first.
+    // USB serial port. One that closed with a few bytes unsent has them sent first; one that
+    // closed normally with megabytes unsent has not hung up as far as TCP can tell (its FIN
+    // waits behind them), so it keeps the board until they have passed the UART.
     bool receive() {
         uint8_t buffer[4096];
         bool full = serializer_.queue.size() >= input_buffer_;
