@@ -2,7 +2,9 @@
 
 A folder holds ``config.json`` (``"model_type": "hgrn_bit"``) and the weights as one of
 ``model.safetensors``, sharded safetensors named by ``model.safetensors.index.json``, or
-``pytorch_model.bin`` (read with ``torch.load(weights_only=True)``: no pickled code runs). The
+``pytorch_model.bin`` (read with ``torch.load(weights_only=True)``: no pickled code runs), the
+BitLinear weights either as latent floats or packed as ternary values
+(:mod:`tern_fpga.quant.packed_checkpoint`). The
 released checkpoints store bf16; weights are converted to the requested dtype. Every problem
 raises :class:`CheckpointError` with one message that names the file, key or value at fault.
 """
@@ -21,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.quant.config import ConfigError, HGRNBitConfig
 from tern_fpga.quant.model import HGRNBitForCausalLM
+from tern_fpga.quant.packed_checkpoint import is_packed_state, unpack_state
 
 __all__ = ["CheckpointError", "load_pretrained", "save_pretrained"]
 
@@ -204,6 +207,12 @@ def load_pretrained(path: str | os.PathLike,
     # Build on the meta device: no time spent on a random initialisation that is overwritten.
     with torch.device("meta"):
         model = HGRNBitForCausalLM(config)
+    if is_packed_state(state):  # ternary values, 2 bits each (packed_checkpoint)
+        try:
+            state = unpack_state(folder, state, {key: value.shape for key, value in
+                                                 model.state_dict().items()})
+        except TernError as error:
+            raise CheckpointError(str(error)) from None
     _check_state(folder, state, model.state_dict())
     model.load_state_dict(_converted(folder, state, dtype), assign=True)
     return model

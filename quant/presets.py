@@ -1,6 +1,6 @@
-"""Named model sizes and their training recipes: ``tiny``, ``micro`` and ``demo``.
+"""Named model sizes and their training recipes: ``tiny``, ``micro``, ``demo`` and ``stdlib``.
 
-All three are byte-level (vocabulary 256). ``micro`` and ``demo`` are the two shipped models,
+All are byte-level (vocabulary 256). ``micro`` and ``demo`` are the two shipped models,
 sized for the boards of the accelerator presets of the same name in
 :mod:`tern_fpga.contracts.params`:
 
@@ -11,6 +11,11 @@ sized for the boards of the accelerator presets of the same name in
     weights, for the ECP5-85F's block RAM.
 ``tiny``
     d=32, 2 layers, I=64: a few seconds of CPU training, for tests.
+``stdlib``
+    d=512, 6 layers, I=1536 (the reference formula's value for d=512): 20,578,304 ternary
+    weights (5.1 MB at 2 bits), too many for any FPGA's block RAM: the model for weights
+    streamed from external memory (SDRAM). Trained on the ``stdlib`` corpus
+    (:mod:`tern_fpga.quant.stdlib_corpus`, 31 MB), the others on the 2.7 MB ``docs`` corpus.
 
 Each preset's :class:`TrainingHyperparameters` are the ones its shipped checkpoint was trained
 with (on one H200, see ``docs/training.md``); ``tern train`` options override them one by one.
@@ -19,11 +24,21 @@ with (on one H200, see ``docs/training.md``); ``tern train`` options override th
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.quant.config import HGRNBitConfig
 
-__all__ = ["PRESETS", "Preset", "TrainingHyperparameters", "get_preset"]
+__all__ = ["CORPORA", "PRESETS", "Preset", "TrainingHyperparameters", "get_preset"]
+
+# Training corpora by name: the compressed text, with its manifest corpus.json beside it.
+_DATA_DIR = Path(__file__).resolve().parent / "data"
+CORPORA = {
+    # Shipped in git (tern_fpga.quant.data).
+    "docs": _DATA_DIR / "corpus.txt.xz",
+    # Built locally by `python -m tern_fpga.quant.stdlib_corpus`; only the manifest is in git.
+    "stdlib": _DATA_DIR / "stdlib" / "corpus.txt.xz",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +129,25 @@ class Preset:
         The recipe.
     accelerator : str or None
         The :mod:`tern_fpga.contracts.params` preset whose memories hold this model, if any.
+    corpus : str
+        The training corpus, a key of :data:`CORPORA`.
     """
 
     name: str
     model: dict
     training: TrainingHyperparameters
     accelerator: str | None = None
+    corpus: str = "docs"
+
+    def __post_init__(self):
+        if self.corpus not in CORPORA:
+            raise TernError(f"preset {self.name!r} names corpus {self.corpus!r}; choose one of "
+                            f"{', '.join(CORPORA)}")
+
+    @property
+    def corpus_path(self) -> Path:
+        """The compressed corpus file (its manifest ``corpus.json`` is beside it)."""
+        return CORPORA[self.corpus]
 
     def config(self):
         """The model's :class:`quant.HGRNBitConfig`."""
@@ -149,6 +177,17 @@ PRESETS: dict[str, Preset] = {
         training=TrainingHyperparameters(
             steps=8000, batch_size=256, seq_len=256, lr=2e-3, warmup_steps=300),
         accelerator="demo"),
+    "stdlib": Preset(
+        name="stdlib",
+        # d=512: a multiple of every accelerator preset's ternary_lanes; 6 layers: 20.6 M
+        # ternary weights, mid-range of issue 16's 10-30 M, trained in about 12 minutes on one
+        # GPU. intermediate_size None: 256 * ceil(1365 / 256) = 1536.
+        model={"vocab_size": 256, "hidden_size": 512, "num_hidden_layers": 6,
+               "intermediate_size": None},
+        training=TrainingHyperparameters(
+            steps=2000, batch_size=256, seq_len=256, lr=1.5e-3, warmup_steps=200,
+            eval_interval=250),
+        corpus="stdlib"),
 }
 
 

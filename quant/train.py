@@ -6,6 +6,8 @@ random windows of the training split (:mod:`tern_fpga.quant.data`), AdamW with l
 cosine decay, global gradient clipping, and a held-out evaluation in bits per byte every
 ``eval_interval`` steps. Everything runs in float32, also on a GPU: bf16 would move the activations
 before they are rounded to int8, and these models are far too small for the matrix units to matter.
+Larger models may train with ``tf32=True``: the training steps' matrix products then round their
+inputs to TF32 on the GPU's matrix units; the evaluations and the saved model stay float32.
 
 A run is deterministic from its seed: the initial weights come from ``torch.manual_seed(seed)``
 (drawn on the CPU whatever the device) and the batches from a separate CPU generator seeded with
@@ -133,7 +135,7 @@ class _Deterministic:
 def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | None = None,
           device: str = "cpu", seed: int = 0, batch_size: int | None = None,
           seq_len: int | None = None, lr: float | None = None, force: bool = False,
-          compile: bool = False, progress: bool = True) -> dict:
+          compile: bool = False, tf32: bool = False, progress: bool = True) -> dict:
     """Train a preset's model from scratch and write checkpoint, log and model card.
 
     Parameters
@@ -155,6 +157,9 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     compile : bool
         Run the training steps through ``torch.compile`` (about 5 times faster on an H200,
         after about 45 s of compilation); evaluation and the saved model are not affected.
+    tf32 : bool
+        Let the training steps' float32 matrix products use TF32 on a CUDA GPU (several times
+        faster for d >= 512); held-out evaluations, the sample and the saved model stay float32.
     progress : bool
         Show a tqdm progress bar on stderr.
 
@@ -180,9 +185,10 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     # The output folder is left out: a checkpoint is often moved after training.
     command = (f"tern train --preset {preset.name} -o DIR --steps {hyper.steps} "
                f"--batch-size {hyper.batch_size} --seq-len {hyper.seq_len} --lr {hyper.lr} "
-               f"--seed {seed} --device {device}" + (" --compile" if compile else ""))
+               f"--seed {seed} --device {device}" + (" --compile" if compile else "")
+               + (" --tf32" if tf32 else ""))
 
-    splits = corpus.load_splits()
+    splits = corpus.load_splits(preset.corpus_path)
     train_data = splits.train.to(torch_device)
     heldout = splits.heldout.to(torch_device)
     config = preset.config()
@@ -197,7 +203,7 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
     window_sum, window_count = 0.0, 0
     eval_seconds, first_step_seconds = 0.0, 0.0
     start = time.perf_counter()
-    with _Deterministic(torch_device), _progress_bar(hyper.steps, progress) as bar:
+    with _Deterministic(torch_device), _TF32(tf32), _progress_bar(hyper.steps, progress) as bar:
         for step in range(hyper.steps):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, hyper)
@@ -224,8 +230,9 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
                 bar.set_postfix(loss=f"{mean:.3f}", bytes_per_s=f"{rate:.3g}", refresh=False)
             if done % hyper.eval_interval == 0 or done == hyper.steps:
                 eval_start = time.perf_counter()
-                bpb = corpus.bits_per_byte(model, heldout, hyper.seq_len,
-                                           max_bytes=hyper.eval_bytes)
+                with _TF32(False):
+                    bpb = corpus.bits_per_byte(model, heldout, hyper.seq_len,
+                                               max_bytes=hyper.eval_bytes)
                 eval_seconds += time.perf_counter() - eval_start
                 evaluations.append({"step": done, "heldout_bits_per_byte": bpb})
                 bar.write(f"step {done}: held-out {bpb:.4f} bits/byte")
@@ -247,6 +254,8 @@ def train(preset: str | Preset, output_dir: str | os.PathLike, *, steps: int | N
         "hyperparameters": hyper.to_dict(),
         "optimizer": "AdamW",
         "compiled": compile,
+        "tf32": tf32,
+        "corpus": preset.corpus,
         "seed": seed,
         "steps": hyper.steps,
         "bytes_seen": hyper.steps * hyper.batch_size * hyper.seq_len,
@@ -284,6 +293,21 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+class _TF32:
+    """Allow (or forbid) TF32 in float32 matrix products and convolutions, and restore."""
+
+    def __init__(self, enabled: bool):
+        self._enabled = enabled
+
+    def __enter__(self):
+        self._previous = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = self._enabled
+        torch.backends.cudnn.allow_tf32 = self._enabled
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._previous
+
+
 class _progress_bar:
     """A tqdm bar, or a silent stand-in with the same three methods."""
 
@@ -308,6 +332,21 @@ class _progress_bar:
 
     def write(self, text):
         pass
+
+
+_FLOAT32_STORAGE = ("float32 latent weights (`model.safetensors`), ternarised at every "
+                    "forward")
+# The model card's description of each corpus (quant.presets.CORPORA), with {sha256}.
+_CORPUS_TEXT = {
+    "docs": """The Python standard library's documentation: the `pydoc_data.topics` reference topics and the
+docstrings of the standard-library modules, shipped as `quant/data/corpus.txt.xz` (SHA-256
+`{sha256}`; `quant/data/corpus.json` records the Python version and module list).""",
+    "stdlib": """The Python standard library's own sources and reference manual: the `pydoc_data.topics`
+reference topics and every `.py` file of the standard library (tests included), one document per
+topic or file, built by `python -m tern_fpga.quant.stdlib_corpus` into
+`quant/data/stdlib/corpus.txt.xz` (not in git; SHA-256 `{sha256}`, checked against
+`quant/data/stdlib/corpus.json`, which records the Python version and the file list).""",
+}
 
 
 def model_card(log: dict) -> str:
@@ -336,13 +375,11 @@ from scratch with quantisation-aware training by `tern train`.{accelerator}
 | GLU width I | {intermediate} |
 | ternary weights | {log['ternary_weights']:,} |
 | other parameters (embeddings, norms, lower bounds) | {log['other_parameters']:,} |
-| stored as | float32 latent weights (`model.safetensors`), ternarised at every forward |
+| stored as | {log.get('stored_as', _FLOAT32_STORAGE)} |
 
 ## Data
 
-The Python standard library's documentation: the `pydoc_data.topics` reference topics and the
-docstrings of the standard-library modules, shipped as `quant/data/corpus.txt.xz` (SHA-256
-`{log['corpus_sha256']}`; `quant/data/corpus.json` records the Python version and module list).
+{_CORPUS_TEXT[log.get('corpus', 'docs')].format(sha256=log['corpus_sha256'])}
 Documents whose SHA-256 is divisible by {corpus.HELDOUT_MODULUS} are held out:
 {log['train_bytes']:,} training bytes, {log['heldout_bytes']:,} held-out bytes.
 

@@ -174,9 +174,23 @@ def test_presets_fit_their_accelerators(name, hidden, intermediate, ternary):
 
 def test_unknown_preset():
     with pytest.raises(TernError, match="unknown model preset 'huge'; choose one of demo, "
-                                        "micro, tiny"):
+                                        "micro, stdlib, tiny"):
         get_preset("huge")
-    assert set(PRESETS) == {"tiny", "micro", "demo"}
+    assert set(PRESETS) == {"tiny", "micro", "demo", "stdlib"}
+
+
+def test_stdlib_preset_needs_external_memory():
+    preset = get_preset("stdlib")
+    config = preset.config()
+    d, size, layers = 512, 1536, 6
+    assert (config.hidden_size, config.resolved_intermediate_size,
+            config.num_hidden_layers) == (d, size, layers)
+    ternary = layers * (4 * d * d + 3 * d * size) + 256 * d
+    assert ternary == 20_578_304
+    for board in ("demo", "micro"):  # more than any block-RAM build holds
+        params = accelerator_preset(board)
+        assert ternary > params.weight_memory_words * params.ternary_lanes
+    assert preset.corpus == "stdlib" and preset.corpus_path.name == "corpus.txt.xz"
 
 
 def test_learning_rate_schedule():

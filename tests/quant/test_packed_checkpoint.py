@@ -1,0 +1,65 @@
+"""Packed (2-bit ternary) checkpoints: exact ternary values and scales after a round trip."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tern_fpga.quant.bitlinear import BitLinear, ternarize
+from tern_fpga.quant.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from tern_fpga.quant.config import HGRNBitConfig
+from tern_fpga.quant.model import HGRNBitForCausalLM
+from tern_fpga.quant.packed_checkpoint import pack_ternary, save_packed, unpack_ternary
+
+
+@pytest.mark.parametrize("count", [1, 4, 7, 1001])
+def test_pack_round_trip(count):
+    values = torch.randint(-1, 2, (count,), generator=torch.Generator().manual_seed(count))
+    packed = pack_ternary(values.to(torch.int8))
+    assert packed.dtype == torch.uint8 and packed.numel() == (count + 3) // 4
+    assert torch.equal(unpack_ternary(packed, count), values.to(torch.int8))
+
+
+def test_damaged_codes_are_refused():
+    with pytest.raises(ValueError, match="code 3"):
+        unpack_ternary(torch.tensor([0b11], dtype=torch.uint8), 1)
+    with pytest.raises(ValueError, match="bytes"):
+        unpack_ternary(torch.tensor([0], dtype=torch.uint8), 5)
+    with pytest.raises(ValueError, match="only"):
+        pack_ternary(torch.tensor([2], dtype=torch.int8))
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    config = HGRNBitConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2,
+                           intermediate_size=64)
+    result = HGRNBitForCausalLM(config)
+    with torch.no_grad():  # away from the initialisation, as after training
+        for parameter in result.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    return result.eval()
+
+
+def test_packed_model_has_the_same_ternary_weights_and_tokens(model, tmp_path):
+    save_pretrained(model, tmp_path / "float")
+    info = save_packed(model, tmp_path / "packed")
+    assert info["bytes"] < (tmp_path / "float" / "model.safetensors").stat().st_size / 3  # the embeddings stay float32
+    loaded = load_pretrained(tmp_path / "packed").eval()
+    for (name, a), (_, b) in zip(model.named_modules(), loaded.named_modules()):
+        if isinstance(a, BitLinear):
+            (values_a, scale_a), (values_b, scale_b) = ternarize(a.weight), ternarize(b.weight)
+            assert torch.equal(values_a, values_b) and scale_a == scale_b, name
+    prompt = torch.tensor([list(b"def f(x):")])
+    with torch.no_grad():
+        assert torch.allclose(model(prompt).logits, loaded(prompt).logits, atol=1e-4)
+        assert torch.equal(model.generate(prompt, 32), loaded.generate(prompt, 32))
+
+
+def test_packed_weight_without_scale_is_refused(model, tmp_path):
+    save_packed(model, tmp_path)
+    path = tmp_path / "model.safetensors"
+    state = load_file(path)
+    del state["model.layers.0.attn.i_proj.weight.scale"]
+    save_file(state, path)
+    with pytest.raises(CheckpointError, match="i_proj.weight.scale"):
+        load_pretrained(tmp_path)
