@@ -6,7 +6,8 @@ prompts greedily and the golden model, fed the same tokens, must pick the same n
 rounding adds nothing), and measures greedy next-token agreement, bits per byte of each,
 and the relative error of the residual stream after every layer. :func:`run` is the
 ``make bench`` provider: the shipped checkpoints on held-out text, and one block with random
-weights at the released 370M model's shapes on the ``large`` preset.
+weights at the released 370M model's shapes on the ``large`` preset, run four ways by
+:mod:`tern_fpga.explore.block_noise` to tell the integer recipe's error from float noise.
 """
 
 from __future__ import annotations
@@ -20,19 +21,22 @@ import torch
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import AcceleratorParameters, preset
+from tern_fpga.explore.block_noise import PROTOTYPE_PRECISION, block_noise, random_block
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
-from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.quant.data import load_splits
-from tern_fpga.quant.model import HGRNBitForCausalLM
 from tern_fpga.sim.golden.model import GoldenModel
 
-__all__ = ["ContinuationResult", "FidelityResult", "compare", "greedy_continuation", "run"]
+__all__ = ["ContinuationResult", "FidelityResult", "block_figures", "compare", "greedy_continuation",
+           "run"]
 
 SOURCE = "tern_fpga.explore.fidelity"
 # Positions where the float model's two best logits differ by more than this are "decided".
 DECIDED_MARGIN = 0.05
+# A block's error above this means an int8 activation flipped: without a flip float32 gives
+# about 4e-7 and the golden model at the prototype precision 2e-5 or less; one flip 1e-3 or more.
+FLIPPED_TOKEN_ERROR = 1e-4
 
 
 @dataclass
@@ -166,21 +170,67 @@ def heldout_tokens(count: int, offset: int = 0) -> list[int]:
     return heldout[offset:offset + count].tolist()
 
 
-def random_block_at_370m_shapes(tokens: int = 16, seed: int = 0) -> FidelityResult:
-    """One MatMul-free block with random weights at d=1024, I=2816 on the ``large`` preset."""
+def _share_flipped(errors: list[float]) -> float:
+    return sum(error > FLIPPED_TOKEN_ERROR for error in errors) / len(errors)
 
-    torch.manual_seed(seed)
-    config = HGRNBitConfig(vocab_size=256, hidden_size=1024, num_hidden_layers=1,
-                           intermediate_size=2816)
-    model = HGRNBitForCausalLM(config)
-    with torch.no_grad():  # away from the initialisation: norm weights and scales vary
-        for name, parameter in model.named_parameters():
-            if "norm" in name:
-                parameter.uniform_(0.5, 1.5)
-            elif parameter.dim() == 2:
-                parameter.normal_(0, 0.05)
-    ids = torch.randint(0, 256, (tokens,), generator=torch.Generator().manual_seed(seed))
-    return compare(model, preset("large"), ids.tolist())
+
+def _significant(value: float) -> float:
+    """Three significant digits: the errors here range from 1e-7 to 1e-1."""
+    return float(f"{value:.3g}")
+
+
+def _block_tokens(count: int, seed: int = 0) -> list[int]:
+    return torch.randint(0, 256, (count,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def block_figures(tokens: int) -> list:
+    """The random 370M-shaped block four ways (``block_noise``): golden, float32, float64
+    with input noise, and the golden model at the prototype precision, all against float64."""
+
+    result = block_noise(random_block(1024, 2816), preset("large"), _block_tokens(tokens + 1)[:-1])
+    note = (f"one random block, d=1024, I=2816, {result.tokens} tokens, large preset; median "
+            f"over tokens of |x - x_64| / |x_64|, the residual stream after the block, against "
+            f"the float64 fake-quant model")
+    figures = [
+        Figure("fidelity.block_370m_shapes.hidden_relative_error",
+               round(result.median(result.golden_error), 5), "", "simulated", SOURCE,
+               f"{note}; golden model"),
+        Figure("fidelity.block_370m_shapes.float32_hidden_relative_error",
+               _significant(result.median(result.float32_error)), "", "measured", SOURCE,
+               f"{note}; the PyTorch model in float32: the noise floor of float arithmetic"),
+    ]
+    flips_note = (f"{note}; tokens whose error exceeds {FLIPPED_TOKEN_ERROR:g}, i.e. where at "
+                  f"least one int8 activation rounded the other way")
+    figures += [Figure(f"fidelity.block_370m_shapes.{name}_tokens_with_flips",
+                       round(100 * _share_flipped(errors), 1), "%", label, SOURCE,
+                       f"{flips_note}; {what}")
+                for name, errors, label, what in (
+                    ("golden", result.golden_error, "simulated", "golden model"),
+                    ("float32", result.float32_error, "measured", "PyTorch float32"),
+                    ("prototype", result.prototype_error, "simulated",
+                     "golden model at the prototype precision (prototype_hidden_relative_error)"))]
+    for eps, errors in result.perturbed_error.items():
+        what = (f"the float64 model with its embeddings times (1 + {eps:.0e} normal): how the "
+                f"int8 quantisers amplify a small input error")
+        figures += [
+            Figure(f"fidelity.block_370m_shapes.float64_noise_{eps:.0e}_hidden_relative_error",
+                   _significant(result.median(errors)), "", "measured", SOURCE,
+                   f"{note}; {what}"),
+            Figure(f"fidelity.block_370m_shapes.float64_noise_{eps:.0e}_tokens_with_flips",
+                   round(100 * _share_flipped(errors), 1), "%", "measured", SOURCE,
+                   f"{flips_note}; {what}"),
+        ]
+    figures += [Figure(f"fidelity.block_370m_shapes.golden_activation_flips.{name}",
+                       round(100 * flips, 2), "%", "simulated", SOURCE,
+                       f"{note}; int8 activations of {name}'s input that differ from float64's")
+                for name, flips in result.golden_flips.items()]
+    precision = ", ".join(f"{key}={value}" for key, value in PROTOTYPE_PRECISION.items())
+    figures.append(Figure(
+        "fidelity.block_370m_shapes.prototype_hidden_relative_error",
+        _significant(result.median(result.prototype_error)), "", "simulated", SOURCE,
+        f"{note}; golden model at a prototype precision ({precision}), not the shipped recipe: "
+        f"the RTL stores int16 embeddings and Q15.16 vectors"))
+    return figures
 
 
 def run(quick: bool = False) -> list:
@@ -239,10 +289,5 @@ def run(quick: bool = False) -> list:
                    f"{note}; tokens the golden model generates on its own before its first "
                    f"difference from the float64 model (of {length})"),
         ]
-    block = random_block_at_370m_shapes(tokens=4 if quick else 16)
-    figures += [
-        Figure("fidelity.block_370m_shapes.hidden_relative_error",
-               round(block.layer_relative_error[0], 5), "", "simulated", SOURCE,
-               f"one random block, d=1024, I=2816, {block.tokens} tokens, large preset"),
-    ]
+    figures += block_figures(tokens=4 if quick else 15)
     return figures
