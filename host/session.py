@@ -15,6 +15,7 @@ from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.bitstreams import manifest_for
 from tern_fpga.contracts.boards import BOARDS
 from tern_fpga.host.driver import Board
+from tern_fpga.host.profile_run import profile_workload
 from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
 __all__ = [
@@ -28,13 +29,15 @@ __all__ = [
 
 
 @contextmanager
-def connect(port: str, params, *, baud: int = 3_000_000, waves=None):
+def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None):
     """A connected :class:`~tern_fpga.host.driver.Board` on ``port`` (a serial port or pyserial
     URL), or,
     for ``port == "sim"``, on a virtual board of ``params`` started for the purpose. Yields
     ``(board, virtual)``, ``virtual`` being the
     :class:`~tern_fpga.sim.rtl.virtual_board.VirtualBoard` or
-    ``None``; its ``stats`` are complete after the block."""
+    ``None``; its ``stats`` are complete after the block. Given the ``export`` it will run, the
+    virtual board is built profile-guided by a slice of it
+    (:mod:`tern_fpga.host.profile_run`; once per design, cached)."""
     if port != "sim":
         with Board(port, baud=baud) as board:
             yield board, None
@@ -46,7 +49,9 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None):
     print(f"starting a virtual board for preset {params.name!r} (Verilator; the first build "
           f"takes a few minutes); its UART runs at {design.baud:,} baud, four cycles a bit, to "
           f"keep the simulation short", file=sys.stderr)
-    virtual = VirtualBoard(design, params, name=params.name, waves=waves)  # waves: FST path
+    profile = None if export is None or waves else profile_workload(design, params, export)
+    virtual = VirtualBoard(design, params, name=params.name, waves=waves,  # waves: FST path
+                           profile=profile)
     with virtual as url, Board(url, baud=design.baud) as board:
         yield board, virtual
 

@@ -116,7 +116,7 @@ def run_flash(args) -> int:
 def _connect(args, export):
     """The board, idle: an earlier run still going is ended if ``--abort`` (or the user) says so."""
     with session.connect(args.port, export.params, baud=args.baud,
-                         waves=_waves_file(args)) as (board, virtual):
+                         waves=_waves_file(args), export=export) as (board, virtual):
         if board.status().running:
             question = "the board is still running an earlier generation; end it (ABORT)?"
             if not (args.abort or _yes(question)):

@@ -69,7 +69,7 @@ def run(args) -> int:
     print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
 
     step("3. the virtual board: the board's top level in Verilator, UART on a local port")
-    with connect("sim", params) as (board, virtual):
+    with connect("sim", params, export=export) as (board, virtual):
         identity = board.identity
         print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x}, "
               f"parameters hash 0x{identity.params_hash:016x}")

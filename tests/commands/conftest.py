@@ -68,7 +68,7 @@ def stand_in(monkeypatch):
     board = StandInBoard()
 
     @contextlib.contextmanager
-    def connect(port, params, *, baud, waves=None):
+    def connect(port, params, *, baud, waves=None, export=None):
         yield board, None
 
     monkeypatch.setattr(session, "connect", connect)
