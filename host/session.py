@@ -46,10 +46,11 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
     from tern_fpga.hw.board import Accelerator, simulation_baud
 
     design = Accelerator(params, baud=simulation_baud(params))
-    print(f"starting a virtual board for preset {params.name!r} (Verilator; the first build "
-          f"takes a few minutes); its UART runs at {design.baud:,} baud, four cycles a bit, to "
-          f"keep the simulation short", file=sys.stderr)
     profile = None if export is None or waves else profile_workload(design, params, export)
+    first_build = "a few minutes" + (", with a short profile run" if profile else "")
+    print(f"starting a virtual board for preset {params.name!r} (Verilator; the first build "
+          f"takes {first_build}); its UART runs at {design.baud:,} baud, four cycles a bit, to "
+          f"keep the simulation short", file=sys.stderr)
     virtual = VirtualBoard(design, params, name=params.name, waves=waves,  # waves: FST path
                            profile=profile)
     with virtual as url, Board(url, baud=design.baud) as board:
