@@ -11,7 +11,7 @@ Two variants, as :func:`~.litedram_core.generate_core` makes them:
     LiteDRAM's memory model with its timing checker inside the core: no pins.
 ``"hw"``
     The core drives the SDRAM's pins (``sdram`` resource of amaranth-boards' ULX3S, requested
-    with ``dir="-"``), and an ECP5 ``ODDRX1F`` drives the SDRAM's clock pin from the clock
+    with ``dir="-"``; the core's Verilog is added to the platform's files), and an ECP5 ``ODDRX1F`` drives the SDRAM's clock pin from the clock
     domain ``clock_ps_domain``: the ``sync`` clock shifted by 90 degrees, which the board's
     PLL must provide (litex-boards' ULX3S target does the same: docs/sdram.md).
 """
@@ -102,9 +102,13 @@ class SDRAMController(wiring.Component):
         if platform is None:
             raise ValueError("the hw variant of SDRAMController drives the board's SDRAM pins: "
                              "elaborate it with the board's platform (or use variant 'sim')")
+        platform.add_file(self._core.verilog.name, self._core.verilog.read_text())
         pins = platform.request("sdram", 0, dir="-")
-        for name in ("a", "ba", "cas_n", "cke", "cs_n", "ras_n", "we_n"):
-            port[f"o_sdram_{name}"] = getattr(pins, name).io
+        # amaranth-boards' names; the active-low ones are inverted only in their buffered
+        # form, and ``.io`` is the raw pin, which is what LiteDRAM's *_n outputs are.
+        for core_name, pin_name in (("a", "a"), ("ba", "ba"), ("cas_n", "cas"), ("cke", "clk_en"),
+                                    ("cs_n", "cs"), ("ras_n", "ras"), ("we_n", "we")):
+            port[f"o_sdram_{core_name}"] = getattr(pins, pin_name).io
         port["o_sdram_dm"] = pins.dqm.io
         port["io_sdram_dq"] = pins.dq.io
         # The SDRAM clock: 1 on the rising edge, 0 on the falling edge of the shifted clock.

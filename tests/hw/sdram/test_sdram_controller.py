@@ -88,8 +88,8 @@ def test_init_program_issues_the_expected_commands():
 
 @functools.cache
 def simulation_log():
-    from tern_fpga.hw.sdram.controller import SDRAMController
-    from tern_fpga.sim.rtl.cocotb_support import build_component
+    from tern_fpga.hw.sdram.controller import SDRAMController  # heavy: loads Amaranth
+    from tern_fpga.sim.rtl.cocotb_support import build_component  # heavy: loads cocotb
 
     generated = core("sim")
     build = build_component(SDRAMController(generated), "sdram_sim_top", generated.directory.name,
@@ -143,3 +143,27 @@ def test_datasheet_timings_and_refresh_rate():
     assert max(intervals) <= t_refi + 8, intervals
     assert mean * 20.0 <= T_REFI_NS * 1.002, (mean, intervals)
     assert COMMANDS["REF"] == 0b0001
+
+
+def test_hw_variant_prepares_for_the_ulx3s():
+    """The board build plan: the generated core's Verilog, the SDRAM clock on F19 and the data
+    bus on its pins (no synthesis here)."""
+    from amaranth.hdl import ClockDomain, Elaboratable, Module  # heavy: loads Amaranth
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform  # heavy: loads Amaranth
+
+    from tern_fpga.hw.sdram.controller import SDRAMController  # heavy: loads Amaranth
+
+    class Top(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.domains.sync = ClockDomain()
+            m.domains.sdram_ps = ClockDomain(reset_less=True)
+            m.submodules.sdram = SDRAMController(core("hw"))
+            return m
+
+    plan = ULX3S_85F_Platform().prepare(Top(), name="top")
+    assert plan.files["litedram_core.v"] == core("hw").verilog.read_text()
+    constraints = plan.files["top.lpf"]
+    assert 'LOCATE COMP "sdram_0__clk__io" SITE "F19";' in constraints
+    assert 'LOCATE COMP "sdram_0__dq__io[15]" SITE "J17";' in constraints
+    assert "ODDRX1F" in plan.files["top.il"]
