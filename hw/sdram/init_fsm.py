@@ -53,6 +53,7 @@ class InitSequencer(wiring.Component):
         for step in program:
             if isinstance(step, RegisterWrite):
                 if step.register not in registers:
+                    self._MustUse__silence = True  # never elaborated: no "unused" warning
                     raise KeyError(f"the init program writes {step.register!r}, which the "
                                    f"generated core does not have; it has {sorted(registers)}")
                 self._steps.append(("write", registers[step.register] // 4, step.value))
@@ -60,6 +61,7 @@ class InitSequencer(wiring.Component):
                 if step.cycles > 0:
                     self._steps.append(("wait", step.cycles, None))
             else:
+                self._MustUse__silence = True
                 raise TypeError(f"init program step {step!r} is neither a RegisterWrite nor a "
                                  f"Wait")
         super().__init__()
