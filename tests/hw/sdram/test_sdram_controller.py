@@ -167,3 +167,18 @@ def test_hw_variant_prepares_for_the_ulx3s():
     assert 'LOCATE COMP "sdram_0__clk__io" SITE "F19";' in constraints
     assert 'LOCATE COMP "sdram_0__dq__io[15]" SITE "J17";' in constraints
     assert "ODDRX1F" in plan.files["top.il"]
+
+
+def test_the_log_checker_catches_violations():
+    """The command-log rules fire on a log that breaks them (so that their silence means
+    something). At 50 MHz tRP and tRCD are one cycle, which no two commands can break, so the
+    log is read as if clocked at 100 MHz (tRP = tRCD = 2, tRFC = 7 cycles)."""
+    log = "\n".join(f"tern-dfi {cycle} {COMMANDS[name]} {bank} {address} 1"
+                    for cycle, name, bank, address in [
+                        (100, "PRE", 0, 1 << 10), (101, "REF", 0, 0), (106, "MRS", 0, 0x20),
+                        (107, "ACT", 1, 5), (108, "RD", 1, 0)])
+    errors = timing_errors(parse(log), 100e6)
+    assert any("tRP" in error for error in errors)
+    assert any("tRFC" in error for error in errors)
+    assert any("tMRD" in error for error in errors)
+    assert any("tRCD" in error for error in errors)
