@@ -63,3 +63,17 @@ def test_packed_weight_without_scale_is_refused(model, tmp_path):
     save_file(state, path)
     with pytest.raises(CheckpointError, match="i_proj.weight.scale"):
         load_pretrained(tmp_path)
+
+
+def test_shipped_stdlib_checkpoint_is_packed_and_loads():
+    from tern_fpga.contracts import paths
+    from tern_fpga.quant.presets import get_preset
+
+    folder = paths.CHECKPOINTS / "stdlib"
+    assert (folder / "model.safetensors").stat().st_size < 10_000_000
+    model = load_pretrained(folder)
+    assert model.config.to_dict() == get_preset("stdlib").config().to_dict()
+    weights = [m.weight for m in model.modules() if isinstance(m, BitLinear)]
+    assert sum(w.numel() for w in weights) == 20_578_304
+    values, scale = ternarize(weights[0].detach())
+    assert set(values.unique().tolist()) == {-1, 0, 1} and scale > 1
