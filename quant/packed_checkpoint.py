@@ -160,6 +160,7 @@ def is_packed_state(state: dict[str, torch.Tensor]) -> bool:
 def save_packed(model, path) -> dict:
     """Write ``config.json`` and a packed ``model.safetensors`` of ``model`` (float32, on the
     CPU) to ``path``; returns ``{"ternary_weights": n, "bytes": size of the weights file}``."""
+    # here, not at the top: tern_fpga.quant.checkpoint imports this module
     from tern_fpga.quant.checkpoint import CONFIG_NAME, SAFETENSORS_NAME
 
     folder = pathlib.Path(path)

@@ -28,6 +28,7 @@ import hashlib
 import json
 import lzma
 import platform
+import pydoc_data.topics
 import sys
 import sysconfig
 from pathlib import Path
@@ -110,7 +111,6 @@ def build_stdlib_corpus(output_dir: Path | str = STDLIB_CORPUS_DIR,
     if stdlib is None:
         stdlib = sysconfig.get_paths()["stdlib"]
     if topics is None:
-        import pydoc_data.topics
         topics = pydoc_data.topics.topics
     documents, names = stdlib_documents(Path(stdlib), topics)
     text = b"".join(document + DOCUMENT_SEPARATOR for document in documents)

@@ -2,6 +2,7 @@
 (run here on the CPU, with a simulated hwmon power sensor as its meter)."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from tern_fpga.explore.baselines import (
 )
 from tern_fpga.explore.bench import load_figures
 from tern_fpga.quant.checkpoint import save_pretrained
-from tern_fpga.quant.presets import get_preset
+from tern_fpga.quant.presets import PRESETS, get_preset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -54,9 +55,10 @@ def test_load_baseline_model(tmp_path, monkeypatch):
     assert torch.equal(loaded.model.embeddings.weight, model.model.embeddings.weight)
     _, note = load_baseline_model(tmp_path / "elsewhere" / "micro", "demo")
     assert "random weights of the micro preset's shape" in note
+    names = re.escape(", ".join(sorted(PRESETS)))
     with pytest.raises(TernError, match=r"checkpoint folder .*mine has no config.json; pass a "
-                                        r"trained checkpoint, or a preset name \(demo, micro, "
-                                        r"tiny\) alone"):
+                                        rf"trained checkpoint, or a preset name \({names}\) "
+                                        r"alone"):
         load_baseline_model(tmp_path / "mine", "demo")
 
 
