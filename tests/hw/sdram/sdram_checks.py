@@ -3,7 +3,8 @@
 Waits for the init sequencer's ``init_done``, writes random 16-bit words to random distinct
 addresses through the native port (random stalls on ``cmd``), reads them
 back and compares; then overwrites the low byte of some of them with
-byte enable 0b01 and checks that the high byte stayed; then idles so that refreshes happen with
+byte enable 0b01 and checks that the high byte stayed; then writes a run of consecutive
+addresses and reads it back with no stall, logging the read bandwidth; then idles so that refreshes happen with
 no traffic. The memory is LiteDRAM's model inside the core; the timing checks read the log.
 """
 
@@ -74,5 +75,18 @@ async def write_read_random(dut):
     expected = [(value & 0xFF00) | low for value, low in zip(values, low_bytes)]
     assert received == expected, "a write with byte enable 0b01 changed the high byte " \
                                  "or missed the low byte"
+
+    # Sequential reads with no stall, as a weight stream would make them: across rows, banks
+    # and refreshes. The log line gives the read bandwidth (words per cycle of the data's run).
+    start, count = config["sequential_start"], config["sequential_words"]
+    sequential = list(range(start, start + count))
+    values = [rng.getrandbits(16) for _ in sequential]
+    await with_timeout(_write(cmd, wdata, sequential, values), limit, "us")
+    fast_cmd, fast_rdata = StreamDriver(dut, "cmd"), StreamSink(dut, "rdata")
+    received = await with_timeout(_read(fast_cmd, fast_rdata, sequential), limit, "us")
+    assert received == values, "sequential reads returned other words than were written"
+    first_command, data = fast_cmd.transfer_cycles[0], fast_rdata.transfer_cycles
+    dut._log.info("tern-bandwidth words=%d first_command=%d first_data=%d last_data=%d",
+                  count, first_command, data[0], data[-1])
 
     await ClockCycles(dut.clk, config["idle_cycles"])
