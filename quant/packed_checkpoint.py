@@ -6,13 +6,17 @@ the 20 M-weight ``stdlib`` model. Inference needs only what the forward pass mak
 stores, for each BitLinear ``NAME``:
 
 ``NAME.weight.ternary``
-    ``uint8 [ceil(n / 4)]``: the ``n`` ternary values in row-major order, four to a byte, value
-    ``i`` in bits ``2 * (i % 4)`` and up, coded 0 -> 0, 1 -> +1, 2 -> -1.
+    ``uint8 [ceil(n / 4)]``: the ``n`` ternary values in row-major order, packed by the
+    project's one 2-bit code, :func:`tern_fpga.contracts.packing.pack_2bit`: four to a byte,
+    value ``i`` in bits ``2 * (i % 4)`` and up, codes ``00`` -> 0, ``01`` -> +1, ``11`` -> -1
+    (``10`` is invalid), a last byte padded with zero weights.
 ``NAME.weight.scale``
     ``float32 [1]``: ``s_w`` as the CPU computes it from the latent weights in float32.
 
 and every other tensor as it was (float32). The file's metadata has ``"tern.weights":
-"ternary-2bit"``. :func:`~tern_fpga.quant.checkpoint.load_pretrained` reads it like any
+"ternary-2bit"`` (the loader does not read it; files written before the code became
+the contract's, with ``10`` for -1, are refused as holding the invalid code ``10``).
+:func:`~tern_fpga.quant.checkpoint.load_pretrained` reads it like any
 checkpoint: it rebuilds latent weights ``W' ~ c * W_t`` (one weight's magnitude tuned) so that,
 in float32 on the loading machine, ``weight_scale(W')`` is ``s_w`` to the bit and
 ``ternarize(W')`` is ``W_t``.
@@ -30,45 +34,16 @@ import torch
 from safetensors.torch import save_file
 
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.packing import pack_2bit, unpack_2bit
 from tern_fpga.quant.bitlinear import BitLinear, ternarize, weight_scale
 
-__all__ = ["PACKED_FORMAT", "is_packed_state", "pack_ternary", "save_packed", "unpack_state",
-           "unpack_ternary"]
+__all__ = ["PACKED_FORMAT", "is_packed_state", "save_packed", "unpack_state"]
 
 PACKED_FORMAT = "ternary-2bit"
 TERNARY_SUFFIX = ".weight.ternary"
 # Factors ``c`` tried, one float32 ulp apart around n / (nonzero * s_w).
 _FACTOR_TRIES = 64
 SCALE_SUFFIX = ".weight.scale"
-
-
-def pack_ternary(values: torch.Tensor) -> torch.Tensor:
-    """``int8`` ternary values (any shape) as ``uint8`` codes, four to a byte."""
-    flat = values.reshape(-1).to(torch.int16)
-    if flat.numel() and (flat.abs() > 1).any():
-        raise ValueError("pack_ternary takes values in {-1, 0, 1} only")
-    codes = torch.where(flat < 0, 2, flat).to(torch.uint8)
-    codes = torch.cat([codes, codes.new_zeros(-len(codes) % 4)]).view(-1, 4)
-    return codes[:, 0] | codes[:, 1] << 2 | codes[:, 2] << 4 | codes[:, 3] << 6
-
-
-def unpack_ternary(packed: torch.Tensor, count: int) -> torch.Tensor:
-    """The first ``count`` values of :func:`pack_ternary`'s bytes, as ``int8`` in {-1, 0, 1}.
-
-    Raises
-    ------
-    ValueError
-        If there are too few bytes or a code is 3 (unused: the data is damaged).
-    """
-    packed = packed.reshape(-1).to(torch.uint8)
-    if packed.numel() != math.ceil(count / 4):
-        raise ValueError(f"{packed.numel()} bytes hold {4 * packed.numel()} values, "
-                         f"{math.ceil(count / 4)} bytes are needed for {count}")
-    codes = torch.stack([(packed >> shift) & 3 for shift in (0, 2, 4, 6)], dim=1).reshape(-1)
-    codes = codes[:count]
-    if (codes == 3).any():
-        raise ValueError("code 3 appears, which no ternary value has: the data is damaged")
-    return torch.where(codes == 2, -1, codes.to(torch.int8)).to(torch.int8)
 
 
 def _float32_bits(value: float) -> int:
@@ -140,7 +115,8 @@ def unpack_state(folder, state: dict[str, torch.Tensor],
                             f"config.json has no weight {name}")
         shape = shapes[name]
         try:
-            values = unpack_ternary(state[key], math.prod(shape)).reshape(shape)
+            values = torch.from_numpy(
+                unpack_2bit(state[key].reshape(-1).numpy(), math.prod(shape))).reshape(shape)
             result[name] = _latent_weights(values, float(state[scale_key].reshape(-1)[0]))
         except (ValueError, RuntimeError, IndexError) as error:
             raise TernError(f"packed weight {key} in {folder} cannot be read: {error}") from None
@@ -172,7 +148,7 @@ def save_packed(model, path) -> dict:
         if isinstance(module, BitLinear):
             values, scale = ternarize(module.weight.detach())
             del state[f"{name}.weight"]
-            state[f"{name}{TERNARY_SUFFIX}"] = pack_ternary(values)
+            state[f"{name}{TERNARY_SUFFIX}"] = torch.from_numpy(pack_2bit(values.reshape(-1).numpy()))
             state[f"{name}{SCALE_SUFFIX}"] = torch.tensor([scale], dtype=torch.float32)
             count += values.numel()
     model.config.to_json_file(folder / CONFIG_NAME, torch_dtype="float32")

@@ -4,28 +4,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tern_fpga.contracts.packing import pack_2bit
 from tern_fpga.quant.bitlinear import BitLinear, ternarize
 from tern_fpga.quant.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from tern_fpga.quant.config import HGRNBitConfig
 from tern_fpga.quant.model import HGRNBitForCausalLM
-from tern_fpga.quant.packed_checkpoint import pack_ternary, save_packed, unpack_ternary
-
-
-@pytest.mark.parametrize("count", [1, 4, 7, 1001])
-def test_pack_round_trip(count):
-    values = torch.randint(-1, 2, (count,), generator=torch.Generator().manual_seed(count))
-    packed = pack_ternary(values.to(torch.int8))
-    assert packed.dtype == torch.uint8 and packed.numel() == (count + 3) // 4
-    assert torch.equal(unpack_ternary(packed, count), values.to(torch.int8))
-
-
-def test_damaged_codes_are_refused():
-    with pytest.raises(ValueError, match="code 3"):
-        unpack_ternary(torch.tensor([0b11], dtype=torch.uint8), 1)
-    with pytest.raises(ValueError, match="bytes"):
-        unpack_ternary(torch.tensor([0], dtype=torch.uint8), 5)
-    with pytest.raises(ValueError, match="only"):
-        pack_ternary(torch.tensor([2], dtype=torch.int8))
+from tern_fpga.quant.packed_checkpoint import save_packed
 
 
 @pytest.fixture
@@ -53,6 +37,30 @@ def test_packed_model_has_the_same_ternary_weights_and_tokens(model, tmp_path):
     with torch.no_grad():
         assert torch.allclose(model(prompt).logits, loaded(prompt).logits, atol=1e-4)
         assert torch.equal(model.generate(prompt, 32), loaded.generate(prompt, 32))
+
+
+def test_packed_weights_use_the_contract_2bit_code(model, tmp_path):
+    save_packed(model, tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    weight = model.model.layers[0].attn.i_proj.weight
+    values, _ = ternarize(weight.detach())
+    stored = state["model.layers.0.attn.i_proj.weight.ternary"]
+    assert stored.dtype == torch.uint8
+    assert stored.numpy().tobytes() == pack_2bit(values.reshape(-1).numpy()).tobytes()
+    # -1 is code 11, never 10
+    assert ((stored.numpy()[:, None] >> [0, 2, 4, 6]) & 3 == 3).any()
+
+
+def test_code_10_is_refused(model, tmp_path):
+    """Code 10 is invalid in the contract's code (it was -1 in an older packed format)."""
+    save_packed(model, tmp_path)
+    path = tmp_path / "model.safetensors"
+    state = load_file(path)
+    key = "model.layers.0.attn.i_proj.weight.ternary"
+    state[key][0] = 0b10
+    save_file(state, path)
+    with pytest.raises(CheckpointError, match="i_proj.weight.ternary.*invalid code 10"):
+        load_pretrained(tmp_path)
 
 
 def test_packed_weight_without_scale_is_refused(model, tmp_path):
