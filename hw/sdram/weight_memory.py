@@ -21,7 +21,7 @@ read commands whose halves are joined into the response.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 
 from tern_fpga.contracts.params import AcceleratorParameters
@@ -77,7 +77,7 @@ class SDRAMWeights(wiring.Component):
         width, beats = self._data_width, self.beats
         m.submodules.beat_fifo = beat_fifo = fifo.SyncFIFOBuffered(width=width,
                                                                    depth=self._fifo_beats)
-        m.d.comb += self.status.eq(~controller.init_done)
+        m.d.comb += self.status.eq(Mux(controller.init_done, 0, STATUS_NOT_INITIALISED))
 
         # Read-ahead ------------------------------------------------------------------------------
         run_address = Signal(self._address_width)       # next SDRAM word to read
@@ -118,22 +118,21 @@ class SDRAMWeights(wiring.Component):
                          controller.cmd.payload.addr.eq(address),
                          controller.wdata.valid.eq(request.write),
                          controller.wdata.payload.data.eq(
-                             request.write_data.word_select(host_half, width)),
-                         controller.wdata.payload.we.eq((1 << (width // 8)) - 1)]
+                             request.write_data.word_select(host_half, width))]
             with m.If(controller.cmd.ready):
                 m.d.sync += host_half.eq(~host_half)
                 with m.If(~request.write):     # its data may come before the second command
                     m.d.sync += host_reading.eq(1)
                 with m.If(host_half):
                     m.d.comb += self.host.ready.eq(1)
+        m.d.comb += controller.wdata.payload.we.eq((1 << (width // 8)) - 1)  # whole words
         # A write's data must be at the port until the controller takes it (docs/sdram.md).
         with m.If(controller.cmd.valid & controller.cmd.ready & controller.cmd.payload.we
                   & ~controller.wdata.ready):
             m.d.sync += [pending_write.eq(1), pending_data.eq(controller.wdata.payload.data)]
         with m.If(pending_write):
             m.d.comb += [controller.wdata.valid.eq(1),
-                         controller.wdata.payload.data.eq(pending_data),
-                         controller.wdata.payload.we.eq((1 << (width // 8)) - 1)]
+                         controller.wdata.payload.data.eq(pending_data)]
             with m.If(controller.wdata.ready):
                 m.d.sync += pending_write.eq(0)
 
