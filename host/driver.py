@@ -57,7 +57,8 @@ from tern_fpga.contracts.protocol import (
 from tern_fpga.host.link import Link, LinkTimeoutError
 from tern_fpga.host.transport import SerialTransport
 
-__all__ = ["Board", "BoardError", "BoardIdentity", "BoardStatus", "LoadError", "WrongBoardError"]
+__all__ = ["MEMORY_FAULTS", "Board", "BoardError", "BoardIdentity", "BoardStatus", "LoadError",
+           "WrongBoardError"]
 
 # Where each export section goes; the tables are built into the bitstream and only checked.
 SECTION_SPACES = {
@@ -126,6 +127,15 @@ class BoardStatus:
     uart_errors: int
     duplicates: int
     uptime_cycles: int
+    memory_status: int = 0
+    """The weight memory's fault code: 0 when it works, :data:`MEMORY_FAULTS` names the
+    others."""
+
+
+MEMORY_FAULTS = {
+    1: "its external SDRAM did not finish initialisation (check that the bitstream is for this "
+       "board, then power-cycle it; if it persists the SDRAM or its clock is faulty)",
+}
 
 
 def _preset_name(params_hash: int) -> str:
@@ -223,8 +233,18 @@ class Board:
 
     def status(self) -> BoardStatus:
         payload = self._command(Code.STATUS, b"", "STATUS", reply_bytes=STATUS_REPLY.size)
-        _, flags, _, *counters = STATUS_REPLY.unpack(payload)
-        return BoardStatus(bool(flags & 1), bool(flags & 2), *counters)
+        _, flags, memory_status, *counters = STATUS_REPLY.unpack(payload)
+        return BoardStatus(bool(flags & 1), bool(flags & 2), *counters,
+                           memory_status=memory_status & 0xF)
+
+    def check_memory(self) -> None:
+        """Raise :class:`BoardError` if the board's weight memory reports a fault (an
+        external memory that did not initialise): better than loading into it or generating
+        garbage tokens from it."""
+        code = self.status().memory_status
+        if code:
+            raise BoardError(f"the board's weight memory reports fault {code}: "
+                             f"{MEMORY_FAULTS.get(code, 'an unknown fault code')}")
 
     def _memory_time(self, count: int) -> float:
         return count / self.identity.clock_hz
@@ -287,6 +307,7 @@ class Board:
         """
 
         plan = self._plan(export)
+        self.check_memory()
         total = sum(4 * len(words) for *_, words, _ in plan)
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="loading",
                   disable=not progress, leave=False) as bar:
@@ -308,8 +329,12 @@ class Board:
             If the board was built for other accelerator parameters.
         LoadError
             If a section does not fit its memory.
+        BoardError
+            If the weight memory reports a fault (:meth:`check_memory`).
         """
-        for name, space, address, words, _ in self._plan(export):
+        plan = self._plan(export)
+        self.check_memory()
+        for name, space, address, words, _ in plan:
             if name == "vector_init":
                 skipped = self._work_bank_words(export, words)
                 address, words = address + skipped, words[skipped:]

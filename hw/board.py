@@ -45,6 +45,9 @@ class Accelerator(wiring.Component):
         32 bits reported by IDENTIFY (the git commit the bitstream was built from).
     board_id : int
         16 bits reported by IDENTIFY.
+    weight_memory : wiring.Component or None
+        The core's weight memory backend (see :class:`~tern_fpga.hw.core.Core`); block RAM by
+        default.
 
     Members
     -------
@@ -58,11 +61,11 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, params: AcceleratorParameters, *, baud: int = DEFAULT_BAUD,
-                 build_id: int = 0, board_id: int = 0):
+                 build_id: int = 0, board_id: int = 0, weight_memory=None):
         self._params = params
         self._baud = baud
         self._link = HostLink(params, baud=baud, build_id=build_id, board_id=board_id)
-        self._core = Core(params)
+        self._core = Core(params, weight_memory=weight_memory)
         super().__init__({"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
                           "idle": Out(1), "leds": Out(4)})
 
@@ -73,6 +76,10 @@ class Accelerator(wiring.Component):
     @property
     def baud(self) -> int:
         return self._baud
+
+    @property
+    def core(self) -> Core:
+        return self._core
 
     def elaborate(self, platform):
         m = Module()
@@ -97,26 +104,32 @@ class BoardTop(Elaboratable):
     ----------
     board : Board
     params : AcceleratorParameters
-    baud, build_id :
+    baud, build_id, weight_memory :
         See :class:`Accelerator`.
+
+    A board with external weight memory subclasses it: :meth:`clock_generator` for the memory's
+    clocks, and ``elaborate`` adds the memory controller to the module this one returns.
     """
 
     def __init__(self, board: Board, params: AcceleratorParameters, *, baud: int = DEFAULT_BAUD,
-                 build_id: int = 0):
+                 build_id: int = 0, weight_memory=None):
         self.board, self.params = board, params
         self.accelerator = Accelerator(params, baud=baud, build_id=build_id,
-                                       board_id=board.board_id)
+                                       board_id=board.board_id, weight_memory=weight_memory)
 
     def pll_config(self, platform):
         oscillator_hz = platform.lookup(self.board.oscillator).clock.frequency
         choose = ecp5_pll_config if self.board.family == "ecp5" else ice40_pll_config
         return choose(oscillator_hz, self.params.clock_hz)
 
+    def clock_generator(self, platform, oscillator) -> ClockGenerator:
+        """The ``sync`` domain's clock generator, from the board's ``oscillator`` pin."""
+        return ClockGenerator(self.board.family, self.pll_config(platform), oscillator.i)
+
     def elaborate(self, platform):
         m = Module()
         oscillator = platform.request(self.board.oscillator)
-        m.submodules.clocks = ClockGenerator(self.board.family, self.pll_config(platform),
-                                             oscillator.i)
+        m.submodules.clocks = self.clock_generator(platform, oscillator)
         m.submodules.accelerator = accelerator = self.accelerator
         uart = platform.request("uart", 0)
         m.d.comb += [accelerator.uart_rx.eq(uart.rx.i), uart.tx.o.eq(accelerator.uart_tx)]

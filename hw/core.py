@@ -63,11 +63,12 @@ from tern_fpga.hw.core_interface import (
     CoreInterface,
     MemorySpace,
 )
-from tern_fpga.hw.memory_banks import BankedMemory, tail_banks
+from tern_fpga.hw.memory_banks import BankedMemory
 from tern_fpga.hw.norm_quantizer import NormQuantizer
 from tern_fpga.hw.norm_quantizer import Operation as NormOperation
 from tern_fpga.hw.row_unit import RowUnit
 from tern_fpga.hw.ternary_matvec import TernaryMatVec
+from tern_fpga.hw.weight_memory import BlockRAMWeights, WeightMemorySignature
 
 __all__ = ["Core", "instruction_layout"]
 
@@ -87,14 +88,13 @@ class _HostWindow:
     """One memory as the host sees it: 32-bit words mapped onto wider memory words.
 
     ``read`` and ``write`` are ``Memory`` ports or :class:`tern_fpga.hw.memory_banks.MemoryPort` s.
-    A ``merge`` window's write port has no lane enables (so block RAM can pack its words
-    tighter): a host write reads the word, then writes it back with the one lane replaced.
+    (The weight memory is not one: it answers the host itself, see
+    :mod:`tern_fpga.hw.weight_memory`.)
     """
 
-    def __init__(self, read, write, width: int, merge: bool = False):
+    def __init__(self, read, write, width: int):
         self.read, self.write = read, write
         self.lanes = width // 32
-        self.merge = merge
 
     @classmethod
     def of(cls, memory: Memory, width: int):
@@ -109,17 +109,6 @@ class _HostWindow:
             self.write.addr.eq(self._word(address)),
             self.write.data.eq(value.replicate(self.lanes)),
             self.write.en.eq(1 << lane if self.lanes > 1 else 1),
-        ]
-
-    def host_merge_write(self, m, address, value):
-        """The second cycle of a merge window's write: the word read in the first, with the
-        addressed lane replaced."""
-        lane = address % self.lanes if self.lanes > 1 else 0
-        m.d.comb += [
-            self.write.addr.eq(self._word(address)),
-            self.write.data.eq(Cat(Mux(lane == index, value, self.host_read_data(index))
-                                   for index in range(self.lanes))),
-            self.write.en.eq(1),
         ]
 
     def host_read_address(self, m, address):
@@ -139,14 +128,20 @@ class Core(wiring.Component):
         Every width and size. The core needs ``ternary_lanes >= 16`` (a weight word of at least
         32 bits), ``vector_lanes >= 2`` (an embedding word of at least 32 bits), int16
         embeddings, and memory sizes that are whole words.
+    weight_memory : wiring.Component or None
+        The weight memory's backend, a component with the flipped
+        :class:`~tern_fpga.hw.weight_memory.WeightMemorySignature` of ``params``: block RAM
+        (:class:`~tern_fpga.hw.weight_memory.BlockRAMWeights`, the default) or a stream from
+        external memory.
 
     Members
     -------
     The flipped :class:`tern_fpga.hw.core_interface.CoreInterface`: ``memory_request``,
-    ``memory_response``, ``run``, ``done``, ``cycles``, ``instructions``, ``busy``.
+    ``memory_response``, ``run``, ``done``, ``cycles``, ``instructions``, ``busy``,
+    ``memory_status`` (the weight memory's ``status``).
     """
 
-    def __init__(self, params: AcceleratorParameters):
+    def __init__(self, params: AcceleratorParameters, *, weight_memory=None):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
         if params.ternary_lanes < 16:
@@ -160,11 +155,23 @@ class Core(wiring.Component):
             if getattr(params, name) % params.vector_lanes:
                 raise ValueError(f"{name} must be a multiple of vector_lanes")
         self._params = params
+        if weight_memory is None:
+            weight_memory = BlockRAMWeights(params)
+        expected = WeightMemorySignature(params).flip()
+        if getattr(weight_memory, "signature", None) != expected:
+            raise TypeError(f"weight_memory must be a component with the signature {expected!r}, "
+                            f"not {weight_memory!r}")
+        self._weight_memory = weight_memory
         super().__init__(CoreInterface(params).flip())
 
     @property
     def params(self) -> AcceleratorParameters:
         return self._params
+
+    @property
+    def weight_memory(self):
+        """The weight memory's backend."""
+        return self._weight_memory
 
     def elaborate(self, platform):
         m = Module()
@@ -196,13 +203,8 @@ class Core(wiring.Component):
         embedding = _HostWindow.of(memory("embedding", lanes * EMBEDDING_BITS,
                                           p.embedding_memory_words // lanes),
                                    lanes * EMBEDDING_BITS)
-        # Weight memory: whole-word writes (no lane enables) and the tail of a depth that is
-        # not whole block-RAM rows in a bank of its own.
-        weight_banks = tail_banks(p.weight_memory_words)
-        weight_memory = BankedMemory(m, "weights", 2 * ternary, weight_banks,
-                                     read_banks=[list(range(len(weight_banks)))])
-        weights = _HostWindow(weight_memory.read[0], weight_memory.write, 2 * ternary,
-                              merge=True)
+        # Weight memory: a backend of its own (block RAM, or a stream from external memory).
+        m.submodules.weight_memory = weights = self._weight_memory
         activation_words = -(-p.max_features // ternary)
         # Two buffers (a QUANT fills one while a TMV reads the other, see the sequencer), of a
         # few very wide words: block RAM would be used for its width, not its depth.
@@ -214,8 +216,7 @@ class Core(wiring.Component):
         tables = memory("tables", 32, len(table_words), init=table_words)
         table_read = tables.read_port()
         windows = {MemorySpace.PROGRAM: program, MemorySpace.CONSTANTS: constants,
-                   MemorySpace.VECTOR: vector, MemorySpace.EMBEDDING: embedding,
-                   MemorySpace.WEIGHTS: weights}
+                   MemorySpace.VECTOR: vector, MemorySpace.EMBEDDING: embedding}
 
         # Sequencer state -----------------------------------------------------------------------
         pc = Signal(range(p.program_words + 1))
@@ -225,7 +226,7 @@ class Core(wiring.Component):
         beats = Signal(range(beat_limit))
         scales = Signal(data.ArrayLayout(norm.scale.payload.shape(), SCALE_REGISTERS))
         running = Signal()
-        m.d.comb += [self.busy.eq(running)]
+        m.d.comb += [self.busy.eq(running), self.memory_status.eq(weights.status)]
         with m.If(running & ~self.done.valid):  # not while the answer waits to be taken
             m.d.sync += self.cycles.eq(self.cycles + 1)
         # The activation buffer that the program's last QUANT filled (and a TMV reads); a QUANT
@@ -277,16 +278,26 @@ class Core(wiring.Component):
         matrix_read_valid = Signal()
         matrix_read_ready = Signal()
         matrix_advance = ~matrix_read_valid | matrix_read_ready
+        # A word is read when the unit can take it and the weight memory has it.
+        matrix_take = (matrix_advance & (matrix_read_index < matrix_read_total)
+                       & weights.matrix_available)
         m.d.comb += [
-            weights.read.addr.eq(matrix.imm + matrix_read_index),
+            weights.matrix_addr.eq(matrix.imm + matrix_read_index),
             activation_read.addr.eq(act_index + Mux(matrix_buffer, activation_words, 0)),
         ]
+        # The TMV's words are announced once, at its decode (a read-ahead backend starts here).
+        prefetch_valid = Signal()
+        m.d.comb += [weights.prefetch.valid.eq(prefetch_valid),
+                     weights.prefetch.payload.start.eq(matrix.imm),
+                     weights.prefetch.payload.words.eq(matrix_read_total)]
+        with m.If(weights.prefetch.ready):
+            m.d.sync += prefetch_valid.eq(0)
         with m.If(matrix_busy):
-            m.d.comb += [weights.read.en.eq(matrix_advance),
-                         activation_read.en.eq(matrix_advance)]
+            m.d.comb += [weights.matrix_en.eq(matrix_take),
+                         activation_read.en.eq(matrix_take)]
             with m.If(matrix_advance):
-                m.d.sync += matrix_read_valid.eq(matrix_read_index < matrix_read_total)
-                with m.If(matrix_read_index < matrix_read_total):
+                m.d.sync += matrix_read_valid.eq(matrix_take)
+                with m.If(matrix_take):
                     m.d.sync += [matrix_read_index.eq(matrix_read_index + 1),
                                  act_index.eq(Mux(act_index + 1 == matrix.a, 0, act_index + 1))]
 
@@ -388,7 +399,7 @@ class Core(wiring.Component):
             m.d.comb += [
                 matvec.weights.valid.eq(matrix_read_valid),
                 matvec.activations.valid.eq(matrix_read_valid),
-                matvec.weights.payload.as_value().eq(weights.read.data),
+                matvec.weights.payload.as_value().eq(weights.matrix_data),
                 matvec.activations.payload.as_value().eq(activation_read.data),
                 matrix_read_ready.eq(matvec.weights.ready & matvec.activations.ready),
             ]
@@ -426,9 +437,10 @@ class Core(wiring.Component):
         response_pending = Signal()
         response_space = Signal(3)
         response_lane = Signal(8)
-        merge_pending = Signal()   # a merge window's word has been read for a host write
-        merge_read = Signal()      # this cycle reads it: the request waits a cycle
-        m.d.comb += table_read.addr.eq(request.address)
+        m.d.comb += [table_read.addr.eq(request.address),
+                     weights.host.payload.address.eq(request.address),
+                     weights.host.payload.write_data.eq(request.write_data),
+                     weights.host.payload.write.eq(request.write)]
 
         # Sequencer --------------------------------------------------------------------------------
         with m.FSM():
@@ -444,31 +456,30 @@ class Core(wiring.Component):
                                 m.d.comb += self.memory_response.payload.eq(value)
                         with m.Case(MemorySpace.TABLES):
                             m.d.comb += self.memory_response.payload.eq(table_read.data)
-                    m.d.comb += self.memory_response.valid.eq(1)
-                    with m.If(self.memory_response.ready):
+                    with m.If(response_space == MemorySpace.WEIGHTS):
+                        m.d.comb += [
+                            self.memory_response.payload.eq(weights.host_response.payload),
+                            self.memory_response.valid.eq(weights.host_response.valid),
+                            weights.host_response.ready.eq(self.memory_response.ready)]
+                    with m.Else():
+                        m.d.comb += self.memory_response.valid.eq(1)
+                    with m.If(self.memory_response.valid & self.memory_response.ready):
                         m.d.sync += response_pending.eq(0)
                 with m.Elif(self.memory_request.valid):
-                    m.d.comb += self.memory_request.ready.eq(~merge_read)
+                    m.d.comb += self.memory_request.ready.eq(1)
                     with m.Switch(request.space):
                         for space, window in windows.items():
                             with m.Case(space):
                                 with m.If(request.write):
-                                    if window.merge:  # read the word, then write it back
-                                        m.d.sync += merge_pending.eq(~merge_pending)
-                                        with m.If(merge_pending):
-                                            window.host_merge_write(m, request.address,
-                                                                    request.write_data)
-                                        with m.Else():
-                                            m.d.comb += merge_read.eq(1)
-                                            window.host_read_address(m, request.address)
-                                    else:
-                                        window.host_write(m, request.address,
-                                                          request.write_data)
+                                    window.host_write(m, request.address, request.write_data)
                                 with m.Else():
                                     window.host_read_address(m, request.address)
+                        with m.Case(MemorySpace.WEIGHTS):  # the backend answers, in its time
+                            m.d.comb += [weights.host.valid.eq(1),
+                                         self.memory_request.ready.eq(weights.host.ready)]
                         with m.Case(MemorySpace.TABLES):
                             m.d.comb += table_read.en.eq(1)
-                    with m.If(~request.write):
+                    with m.If(~request.write & self.memory_request.ready):
                         m.d.sync += [response_pending.eq(1), response_space.eq(request.space),
                                      response_lane.eq(request.address)]
                 with m.Elif(self.run.valid):
@@ -521,6 +532,7 @@ class Core(wiring.Component):
                                 matrix_buffer.eq(latest), matrix_read_index.eq(0),
                                 matrix_read_total.eq(fetched.length * fetched.a),
                                 act_index.eq(0), matrix_read_valid.eq(0),
+                                prefetch_valid.eq(1),
                                 matrix_write_index.eq(0), row_count.eq(0), packed_count.eq(0),
                                 packed_valid.eq(0), matvec_command_valid.eq(1),
                                 row_command_valid.eq(~fetched.flags[1]),

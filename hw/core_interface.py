@@ -10,6 +10,7 @@ to the core goes through these ports::
     run             --(entry, token)------------------------>   run the program once
     done            <--(token)------------------------------    the run's ARGMAX token
     cycles, instructions, busy  <--------------------------    counters, read at any time
+    memory_status   <--------------------------------------    the weight memory's fault code
 
 Contract
 --------
@@ -29,7 +30,9 @@ A ``run`` beat starts one execution of the program at ``entry`` with the token r
 (the argmax written by the program's ``TMV`` with the ``ARGMAX`` flag). The engine sends the next
 ``run`` only after that ``done``. ``cycles`` counts cycles spent running (48 bits),
 ``instructions`` instructions executed (32 bits), both since reset and wrapping; ``busy`` is high
-from the ``run`` transfer until the ``done`` transfer.
+from the ``run`` transfer until the ``done`` transfer. ``memory_status`` is 0 while the weight
+memory works and a fault code otherwise (1: external memory not initialised, see
+:mod:`tern_fpga.hw.weight_memory`); the engine reports it in STATUS.
 
 ``address`` is :func:`address_bits` wide, the 24 bits of the ISA's
 address fields or more when a space needs it (the ``large`` preset's weight memory is 2**28
@@ -49,6 +52,7 @@ __all__ = [
     "CYCLE_COUNTER_BITS",
     "ENTRY_BITS",
     "INSTRUCTION_COUNTER_BITS",
+    "MEMORY_STATUS_BITS",
     "TOKEN_BITS",
     "CoreInterface",
     "MemorySpace",
@@ -61,6 +65,7 @@ TOKEN_BITS = 16
 ENTRY_BITS = 24  # the ISA's address width
 CYCLE_COUNTER_BITS = 48
 INSTRUCTION_COUNTER_BITS = 32
+MEMORY_STATUS_BITS = 4
 
 
 def address_bits(params: AcceleratorParameters) -> int:
@@ -104,6 +109,7 @@ class CoreInterface(wiring.Signature):
     cycles : ``In(48)``
     instructions : ``In(32)``
     busy : ``In(1)``
+    memory_status : ``In(4)``
     """
 
     def __init__(self, params: AcceleratorParameters):
@@ -118,6 +124,7 @@ class CoreInterface(wiring.Signature):
             "cycles": In(CYCLE_COUNTER_BITS),
             "instructions": In(INSTRUCTION_COUNTER_BITS),
             "busy": In(1),
+            "memory_status": In(MEMORY_STATUS_BITS),
         })
 
     @property

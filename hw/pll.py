@@ -117,12 +117,31 @@ class ClockGenerator(Elaboratable):
     config : PllConfig
     clock : Signal
         The oscillator's clock.
+    shifted_domain : str or None
+        ECP5 only: also make this clock domain, the ``sync`` clock delayed by
+        :attr:`shift_degrees` (about 90 degrees: the VCO's phase steps), from the PLL's second
+        output, with no reset of its own. An SDR SDRAM's clock pin is driven from it
+        (docs/sdram.md).
     """
 
-    def __init__(self, family: str, config: PllConfig, clock: Signal):
+    def __init__(self, family: str, config: PllConfig, clock: Signal, *,
+                 shifted_domain: str | None = None):
         if family not in ("ecp5", "ice40"):
             raise ValueError(f"family must be 'ecp5' or 'ice40', not {family!r}")
+        if shifted_domain is not None and family != "ecp5":
+            raise ValueError(f"a phase-shifted clock is made on the ECP5 only, not on {family}")
         self.family, self.config, self.clock = family, config, clock
+        self.shifted_domain = shifted_domain
+
+    @property
+    def shift_steps(self) -> int:
+        """The shifted output's delay in VCO periods: the nearest to a quarter clock period."""
+        return round(self.config.dividers["CLKOP_DIV"] / 4)
+
+    @property
+    def shift_degrees(self) -> float:
+        """The shifted output's delay, in degrees of the ``sync`` clock."""
+        return 360 * self.shift_steps / self.config.dividers["CLKOP_DIV"]
 
     def elaborate(self, platform):
         m = Module()
@@ -132,6 +151,15 @@ class ClockGenerator(Elaboratable):
         locked = Signal()
         divide = self.config.dividers
         if self.family == "ecp5":
+            shifted_output = {}
+            if self.shifted_domain is not None:
+                shifted = ClockDomain(self.shifted_domain, reset_less=True)
+                m.domains += shifted
+                shifted_output = {
+                    "p_CLKOS_ENABLE": "ENABLED", "p_CLKOS_DIV": divide["CLKOP_DIV"],
+                    "p_CLKOS_CPHASE": divide["CLKOP_DIV"] - 1 + self.shift_steps,
+                    "p_CLKOS_FPHASE": 0, "p_OUTDIVIDER_MUXB": "DIVB", "i_ENCLKOS": 0,
+                    "o_CLKOS": shifted.clk}
             m.submodules.pll = Instance(
                 "EHXPLLL",
                 a_FREQUENCY_PIN_CLKI=str(self.config.input_hz / 1e6),
@@ -144,7 +172,7 @@ class ClockGenerator(Elaboratable):
                 i_CLKI=self.clock, i_CLKFB=ClockSignal("sync"), i_RST=0, i_STDBY=0,
                 i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0,
                 i_PHASELOADREG=0, i_PLLWAKESYNC=0, i_ENCLKOP=0,
-                o_CLKOP=ClockSignal("sync"), o_LOCK=locked)
+                o_CLKOP=ClockSignal("sync"), o_LOCK=locked, **shifted_output)
         else:
             m.submodules.pll = Instance(
                 "SB_PLL40_CORE",

@@ -332,7 +332,7 @@ class _Executor:
             Const(engine.token_history, 16), Const(params.clock_hz, 32))
         status = Cat(
             Const(Status.OK, 8), self.core.busy, runner.running, Const(0, 6),
-            Const(0, 16), self.core.cycles, Const(0, 16), self.core.instructions,
+            self.core.memory_status, Const(0, 16 - len(self.core.memory_status)), self.core.cycles, Const(0, 16), self.core.instructions,
             counters["tokens"], counters["bytes_received"], counters["frame_errors"],
             counters["crc_errors"], counters["uart_errors"], counters["duplicates"],
             counters["uptime"], Const(0, 16))

@@ -35,13 +35,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.hw.core_interface import address_bits
+from tern_fpga.hw.core_interface import MEMORY_STATUS_BITS, address_bits
 from tern_fpga.hw.memory_banks import BankedMemory, tail_banks
 
 __all__ = ["BlockRAMWeights", "WeightMemorySignature", "host_request_layout",
            "prefetch_layout", "weight_word_bits"]
 
-STATUS_BITS = 4
+STATUS_BITS = MEMORY_STATUS_BITS
 
 
 def weight_word_bits(params: AcceleratorParameters) -> int:

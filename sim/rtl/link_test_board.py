@@ -4,7 +4,9 @@
 :class:`tern_fpga.hw.core_interface.CoreInterface`
 with real memories (one per space, sized by :func:`tern_fpga.contracts.protocol.space_words`), so
 that what the host writes reads back, and a trivial "run" that answers ``(token * 31 + 7) % vocab``
-after ``run_cycles`` cycles. It runs no program. It exists so that the host link (UART, protocol
+after ``run_cycles`` cycles. It runs no program. Writing the last word of the ``PROGRAM`` space
+also sets ``memory_status`` to the word's low four bits: a test's stand-in for a weight memory
+that reports a fault (an SDRAM that did not initialise). It exists so that the host link (UART, protocol
 engine, host driver, virtual board) can be built and tested before the real core exists; the
 real core replaces it. :class:`MemoryOnlyBoard` is :class:`tern_fpga.hw.protocol_engine.HostLink`
 wired to it: a top level for :class:`tern_fpga.sim.rtl.virtual_board.VirtualBoard`.
@@ -16,7 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.contracts.protocol import space_words
+from tern_fpga.contracts.protocol import MemorySpace, space_words
 from tern_fpga.hw.core_interface import CoreInterface
 from tern_fpga.hw.host_link import HostLink
 
@@ -84,6 +86,10 @@ class MemoryOnlyCore(wiring.Component):
             read_data.append(read.data)
         with m.If(take):
             m.d.sync += space.eq(request.payload.space)
+        fault_address = space_words(self._params)[MemorySpace.PROGRAM] - 1
+        with m.If(take & request.payload.write & (request.payload.space == MemorySpace.PROGRAM)
+                  & (request.payload.address == fault_address)):
+            m.d.sync += host.memory_status.eq(request.payload.write_data[:4])
         m.d.comb += response.payload.eq(Array(read_data)[space])
         self._elaborate_run(m, host)
         return m

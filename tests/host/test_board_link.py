@@ -118,6 +118,28 @@ def test_wrong_parameters_are_refused_naming_both(virtual_board):
     assert f"compiled for preset 'demo' (hash 0x{PRESETS['demo'].hash:016x})" in message
 
 
+def test_a_weight_memory_fault_is_reported_and_stops_a_load(virtual_board):
+    export = random_export(4)
+    program_words = space_words(LINK_PARAMS)[MemorySpace.PROGRAM]
+    with Board(virtual_board) as board:
+        assert board.status().memory_status == 0
+        board.check_memory()
+        # The stand-in core reports the last program word's low bits as its memory's fault.
+        board.write_memory(MemorySpace.PROGRAM, program_words - 1, [0xFFFF_FFF1])
+        assert board.status().memory_status == 1
+        weights_before = board.memory_crc(MemorySpace.WEIGHTS, 0, 64)
+        for attempt in (board.load_export, board.holds_export):
+            with pytest.raises(BoardError) as error:
+                attempt(export, **({"progress": False} if attempt == board.load_export else {}))
+            assert "weight memory reports fault 1" in str(error.value)
+            assert "SDRAM did not finish initialisation" in str(error.value)
+        assert board.memory_crc(MemorySpace.WEIGHTS, 0, 64) == weights_before  # nothing written
+        board.write_memory(MemorySpace.PROGRAM, program_words - 1, [0])
+        assert board.status().memory_status == 0
+        board.load_export(export, progress=False)
+        assert board.holds_export(export)
+
+
 def test_feed_and_generate(virtual_board):
     rng = np.random.default_rng(9)
     prompt = [int(t) for t in rng.integers(0, VOCAB, 300)]   # more than one RUN's worth
