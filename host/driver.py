@@ -28,6 +28,7 @@ from typing import Self
 import numpy as np
 from tqdm import tqdm
 
+from tern_fpga.contracts.boards import weights_in_sdram
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.protocol import (
@@ -132,6 +133,10 @@ class BoardStatus:
     others."""
 
 
+# A host word of weights in SDRAM (hw/sdram/weight_memory.py): two 16-bit accesses and the
+# controller's latency of about 12 cycles, one word at a time; with margin for refreshes.
+SDRAM_CYCLES_PER_WORD = 24
+
 MEMORY_FAULTS = {
     1: "its external SDRAM did not finish initialisation (check that the bitstream is for this "
        "board, then power-cycle it; if it persists the SDRAM or its clock is faulty)",
@@ -164,6 +169,10 @@ class Board:
     transport : optional
         Use this transport instead of opening ``url`` (e.g. a
         :class:`~tern_fpga.host.transport.FaultyTransport`); ``url`` then only names it in messages.
+    preloaded : sequence of str
+        Export sections that the board's memory already holds from elsewhere (a virtual
+        board's SDRAM preload, docs/sdram.md): a load checks them by the chip's CRC first and
+        writes them only if they differ.
 
     Members
     -------
@@ -183,10 +192,15 @@ class Board:
     """
 
     def __init__(self, url: str, *, baud: int = 3_000_000, timeout: float = 1.0,
-                 retries: int = 8, transport=None):
+                 retries: int = 8, transport=None, preloaded=()):
         transport = transport if transport is not None else SerialTransport(url, baud=baud)
         self.link = Link(transport, timeout=timeout, retries=retries, baud=baud, name=url)
         self.entry_points: dict | None = None
+        self.preloaded = tuple(preloaded)
+        unknown = set(self.preloaded) - set(SECTION_SPACES)
+        if unknown:
+            raise ValueError(f"preloaded names unknown sections {sorted(unknown)}; the sections "
+                             f"are {sorted(SECTION_SPACES)}")
         self.closed = False
         try:
             # IDENTIFY first: it also tells the board that a new session starts (the repeat
@@ -201,6 +215,9 @@ class Board:
                 f"the board at {url} speaks host protocol version "
                 f"{self.identity.protocol_version}, this tern version {PROTOCOL_VERSION}; "
                 f"flash a bitstream built by this tern")
+        known = [params for params in PRESETS.values()
+                 if params.hash == self.identity.params_hash]
+        self._weights_in_sdram = bool(known) and weights_in_sdram(known[0])
 
     def close(self) -> None:
         """Close the connection (a generation not yet finished is left to the board)."""
@@ -246,8 +263,13 @@ class Board:
             raise BoardError(f"the board's weight memory reports fault {code}: "
                              f"{MEMORY_FAULTS.get(code, 'an unknown fault code')}")
 
-    def _memory_time(self, count: int) -> float:
-        return count / self.identity.clock_hz
+    def _memory_time(self, count: int, space: MemorySpace) -> float:
+        """The chip's time for ``count`` words of ``space``: a cycle a word in block RAM,
+        :data:`SDRAM_CYCLES_PER_WORD` for weights in SDRAM."""
+        cycles = 1
+        if space == MemorySpace.WEIGHTS and self._weights_in_sdram:
+            cycles = SDRAM_CYCLES_PER_WORD
+        return count * cycles / self.identity.clock_hz
 
     def write_memory(self, space: MemorySpace, address: int, words, *, progress=None) -> None:
         """Write ``uint32`` words from ``address`` (in words) of ``space``, in chunks.
@@ -265,7 +287,7 @@ class Board:
                 chunk).tobytes()
             self._command(Code.WRITE, payload,
                           f"WRITE of {len(chunk)} words to {space.name} at {address + start}",
-                          extra_seconds=self._memory_time(len(chunk)))
+                          extra_seconds=self._memory_time(len(chunk), space))
             if progress is not None:
                 progress.update(4 * len(chunk))
 
@@ -278,7 +300,7 @@ class Board:
             payload = self._command(
                 Code.READ, MEMORY_HEADER.pack(space, address + start, size),
                 f"READ of {size} words from {space.name} at {address + start}",
-                reply_bytes=1 + 4 * size, extra_seconds=self._memory_time(size))
+                reply_bytes=1 + 4 * size, extra_seconds=self._memory_time(size, space))
             parts.append(np.frombuffer(payload[1:], dtype="<u4"))
         return np.concatenate(parts).astype(np.uint32) if parts else np.zeros(0, np.uint32)
 
@@ -288,7 +310,7 @@ class Board:
         payload = self._command(
             Code.CRC, MEMORY_HEADER.pack(space, address, count),
             f"CRC of {count} words of {space.name} at {address}",
-            extra_seconds=self._memory_time(count))
+            extra_seconds=self._memory_time(count, space))
         return CRC_REPLY.unpack(payload)[1]
 
     # Loading -------------------------------------------------------------------------------
@@ -379,20 +401,22 @@ class Board:
                 raise LoadError(
                     f"section {name!r} has {len(words)} words but the {space.name} memory holds "
                     f"{sizes[space] - address} from word {address}; re-export the model")
-            plan.append((name, space, address, words, space != MemorySpace.TABLES))
+            plan.append((name, space, address, words,
+                         space != MemorySpace.TABLES and name not in self.preloaded))
         return plan
 
     def _load_section(self, name, space, address, words, written, bar) -> None:
         expected = crc32_words(words)
         for attempt in range(2):
-            # The tables are in the bitstream: write them only if they differ.
+            # The tables are in the bitstream, a preloaded section in the memory already:
+            # write them only if they differ.
             if written or attempt:
                 self.write_memory(space, address, words, progress=bar)
             if self.memory_crc(space, address, len(words)) == expected:
                 if not written and not attempt:
                     bar.update(4 * len(words))
                 return
-        if not written:
+        if space == MemorySpace.TABLES:
             raise LoadError(
                 f"the board's {name} differs from the export's and cannot be written: the "
                 f"bitstream and the export come from different tern versions; rebuild one")

@@ -7,13 +7,14 @@ since :class:`tern_fpga.host.driver.Board` takes any pyserial URL.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 
 from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.bitstreams import manifest_for
-from tern_fpga.contracts.boards import BOARDS
+from tern_fpga.contracts.boards import BOARDS, weights_in_sdram
 from tern_fpga.host.driver import Board
 from tern_fpga.host.profile_run import profile_workload
 from tern_fpga.sim.rtl.virtual_board import VirtualBoard
@@ -26,6 +27,12 @@ __all__ = [
     "load",
     "reuse_if_loaded",
 ]
+
+
+# Seconds a virtual SDRAM board may take to answer beyond the chip's time: Verilator runs the
+# design with LiteDRAM's model at a few million cycles a second, and a CRC of the stdlib
+# model's weights takes the simulated chip about 1.2 s (30 M cycles).
+VIRTUAL_SDRAM_TIMEOUT = 120.0
 
 
 @contextmanager
@@ -42,6 +49,10 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
         with Board(port, baud=baud) as board:
             yield board, None
         return
+    if weights_in_sdram(params):
+        with _sdram_virtual_board(params, waves, export) as connected:
+            yield connected
+        return
     # here, not at the top: loads Amaranth
     from tern_fpga.hw.board import Accelerator, simulation_baud
 
@@ -55,6 +66,28 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
                            profile=profile)
     with virtual as url, Board(url, baud=design.baud) as board:
         yield board, virtual
+
+
+@contextmanager
+def _sdram_virtual_board(params, waves, export):
+    """The virtual board of a preset with its weights in SDRAM: LiteDRAM's memory model,
+    preloaded with the export's weights when there is one (docs/sdram.md), so that a load
+    checks them by CRC instead of sending megabytes through the simulated UART."""
+    from tern_fpga.sim.rtl.sdram_board import SDRAMAccelerator, write_preload  # loads Amaranth
+
+    design = SDRAMAccelerator(params)
+    with tempfile.TemporaryDirectory(prefix="tern-sdram-") as folder:
+        plusargs = [] if export is None else write_preload(export, folder)
+        print(f"starting a virtual board for preset {params.name!r} with its weights in a "
+              f"simulated SDRAM (Verilator with LiteDRAM's memory model; the first build takes a "
+              f"few minutes){'; the weights are preloaded' if plusargs else ''}; its UART runs "
+              f"at {design.baud:,} baud", file=sys.stderr)
+        virtual = VirtualBoard(design, params, name=params.name, waves=waves, plusargs=plusargs)
+        preloaded = ("weights",) if plusargs else ()
+        # A simulated SDRAM runs slower than the chip's clock would: generous replies' timeout.
+        with virtual as url, Board(url, baud=design.baud, preloaded=preloaded,
+                                   timeout=VIRTUAL_SDRAM_TIMEOUT) as board:
+            yield board, virtual
 
 
 def reuse_if_loaded(board: Board, export) -> int | None:

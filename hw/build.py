@@ -23,15 +23,27 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
-from tern_fpga.contracts.boards import board
+from tern_fpga.contracts.boards import BOARDS, board, weights_in_sdram
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import AcceleratorParameters, preset
 from tern_fpga.contracts.paths import SOURCE_ROOT, module_source
 from tern_fpga.hw.board import BoardTop
+from tern_fpga.hw.sdram.litedram_core import generate_core
 
-__all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "BuildError",
-           "build_bitstream", "default_seed", "design_build_id", "design_sources",
-           "nextpnr_options"]
+__all__ = [
+    "DESIGN_ROOT",
+    "NEXTPNR_SEED",
+    "NEXTPNR_SEEDS",
+    "SDRAM_DESIGN_ROOT",
+    "TOOL_ENVIRONMENT",
+    "BuildError",
+    "build_bitstream",
+    "default_seed",
+    "design_build_id",
+    "design_root",
+    "design_sources",
+    "nextpnr_options",
+]
 
 # What a bitstream is made from: the board's top level (hw/board.py) and every module it
 # imports, directly or not, from these folders and files. A file that the top level does not
@@ -41,6 +53,9 @@ __all__ = ["DESIGN_ROOT", "NEXTPNR_SEED", "NEXTPNR_SEEDS", "TOOL_ENVIRONMENT", "
 # through the parameters' own hash, so changing one preset does not change every other preset's
 # build id. Paths are relative to paths.SOURCE_ROOT (the checkout).
 DESIGN_ROOT = "hw/board.py"
+# The top level of a board's presets with the weights in SDRAM (Board.sdram_presets); their build
+# id also hashes the generated LiteDRAM core's Verilog.
+SDRAM_DESIGN_ROOT = "hw/sdram/board.py"
 DESIGN_SOURCES = ("hw", "sim/golden", "tern_fpga/contracts/isa.py",
                   "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/protocol.py",
                   "tern_fpga/contracts/weight_layout.py")
@@ -135,23 +150,38 @@ def _import_closure(root: str) -> tuple[Path, ...]:
     return tuple(sorted(found))
 
 
-def design_build_id(params, board_name: str, root: str = DESIGN_ROOT) -> int:
+def design_root(board_name: str, params) -> str:
+    """The top level's source for ``params`` on board ``board_name``: :data:`SDRAM_DESIGN_ROOT`
+    for the board's SDRAM presets, else :data:`DESIGN_ROOT`."""
+    target = BOARDS.get(board_name)
+    if target is not None and params.name in target.sdram_presets and weights_in_sdram(params):
+        return SDRAM_DESIGN_ROOT
+    return DESIGN_ROOT
+
+
+def design_build_id(params, board_name: str, root: str | None = None) -> int:
     """32 bits that name the design: a hash of its sources' contents (:func:`design_sources`
-    of ``root``), the parameters and the board's name.
+    of ``root``, by default :func:`design_root`'s), the parameters and the board's name, and
+    for an SDRAM design the generated LiteDRAM core.
 
     Stable across commits that do not touch the design (committing the bitstream itself does
     not change it), unlike a commit hash."""
+    root = design_root(board_name, params) if root is None else root
     digest = hashlib.sha256(f"{board_name}:{params.hash:016x}".encode())
     digest.update(inspect.getsource(AcceleratorParameters).encode())
     for file in design_sources(root):
         digest.update(file.relative_to(SOURCE_ROOT).as_posix().encode())
         digest.update(file.read_bytes())
+    if root == SDRAM_DESIGN_ROOT:
+        from tern_fpga.hw.sdram.board import sdram_core_config  # loads Amaranth
+
+        digest.update(generate_core(sdram_core_config(params), "hw").verilog.read_bytes())
     return int.from_bytes(digest.digest()[:4], "little")
 
 
-def _source_commit() -> str:
+def _source_commit(root: str = DESIGN_ROOT) -> str:
     """The last commit that changed a design source or the parameters."""
-    files = [file.relative_to(SOURCE_ROOT).as_posix() for file in design_sources()]
+    files = [file.relative_to(SOURCE_ROOT).as_posix() for file in design_sources(root)]
     try:
         return subprocess.run(["git", "log", "-1", "--format=%H", "--", *files,
                                "tern_fpga/contracts/params.py"],
@@ -203,9 +233,15 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
     if seed is None:
         seed = default_seed(board_name, preset_name)
     options = nextpnr_options(seed)
-    build_id = design_build_id(params, board_name)
+    root = design_root(board_name, params)
+    build_id = design_build_id(params, board_name, root)
     kwargs = {} if baud is None else {"baud": baud}
-    top = BoardTop(target, params, build_id=build_id, **kwargs)
+    if root == SDRAM_DESIGN_ROOT:
+        from tern_fpga.hw.sdram.board import SDRAMBoardTop  # loads LiteDRAM's core on use
+
+        top = SDRAMBoardTop(target, params, build_id=build_id, **kwargs)
+    else:
+        top = BoardTop(target, params, build_id=build_id, **kwargs)
     platform = target.make_platform()
     name = f"{board_name}-{preset_name}"
     build_dir = Path(build_root) / name
@@ -251,7 +287,7 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
         "params": params.to_dict(),
         "params_hash": f"0x{params.hash:016x}",
         "build_id": f"0x{build_id:08x}",
-        "source_commit": _source_commit(),
+        "source_commit": _source_commit(root),
         "baud": top.accelerator.baud,
         "clock_mhz": clock_mhz,
         "pll": top.pll_config(platform).dividers,

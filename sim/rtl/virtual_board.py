@@ -147,7 +147,12 @@ def build_board(top, name: str = "board", *, waves: bool = False,
         options = (*SPEED_ARGS, "-CFLAGS", f"-DTERN_POWER_ON_RESET={RESET_CYCLES}")
     make_options = (f"OPT_FAST={CXX_OPTIMIZE}", "OPT_SLOW=-O1")
     profile_options = () if profile is None else (f"profile:{profile.key}",)
-    key = build_key(text, (*options, *make_options, *profile_options))
+    # Verilog of the design's instances (an SDRAM controller's core), written beside top.v.
+    extra_files = dict(getattr(top, "verilog_files", {}))
+    if extra_files:
+        options = (*options, "--timescale", "1ns/1ps")
+    key = build_key("\n".join([text, *extra_files, *extra_files.values()]),
+                    (*options, *make_options, *profile_options))
     suffix = "-fst" if waves else "-pgo" if profile else ""
     directory = BUILD_ROOT / f"{name}-{key}{suffix}"
     binary = directory / BINARY
@@ -156,6 +161,8 @@ def build_board(top, name: str = "board", *, waves: bool = False,
             _BUILT[memo] = (top, binary)
             return binary
         (directory / "top.v").write_text(text)
+        for file_name, file_text in extra_files.items():
+            (directory / file_name).write_text(file_text)
         if waves:
             write_state_names(top, directory)
         log_path = directory / "build.log"
@@ -164,7 +171,8 @@ def build_board(top, name: str = "board", *, waves: bool = False,
             # same for every design, most of a clean build's time) are compiled once and reused.
             _run([verilator, "--cc", "--exe", "-O3", "--top-module", "top", "--prefix", "Vtop",
                   "-Mdir", str(directory), "-o", BINARY, *VERILATOR_BUILD_ARGS, *options,
-                  str(directory / "top.v"), str(HARNESS)], log, log_path, name)
+                  str(directory / "top.v"), *(str(directory / file_name) for file_name in
+                                              extra_files), str(HARNESS)], log, log_path, name)
             reuse_runtime(_runtime_cache(waves), _runtime_objects(waves), directory)
             if profile is None:
                 _make(directory, make_options, log, log_path, name)
@@ -307,6 +315,9 @@ class VirtualBoard:
     binary : pathlib.Path, optional
         Run this harness executable instead of building one (a profile run's instrumented
         build).
+    plusargs : sequence of str
+        ``+name=value`` arguments for the design (``$value$plusargs``), e.g. an SDRAM
+        preload's files (:mod:`tern_fpga.sim.rtl.sdram_board`).
 
     Members
     -------
@@ -323,12 +334,16 @@ class VirtualBoard:
         ``framing_errors`` (seen by the harness).
     save_file : pathlib.Path or None
         After the context, with ``waves``: the GTKWave save file.
+    messages : list of str
+        After the context: what the design printed (``$display``), e.g. LiteDRAM's timing
+        checker's violations.
     """
 
     def __init__(self, top, params, *, baud: int | None = None,
                  input_buffer: int = INPUT_BUFFER, name: str = "board", waves: Path | None = None,
                  waves_window: tuple[int, int] | None = None,
-                 profile: ProfileWorkload | None = None, binary: Path | None = None):
+                 profile: ProfileWorkload | None = None, binary: Path | None = None,
+                 plusargs=()):
         baud = getattr(top, "baud", None) if baud is None else baud
         if not (isinstance(baud, int) and baud > 0):
             raise ValueError(f"pass baud= (a positive integer) for a top level without a baud "
@@ -342,6 +357,10 @@ class VirtualBoard:
         self._waves = None if waves is None else Path(waves).resolve()
         self._waves_window = waves_window
         self._profile, self._binary = profile, binary
+        self._plusargs = list(plusargs)
+        if any(not (isinstance(arg, str) and arg.startswith("+")) for arg in self._plusargs):
+            raise ValueError(f"plusargs must be strings starting with '+', not {plusargs!r}")
+        self.messages: list[str] = []
         self._process: subprocess.Popen | None = None
         self.url: str | None = None
         self.stats: dict = {}
@@ -355,7 +374,7 @@ class VirtualBoard:
         binary = self._binary or build_board(self._top, self._name,
                                              waves=self._waves is not None, profile=self._profile)
         command = [str(binary), "--cycles-per-bit", repr(self.cycles_per_bit),
-                   "--input-buffer", str(self._input_buffer)]
+                   "--input-buffer", str(self._input_buffer), *self._plusargs]
         if self._waves is not None:
             self._waves.parent.mkdir(parents=True, exist_ok=True)
             command += ["--trace", str(self._waves)]
@@ -422,10 +441,12 @@ class VirtualBoard:
 
     def _read_stats(self, output: str):
         """The harness's last words: a line ``STATS {json}``."""
-        self.stats = {}
+        self.stats, self.messages = {}, []
         for line in output.splitlines():
             if line.startswith("STATS "):
                 self.stats = json.loads(line[len("STATS "):])
+            elif line.strip() and not line.startswith("LISTENING "):
+                self.messages.append(line)
         if self.stats.get("clocking_seconds"):
             self.stats["cycles_per_second"] = self.stats["cycles"] / self.stats["clocking_seconds"]
         if self.stats.get("cpu_seconds"):

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.params import PRESETS
 
 __all__ = ["BOARDS", "DEFAULT_BAUD", "LINE_RATES", "Board", "BoardPower", "Device", "PowerDraw",
-           "board"]
+           "board", "weights_in_sdram"]
 
 # The UART rate the bitstreams are built for, and the line rates tern uses at all: below, a load
 # takes hours and a dead link minutes to notice; above, no USB serial bridge goes.
@@ -153,6 +154,9 @@ class Board:
     power : BoardPower or None
         The board-level model (regulators' efficiency and idle draw, with ranges), or None where
         it is not estimated.
+    sdram_presets : tuple of str
+        The presets whose weights this board keeps in its external SDRAM
+        (:class:`tern_fpga.hw.sdram.board.SDRAMBoardTop`, docs/sdram.md) rather than block RAM.
     """
 
     name: str
@@ -168,6 +172,7 @@ class Board:
     board_watts: float
     board_power_note: str
     power: BoardPower | None = None
+    sdram_presets: tuple = ()
 
     def make_platform(self):
         """An instance of the amaranth-boards platform (imported here: Amaranth is heavy)."""
@@ -191,7 +196,7 @@ BOARDS = MappingProxyType({
         "the FT231X, ESP32, SDRAM, oscillator and LEDs (tern_fpga/contracts/boards.py, "
         "docs/power.md); no published measurement of the board was found: measure the USB "
         "supply (docs/measurement.md: a UM25C meter or an INA219)",
-        ULX3S_POWER),
+        ULX3S_POWER, sdram_presets=("stdlib",)),
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "clk12", 0x0105,
         ".bin", "iceprog", "micro", (("led_g", 0), ("led_r", 0)),
@@ -203,6 +208,14 @@ BOARDS = MappingProxyType({
              "USB bridge, 12 MHz oscillator, flash and LEDs; measure the USB supply "
              "(docs/measurement.md)"),
 })
+
+
+def weights_in_sdram(params) -> bool:
+    """Whether ``params`` is a preset that a board builds with its weights in SDRAM (the
+    preset itself, not a variant of it with other sizes)."""
+    known = PRESETS.get(params.name)
+    return (known is not None and known.hash == params.hash
+            and any(params.name in entry.sdram_presets for entry in BOARDS.values()))
 
 
 def board(name: str) -> Board:

@@ -43,6 +43,7 @@ PROVIDERS = [
     "tern_fpga.explore.meter_selfcheck",     # idle power and sampling rate of the meters found here
     "tern_fpga.explore.fidelity",              # golden model against the float model
     "tern_fpga.explore.bench_core",            # whole core in Verilator: cycles/token, d=512 block
+    "tern_fpga.explore.bench_sdram",           # stdlib model, weights from simulated SDRAM
     "tern_fpga.explore.timeline",              # one token's cycles, unit by unit (timeline PNGs)
     "tern_fpga.explore.soak",                  # 10,000 tokens on the virtual board, link faults
     "tern_fpga.explore.bench:bitstreams",      # the committed bitstreams' manifests: Fmax, cells
@@ -119,7 +120,8 @@ def ternary_weight_count(config) -> int:
 def _models_bytes_per_token() -> dict[str, float]:
     """Weight bytes each model reads per token at :data:`ROOFLINE_BITS_PER_WEIGHT`."""
 
-    configs = {f"{name} preset": MODEL_PRESETS[name].config() for name in ("micro", "demo")}
+    configs = {f"{name} preset": MODEL_PRESETS[name].config()
+               for name in ("micro", "demo", "stdlib")}
     configs.update({name: HGRNBitConfig(vocab_size=32000, **shape)
                     for name, shape in RELEASED_MODELS.items()})
     return {name: ternary_weight_count(config) * ROOFLINE_BITS_PER_WEIGHT / 8

@@ -11,7 +11,9 @@ import tempfile
 from pathlib import Path
 
 from tern_fpga.contracts import paths
+from tern_fpga.contracts.boards import weights_in_sdram
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.sdram.litedram_core import generate_core
 
 __all__ = ["CACHE", "ResultCache", "design_key", "map_memories", "unit_class", "unit_logic",
            "unit_module"]
@@ -104,8 +106,20 @@ def map_memories(params: AcceleratorParameters, family: str) -> dict:
     from tern_fpga.hw.board import Accelerator  # here, not at the top: loads Amaranth
     from tern_fpga.hw.synthesis import FAMILIES  # here, not at the top: loads Amaranth
 
-    cells = _yosys(Accelerator(params), f"{YOSYS_PREPARE[family]}{FAMILIES[family]} -top top "
-                                        f"-run begin:map_gates")
+    prepare = YOSYS_PREPARE[family]
+    if weights_in_sdram(params):
+        # The weights in SDRAM: the SDRAM design, LiteDRAM's core a black box (its own few
+        # small buffers are not counted; the sim variant's ports, since there are no pins here).
+        from tern_fpga.hw.sdram.board import sdram_core_config  # loads Amaranth
+        from tern_fpga.hw.sdram.controller import SDRAMController  # loads Amaranth
+        from tern_fpga.hw.sdram.weight_memory import SDRAMWeights  # loads Amaranth
+
+        core = generate_core(sdram_core_config(params), "sim")
+        design = Accelerator(params, weight_memory=SDRAMWeights(params, SDRAMController(core)))
+        prepare = f"read_verilog -lib {core.verilog}; {prepare}"
+    else:
+        design = Accelerator(params)
+    cells = _yosys(design, f"{prepare}{FAMILIES[family]} -top top -run begin:map_gates")
     names = YOSYS_CELLS[family]
     return {
         "bram": sum(cells.get(name, 0) for name in names["bram"]),

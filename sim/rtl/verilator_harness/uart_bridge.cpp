@@ -81,7 +81,7 @@ struct Options {
 [[noreturn]] void usage(const char *message) {
     std::fprintf(stderr, "uart_bridge: %s\nusage: uart_bridge --cycles-per-bit X [--port N] "
                          "[--input-buffer BYTES] [--reset-cycles N] "
-                         "[--trace FILE.fst [--trace-from C] [--trace-cycles N]]\n", message);
+                         "[--trace FILE.fst [--trace-from C] [--trace-cycles N]] [+plusarg=value ...]\n", message);
     std::exit(2);
 }
 
@@ -100,7 +100,7 @@ Options parse(int argc, char **argv) {
         else if (arg == "--trace") options.trace_path = value();
         else if (arg == "--trace-from") options.trace_from = std::atoll(value());
         else if (arg == "--trace-cycles") options.trace_cycles = std::atoll(value());
-        else if (arg.rfind("+verilator", 0) == 0) continue;
+        else if (arg.rfind("+", 0) == 0) continue;  // plusargs: the design's ($value$plusargs)
         else usage(("unknown argument " + arg).c_str());
     }
     if (!(options.cycles_per_bit >= 2)) usage("--cycles-per-bit must be at least 2");

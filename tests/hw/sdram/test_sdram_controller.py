@@ -202,3 +202,36 @@ def test_sequential_reads_stream_near_one_word_a_cycle():
     print(f"sequential read: {words} words in {last - first + 1} cycles "
           f"({efficiency:.3f} words/cycle), latency {first - int(fields['first_command'])}")
     assert efficiency >= 0.9, line
+
+
+def test_the_sdram_board_top_prepares_for_the_ulx3s_with_the_shifted_clock():
+    """The stdlib preset's top level (hw/sdram/board.py): the PLL makes sdram_ps 90 degrees
+    behind the core's clock, which drives the SDRAM's clock pin; the core's Verilog is in the
+    plan; the build id hashes the SDRAM design (no synthesis here)."""
+    import re
+
+    from tern_fpga.contracts.boards import board
+    from tern_fpga.contracts.params import preset
+    from tern_fpga.hw.build import DESIGN_ROOT, SDRAM_DESIGN_ROOT, design_build_id, design_root
+    from tern_fpga.hw.sdram.board import SDRAMBoardTop, sdram_core_config
+    from tern_fpga.hw.sdram.litedram_core import generate_core
+
+    target, params = board("ulx3s-85f"), preset("stdlib")
+    top = SDRAMBoardTop(target, params)
+    platform = target.make_platform()
+    plan = platform.prepare(top, name="top")
+    generated = generate_core(sdram_core_config(params), "hw")
+    assert generated.sys_clk_freq == params.clock_hz
+    assert plan.files["litedram_core.v"] == generated.verilog.read_text()
+    rtlil = plan.files["top.il"]
+    assert "ODDRX1F" in rtlil
+    dividers = top.pll_config(platform).dividers
+    phases = dict(re.findall(r'parameter \\(CLKO[PS]_CPHASE) (\d+)', rtlil))
+    shift = int(phases["CLKOS_CPHASE"]) - int(phases["CLKOP_CPHASE"])
+    assert shift / dividers["CLKOP_DIV"] == 0.25     # a quarter of the clock's period
+    assert 'parameter \\CLKOS_DIV ' + str(dividers["CLKOP_DIV"]) in rtlil
+    assert design_root("ulx3s-85f", params) == SDRAM_DESIGN_ROOT
+    assert design_root("ulx3s-85f", params.replace(clock_hz=20_000_000)) == DESIGN_ROOT
+    assert design_root("icebreaker", params) == DESIGN_ROOT
+    assert design_build_id(params, "ulx3s-85f") != design_build_id(params, "ulx3s-85f",
+                                                                   DESIGN_ROOT)
