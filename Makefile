@@ -11,8 +11,10 @@ export YOWASP_CACHE_DIR ?= $(HOME)/.cache/yowasp
 setup:
 	@bash scripts/setup.sh
 
+# make demo DEMO_ARGS="--preset stdlib -n 16": the bigger model, weights from simulated SDRAM.
+DEMO_ARGS ?=
 demo: setup
-	$(PY) -m tern_fpga.commands.demo
+	$(PY) -m tern_fpga.commands.demo $(DEMO_ARGS)
 
 test: setup
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q tests

@@ -133,7 +133,7 @@ class BoardStatus:
     others."""
 
 
-# A host word of weights in SDRAM (hw/sdram/weight_memory.py): two 16-bit accesses and the
+# A host word of weights or embeddings in SDRAM (hw/sdram/weight_memory.py): two 16-bit accesses and the
 # controller's latency of about 12 cycles, one word at a time; with margin for refreshes.
 SDRAM_CYCLES_PER_WORD = 24
 
@@ -265,9 +265,9 @@ class Board:
 
     def _memory_time(self, count: int, space: MemorySpace) -> float:
         """The chip's time for ``count`` words of ``space``: a cycle a word in block RAM,
-        :data:`SDRAM_CYCLES_PER_WORD` for weights in SDRAM."""
+        :data:`SDRAM_CYCLES_PER_WORD` for weights and embeddings in SDRAM."""
         cycles = 1
-        if space == MemorySpace.WEIGHTS and self._weights_in_sdram:
+        if space in (MemorySpace.WEIGHTS, MemorySpace.EMBEDDING) and self._weights_in_sdram:
             cycles = SDRAM_CYCLES_PER_WORD
         return count * cycles / self.identity.clock_hz
 

@@ -73,17 +73,18 @@ def _sdram_virtual_board(params, waves, export):
     """The virtual board of a preset with its weights in SDRAM: LiteDRAM's memory model,
     preloaded with the export's weights when there is one (docs/sdram.md), so that a load
     checks them by CRC instead of sending megabytes through the simulated UART."""
-    from tern_fpga.sim.rtl.sdram_board import SDRAMAccelerator, write_preload  # loads Amaranth
+    # here, not at the top: loads Amaranth
+    from tern_fpga.sim.rtl.sdram_board import PRELOADED, SDRAMAccelerator, write_preload
 
     design = SDRAMAccelerator(params)
     with tempfile.TemporaryDirectory(prefix="tern-sdram-") as folder:
         plusargs = [] if export is None else write_preload(export, folder)
         print(f"starting a virtual board for preset {params.name!r} with its weights in a "
               f"simulated SDRAM (Verilator with LiteDRAM's memory model; the first build takes a "
-              f"few minutes){'; the weights are preloaded' if plusargs else ''}; its UART runs "
+              f"few minutes){'; weights and embeddings preloaded' if plusargs else ''}; its UART runs "
               f"at {design.baud:,} baud", file=sys.stderr)
         virtual = VirtualBoard(design, params, name=params.name, waves=waves, plusargs=plusargs)
-        preloaded = ("weights",) if plusargs else ()
+        preloaded = PRELOADED if plusargs else ()
         # A simulated SDRAM runs slower than the chip's clock would: generous replies' timeout.
         with virtual as url, Board(url, baud=design.baud, preloaded=preloaded,
                                    timeout=VIRTUAL_SDRAM_TIMEOUT) as board:

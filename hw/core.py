@@ -132,7 +132,10 @@ class Core(wiring.Component):
         The weight memory's backend, a component with the flipped
         :class:`~tern_fpga.hw.weight_memory.WeightMemorySignature` of ``params``: block RAM
         (:class:`~tern_fpga.hw.weight_memory.BlockRAMWeights`, the default) or a stream from
-        external memory.
+        external memory. With the signature's ``embeddings=True`` the backend holds the
+        embeddings too: the core then has no embedding block RAM, asks for an EMBED's row at
+        its decode and takes it from the backend's stream, and forwards the host's EMBEDDING
+        accesses to the backend.
 
     Members
     -------
@@ -157,11 +160,14 @@ class Core(wiring.Component):
         self._params = params
         if weight_memory is None:
             weight_memory = BlockRAMWeights(params)
-        expected = WeightMemorySignature(params).flip()
-        if getattr(weight_memory, "signature", None) != expected:
-            raise TypeError(f"weight_memory must be a component with the signature {expected!r}, "
-                            f"not {weight_memory!r}")
+        accepted = [WeightMemorySignature(params, embeddings=embeddings).flip()
+                     for embeddings in (False, True)]
+        if getattr(weight_memory, "signature", None) not in accepted:
+            raise TypeError(f"weight_memory must be a component with the signature "
+                            f"{accepted[0]!r} or {accepted[1]!r}, not {weight_memory!r}")
         self._weight_memory = weight_memory
+        # A backend with the embeddings holds them instead of the core's block RAM.
+        self._external_embeddings = weight_memory.signature == accepted[1]
         super().__init__(CoreInterface(params).flip())
 
     @property
@@ -200,9 +206,11 @@ class Core(wiring.Component):
                                      granularity=32)
         vector_a, vector_b = vector_memory.read
         vector = _HostWindow(vector_b, vector_memory.write, lanes * vector_bits)
-        embedding = _HostWindow.of(memory("embedding", lanes * EMBEDDING_BITS,
-                                          p.embedding_memory_words // lanes),
-                                   lanes * EMBEDDING_BITS)
+        external_embeddings = self._external_embeddings
+        if not external_embeddings:
+            embedding = _HostWindow.of(memory("embedding", lanes * EMBEDDING_BITS,
+                                              p.embedding_memory_words // lanes),
+                                       lanes * EMBEDDING_BITS)
         # Weight memory: a backend of its own (block RAM, or a stream from external memory).
         m.submodules.weight_memory = weights = self._weight_memory
         activation_words = -(-p.max_features // ternary)
@@ -216,7 +224,13 @@ class Core(wiring.Component):
         tables = memory("tables", 32, len(table_words), init=table_words)
         table_read = tables.read_port()
         windows = {MemorySpace.PROGRAM: program, MemorySpace.CONSTANTS: constants,
-                   MemorySpace.VECTOR: vector, MemorySpace.EMBEDDING: embedding}
+                   MemorySpace.VECTOR: vector}
+        # The spaces the weight-memory backend answers, in its own time.
+        backend_spaces = [MemorySpace.WEIGHTS]
+        if external_embeddings:
+            backend_spaces.append(MemorySpace.EMBEDDING)
+        else:
+            windows[MemorySpace.EMBEDDING] = embedding
 
         # Sequencer state -----------------------------------------------------------------------
         pc = Signal(range(p.program_words + 1))
@@ -247,11 +261,13 @@ class Core(wiring.Component):
         m.d.comb += [
             vector_a.addr.eq(read_base_a + pass_index),
             vector_b.addr.eq(read_base_b + pass_index),
-            embedding.read.addr.eq(read_base_embedding + pass_index),
         ]
+        if not external_embeddings:
+            m.d.comb += embedding.read.addr.eq(read_base_embedding + pass_index)
         with m.If(running):
-            m.d.comb += [vector_a.en.eq(advance), vector_b.en.eq(advance),
-                         embedding.read.en.eq(advance)]
+            m.d.comb += [vector_a.en.eq(advance), vector_b.en.eq(advance)]
+            if not external_embeddings:
+                m.d.comb += embedding.read.en.eq(advance)
             with m.If(advance):
                 m.d.sync += read_valid.eq(read_index < read_total)
                 with m.If(read_index < read_total):
@@ -262,7 +278,17 @@ class Core(wiring.Component):
                                    vector_a.data)
         vector_b_lanes = data.View(data.ArrayLayout(signed(vector_bits), lanes), vector_b.data)
         embedding_lanes = data.View(data.ArrayLayout(signed(EMBEDDING_BITS), lanes),
-                                    embedding.read.data)
+                                    weights.embedding_data.payload if external_embeddings
+                                    else embedding.read.data)
+        if external_embeddings:
+            # An EMBED's row is asked for once, at its decode; the backend streams it.
+            embedding_request_valid = Signal()
+            m.d.comb += [
+                weights.embedding_request.valid.eq(embedding_request_valid),
+                weights.embedding_request.payload.start.eq(read_base_embedding << lane_shift),
+                weights.embedding_request.payload.elements.eq(beats << lane_shift)]
+            with m.If(weights.embedding_request.ready):
+                m.d.sync += embedding_request_valid.eq(0)
 
         # The matrix context: a TMV runs here from its decode to its last result, beside the
         # sequencer, which meanwhile runs the next instruction if that is a QUANT that may
@@ -440,7 +466,8 @@ class Core(wiring.Component):
         m.d.comb += [table_read.addr.eq(request.address),
                      weights.host.payload.address.eq(request.address),
                      weights.host.payload.write_data.eq(request.write_data),
-                     weights.host.payload.write.eq(request.write)]
+                     weights.host.payload.write.eq(request.write),
+                     weights.host.payload.embeddings.eq(request.space == MemorySpace.EMBEDDING)]
 
         # Sequencer --------------------------------------------------------------------------------
         with m.FSM():
@@ -456,7 +483,7 @@ class Core(wiring.Component):
                                 m.d.comb += self.memory_response.payload.eq(value)
                         with m.Case(MemorySpace.TABLES):
                             m.d.comb += self.memory_response.payload.eq(table_read.data)
-                    with m.If(response_space == MemorySpace.WEIGHTS):
+                    with m.If(Cat(response_space == space for space in backend_spaces).any()):
                         m.d.comb += [
                             self.memory_response.payload.eq(weights.host_response.payload),
                             self.memory_response.valid.eq(weights.host_response.valid),
@@ -474,7 +501,7 @@ class Core(wiring.Component):
                                     window.host_write(m, request.address, request.write_data)
                                 with m.Else():
                                     window.host_read_address(m, request.address)
-                        with m.Case(MemorySpace.WEIGHTS):  # the backend answers, in its time
+                        with m.Case(*backend_spaces):  # the backend answers, in its time
                             m.d.comb += [weights.host.valid.eq(1),
                                          self.memory_request.ready.eq(weights.host.ready)]
                         with m.Case(MemorySpace.TABLES):
@@ -543,6 +570,8 @@ class Core(wiring.Component):
                                 m.d.sync += [read_total.eq(instruction_beats),
                                              row_command_valid.eq(1),
                                              row_operation.eq(operation), *row_command]
+                                if external_embeddings and opcode == Opcode.EMBED:
+                                    m.d.sync += embedding_request_valid.eq(1)
                                 m.next = "ROW"
                     with m.If(fetched.opcode != Opcode.HALT):
                         m.d.sync += self.instructions.eq(self.instructions + 1)
@@ -579,6 +608,15 @@ class Core(wiring.Component):
                 with m.If(is_embed):
                     m.d.comb += [row.a.payload[lane].eq(embedding_lanes[lane])
                                  for lane in range(lanes)]
+                    if external_embeddings:
+                        # The row's words from the backend's stream, joined with the operand
+                        # reader's beats (whose vector words an EMBED ignores).
+                        stream_valid = weights.embedding_data.valid
+                        m.d.comb += [
+                            row.a.valid.eq(read_valid & stream_valid),
+                            row.b.valid.eq(read_valid & stream_valid),
+                            read_ready.eq(row.a.ready & stream_valid),
+                            weights.embedding_data.ready.eq(row.a.ready & read_valid)]
                 with m.Else():
                     m.d.comb += row.a.payload.eq(vector_a_lanes)
                 with m.If(row.result.valid & row.result.payload.last):

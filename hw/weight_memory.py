@@ -17,6 +17,15 @@ The core reads the weight memory in two ways, and :class:`WeightMemorySignature`
     :mod:`tern_fpga.hw.core_interface` defines them), while the core is idle: every read gets
     one response, in order; a write gets none, and a read after a write sees the written word.
 
+``embedding_request``, ``embedding_data`` (only in ``WeightMemorySignature(params,
+embeddings=True)``: a backend that also holds the embeddings)
+    One request when an EMBED starts: ``start`` (its first int16 element) and ``elements``
+    (how many, a whole number of ``V``-element words); the backend answers with the elements
+    as a stream of ``V``-element words (int16 each, element ``k`` in bits ``16k + 15 .. 16k``),
+    in order. The host's accesses then also reach the embeddings: ``embeddings`` set in a host
+    request addresses the EMBEDDING space (32-bit words, two elements each) instead of the
+    weights.
+
 ``status``, from the backend: 0 while the memory is usable, else a backend-defined fault code
 that IDENTIFY/STATUS report (an external memory that failed its initialisation).
 
@@ -38,10 +47,12 @@ from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.core_interface import MEMORY_STATUS_BITS, address_bits
 from tern_fpga.hw.memory_banks import BankedMemory, tail_banks
 
-__all__ = ["BlockRAMWeights", "WeightMemorySignature", "host_request_layout",
-           "prefetch_layout", "weight_word_bits"]
+__all__ = ["EMBEDDING_ELEMENT_BITS", "BlockRAMWeights", "WeightMemorySignature",
+           "embedding_request_layout", "host_request_layout", "prefetch_layout",
+           "weight_word_bits"]
 
 STATUS_BITS = MEMORY_STATUS_BITS
+EMBEDDING_ELEMENT_BITS = 16
 
 
 def weight_word_bits(params: AcceleratorParameters) -> int:
@@ -56,20 +67,30 @@ def prefetch_layout(params: AcceleratorParameters) -> data.StructLayout:
 
 
 def host_request_layout(params: AcceleratorParameters) -> data.StructLayout:
-    """A host access: ``address`` in 32-bit words, ``write_data``, ``write``."""
-    return data.StructLayout({"address": address_bits(params), "write_data": 32, "write": 1})
+    """A host access: ``address`` in 32-bit words, ``write_data``, ``write``, and
+    ``embeddings`` (the EMBEDDING space rather than the weights; only for a backend that holds
+    the embeddings)."""
+    return data.StructLayout({"address": address_bits(params), "write_data": 32, "write": 1,
+                              "embeddings": 1})
+
+
+def embedding_request_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """``start`` (first int16 element of an EMBED's row) and ``elements`` (how many)."""
+    elements = params.embedding_memory_words
+    return data.StructLayout({"start": range(elements), "elements": range(1, elements + 1)})
 
 
 class WeightMemorySignature(wiring.Signature):
     """The weight memory as the core sees it (``Out``: driven by the core); a backend has the
     flipped signature. See the module's description for the members' meaning."""
 
-    def __init__(self, params: AcceleratorParameters):
+    def __init__(self, params: AcceleratorParameters, *, embeddings: bool = False):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
         self.params = params
+        self.embeddings = bool(embeddings)
         words = params.weight_memory_words
-        super().__init__({
+        members = {
             "matrix_addr": Out(range(words)),
             "matrix_en": Out(1),
             "matrix_data": In(weight_word_bits(params)),
@@ -78,16 +99,23 @@ class WeightMemorySignature(wiring.Signature):
             "host": Out(stream.Signature(host_request_layout(params))),
             "host_response": In(stream.Signature(32)),
             "status": In(STATUS_BITS),
-        })
+        }
+        if self.embeddings:
+            members["embedding_request"] = Out(stream.Signature(embedding_request_layout(params)))
+            members["embedding_data"] = In(stream.Signature(
+                EMBEDDING_ELEMENT_BITS * params.vector_lanes))
+        super().__init__(members)
 
     def __eq__(self, other):
-        return isinstance(other, WeightMemorySignature) and other.params == self.params
+        return (isinstance(other, WeightMemorySignature) and other.params == self.params
+                and other.embeddings == self.embeddings)
 
     def __hash__(self):
-        return hash(self.params)
+        return hash((self.params, self.embeddings))
 
     def __repr__(self):
-        return f"WeightMemorySignature({self.params.name!r})"
+        return (f"WeightMemorySignature({self.params.name!r}"
+                f"{', embeddings=True' if self.embeddings else ''})")
 
 
 class BlockRAMWeights(wiring.Component):

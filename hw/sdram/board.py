@@ -1,7 +1,7 @@
 """A board's top level with the weights in its SDRAM: :class:`SDRAMBoardTop`.
 
-It is :class:`tern_fpga.hw.board.BoardTop` with the core's weight memory replaced by
-:class:`~tern_fpga.hw.sdram.weight_memory.SDRAMWeights` on the board's
+It is :class:`tern_fpga.hw.board.BoardTop` with the core's weight memory and embeddings replaced
+by :class:`~tern_fpga.hw.sdram.weight_memory.SDRAMWeights` on the board's
 :class:`~tern_fpga.hw.sdram.controller.SDRAMController` (LiteDRAM's core, ``"hw"`` variant,
 generated for the preset's clock: the core and the SDRAM share the ``sync`` clock), and the PLL
 making a second clock, ``sdram_ps``, 90 degrees behind ``sync``, that drives the SDRAM's clock
@@ -46,8 +46,8 @@ class SDRAMBoardTop(BoardTop):
                              f"{board.name} ({board.family})")
         self.controller = SDRAMController(generate_core(sdram_core_config(params), "hw"),
                                           clock_ps_domain=SHIFTED_DOMAIN)
-        super().__init__(board, params, weight_memory=SDRAMWeights(params, self.controller),
-                         **options)
+        super().__init__(board, params, weight_memory=SDRAMWeights(params, self.controller,
+                                                                   embeddings=True), **options)
 
     def clock_generator(self, platform, oscillator) -> ClockGenerator:
         return ClockGenerator(self.board.family, self.pll_config(platform), oscillator.i,

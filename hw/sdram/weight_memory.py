@@ -16,6 +16,13 @@ is not used: the core reads the announced words in order.
 Host accesses wait for the read-ahead to finish; a write is two write commands, a read two
 read commands whose halves are joined into the response.
 
+With ``embeddings=True`` the embeddings live in the SDRAM too, right after the weight memory:
+element ``e`` is SDRAM word ``weight_memory_words * B + e`` (:func:`sdram_layout`). An
+``embedding_request`` starts a read-ahead of its elements through the same FIFO, assembled into
+``V``-element words for ``embedding_data``; host requests with ``embeddings`` set address that
+region. A request that changes between weights and embeddings waits until the FIFO and the
+assembly are empty (the core never leaves words of a run untaken).
+
 ``status`` is 1 until the controller's initialisation has finished (``init_done``), 0 after.
 """
 
@@ -25,11 +32,23 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.hw.weight_memory import WeightMemorySignature, weight_word_bits
+from tern_fpga.hw.weight_memory import (
+    EMBEDDING_ELEMENT_BITS,
+    WeightMemorySignature,
+    weight_word_bits,
+)
 
-__all__ = ["STATUS_NOT_INITIALISED", "SDRAMWeights"]
+__all__ = ["SDRAM_WORD_BITS", "STATUS_NOT_INITIALISED", "SDRAMWeights", "sdram_layout"]
 
 STATUS_NOT_INITIALISED = 1
+SDRAM_WORD_BITS = 16
+
+
+def sdram_layout(params: AcceleratorParameters) -> tuple[int, int]:
+    """``(B, embedding_base)``: SDRAM words a weight word, and the SDRAM word of embedding
+    element 0 (right after the weight memory)."""
+    beats = weight_word_bits(params) // SDRAM_WORD_BITS
+    return beats, params.weight_memory_words * beats
 
 
 class SDRAMWeights(wiring.Component):
@@ -45,50 +64,72 @@ class SDRAMWeights(wiring.Component):
     fifo_beats : int
         Depth of the read-ahead FIFO in 16-bit beats (at least the reads that can be in
         flight: the controller's latency, about 12 cycles at 50 MHz).
+    embeddings : bool
+        Hold the embeddings too (the signature's ``embedding_*`` members).
     """
 
-    def __init__(self, params: AcceleratorParameters, controller, *, fifo_beats: int = 64):
+    def __init__(self, params: AcceleratorParameters, controller, *, fifo_beats: int = 64,
+                 embeddings: bool = False):
         data_width = controller.rdata.payload.data.shape().width
         address_width = controller.cmd.payload.addr.shape().width
         word_bits = weight_word_bits(params)
         if word_bits % data_width:
             raise ValueError(f"a weight word of {word_bits} bits is not whole {data_width}-bit "
                              f"SDRAM words: choose ternary_lanes a multiple of {data_width // 2}")
+        if data_width != SDRAM_WORD_BITS:
+            raise ValueError(f"the SDRAM's words must be {SDRAM_WORD_BITS} bits, not {data_width}")
         self.beats = word_bits // data_width
-        capacity = (1 << address_width) // self.beats
-        if params.weight_memory_words > capacity:
-            raise ValueError(
-                f"weight_memory_words {params.weight_memory_words} of {word_bits} bits need "
-                f"{params.weight_memory_words * word_bits // 8:,} bytes; the SDRAM holds "
-                f"{(1 << address_width) * data_width // 8:,} ({capacity} words): use a "
-                f"smaller model or preset")
-        if fifo_beats < max(2 * self.beats, 16):
-            raise ValueError(f"fifo_beats must be at least {max(2 * self.beats, 16)}, "
-                             f"not {fifo_beats}")
+        needed = params.weight_memory_words * self.beats + (
+            params.embedding_memory_words if embeddings else 0)
+        if needed > 1 << address_width:
+            what = f"weight_memory_words {params.weight_memory_words} of {word_bits} bits"
+            if embeddings:
+                what += f" and {params.embedding_memory_words} int16 embeddings"
+            raise ValueError(f"{what} need {needed * data_width // 8:,} bytes; the SDRAM holds "
+                             f"{(1 << address_width) * data_width // 8:,}: use a smaller model "
+                             f"or preset")
         self._params = params
         self.controller = controller
         self._data_width, self._address_width = data_width, address_width
         self._fifo_beats = fifo_beats
-        super().__init__(WeightMemorySignature(params).flip())
+        self.embeddings = bool(embeddings)
+        if embeddings and EMBEDDING_ELEMENT_BITS != data_width:
+            raise ValueError(f"an embedding element of {EMBEDDING_ELEMENT_BITS} bits must be one "
+                             f"SDRAM word of {data_width}")
+        super().__init__(WeightMemorySignature(params, embeddings=embeddings).flip())
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.controller = controller = self.controller
-        width, beats = self._data_width, self.beats
+        width, beats, lanes = self._data_width, self.beats, self._params.vector_lanes
+        _, embedding_base = sdram_layout(self._params)
         m.submodules.beat_fifo = beat_fifo = fifo.SyncFIFOBuffered(width=width,
                                                                    depth=self._fifo_beats)
         m.d.comb += self.status.eq(Mux(controller.init_done, 0, STATUS_NOT_INITIALISED))
 
         # Read-ahead ------------------------------------------------------------------------------
         run_address = Signal(self._address_width)       # next SDRAM word to read
-        run_left = Signal(range(self._params.weight_memory_words * beats + 1))
+        run_left = Signal(range(max(self._params.weight_memory_words * beats,
+                                    self._params.embedding_memory_words) + 1))
         in_flight = Signal(range(self._fifo_beats + 1))  # reads issued, data not yet in
         streaming_read = Signal()
         room = self._fifo_beats - beat_fifo.level - in_flight
-        m.d.comb += self.prefetch.ready.eq(run_left == 0)
+        assembled = Signal(range(max(beats, lanes) + 1))
+        # The run's kind: 0 weight words, 1 embedding words (``embeddings`` only).
+        embedding_mode = Signal()
+        drained = (in_flight == 0) & ~beat_fifo.r_rdy & (assembled == 0)
+        m.d.comb += self.prefetch.ready.eq((run_left == 0) & (~embedding_mode | drained))
         with m.If(self.prefetch.valid & self.prefetch.ready):
             m.d.sync += [run_address.eq(self.prefetch.payload.start * beats),
-                         run_left.eq(self.prefetch.payload.words * beats)]
+                         run_left.eq(self.prefetch.payload.words * beats),
+                         embedding_mode.eq(0)]
+        if self.embeddings:
+            request = self.embedding_request
+            m.d.comb += request.ready.eq((run_left == 0) & (embedding_mode | drained)
+                                         & ~self.prefetch.valid)
+            with m.If(request.valid & request.ready):
+                m.d.sync += [run_address.eq(embedding_base + request.payload.start),
+                             run_left.eq(request.payload.elements), embedding_mode.eq(1)]
 
         # Host accesses (only while no run is left to fetch) ------------------------------------
         request = self.host.payload
@@ -114,6 +155,8 @@ class SDRAMWeights(wiring.Component):
         with m.Elif(self.host.valid & (run_left == 0) & (~host_reading | host_half)
                     & ~response_valid & (in_flight == 0) & ~pending_write):
             address = Cat(host_half, request.address)
+            if self.embeddings:
+                address = Mux(request.embeddings, embedding_base + address, address)
             m.d.comb += [controller.cmd.valid.eq(1), controller.cmd.payload.we.eq(request.write),
                          controller.cmd.payload.addr.eq(address),
                          controller.wdata.valid.eq(request.write),
@@ -151,17 +194,26 @@ class SDRAMWeights(wiring.Component):
             with m.Else():
                 m.d.sync += host_low.eq(controller.rdata.payload.data)
 
-        # Assemble words -------------------------------------------------------------------------
-        assembly = Signal(width * beats)
-        assembled = Signal(range(beats + 1))
-        word_ready = assembled == beats
-        m.d.comb += [self.matrix_available.eq(word_ready),
-                     beat_fifo.r_en.eq(~word_ready | self.matrix_en)]
+        # Assemble words: beats shift in from the top, so the last k beats are the top k -------
+        span = max(beats, lanes if self.embeddings else 0)
+        assembly = Signal(width * span)
+        word_beats = Mux(embedding_mode, lanes, beats) if self.embeddings else beats
+        word_ready = assembled == word_beats
+        take = self.matrix_en            # the assembled word is taken this cycle
+        if self.embeddings:
+            stream = self.embedding_data
+            m.d.comb += [stream.valid.eq(word_ready & embedding_mode),
+                         stream.payload.eq(assembly[width * (span - lanes):])]
+            take = self.matrix_en | (stream.valid & stream.ready)
+        m.d.comb += [self.matrix_available.eq(word_ready & ~embedding_mode),
+                     beat_fifo.r_en.eq(~word_ready | take)]
         with m.If(self.matrix_en):
-            m.d.sync += [self.matrix_data.eq(assembly), assembled.eq(0)]
+            m.d.sync += self.matrix_data.eq(assembly[width * (span - beats):])
+        with m.If(take):
+            m.d.sync += assembled.eq(0)
         with m.If(beat_fifo.r_en & beat_fifo.r_rdy):
             m.d.sync += [assembly.eq(Cat(assembly[width:], beat_fifo.r_data)),
                          assembled.eq(assembled + 1)]
-            with m.If(self.matrix_en):
+            with m.If(take):
                 m.d.sync += assembled.eq(1)
         return m

@@ -10,10 +10,10 @@ initialisation by our gateware, the refresh and the weight stream are the board'
 
 Preload (docs/sdram.md, "The virtual board"): loading the stdlib model's 5 MB of weights
 through the simulated UART would take tens of simulated seconds. :func:`write_preload` writes
-an export's weight section as ``$readmemh`` files, one per bank, in the bank model's
+an export's weights and embeddings as ``$readmemh`` files, one per bank, in the bank model's
 addressing; the board reads them at start-up when given the plusargs that
 :func:`write_preload` returns (``+tern_sdram_bank<N>=FILE``). The host then only checks the
-preloaded section by the chip's CRC instead of writing it
+preloaded sections by the chip's CRC instead of writing it
 (:class:`tern_fpga.host.driver.Board`'s ``preloaded``). The UART path into the SDRAM is the
 same as on the board and is tested on a small model.
 
@@ -40,14 +40,15 @@ from tern_fpga.hw.board import Accelerator, simulation_baud
 from tern_fpga.hw.sdram.board import sdram_core_config
 from tern_fpga.hw.sdram.controller import SDRAMController
 from tern_fpga.hw.sdram.litedram_core import COMMAND_LOG_TAG, generate_core
-from tern_fpga.hw.sdram.weight_memory import SDRAMWeights
+from tern_fpga.hw.sdram.weight_memory import SDRAMWeights, sdram_layout
 
-__all__ = ["BANKS", "COLUMNS", "PRELOAD_PLUSARG", "SDRAMAccelerator", "bank_addresses",
-           "sim_core_verilog", "write_preload"]
+__all__ = ["BANKS", "COLUMNS", "PRELOADED", "PRELOAD_PLUSARG", "SDRAMAccelerator",
+           "bank_addresses", "sim_core_verilog", "write_preload"]
 
 BANKS = 4
 COLUMNS = 512           # LiteDRAM's ROW_BANK_COL: address = row | bank | column (9 bits)
 PRELOAD_PLUSARG = "tern_sdram_bank"
+PRELOADED = ("weights", "embeddings")     # the export's sections that live in the SDRAM
 _BANK_MEMORY = re.compile(r"^reg \[15:0\] (mem(?:_\d)?)\[0:(\d+)\];$", re.MULTILINE)
 
 
@@ -103,21 +104,29 @@ def sim_core_verilog(params: AcceleratorParameters) -> tuple[str, str]:
 
 
 def write_preload(export, directory) -> list[str]:
-    """Write ``export``'s weight section into ``directory`` as one ``$readmemh`` file per bank
-    that it touches; returns the plusargs that make the board read them.
+    """Write ``export``'s weights and embeddings (:data:`PRELOADED`) into ``directory`` as one
+    ``$readmemh`` file per bank, where :class:`~tern_fpga.hw.sdram.weight_memory.SDRAMWeights`
+    keeps them (:func:`~tern_fpga.hw.sdram.weight_memory.sdram_layout`); returns the plusargs
+    that make the board read them.
 
     Raises
     ------
     ValueError
-        If the export has no weight section.
+        If the export lacks one of the sections.
     """
-    weights = export.sections.get("weights")
-    if weights is None:
-        raise ValueError("the export has no weight section to preload")
-    host_words = to_words(weights)
-    halves = np.empty(2 * len(host_words), dtype=np.uint32)
-    halves[0::2], halves[1::2] = host_words & 0xFFFF, host_words >> 16
-    bank, index = bank_addresses(np.arange(len(halves)))
+    _, embedding_base = sdram_layout(export.params)
+    addresses, values = [], []
+    for name, base in zip(PRELOADED, (0, embedding_base)):
+        section = export.sections.get(name)
+        if section is None:
+            raise ValueError(f"the export has no {name} section to preload")
+        host_words = to_words(section)          # SDRAM words 2a and 2a + 1 of host word a
+        halves = np.empty(2 * len(host_words), dtype=np.uint32)
+        halves[0::2], halves[1::2] = host_words & 0xFFFF, host_words >> 16
+        addresses.append(base + np.arange(len(halves)))
+        values.append(halves)
+    values = np.concatenate(values)
+    bank, index = bank_addresses(np.concatenate(addresses))
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     plusargs = []
@@ -126,7 +135,8 @@ def write_preload(export, directory) -> list[str]:
         if not selected.any():
             continue
         path = directory / f"sdram_bank{number}.hex"
-        _write_readmemh(path, index[selected], halves[selected])
+        order = np.argsort(index[selected], kind="stable")
+        _write_readmemh(path, index[selected][order], values[selected][order])
         plusargs.append(f"+{PRELOAD_PLUSARG}{number}={path}")
     return plusargs
 
@@ -159,7 +169,7 @@ class SDRAMAccelerator(wiring.Component):
         name, text = sim_core_verilog(params)
         self.verilog_files = {name: text}
         self.controller = SDRAMController(generate_core(sdram_core_config(params), "sim"))
-        self.weights = SDRAMWeights(params, self.controller)
+        self.weights = SDRAMWeights(params, self.controller, embeddings=True)
         self.accelerator = Accelerator(
             params, baud=simulation_baud(params) if baud is None else baud,
             weight_memory=self.weights, **options)

@@ -35,7 +35,10 @@ def step(message: str):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tern_fpga.commands.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="demo", choices=("demo", "micro"))
+    parser.add_argument("--preset", default="demo", choices=("demo", "micro", "stdlib"),
+                        help="the shipped model and its preset (default demo; stdlib: the "
+                             "20.6 M-weight model with its weights in a simulated SDRAM, "
+                             "preloaded, about 3 s of simulation a token)")
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("-n", "--tokens", type=int, default=64)
     args = parser.parse_args(argv)

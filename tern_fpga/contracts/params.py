@@ -16,7 +16,7 @@ Presets (see :data:`PRESETS`):
 ``stdlib``
     ULX3S ECP5-85F with its 32 MB SDRAM: the byte-level stdlib model (d=512, 6 layers, I=1536,
     20.6 M ternary weights), whose weights do not fit block RAM and stream from the SDRAM
-    (``docs/sdram.md``). Its weight memory is the whole SDRAM.
+    (``docs/sdram.md``); its embeddings are in the SDRAM too.
 ``large``
     Simulation only: memories that hold one d=512 block and every shape of the released 370M
     model, for the paper comparison.
@@ -234,10 +234,11 @@ PRESETS: dict[str, AcceleratorParameters] = {
     "stdlib": AcceleratorParameters(
         # P=16: a 32-bit weight word is two of the SDRAM's 16-bit words, and the SDRAM gives
         # one a cycle at best, so a wider matrix unit would only wait. V=4: the element-wise
-        # work is about 1 % of a token's 2.6 M cycles. The weight memory is the whole 32 MB
-        # (8 M words of 32 bits); the stdlib model takes 1,286,144 of them.
+        # work is about 1 % of a token's 2.6 M cycles. The weight memory is 28 MB of the
+        # SDRAM's 32 (7 M words of 32 bits; the stdlib model takes 1,286,144), the embeddings
+        # (256 KB) follow it there.
         name="stdlib", ternary_lanes=16, vector_lanes=4,
-        weight_memory_words=1 << 23, vector_memory_words=52 * 1024, vector_work_words=12 * 1024,
+        weight_memory_words=7 << 20, vector_memory_words=52 * 1024, vector_work_words=12 * 1024,
         embedding_memory_words=256 * 512, program_words=512, max_features=1536,
         # 25 MHz: the SDRAM and the core share the clock (the PLL adds the SDRAM's 90-degree
         # shifted clock); the ULX3S designs close at 33-38 MHz today.

@@ -73,5 +73,6 @@ def require_checkout(what: str) -> Path:
 
 
 def shipped_checkpoint(preset_name: str) -> Path:
-    """The folder of the shipped trained model of ``preset_name`` (``demo`` or ``micro``)."""
+    """The folder of the shipped trained model of ``preset_name`` (``demo``, ``micro`` or
+    ``stdlib``)."""
     return require_checkout(f"the shipped {preset_name} checkpoint") / "checkpoints" / preset_name

@@ -115,7 +115,8 @@ def map_memories(params: AcceleratorParameters, family: str) -> dict:
         from tern_fpga.hw.sdram.weight_memory import SDRAMWeights  # loads Amaranth
 
         core = generate_core(sdram_core_config(params), "sim")
-        design = Accelerator(params, weight_memory=SDRAMWeights(params, SDRAMController(core)))
+        design = Accelerator(params, weight_memory=SDRAMWeights(params, SDRAMController(core),
+                                                                embeddings=True))
         prepare = f"read_verilog -lib {core.verilog}; {prepare}"
     else:
         design = Accelerator(params)

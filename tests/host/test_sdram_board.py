@@ -61,7 +61,7 @@ def test_the_stdlib_model_generates_64_tokens_bit_exact_from_preloaded_sdram(std
     export, prompt, count = stdlib_export, list(b"import "), 64
     expected = golden_from_export(export).generate(prompt, count)
     with session.connect("sim", PARAMS, export=export) as (board, virtual):
-        assert board.preloaded == ("weights",)
+        assert board.preloaded == ("weights", "embeddings")
         loaded = session.reuse_if_loaded(board, export) is not None or \
             session.load(board, export, progress=False)
         assert loaded
@@ -86,7 +86,7 @@ def test_a_preload_that_differs_from_the_export_is_written_and_checked(stdlib_ex
 
     design = SDRAMAccelerator(PARAMS)
     with VirtualBoard(design, PARAMS, name=PARAMS.name, plusargs=plusargs) as url, \
-            Board(url, baud=design.baud, preloaded=("weights",), timeout=60) as board:
+            Board(url, baud=design.baud, preloaded=("weights", "embeddings"), timeout=60) as board:
         first = board.read_memory(MemorySpace.WEIGHTS, 0, 4)
         np.testing.assert_array_equal(first, to_words(stdlib_export.sections["weights"])[:4])
         session.load(board, export, progress=False)     # CRC differs: the section is written
