@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 from amaranth.hdl import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.protocol import to_words
@@ -173,8 +172,7 @@ class SDRAMAccelerator(wiring.Component):
         self.accelerator = Accelerator(
             params, baud=simulation_baud(params) if baud is None else baud,
             weight_memory=self.weights, **options)
-        super().__init__({"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
-                          "idle": Out(1), "leds": Out(4)})
+        super().__init__(self.accelerator.signature)     # the same pins
 
     @property
     def params(self) -> AcceleratorParameters:
