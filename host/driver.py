@@ -137,6 +137,9 @@ class BoardStatus:
 # controller's latency of about 12 cycles, one word at a time; with margin for refreshes.
 SDRAM_CYCLES_PER_WORD = 24
 
+# Seconds check_memory gives a weight memory to finish initialising before its fault counts.
+MEMORY_INIT_SECONDS = 2.0
+
 MEMORY_FAULTS = {
     1: "its external SDRAM did not finish initialisation (check that the bitstream is for this "
        "board, then power-cycle it; if it persists the SDRAM or its clock is faulty)",
@@ -254,11 +257,15 @@ class Board:
         return BoardStatus(bool(flags & 1), bool(flags & 2), *counters,
                            memory_status=memory_status & 0xF)
 
-    def check_memory(self) -> None:
+    def check_memory(self, *, wait: float = MEMORY_INIT_SECONDS) -> None:
         """Raise :class:`BoardError` if the board's weight memory reports a fault (an
         external memory that did not initialise): better than loading into it or generating
-        garbage tokens from it."""
-        code = self.status().memory_status
+        garbage tokens from it. An SDRAM initialises in about 200 us after the bitstream
+        starts (longer on a virtual board, whose clock runs slower than the host's): a fault
+        is asked again for up to ``wait`` seconds before it counts."""
+        deadline = time.monotonic() + wait
+        while (code := self.status().memory_status) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if code:
             raise BoardError(f"the board's weight memory reports fault {code}: "
                              f"{MEMORY_FAULTS.get(code, 'an unknown fault code')}")

@@ -45,6 +45,7 @@ def test_a_small_model_loads_through_the_uart_into_sdram_and_runs_bit_exact():
     prompt, count = [3, 141, 59], 8
     expected = golden_from_export(export).generate(prompt, count)
     with session.connect("sim", PARAMS) as (board, virtual):
+        board.check_memory()              # waits out the SDRAM's initialisation
         assert board.status().memory_status == 0
         assert session.reuse_if_loaded(board, export) is None
         session.load(board, export, progress=False)        # every section through the UART
