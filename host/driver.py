@@ -146,11 +146,15 @@ MEMORY_FAULTS = {
 }
 
 
-def _preset_name(params_hash: int) -> str:
+def _preset_of(params_hash: int):
+    """The preset whose parameters hash to ``params_hash``, or None."""
+    return next((params for params in PRESETS.values() if params.hash == params_hash), None)
 
-    for name, params in PRESETS.items():
-        if params.hash == params_hash:
-            return f"preset {name!r} (hash 0x{params_hash:016x})"
+
+def _preset_name(params_hash: int) -> str:
+    known = _preset_of(params_hash)
+    if known is not None:
+        return f"preset {known.name!r} (hash 0x{params_hash:016x})"
     return f"unknown parameters (hash 0x{params_hash:016x})"
 
 
@@ -218,9 +222,8 @@ class Board:
                 f"the board at {url} speaks host protocol version "
                 f"{self.identity.protocol_version}, this tern version {PROTOCOL_VERSION}; "
                 f"flash a bitstream built by this tern")
-        known = [params for params in PRESETS.values()
-                 if params.hash == self.identity.params_hash]
-        self._weights_in_sdram = bool(known) and weights_in_sdram(known[0])
+        known = _preset_of(self.identity.params_hash)
+        self._weights_in_sdram = known is not None and weights_in_sdram(known)
 
     def close(self) -> None:
         """Close the connection (a generation not yet finished is left to the board)."""

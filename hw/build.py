@@ -28,6 +28,7 @@ from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import AcceleratorParameters, preset
 from tern_fpga.contracts.paths import SOURCE_ROOT, module_source
 from tern_fpga.hw.board import BoardTop
+from tern_fpga.hw.sdram.config import sdram_core_config
 from tern_fpga.hw.sdram.litedram_core import generate_core
 
 __all__ = [
@@ -175,8 +176,6 @@ def design_build_id(params, board_name: str, root: str | None = None) -> int:
         digest.update(file.relative_to(SOURCE_ROOT).as_posix().encode())
         digest.update(file.read_bytes())
     if root == SDRAM_DESIGN_ROOT:
-        from tern_fpga.hw.sdram.board import sdram_core_config  # loads Amaranth
-
         digest.update(generate_core(sdram_core_config(params), "hw").verilog.read_bytes())
     return int.from_bytes(digest.digest()[:4], "little")
 

@@ -14,20 +14,14 @@ from __future__ import annotations
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.board import BoardTop
 from tern_fpga.hw.pll import ClockGenerator
-from tern_fpga.hw.sdram.config import sdram_config
+from tern_fpga.hw.sdram.config import sdram_core_config
 from tern_fpga.hw.sdram.controller import SDRAMController
 from tern_fpga.hw.sdram.litedram_core import generate_core
 from tern_fpga.hw.sdram.weight_memory import SDRAMWeights
 
-__all__ = ["SHIFTED_DOMAIN", "SDRAMBoardTop", "sdram_core_config"]
+__all__ = ["SHIFTED_DOMAIN", "SDRAMBoardTop"]
 
 SHIFTED_DOMAIN = "sdram_ps"
-
-
-def sdram_core_config(params: AcceleratorParameters) -> dict:
-    """The LiteDRAM configuration for a design clocked at ``params.clock_hz`` (the timings in
-    cycles follow the clock)."""
-    return sdram_config(sys_clk_freq=float(params.clock_hz))
 
 
 class SDRAMBoardTop(BoardTop):

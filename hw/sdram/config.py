@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["ULX3S_SDRAM", "sdram_config"]
+__all__ = ["ULX3S_SDRAM", "sdram_config", "sdram_core_config"]
 
 ULX3S_SDRAM = {
     # Only the generator's ECP5 platform reads the device (I/O primitives, no PLL for SDR).
@@ -46,3 +46,10 @@ def sdram_config(**changes) -> dict:
                            f"the keys are {sorted(config)}")
         config[key] = value
     return config
+
+
+def sdram_core_config(params) -> dict:
+    """The configuration for a design clocked at ``params.clock_hz`` (an
+    :class:`~tern_fpga.contracts.params.AcceleratorParameters`): the core and the SDRAM share the
+    clock, and the timings in cycles follow it."""
+    return sdram_config(sys_clk_freq=float(params.clock_hz))

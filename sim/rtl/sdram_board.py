@@ -36,9 +36,9 @@ from amaranth.lib import wiring
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.protocol import to_words
 from tern_fpga.hw.board import Accelerator, simulation_baud
-from tern_fpga.hw.sdram.board import sdram_core_config
+from tern_fpga.hw.sdram.config import sdram_core_config
 from tern_fpga.hw.sdram.controller import SDRAMController
-from tern_fpga.hw.sdram.litedram_core import COMMAND_LOG_TAG, generate_core
+from tern_fpga.hw.sdram.litedram_core import COMMAND_LOG_TAG, GeneratedCore, generate_core
 from tern_fpga.hw.sdram.weight_memory import SDRAMWeights, sdram_layout
 
 __all__ = ["BANKS", "COLUMNS", "PRELOADED", "PRELOAD_PLUSARG", "SDRAMAccelerator",
@@ -61,16 +61,15 @@ def bank_addresses(addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return bank, row * COLUMNS + column
 
 
-def sim_core_verilog(params: AcceleratorParameters) -> tuple[str, str]:
-    """``(file name, text)`` of the generated sim core for ``params.clock_hz``, with the preload
-    added and the command log removed.
+def sim_core_verilog(generated: GeneratedCore) -> tuple[str, str]:
+    """``(file name, text)`` of the generated ``"sim"`` core, with the preload added and the
+    command log removed.
 
     Raises
     ------
     RuntimeError
         If the generated text is not as expected (a different LiteDRAM): the edits name it.
     """
-    generated = generate_core(sdram_core_config(params), variant="sim")
     text = generated.verilog.read_text()
     memories = _BANK_MEMORY.findall(text)
     if len(memories) != BANKS:
@@ -165,9 +164,10 @@ class SDRAMAccelerator(wiring.Component):
 
     def __init__(self, params: AcceleratorParameters, *, baud: int | None = None, **options):
         self._params = params
-        name, text = sim_core_verilog(params)
+        generated = generate_core(sdram_core_config(params), "sim")
+        name, text = sim_core_verilog(generated)
         self.verilog_files = {name: text}
-        self.controller = SDRAMController(generate_core(sdram_core_config(params), "sim"))
+        self.controller = SDRAMController(generated)
         self.weights = SDRAMWeights(params, self.controller, embeddings=True)
         self.accelerator = Accelerator(
             params, baud=simulation_baud(params) if baud is None else baud,

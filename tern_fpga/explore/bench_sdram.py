@@ -20,12 +20,12 @@ from tern_fpga.contracts.params import preset
 from tern_fpga.explore.bench import Skipped
 from tern_fpga.explore.report import Figure
 from tern_fpga.host import session
+from tern_fpga.hw.sdram.weight_memory import sdram_layout
 from tern_fpga.sim.golden.model import golden_from_export
 
 __all__ = ["PROMPT", "run"]
 
 PROMPT = list(b"import ")
-SDRAM_WORD_BITS = 16
 
 
 def run(quick: bool = False) -> list:
@@ -50,8 +50,8 @@ def run(quick: bool = False) -> list:
                              f"model {expected}")
     if virtual.messages:
         raise AssertionError(f"LiteDRAM's timing checker: {virtual.messages[:3]}")
-    words = export.sections["weights"].size * 8 // (2 * params.ternary_lanes)
-    beats = 2 * params.ternary_lanes // SDRAM_WORD_BITS
+    beats, _ = sdram_layout(params)
+    words = export.sections["weights"].size * 8 // params.weight_word_bits
     bound = words * beats
     cycles = report.cycles_per_token
     clock = params.clock_hz

@@ -13,6 +13,7 @@ from pathlib import Path
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.boards import weights_in_sdram
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.sdram.config import sdram_core_config
 from tern_fpga.hw.sdram.litedram_core import generate_core
 
 __all__ = ["CACHE", "ResultCache", "design_key", "map_memories", "unit_class", "unit_logic",
@@ -110,7 +111,6 @@ def map_memories(params: AcceleratorParameters, family: str) -> dict:
     if weights_in_sdram(params):
         # The weights in SDRAM: the SDRAM design, LiteDRAM's core a black box (its own few
         # small buffers are not counted; the sim variant's ports, since there are no pins here).
-        from tern_fpga.hw.sdram.board import sdram_core_config  # loads Amaranth
         from tern_fpga.hw.sdram.controller import SDRAMController  # loads Amaranth
         from tern_fpga.hw.sdram.weight_memory import SDRAMWeights  # loads Amaranth
 

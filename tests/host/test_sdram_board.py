@@ -14,10 +14,12 @@ from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.paths import CHECKPOINTS
 from tern_fpga.contracts.protocol import MemorySpace, to_words
 from tern_fpga.host import session
+from tern_fpga.host.driver import Board
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.quant.export import export_checkpoint, to_export
 from tern_fpga.sim.golden.model import golden_from_export
-from tern_fpga.sim.rtl.sdram_board import bank_addresses, write_preload
+from tern_fpga.sim.rtl.sdram_board import SDRAMAccelerator, bank_addresses, write_preload
+from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
 from support.random_model import random_model
 
@@ -81,10 +83,6 @@ def test_a_preload_that_differs_from_the_export_is_written_and_checked(stdlib_ex
     export = to_export(compile_model(random_model(12, d=64, layers=1), PARAMS))
     plusargs = write_preload(stdlib_export, tmp_path)   # the wrong model's weights
     assert [arg.split("=")[0] for arg in plusargs] == [f"+tern_sdram_bank{n}" for n in range(4)]
-    from tern_fpga.host.driver import Board
-    from tern_fpga.sim.rtl.sdram_board import SDRAMAccelerator
-    from tern_fpga.sim.rtl.virtual_board import VirtualBoard
-
     design = SDRAMAccelerator(PARAMS)
     with VirtualBoard(design, PARAMS, name=PARAMS.name, plusargs=plusargs) as url, \
             Board(url, baud=design.baud, preloaded=("weights", "embeddings"), timeout=60) as board:

@@ -213,7 +213,8 @@ def test_the_sdram_board_top_prepares_for_the_ulx3s_with_the_shifted_clock():
     from tern_fpga.contracts.boards import board
     from tern_fpga.contracts.params import preset
     from tern_fpga.hw.build import DESIGN_ROOT, SDRAM_DESIGN_ROOT, design_build_id, design_root
-    from tern_fpga.hw.sdram.board import SDRAMBoardTop, sdram_core_config
+    from tern_fpga.hw.sdram.board import SDRAMBoardTop
+    from tern_fpga.hw.sdram.config import sdram_core_config
     from tern_fpga.hw.sdram.litedram_core import generate_core
 
     target, params = board("ulx3s-85f"), preset("stdlib")
