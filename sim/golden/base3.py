@@ -1,8 +1,9 @@
-"""Golden model of the base-3 weight decoder (``hw/base3_decoder.py``).
+"""Golden model of the base-3 weight decoder (``hw/base3_decoder.py``) and of the SDRAM's
+weight unpacker (``hw/sdram/weight_unpacker.py``).
 
 The packing itself is :mod:`tern_fpga.contracts.packing` (re-exported here);
-:func:`decode_base3_bytes` is
-what the circuit computes for every byte, the invalid ones included.
+:func:`decode_base3_bytes` is what the decoder computes for every byte, the invalid ones
+included; :func:`sdram_run_words` is what the unpacker gives for a run of SDRAM words.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tern_fpga.contracts.packing import (
     unpack_base3,
 )
 
-__all__ = ["decode_base3_bytes", "pack_base3", "unpack_base3"]
+__all__ = ["decode_base3_bytes", "pack_base3", "sdram_run_words", "unpack_base3"]
 
 
 def decode_base3_bytes(data) -> tuple[np.ndarray, np.ndarray]:
@@ -41,3 +42,20 @@ def decode_base3_bytes(data) -> tuple[np.ndarray, np.ndarray]:
     codes = codes.reshape(-1, WEIGHTS_PER_BYTE_BASE3)
     codes[invalid] = 0
     return codes, invalid
+
+
+def sdram_run_words(sdram, first: int, beats: int, skip: int, words: int, lanes: int,
+                    packing: str) -> list[int]:
+    """The weight words (``lanes`` 2-bit codes each, lane 0 least significant) that the
+    unpacker gives for SDRAM words ``first .. first + beats - 1`` of ``sdram`` (16-bit words),
+    dropping the first ``skip`` trits: each SDRAM word is 8 codes as they are (``"2bit"``), or
+    its low and then its high byte through :func:`decode_base3_bytes` (``"base3"``)."""
+    run = np.asarray(sdram, dtype=np.uint16)[first:first + beats].astype(np.int64)
+    if packing == "base3":
+        data = np.stack([run & 0xFF, run >> 8], axis=1).reshape(-1).astype(np.uint8)
+        codes = decode_base3_bytes(data)[0].reshape(-1)
+    else:
+        codes = ((run[:, None] >> (2 * np.arange(8))) & 3).reshape(-1)
+    codes = codes[skip:skip + words * lanes].astype(object).reshape(words, lanes)
+    weights = (1 << (2 * np.arange(lanes))).astype(object)
+    return [int(value) for value in (codes * weights).sum(axis=1)]

@@ -35,6 +35,7 @@ from amaranth.lib import wiring
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.protocol import to_words
+from tern_fpga.contracts.sdram_image import export_packing, sdram_weight_words
 from tern_fpga.hw.board import Accelerator, simulation_baud
 from tern_fpga.hw.sdram.config import sdram_core_config
 from tern_fpga.hw.sdram.controller import SDRAMController
@@ -102,10 +103,12 @@ def sim_core_verilog(generated: GeneratedCore) -> tuple[str, str]:
 
 
 def write_preload(export, directory) -> list[str]:
-    """Write ``export``'s weights and embeddings (:data:`PRELOADED`) into ``directory`` as one
-    ``$readmemh`` file per bank, where :class:`~tern_fpga.hw.sdram.weight_memory.SDRAMWeights`
-    keeps them (:func:`~tern_fpga.hw.sdram.weight_memory.sdram_layout`); returns the plusargs
-    that make the board read them.
+    """Write ``export``'s weights (in the export's packing, as the host loads them:
+    :mod:`tern_fpga.contracts.sdram_image`) and embeddings (:data:`PRELOADED`) into
+    ``directory`` as one ``$readmemh`` file per bank, where
+    :class:`~tern_fpga.hw.sdram.weight_memory.SDRAMWeights` keeps them
+    (:func:`~tern_fpga.hw.sdram.weight_memory.sdram_layout`); returns the plusargs that make the
+    board read them.
 
     Raises
     ------
@@ -118,7 +121,8 @@ def write_preload(export, directory) -> list[str]:
         section = export.sections.get(name)
         if section is None:
             raise ValueError(f"the export has no {name} section to preload")
-        host_words = to_words(section)          # SDRAM words 2a and 2a + 1 of host word a
+        host_words = (sdram_weight_words(section, export_packing(export)) if name == "weights"
+                      else to_words(section))   # SDRAM words 2a and 2a + 1 of host word a
         halves = np.empty(2 * len(host_words), dtype=np.uint32)
         halves[0::2], halves[1::2] = host_words & 0xFFFF, host_words >> 16
         addresses.append(base + np.arange(len(halves)))

@@ -21,6 +21,7 @@ from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import EXPORT_KIND
 from tern_fpga.contracts.output_paths import check_output_file
 from tern_fpga.contracts.params import preset
+from tern_fpga.contracts.sdram_image import preferred_packing
 from tern_fpga.host.session import connect, generate_text, load
 from tern_fpga.sim.golden.model import golden_from_file
 
@@ -60,7 +61,8 @@ def run(args) -> int:
     prompt = tokenizer.encode(args.prompt)
 
     step(f"1. export {checkpoint.relative_to(REPOSITORY)} for the {params.name} preset")
-    export = export_checkpoint(checkpoint, params, output)
+    export = export_checkpoint(checkpoint, params, output,
+                               packing=preferred_packing(params))
     print(f"wrote {output.relative_to(REPOSITORY)} ({output.stat().st_size:,} bytes)")
 
     step("2. the golden model (NumPy, bit-exact integer contract)")

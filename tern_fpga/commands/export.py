@@ -9,6 +9,7 @@ from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.export_format import EXPORT_KIND
 from tern_fpga.contracts.output_paths import add_force_argument, check_output_file
 from tern_fpga.contracts.params import PRESETS, preset
+from tern_fpga.contracts.sdram_image import preferred_packing
 
 
 def register(subparsers):
@@ -26,9 +27,11 @@ def register(subparsers):
     parser.add_argument("-o", "--output", required=True,
                         help="the .tern file to write (its folder must exist; an existing file "
                              "is replaced only if it is a .tern export)")
-    parser.add_argument("--packing", choices=("2bit", "base3"), default="2bit",
-                        help="weight storage: 2 bits a weight as the hardware reads them "
-                             "(default), or 1.6 bits (5 per byte, base 3)")
+    parser.add_argument("--packing", choices=("2bit", "base3"), default=None,
+                        help="weight storage: 2 bits a weight as block RAM holds them, or 1.6 "
+                             "bits (5 per byte, base 3), which a board with the weights in "
+                             "SDRAM also keeps in its memory (fewer words to stream: faster); "
+                             "default: base3 for such a preset (stdlib), else 2bit")
     add_force_argument(parser, "an existing -o file that is not a .tern export")
     parser.set_defaults(func=run)
 
@@ -40,7 +43,8 @@ def run(args) -> int:
     check_output_file(args.output, EXPORT_KIND, force=args.force,
                       inputs=checkpoint_files(args.checkpoint))
     params = preset(args.preset)
-    export = export_checkpoint(args.checkpoint, params, args.output, packing=args.packing)
+    packing = args.packing or preferred_packing(params)
+    export = export_checkpoint(args.checkpoint, params, args.output, packing=packing)
     size = Path(args.output).stat().st_size
     config = export.model_config
     text_tokenizer = tokenizer.for_export(export, args.output)

@@ -1,9 +1,11 @@
 """The virtual board of the ``stdlib`` preset: the accelerator with its weights in a simulated
 SDRAM (LiteDRAM's controller and memory model, sim/rtl/sdram_board.py), driven by the host's own
-code. A small random model goes in through the UART; the shipped stdlib model (20.6 M ternary
-weights, no block RAM holds it) is preloaded and generates 64 tokens, every one equal to the
-golden model's, at a cycle count near the SDRAM's bandwidth bound."""
+code. A small random model goes in through the UART in base-3; the shipped stdlib model (20.6 M
+ternary weights, no block RAM holds it) is preloaded in base-3 and generates 64 tokens, every one
+equal to the golden model's, at a cycle count near the SDRAM's bandwidth bound; a 2-bit model
+loaded over it switches the packing back."""
 
+import dataclasses
 import shutil
 
 import numpy as np
@@ -13,6 +15,7 @@ from tern_fpga.contracts.export_format import read_export
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.paths import CHECKPOINTS
 from tern_fpga.contracts.protocol import MemorySpace, to_words
+from tern_fpga.contracts.sdram_image import packing_register_address, sdram_weight_words
 from tern_fpga.host import session
 from tern_fpga.host.driver import Board
 from tern_fpga.quant.compiler import compile_model
@@ -31,7 +34,7 @@ pytestmark = [pytest.mark.skipif(shutil.which("verilator") is None, reason="need
 @pytest.fixture(scope="module")
 def stdlib_export(tmp_path_factory):
     path = tmp_path_factory.mktemp("stdlib") / "stdlib.tern"
-    export_checkpoint(CHECKPOINTS / "stdlib", PARAMS, path)
+    export_checkpoint(CHECKPOINTS / "stdlib", PARAMS, path, packing="base3")
     return read_export(path)
 
 
@@ -44,6 +47,7 @@ def test_bank_addresses_follow_litedrams_row_bank_column_mapping():
 
 def test_a_small_model_loads_through_the_uart_into_sdram_and_runs_bit_exact():
     export = to_export(compile_model(random_model(11, d=64, layers=1), PARAMS))
+    export = dataclasses.replace(export, metadata={**export.metadata, "weight_packing": "base3"})
     prompt, count = [3, 141, 59], 8
     expected = golden_from_export(export).generate(prompt, count)
     with session.connect("sim", PARAMS) as (board, virtual):
@@ -51,9 +55,12 @@ def test_a_small_model_loads_through_the_uart_into_sdram_and_runs_bit_exact():
         assert board.status().memory_status == 0
         assert session.reuse_if_loaded(board, export) is None
         session.load(board, export, progress=False)        # every section through the UART
-        weights = to_words(export.sections["weights"])
+        weights = sdram_weight_words(export.sections["weights"], "base3")
+        assert len(weights) < 0.81 * len(to_words(export.sections["weights"]))
         np.testing.assert_array_equal(board.read_memory(MemorySpace.WEIGHTS, 0, 300),
                                       weights[:300])
+        register = packing_register_address(PARAMS)
+        assert board.read_memory(MemorySpace.WEIGHTS, register, 1).tolist() == [1]
         report = session.generate_text(board, export, prompt, count, show=False)
         assert report.generated == expected
     assert not virtual.messages, virtual.messages[:5]    # LiteDRAM's timing checker: silent
@@ -71,8 +78,9 @@ def test_the_stdlib_model_generates_64_tokens_bit_exact_from_preloaded_sdram(std
         report = session.generate_text(board, export, prompt, count, show=False)
     assert report.generated == expected
     assert not virtual.messages, virtual.messages[:5]
-    # The SDRAM gives at most one 16-bit word a cycle: a token needs every weight word's two.
-    bound = export.sections["weights"].size * 8 // 16
+    # The SDRAM gives at most one 16-bit word a cycle: a token needs every weight's 1.6 bits.
+    assert export.metadata["weight_packing"] == "base3"
+    bound = -(-export.sections["weights"].size * 4 // 10)
     ratio = bound / report.cycles_per_token
     print(f"stdlib: {report.cycles_per_token:,.0f} cycles a token, {bound:,} at the SDRAM's "
           f"bandwidth bound ({ratio:.1%})")
@@ -80,6 +88,7 @@ def test_the_stdlib_model_generates_64_tokens_bit_exact_from_preloaded_sdram(std
 
 
 def test_a_preload_that_differs_from_the_export_is_written_and_checked(stdlib_export, tmp_path):
+    """The stdlib model preloaded in base-3; a 2-bit random model loaded over it."""
     export = to_export(compile_model(random_model(12, d=64, layers=1), PARAMS))
     plusargs = write_preload(stdlib_export, tmp_path)   # the wrong model's weights
     assert [arg.split("=")[0] for arg in plusargs] == [f"+tern_sdram_bank{n}" for n in range(4)]
@@ -87,6 +96,11 @@ def test_a_preload_that_differs_from_the_export_is_written_and_checked(stdlib_ex
     with VirtualBoard(design, PARAMS, name=PARAMS.name, plusargs=plusargs) as url, \
             Board(url, baud=design.baud, preloaded=("weights", "embeddings"), timeout=60) as board:
         first = board.read_memory(MemorySpace.WEIGHTS, 0, 4)
-        np.testing.assert_array_equal(first, to_words(stdlib_export.sections["weights"])[:4])
+        np.testing.assert_array_equal(
+            first, sdram_weight_words(stdlib_export.sections["weights"], "base3")[:4])
         session.load(board, export, progress=False)     # CRC differs: the section is written
         assert board.holds_export(export)
+        register = packing_register_address(PARAMS)
+        assert board.read_memory(MemorySpace.WEIGHTS, register, 1).tolist() == [0]   # 2-bit
+        np.testing.assert_array_equal(board.read_memory(MemorySpace.WEIGHTS, 0, 4),
+                                      to_words(export.sections["weights"])[:4])
