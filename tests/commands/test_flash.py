@@ -180,3 +180,16 @@ def test_the_real_programmer_says_no_board_in_seconds(activated):
         ("tern flash: error: openFPGALoader: no board found: plug in the board's USB port, check "
          "the cable and permissions (udev rules), then try again")]
     assert leftover == []
+
+
+def test_the_committed_sdram_bitstream_goes_to_the_programmer(tmp_path, monkeypatch, capsys):
+    """The stdlib preset's real bitstream (weights in the board's SDRAM) is found and flashed."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    monkeypatch.setenv("OPENFPGALOADER", str(tools / "openFPGALoader"))
+    arguments = _programmer(tools, "openFPGALoader")
+    args = _parse(["flash", "--board", "ulx3s-85f", "--preset", "stdlib"])
+    assert args.func(args) == 0
+    assert arguments.read_text().split() == [
+        "--board", "ulx3s", str(board_commands.BITSTREAMS / "ulx3s-85f-stdlib.bit")]
+    assert "programmed ulx3s-85f-stdlib.bit" in capsys.readouterr().out
