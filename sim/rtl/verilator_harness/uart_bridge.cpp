@@ -297,6 +297,10 @@ const char kInUse[] =
     "tern-virtual-board: in use: another client is connected to this virtual board; close it "
     "(another tern command?) and try again\n";
 
+// How long a refused client that sends nothing waits for its notice, and how long its
+// connection stays open after the notice.
+constexpr std::chrono::seconds kRefusedLinger{1};
+
 class Board {
   public:
     Board(const Options &options, VerilatedContext *context, int listener)
@@ -317,6 +321,7 @@ class Board {
 
     ~Board() {
         if (client_ >= 0) close(client_);
+        for (const Refused &refused : refused_) close(refused.socket);
         top_->final();
         tracer_.close();
     }
@@ -362,6 +367,33 @@ class Board {
         // The client first: one that has just hung up makes way for the one now knocking.
         if (client_ >= 0 && !(receive() && flush())) drop_client();
         accept_clients();
+        close_refused();
+    }
+
+    // Refused clients: the notice once the client has sent something (or its time is up),
+    // then what they send is read and dropped; each is closed when it hangs up or a while after
+    // its notice, so that the notice reaches it before the end of the stream.
+    void close_refused() {
+        auto now = std::chrono::steady_clock::now();
+        std::vector<Refused> waiting;
+        for (Refused refused : refused_) {
+            char buffer[256];
+            ssize_t got;
+            bool heard = false;
+            while ((got = recv(refused.socket, buffer, sizeof buffer, 0)) > 0) heard = true;
+            bool gone = got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+            if (!gone && !refused.noticed && (heard || now >= refused.until)) {
+                send(refused.socket, kInUse, sizeof kInUse - 1, MSG_NOSIGNAL);
+                refused.noticed = true;
+                refused.until = now + kRefusedLinger;
+            } else if (gone || now >= refused.until) {
+                shutdown(refused.socket, SHUT_WR);
+                close(refused.socket);
+                continue;
+            }
+            waiting.push_back(refused);
+        }
+        refused_.swap(waiting);
     }
 
     // Standard input: "trace N" lines; its end (the owner is gone) stops the board.
@@ -384,9 +416,12 @@ class Board {
         int client;
         while ((client = accept(listener_, nullptr, nullptr)) >= 0) {
             if (client_ >= 0) {
-                // A board's serial port is one program's at a time: say so, and hang up.
-                send(client, kInUse, sizeof kInUse - 1, MSG_NOSIGNAL);
-                close(client);
+                // A board's serial port is one program's at a time: say so, and hang up
+                // (close_refused). The notice waits for the client's first bytes: pyserial
+                // drops what arrives while it opens a socket:// port.
+                fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK);
+                refused_.push_back({client, false,
+                                    std::chrono::steady_clock::now() + kRefusedLinger});
                 ++counters.refused;
                 continue;
             }
@@ -476,6 +511,12 @@ class Board {
     int listener_;
     size_t input_buffer_;
     int client_ = -1;
+    struct Refused {
+        int socket;
+        bool noticed;   // the kInUse notice is sent
+        std::chrono::steady_clock::time_point until;
+    };
+    std::vector<Refused> refused_;
     std::vector<uint8_t> outgoing_;
     std::string control_;
 };
