@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tern_fpga.contracts import tokenizer
-from tern_fpga.contracts.export_format import EXPORT_KIND
+from tern_fpga.contracts.export_format import EXPORT_KIND, WEIGHT_PACKINGS
 from tern_fpga.contracts.output_paths import add_force_argument, check_output_file
 from tern_fpga.contracts.params import PRESETS, preset
 from tern_fpga.contracts.sdram_image import preferred_packing
@@ -27,7 +27,7 @@ def register(subparsers):
     parser.add_argument("-o", "--output", required=True,
                         help="the .tern file to write (its folder must exist; an existing file "
                              "is replaced only if it is a .tern export)")
-    parser.add_argument("--packing", choices=("2bit", "base3"), default=None,
+    parser.add_argument("--packing", choices=WEIGHT_PACKINGS, default=None,
                         help="weight storage: 2 bits a weight as block RAM holds them, or 1.6 "
                              "bits (5 per byte, base 3), which a board with the weights in "
                              "SDRAM also keeps in its memory (fewer words to stream: faster); "

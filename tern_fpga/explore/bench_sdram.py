@@ -19,7 +19,11 @@ from pathlib import Path
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.export_format import read_export
 from tern_fpga.contracts.params import preset
-from tern_fpga.contracts.sdram_image import TRITS_PER_SDRAM_WORD, preferred_packing
+from tern_fpga.contracts.sdram_image import (
+    TRITS_PER_SDRAM_WORD,
+    preferred_packing,
+    sdram_weight_run,
+)
 from tern_fpga.explore.bench import Skipped
 from tern_fpga.explore.report import Figure
 from tern_fpga.host import session
@@ -53,9 +57,11 @@ def _generate(folder, params, packing: str, count: int):
 
 
 def _bound(export, packing: str) -> int:
-    """SDRAM words a token must read: every weight's trits, 8 or 10 an SDRAM word."""
-    trits = export.sections["weights"].size * 4
-    return -(-trits // TRITS_PER_SDRAM_WORD[packing])
+    """SDRAM words a token must read: every weight word's, 8 or 10 trits an SDRAM word (the run
+    planner's count for the whole image)."""
+    lanes = export.params.ternary_lanes
+    words = export.sections["weights"].size * 4 // lanes
+    return sdram_weight_run(0, words, lanes, packing)[1]
 
 
 def run(quick: bool = False) -> list:
