@@ -1,0 +1,334 @@
+"""The dataflow core's matrix pipe: TMVs back to back, from the weight and activation memories to
+scaled results packed for the vector memory, with no fill or drain between them (issue 15,
+items 1 and 2).
+
+::
+
+    command ─► queue ─► reader ──words + activations──► SegmentedMatVec ──sums──► RowSumScaler
+                 │        └─ prefetch, matvec command                 │ (raw sums)    │ values
+                 │                                                   ArgMax         Packer ─► write
+                 └──────────── scale, writer command ────────────────────────────────┘      done
+
+- The *reader* reads a command's ``words`` weight words from ``weight_start`` on, and with word
+  ``i`` activation word ``activation_start + i mod beats``, one pair a cycle. It takes the next
+  command in the cycle that it issues the current one's last read, so consecutive TMVs' words
+  follow each other with no bubble; the matrix unit, the scaler and the packer are pipelines
+  that take the next command's beats right behind the current one's.
+- The *packer* places each group's ``count`` values at lanes ``r mod V`` on (``r``: the row;
+  ``dst`` is a multiple of ``V`` and ``k`` divides ``V``, so a group never straddles two vector
+  words) and offers a vector-memory write when a word is full or the command ends: one write
+  every ``V / k`` groups.
+- *ArgMax* watches the raw row sums (as :class:`~tern_fpga.sim.golden.model.GoldenModel`'s
+  ``np.argmax``: the first of equal maxima wins).
+- ``done`` gives one beat per command, in order, once its last write has been taken, with the
+  command's ArgMax token (the core keeps it for ARGMAX instructions).
+
+The weight port is the matrix side of
+:class:`~tern_fpga.hw.weight_memory.WeightMemorySignature` (``matrix_*`` and ``prefetch``), so
+both backends serve it; the activation port is a block-RAM read port (data one cycle after
+``en``, held until the next ``en``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler
+from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec
+from tern_fpga.hw.dataflow.segmented_matvec import command_layout as matvec_command_layout
+from tern_fpga.hw.scale_layout import scale_layout
+from tern_fpga.hw.weight_memory import prefetch_layout, weight_word_bits
+
+__all__ = ["MatrixPipe", "command_layout", "done_layout", "write_layout"]
+
+#: Commands the pipe holds beyond the one being read (the queue before the reader).
+QUEUE_DEPTH = 2
+#: Commands in flight between the reader and the packer (each has a writer entry).
+IN_FLIGHT = 4
+
+
+def activation_words(params: AcceleratorParameters, max_segments: int) -> int:
+    """Words of one activation buffer: ``max_features`` elements at ``P / S`` a word (the
+    segmented layout repeats each beat's elements in every segment)."""
+    return -(-params.max_features * max_segments // params.ternary_lanes)
+
+
+def command_layout(params: AcceleratorParameters, max_segments: int) -> data.StructLayout:
+    """One TMV: ``weight_start``, ``words`` (``ceil(rows / k) * beats``), ``rows``, ``beats``,
+    ``segments_log2`` (the matrix unit's command), ``activation_start`` (the buffer's first
+    word), ``dst`` (vector element, a multiple of ``V``), ``scale`` and ``no_write``."""
+    matvec = matvec_command_layout(params, max_segments)
+    return data.StructLayout({
+        "weight_start": range(params.weight_memory_words),
+        "words": range(1, params.weight_memory_words + 1),
+        "rows": matvec["rows"].shape,
+        "beats": matvec["beats"].shape,
+        "segments_log2": matvec["segments_log2"].shape,
+        "activation_start": range(2 * activation_words(params, max_segments)),
+        "dst": range(params.vector_memory_words),
+        "scale": scale_layout(params),
+        "no_write": 1,
+    })
+
+
+def write_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """A vector-memory write: ``address`` (vector word), ``data`` (``V`` lanes), ``mask``."""
+    return data.StructLayout({
+        "address": range(params.vector_memory_words // params.vector_lanes),
+        "data": data.ArrayLayout(signed(params.vector_bits), params.vector_lanes),
+        "mask": params.vector_lanes,
+    })
+
+
+def done_layout(params: AcceleratorParameters, max_segments: int) -> data.StructLayout:
+    """``token``: the row of the command's largest row sum (the first of equal ones)."""
+    return data.StructLayout({"token": range(params.weight_memory_words * max_segments)})
+
+
+class MatrixPipe(wiring.Component):
+    """TMVs back to back: reader, segmented matrix unit, scaler, packer and ArgMax.
+
+    Parameters
+    ----------
+    params : tern_fpga.contracts.params.AcceleratorParameters
+    max_segments : int
+        ``S`` of the matrix unit; at most ``V``, so that a group fits one vector word.
+
+    Members
+    -------
+    command : ``In(stream.Signature(command_layout(params, max_segments)))``
+    matrix_addr, matrix_en : ``Out``; matrix_data, matrix_available : ``In``
+        The weight memory's matrix port (:class:`~tern_fpga.hw.weight_memory.
+        WeightMemorySignature`).
+    prefetch : ``Out(stream.Signature(prefetch_layout(params)))``
+    activation_addr, activation_en : ``Out``; activation_data : ``In(8 * P)``
+    write : ``Out(stream.Signature(write_layout(params)))``
+    done : ``Out(stream.Signature(done_layout(params, max_segments)))``
+    busy : ``Out(1)``
+        High while a command is anywhere in the pipe.
+    """
+
+    def __init__(self, params: AcceleratorParameters, *, max_segments: int):
+        if not isinstance(params, AcceleratorParameters):
+            raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
+        lanes = params.vector_lanes
+        if max_segments > lanes or lanes % max_segments:
+            raise ValueError(f"max_segments={max_segments} must divide vector_lanes={lanes}: "
+                             f"a group's rows must fit one vector word")
+        self._params = params
+        self._max_segments = max_segments
+        super().__init__({
+            "command": In(stream.Signature(command_layout(params, max_segments))),
+            "matrix_addr": Out(range(params.weight_memory_words)),
+            "matrix_en": Out(1),
+            "matrix_data": In(weight_word_bits(params)),
+            "matrix_available": In(1),
+            "prefetch": Out(stream.Signature(prefetch_layout(params))),
+            "activation_addr": Out(range(2 * activation_words(params, max_segments))),
+            "activation_en": Out(1),
+            "activation_data": In(params.activation_bits * params.ternary_lanes),
+            "write": Out(stream.Signature(write_layout(params))),
+            "done": Out(stream.Signature(done_layout(params, max_segments))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        params, segments = self._params, self._max_segments
+        m.submodules.matvec = matvec = SegmentedMatVec(params, max_segments=segments)
+        m.submodules.scaler = scaler = RowSumScaler(params, max_segments=segments)
+        queue = _Queue(m, "queue", command_layout(params, segments), QUEUE_DEPTH)
+        # The matrix unit takes the next command with the current one's last beat, which
+        # leaves the reader a cycle later: the commands wait in a queue of their own.
+        matvec_commands = _Queue(m, "matvec_commands", matvec.command.payload.shape(), 2,
+                                 buffered=False)
+        scales = _Queue(m, "scales", scale_layout(params), IN_FLIGHT)
+        writers = _Queue(m, "writers", data.StructLayout({
+            "dst": range(params.vector_memory_words), "no_write": 1,
+            "segments_log2": matvec.command.payload.segments_log2.shape()}), IN_FLIGHT)
+        tokens = _Queue(m, "tokens", done_layout(params, segments), IN_FLIGHT)
+        queue.connect_input(m, self.command)
+        matvec_commands.connect_output(m, matvec.command)
+        scales.connect_output(m, scaler.scale)
+        wiring.connect(m, matvec.result, scaler.sums)
+
+        reading = self._elaborate_reader(m, queue, matvec, matvec_commands, scales, writers)
+        self._elaborate_argmax(m, matvec, tokens)
+        self._elaborate_packer(m, scaler, writers, tokens)
+        m.d.comb += self.busy.eq(queue.valid | reading | matvec_commands.valid | matvec.busy
+                                 | scaler.busy | writers.valid)
+        return m
+
+    def _elaborate_reader(self, m, queue, matvec, matvec_commands, scales, writers):
+        """Take a command (prefetch, the matrix unit's command, the scale, the writer entry),
+        then read its words; the next command's reads follow the last with no bubble. Returns
+        a signal that is high while words are read or wait for the matrix unit."""
+        command = Signal(command_layout(self._params, self._max_segments))
+        reading = Signal()
+        read_index = Signal.like(command.words)
+        beat_index = Signal.like(command.beats)
+        read_valid = Signal()
+        advance = ~read_valid | (matvec.weights.ready & matvec.activations.ready)
+        last_read = read_index + 1 == command.words
+        take = reading & advance & self.matrix_available
+        following = queue.payload
+        hand_over = (matvec_commands.ready & self.prefetch.ready & scales.ready
+                     & writers.ready)
+        start = queue.valid & hand_over & (~reading | (take & last_read))
+        m.d.comb += [
+            queue.take.eq(start),
+            self.prefetch.valid.eq(start),
+            self.prefetch.payload.start.eq(following.weight_start),
+            self.prefetch.payload.words.eq(following.words),
+            matvec_commands.put.eq(start),
+            matvec_commands.input.rows.eq(following.rows),
+            matvec_commands.input.beats.eq(following.beats),
+            matvec_commands.input.segments_log2.eq(following.segments_log2),
+            scales.put.eq(start),
+            scales.input.eq(following.scale),
+            writers.put.eq(start),
+            writers.input.dst.eq(following.dst),
+            writers.input.no_write.eq(following.no_write),
+            writers.input.segments_log2.eq(following.segments_log2),
+            self.matrix_addr.eq(command.weight_start + read_index),
+            self.matrix_en.eq(take),
+            self.activation_addr.eq(command.activation_start + beat_index),
+            self.activation_en.eq(take),
+        ]
+        with m.If(advance):
+            m.d.sync += read_valid.eq(take)
+        with m.If(take):
+            m.d.sync += [read_index.eq(read_index + 1),
+                         beat_index.eq(Mux(beat_index + 1 == command.beats, 0, beat_index + 1))]
+            with m.If(last_read):
+                m.d.sync += reading.eq(0)
+        with m.If(start):
+            m.d.sync += [command.eq(following), reading.eq(1), read_index.eq(0),
+                         beat_index.eq(0)]
+        m.d.comb += [
+            matvec.weights.valid.eq(read_valid),
+            matvec.activations.valid.eq(read_valid),
+            matvec.weights.payload.as_value().eq(self.matrix_data),
+            matvec.activations.payload.as_value().eq(self.activation_data),
+        ]
+        return reading | read_valid
+
+    def _elaborate_argmax(self, m, matvec, tokens):
+        """Each command's ArgMax over its raw row sums, into ``tokens`` at its last beat: the
+        first maximum of a beat (registered), then against the command's running best."""
+        segments = self._max_segments
+        beat = matvec.result.payload
+        fire = matvec.result.valid & matvec.result.ready
+        beat_best, beat_lane = beat.sums[0], 0
+        for lane in range(1, segments):
+            # Lanes from count on are not rows; a later lane wins only if strictly larger.
+            wins = (lane < beat.count) & (beat.sums[lane] > beat_best)
+            beat_best = Mux(wins, beat.sums[lane], beat_best)
+            beat_lane = Mux(wins, lane, beat_lane)
+        row_base = Signal.like(tokens.input.token)    # the beat's first row: the sum of counts
+        beat_valid = Signal()
+        beat_best_q = Signal.like(beat.sums[0])
+        beat_row_q = Signal.like(row_base)
+        beat_last_q = Signal()
+        m.d.sync += beat_valid.eq(fire)
+        with m.If(fire):
+            m.d.sync += [beat_best_q.eq(beat_best), beat_row_q.eq(row_base + beat_lane),
+                         beat_last_q.eq(beat.last),
+                         row_base.eq(Mux(beat.last, 0, row_base + beat.count))]
+        best = Signal.like(beat.sums[0])
+        first_beat = Signal(init=1)
+        new_best = first_beat | (beat_best_q > best)
+        m.d.comb += [tokens.put.eq(beat_valid & beat_last_q),
+                     tokens.input.token.eq(Mux(new_best, beat_row_q, tokens.held.token))]
+        with m.If(beat_valid):
+            with m.If(new_best):
+                m.d.sync += [best.eq(beat_best_q), tokens.held.token.eq(beat_row_q)]
+            m.d.sync += first_beat.eq(beat_last_q)
+        # The FIFO has room for every command in flight (IN_FLIGHT entries, one per writer
+        # entry), so tokens.put never meets a full queue.
+
+    def _elaborate_packer(self, m, scaler, writers, tokens):
+        """Values of group ``g`` at lanes ``r mod V`` on of the word being filled; a write
+        when it is full or the command ends; ``done`` once the last write is taken."""
+        params = self._params
+        lanes = params.vector_lanes
+        lane_bits = max((lanes - 1).bit_length(), 1)
+        entry = writers.payload
+        values = scaler.values.payload
+        word = Signal(data.ArrayLayout(signed(params.vector_bits), lanes))
+        mask = Signal(lanes)
+        row = Signal(range(params.weight_memory_words * self._max_segments + lanes))
+        word_pending = Signal()          # word and mask hold a write not yet taken
+        write_address = Signal.like(self.write.payload.address)
+        command_ended = Signal()         # the head command's last values are in
+        offset = row[:lane_bits] if lanes > 1 else 0
+        placed = Signal.like(word)
+        placed_mask = Signal(lanes)
+        for lane in range(lanes):
+            # Groups start at multiples of k, so lane j holds value j mod k.
+            with m.Switch(entry.segments_log2):
+                for log2 in range(self._max_segments.bit_length()):
+                    with m.Case(log2):
+                        m.d.comb += placed[lane].eq(values.values[lane % (1 << log2)])
+            m.d.comb += placed_mask[lane].eq((lane >= offset) & (lane < offset + values.count))
+        filled = (offset + values.count == lanes) | values.last
+        write_free = ~word_pending | self.write.ready
+        take_values = scaler.values.valid & writers.valid & write_free & ~command_ended
+        m.d.comb += scaler.values.ready.eq(take_values)
+        with m.If(word_pending & self.write.ready):
+            m.d.sync += word_pending.eq(0)
+        with m.If(take_values):
+            for lane in range(lanes):
+                with m.If(placed_mask[lane]):
+                    m.d.sync += word[lane].eq(placed[lane])
+            m.d.sync += [mask.eq(Mux(offset == 0, 0, mask) | placed_mask),
+                         row.eq(Mux(values.last, 0, row + values.count))]
+            with m.If(filled):
+                m.d.sync += [word_pending.eq(~entry.no_write),
+                             write_address.eq((entry.dst >> lane_bits) + (row >> lane_bits))]
+            with m.If(values.last):
+                m.d.sync += command_ended.eq(1)
+        m.d.comb += [self.write.valid.eq(word_pending),
+                     self.write.payload.address.eq(write_address),
+                     self.write.payload.data.eq(word),
+                     self.write.payload.mask.eq(mask)]
+
+        finished = command_ended & ~word_pending & tokens.valid
+        m.d.comb += [self.done.valid.eq(finished),
+                     self.done.payload.token.eq(tokens.payload.token)]
+        with m.If(finished & self.done.ready):
+            m.d.comb += [writers.take.eq(1), tokens.take.eq(1)]
+            m.d.sync += command_ended.eq(0)
+
+
+class _Queue:
+    """A :class:`~amaranth.lib.fifo.SyncFIFOBuffered` (or, unbuffered, a
+    :class:`~amaranth.lib.fifo.SyncFIFO`, whose entries show a cycle sooner) seen through a
+    layout: ``input`` and
+    ``put``/``ready`` on the write side, ``payload`` and ``valid``/``take`` on the read side,
+    and ``held``, a register of the layout for whoever assembles an entry over cycles."""
+
+    def __init__(self, m, name, layout, depth, *, buffered=True):
+        layout = data.Layout.cast(layout)
+        kind = fifo.SyncFIFOBuffered if buffered else fifo.SyncFIFO
+        m.submodules[name] = self.fifo = kind(width=layout.size, depth=depth)
+        self.input = Signal(layout, name=f"{name}_input")
+        self.held = Signal(layout, name=f"{name}_held")
+        self.put, self.take = Signal(name=f"{name}_put"), Signal(name=f"{name}_take")
+        self.payload = data.View(layout, self.fifo.r_data)
+        self.valid, self.ready = self.fifo.r_rdy, self.fifo.w_rdy
+        m.d.comb += [self.fifo.w_data.eq(self.input), self.fifo.w_en.eq(self.put),
+                     self.fifo.r_en.eq(self.take)]
+
+    def connect_input(self, m, port):
+        """The queue's input from the component's ``In`` stream ``port``."""
+        m.d.comb += [self.input.eq(port.payload), self.put.eq(port.valid & self.ready),
+                     port.ready.eq(self.ready)]
+
+    def connect_output(self, m, port):
+        """The queue's output into a unit's ``In`` stream ``port``."""
+        m.d.comb += [port.payload.eq(self.payload), port.valid.eq(self.valid),
+                     self.take.eq(port.valid & port.ready)]

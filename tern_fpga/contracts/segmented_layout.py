@@ -1,0 +1,203 @@
+"""The segmented weight layout: several matrix rows in one weight word when a row is narrower
+than the matrix unit (issue 15: ``P`` wider than ``d`` should not be padding).
+
+A matrix of ``rows x in_features`` at ``P = params.ternary_lanes`` lanes with ``segments = k``
+(a power of two, 1 to ``P``) splits every weight word into ``k`` segments of ``w = P / k``
+lanes, each segment a piece of a different row:
+
+- the rows go in *groups* of ``k``: group ``g`` holds rows ``g*k .. g*k + k - 1`` (rows past
+  ``rows`` in the last group are all code ``00``);
+- a group is ``beats = ceil(in_features / w)`` words; word ``g * beats + c`` holds, in lanes
+  ``s*w .. s*w + w - 1`` (segment ``s``), row ``g*k + s``'s columns ``c*w .. c*w + w - 1``;
+- within a word, lanes and codes are :mod:`tern_fpga.contracts.weight_layout`'s (2-bit codes,
+  lane ``j`` at bits ``2j+1 .. 2j``; columns past ``in_features`` are code ``00``);
+- the activation beat ``c`` that goes with word ``g * beats + c`` holds
+  ``x[c*w .. c*w + w - 1]`` in every segment (:func:`segmented_activation_words`), so one beat
+  serves all ``k`` rows of a group.
+
+``segments = 1`` is the plain layout: :func:`pack_segmented_words` then equals
+:func:`~tern_fpga.contracts.weight_layout.pack_weight_words`. A matrix takes
+``groups * beats`` words, so choosing ``k`` per matrix (:func:`best_segments`) turns the padding
+of a narrow row into rows: the demo model (d = 128) at ``P = 256`` takes 4,224 words instead of
+8,448.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.weight_layout import check_ternary, pack_weight_words
+
+__all__ = [
+    "SegmentedShape",
+    "best_segments",
+    "pack_segmented_words",
+    "segmented_activation_words",
+    "segmented_shape",
+    "unpack_segmented_words",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentedShape:
+    """Where a ``rows x in_features`` matrix's weights go with ``segments`` rows a word.
+
+    Members
+    -------
+    rows, in_features, lanes, segments : int
+        The matrix, ``P`` and ``k``.
+    width : int
+        Lanes of one segment, ``P / k``.
+    beats : int
+        Words of one group, ``ceil(in_features / width)``.
+    groups : int
+        ``ceil(rows / k)``.
+    words : int
+        ``groups * beats``: the matrix's weight words, and its matrix-unit cycles.
+    last_rows : int
+        Rows in the last group (1 to ``k``).
+    """
+
+    rows: int
+    in_features: int
+    lanes: int
+    segments: int
+
+    def __post_init__(self):
+        for name in ("rows", "in_features", "lanes", "segments"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, np.integer)) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        for name in ("lanes", "segments"):
+            value = getattr(self, name)
+            if value & (value - 1):
+                raise ValueError(f"{name} must be a power of two, not {value}")
+        if self.segments > self.lanes:
+            raise ValueError(f"segments={self.segments} is more than the {self.lanes} lanes of "
+                             f"a word; use at most {self.lanes}")
+
+    @property
+    def width(self) -> int:
+        return self.lanes // self.segments
+
+    @property
+    def beats(self) -> int:
+        return math.ceil(self.in_features / self.width)
+
+    @property
+    def groups(self) -> int:
+        return math.ceil(self.rows / self.segments)
+
+    @property
+    def words(self) -> int:
+        return self.groups * self.beats
+
+    @property
+    def last_rows(self) -> int:
+        return self.rows - (self.groups - 1) * self.segments
+
+
+def segmented_shape(rows: int, in_features: int, params: AcceleratorParameters,
+                    segments: int) -> SegmentedShape:
+    """The :class:`SegmentedShape` of a matrix on ``params``' matrix unit.
+
+    Raises
+    ------
+    ValueError
+        If ``in_features`` is more than ``params.max_features`` or a field is not valid (the
+        message names it).
+    """
+    if not (isinstance(in_features, (int, np.integer)) and
+            1 <= in_features <= params.max_features):
+        raise ValueError(
+            f"in_features must be an integer from 1 to max_features = {params.max_features} "
+            f"of preset {params.name!r}, not {in_features!r}")
+    return SegmentedShape(rows, in_features, params.ternary_lanes, segments)
+
+
+def best_segments(rows: int, in_features: int, params: AcceleratorParameters,
+                  max_segments: int) -> int:
+    """The ``segments`` (1 to ``max_segments``) that takes the fewest words; the fewest
+    segments among equals (a wider segment keeps the adder tree's sums whole)."""
+    if not (isinstance(max_segments, int) and max_segments >= 1
+            and not max_segments & (max_segments - 1)):
+        raise ValueError(f"max_segments must be a power of two, not {max_segments!r}")
+    choices = [1 << bit for bit in range(max_segments.bit_length())
+               if 1 << bit <= params.ternary_lanes]
+    return min(choices,
+               key=lambda k: (segmented_shape(rows, in_features, params, k).words, k))
+
+
+def pack_segmented_words(w_t, params: AcceleratorParameters, segments: int) -> np.ndarray:
+    """Weight words of a ternary matrix in the segmented layout, in the unit's order.
+
+    Returns
+    -------
+    numpy.ndarray of uint64, shape ``[words, ceil(2P / 64)]``
+        As :func:`~tern_fpga.contracts.weight_layout.pack_weight_words` returns its words.
+
+    Raises
+    ------
+    ValueError
+        If a weight is not ternary or the shape does not fit (the message names it).
+    """
+    w_t = check_ternary(w_t)
+    shape = segmented_shape(*w_t.shape, params, segments)
+    k, width, beats = shape.segments, shape.width, shape.beats
+    # Rows padded to whole groups and columns to whole segments, then word (g, c)'s lanes in
+    # order: segment s of it is row g*k + s, columns c*w .. c*w + w - 1.
+    padded = np.zeros((shape.groups * k, beats * width), dtype=np.int8)
+    padded[:shape.rows, :shape.in_features] = w_t
+    lanes = padded.reshape(shape.groups, k, beats, width).transpose(0, 2, 1, 3)
+    plain = lanes.reshape(shape.words, params.ternary_lanes)
+    # One row of P columns per word is the plain layout of a [words, P] matrix.
+    return pack_weight_words(plain, dataclasses.replace(
+        params, max_features=max(params.max_features, params.ternary_lanes)))
+
+
+def unpack_segmented_words(words, params: AcceleratorParameters, shape: SegmentedShape
+                           ) -> np.ndarray:
+    """The ternary matrix (``int8``, ``[rows, in_features]``) that segmented words stand for.
+
+    Raises
+    ------
+    ValueError
+        If ``words`` does not have ``shape.words`` words of ``params``' width.
+    """
+    from tern_fpga.contracts.weight_layout import unpack_weight_words
+
+    words = np.asarray(words, dtype=np.uint64)
+    if len(words) != shape.words:
+        raise ValueError(f"a {shape.rows} x {shape.in_features} matrix with "
+                         f"segments={shape.segments} is {shape.words} words, not {len(words)}")
+    plain = unpack_weight_words(words, dataclasses.replace(
+        params, max_features=max(params.max_features, params.ternary_lanes)),
+        shape.words, params.ternary_lanes)
+    k, width, beats = shape.segments, shape.width, shape.beats
+    rows = plain.reshape(shape.groups, beats, k, width).transpose(0, 2, 1, 3)
+    return rows.reshape(shape.groups * k, beats * width)[:shape.rows, :shape.in_features]
+
+
+def segmented_activation_words(activations, shape: SegmentedShape) -> np.ndarray:
+    """The ``beats`` activation beats (``int8``, ``[beats, P]``) that go with every group:
+    beat ``c`` holds ``x[c*w .. c*w + w - 1]`` (zeros past ``in_features``) in each segment.
+
+    Raises
+    ------
+    ValueError
+        If ``activations`` is not ``in_features`` int8 values.
+    """
+    activations = np.asarray(activations)
+    if activations.shape != (shape.in_features,):
+        raise ValueError(f"activations must have shape ({shape.in_features},), "
+                         f"not {activations.shape}")
+    if activations.size and (activations.min() < -128 or activations.max() > 127):
+        raise ValueError("activations must be int8 (-128 to 127)")
+    padded = np.zeros(shape.beats * shape.width, dtype=np.int8)
+    padded[:shape.in_features] = activations
+    return np.tile(padded.reshape(shape.beats, 1, shape.width), (1, shape.segments, 1)
+                   ).reshape(shape.beats, shape.lanes)
