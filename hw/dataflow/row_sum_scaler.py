@@ -32,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.segmented_matvec import result_layout as sums_layout
+from tern_fpga.hw.row_unit import _limit, _saturate  # shared; row_unit.py is a design source
 from tern_fpga.hw.scale_layout import scale_layout
 
 __all__ = ["RowSumScaler", "values_layout"]
@@ -179,13 +180,4 @@ def _stage(m, value, name, *, shape=None, reset_less=True):
                       reset_less=reset_less)
     m.d.sync += register.eq(value)
     return register
-
-
-def _limit(negative, bits: int):
-    return Mux(negative, -1 << (bits - 1), (1 << (bits - 1)) - 1)
-
-
-def _saturate(value, bits: int):
-    upper = value[bits - 1:]
-    return Mux(upper.all() | ~upper.any(), value[:bits], _limit(value[-1], bits))
 

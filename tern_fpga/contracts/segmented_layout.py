@@ -30,7 +30,11 @@ import math
 import numpy as np
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.contracts.weight_layout import check_ternary, pack_weight_words
+from tern_fpga.contracts.weight_layout import (
+    check_ternary,
+    pack_weight_words,
+    unpack_weight_words,
+)
 
 __all__ = [
     "SegmentedShape",
@@ -168,8 +172,6 @@ def unpack_segmented_words(words, params: AcceleratorParameters, shape: Segmente
     ValueError
         If ``words`` does not have ``shape.words`` words of ``params``' width.
     """
-    from tern_fpga.contracts.weight_layout import unpack_weight_words
-
     words = np.asarray(words, dtype=np.uint64)
     if len(words) != shape.words:
         raise ValueError(f"a {shape.rows} x {shape.in_features} matrix with "

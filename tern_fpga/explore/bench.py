@@ -51,6 +51,7 @@ PROVIDERS = [
     "tern_fpga.explore.sweep",                 # P x preset x board: cells, Fmax, cycles, tokens/J
     "tern_fpga.explore.bench:ternary_unit",    # bench_ternary_matvec.py: speed, ECP5 size, Fmax
     "tern_fpga.explore.bench:row_unit",        # bench_row_unit.py: throughput, latency, size, Fmax
+    "tern_fpga.explore.bench_dataflow",        # the dataflow core's units: matrix pipe, Fmax
 ]
 
 # Model shapes for the roofline's lines, besides the presets in tern_fpga.quant.presets: the

@@ -1,0 +1,128 @@
+"""Benchmark of the dataflow core's first units (issue 15, ``docs/dataflow.md``): the matrix
+pipe on the demo model's 29 matrix instructions at ``P = 256`` with two rows a word (Amaranth's
+simulator, every value and token checked against the golden model), and nextpnr's Fmax of each
+unit alone on the ECP5-85F (``make bench`` provider).
+
+The pipe's cycles are the matrix side of a decode step only: the norm, quantiser and
+element-wise work that the dataflow core will run beside it is not there yet, so tokens/s from
+them is a bound, labelled projected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from tern_fpga.contracts import paths
+from tern_fpga.contracts.params import preset
+from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
+from tern_fpga.explore.report import Figure
+from tern_fpga.quant.presets import get_preset
+
+__all__ = ["DEMO_LANES", "demo_step_shapes", "run"]
+
+#: The demo preset's P in the dataflow design: two 128-wide rows a word.
+DEMO_LANES = 256
+DEMO_SEGMENTS = 2
+ECP5_DEVICE = "ECP5-85F (Yosys + nextpnr, YoWASP)"
+
+
+def demo_step_shapes():
+    """The demo model's matrix instructions of one step, in program order:
+    ``(rows, in_features, no_write)``; the LM head last (NO_WRITE, ArgMax)."""
+    config = get_preset("demo").config()
+    d, inner = config.hidden_size, config.resolved_intermediate_size
+    layer = [(d, d, False)] * 4 + [(inner, d, False)] * 2 + [(d, inner, False)]
+    return layer * config.num_hidden_layers + [(config.vocab_size, d, True)]
+
+
+def _pipe_cycles(params, shapes, rng):
+    """The pipe on ``shapes`` back to back: (cycles, weight words), results checked."""
+    from tern_fpga.sim.rtl.dataflow_pipe import run_tmvs, tmv_case  # loads Amaranth
+
+    widths = sorted({features for _, features, _ in shapes})
+    # One buffer per input width, laid out for the segments its matrices take (the rows of
+    # the first of them decide; the assertion below checks the rest agree).
+    first_rows = {features: rows for rows, features, _ in reversed(shapes)}
+    buffers = [(best_segments(first_rows[features], features, params, DEMO_SEGMENTS), features)
+               for features in widths]
+    if len(buffers) != 2:
+        raise ValueError(f"the demo step should have two input widths, not {widths}")
+    case = tmv_case(params, DEMO_SEGMENTS,
+                    [(rows, widths.index(features), no_write)
+                     for rows, features, no_write in shapes], rng, buffers=buffers)
+    for command, (rows, features, _) in zip(case.commands, shapes):
+        # Each matrix gets the layout that takes the fewest words.
+        expected = segmented_shape(rows, features, params,
+                                   best_segments(rows, features, params, DEMO_SEGMENTS))
+        if command["words"] != expected.words:
+            raise ValueError(f"a {rows} x {features} matrix takes {expected.words} words in its "
+                             f"best layout, not the buffer's {command['words']}")
+    run = run_tmvs(params, DEMO_SEGMENTS, case)
+    if run.tokens != [command["token"] for command in case.commands] or \
+            run.memory != case.expected_memory():
+        raise RuntimeError("the matrix pipe's results differ from the golden model's")
+    return run.cycles, case.words
+
+
+def _fmax(name, component):
+    """nextpnr's Fmax and cells of ``component`` between flip-flops on the ECP5-85F."""
+    # here, not at the top: loads Amaranth
+    from tern_fpga.hw.synthesis import RegisteredHarness, place_and_route_ecp5, synthesize
+
+    folder = paths.BUILD / "bench" / f"dataflow-{name}"
+    netlist = synthesize(RegisteredHarness(component), "ecp5", keep=folder).netlist
+    return place_and_route_ecp5(netlist, frequency_mhz=100.0)
+
+
+def run(quick: bool = False) -> list:
+    from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec  # here: loads Amaranth
+
+    source = "tern_fpga.explore.bench_dataflow"
+    demo = preset("demo")
+    wide = dataclasses.replace(demo, ternary_lanes=DEMO_LANES,
+                               weight_memory_words=demo.weight_memory_words // 2)
+    shapes = demo_step_shapes()
+    cycles, words = _pipe_cycles(wide, shapes, random.Random("bench-dataflow"))
+    note = (f"demo model's {len(shapes)} matrix instructions back to back in the matrix pipe "
+            f"(P={DEMO_LANES}, up to {DEMO_SEGMENTS} rows a word, V={wide.vector_lanes}), "
+            f"Amaranth's simulator, random weights, every value and token equal to the golden "
+            f"model's")
+    figures = [
+        Figure("dataflow.demo_p256.weight_words", words, "words", "simulated", source,
+               f"the demo step's weight words at P={DEMO_LANES} in the segmented layout "
+               f"(8,448 at the preset's P=128)"),
+        Figure("dataflow.demo_p256.matrix_pipe_cycles", cycles, "cycles", "simulated", source,
+               note),
+        Figure("dataflow.demo_p256.matrix_pipe_ratio", round(cycles / words, 4), "",
+               "simulated", source, "cycles over weight words (the ideal)"),
+        Figure("dataflow.demo_p256.matrix_bound_tokens_per_s_at_100mhz",
+               round(100e6 / cycles), "tokens/s", "projected", source,
+               "100 MHz over the matrix pipe's cycles: a bound, the vector work not included"),
+    ]
+    if quick:
+        return figures
+    units = {
+        "segmented_matvec_p256_s2": SegmentedMatVec(wide, max_segments=2),
+        "segmented_matvec_p512_s4": SegmentedMatVec(dataclasses.replace(
+            demo, ternary_lanes=512, weight_memory_words=demo.weight_memory_words // 4),
+            max_segments=4),
+        "row_sum_scaler_s4": RowSumScaler(demo, max_segments=4),
+        "matrix_pipe_p256_s2": MatrixPipe(wide, max_segments=2),
+    }
+    for name, component in units.items():
+        result = _fmax(name, component)
+        used = {cell: value["used"] for cell, value in result["utilisation"].items()
+                if value["used"]}
+        notes = "alone between flip-flops (RegisteredHarness), constraint 100 MHz, seed 1"
+        figures += [
+            Figure(f"dataflow.{name}.fmax_mhz", round(result["fmax_mhz"], 1), "MHz",
+                   "estimated", source, notes, machine=ECP5_DEVICE),
+            Figure(f"dataflow.{name}.luts", used.get("TRELLIS_COMB", 0), "cells", "estimated",
+                   source, "TRELLIS_COMB, harness included", machine=ECP5_DEVICE),
+            Figure(f"dataflow.{name}.mult18x18d", used.get("MULT18X18D", 0), "cells",
+                   "estimated", source, notes, machine=ECP5_DEVICE),
+        ]
+    return figures
