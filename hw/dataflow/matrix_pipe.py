@@ -172,8 +172,7 @@ class MatrixPipe(wiring.Component):
         beat_index = Signal.like(command.beats)
         read_valid = Signal()
         advance = ~read_valid | (matvec.weights.ready & matvec.activations.ready)
-        # Registered: the next read is the command's last (off the path through take).
-        last_read = Signal()
+        last_read = read_index + 1 == command.words
         take = reading & advance & self.matrix_available
         following = queue.payload
         hand_over = (matvec_commands.ready & self.prefetch.ready & scales.ready
@@ -203,13 +202,12 @@ class MatrixPipe(wiring.Component):
             m.d.sync += read_valid.eq(take)
         with m.If(take):
             m.d.sync += [read_index.eq(read_index + 1),
-                         beat_index.eq(Mux(beat_index + 1 == command.beats, 0, beat_index + 1)),
-                         last_read.eq(read_index + 2 == command.words)]
+                         beat_index.eq(Mux(beat_index + 1 == command.beats, 0, beat_index + 1))]
             with m.If(last_read):
                 m.d.sync += reading.eq(0)
         with m.If(start):
             m.d.sync += [command.eq(following), reading.eq(1), read_index.eq(0),
-                         beat_index.eq(0), last_read.eq(following.words == 1)]
+                         beat_index.eq(0)]
         m.d.comb += [
             matvec.weights.valid.eq(read_valid),
             matvec.activations.valid.eq(read_valid),
