@@ -239,13 +239,14 @@ class MatrixPipe(wiring.Component):
                          beat_last_q.eq(beat.last),
                          row_base.eq(Mux(beat.last, 0, row_base + beat.count))]
         best = Signal.like(beat.sums[0])
+        best_row = Signal.like(row_base)
         first_beat = Signal(init=1)
         new_best = first_beat | (beat_best_q > best)
         m.d.comb += [tokens.put.eq(beat_valid & beat_last_q),
-                     tokens.input.token.eq(Mux(new_best, beat_row_q, tokens.held.token))]
+                     tokens.input.token.eq(Mux(new_best, beat_row_q, best_row))]
         with m.If(beat_valid):
             with m.If(new_best):
-                m.d.sync += [best.eq(beat_best_q), tokens.held.token.eq(beat_row_q)]
+                m.d.sync += [best.eq(beat_best_q), best_row.eq(beat_row_q)]
             m.d.sync += first_beat.eq(beat_last_q)
         # The FIFO has room for every command in flight (IN_FLIGHT entries, one per writer
         # entry), so tokens.put never meets a full queue.
@@ -307,16 +308,14 @@ class MatrixPipe(wiring.Component):
 class _Queue:
     """A :class:`~amaranth.lib.fifo.SyncFIFOBuffered` (or, unbuffered, a
     :class:`~amaranth.lib.fifo.SyncFIFO`, whose entries show a cycle sooner) seen through a
-    layout: ``input`` and
-    ``put``/``ready`` on the write side, ``payload`` and ``valid``/``take`` on the read side,
-    and ``held``, a register of the layout for whoever assembles an entry over cycles."""
+    layout: ``input`` and ``put``/``ready`` on the write side, ``payload`` and
+    ``valid``/``take`` on the read side."""
 
     def __init__(self, m, name, layout, depth, *, buffered=True):
         layout = data.Layout.cast(layout)
         kind = fifo.SyncFIFOBuffered if buffered else fifo.SyncFIFO
         m.submodules[name] = self.fifo = kind(width=layout.size, depth=depth)
         self.input = Signal(layout, name=f"{name}_input")
-        self.held = Signal(layout, name=f"{name}_held")
         self.put, self.take = Signal(name=f"{name}_put"), Signal(name=f"{name}_take")
         self.payload = data.View(layout, self.fifo.r_data)
         self.valid, self.ready = self.fifo.r_rdy, self.fifo.w_rdy

@@ -26,11 +26,12 @@ room for it.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.dataflow.pipeline import CreditedOutput, delay, register
 from tern_fpga.hw.dataflow.segmented_matvec import result_layout as sums_layout
 from tern_fpga.hw.row_unit import _limit, _saturate  # shared; row_unit.py is a design source
 from tern_fpga.hw.scale_layout import scale_layout
@@ -103,54 +104,51 @@ class RowSumScaler(wiring.Component):
         m = Module()
         params = self._params
         right_limit = self.product_bits - 1
-        credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
-        fire = self.sums.valid & self.scale.valid & (credits != 0)
+        output = CreditedOutput(m, self.values, self.fifo_depth)
+        fire = self.sums.valid & self.scale.valid & output.available
         m.d.comb += [
-            self.sums.ready.eq(self.scale.valid & (credits != 0)),
+            self.sums.ready.eq(self.scale.valid & output.available),
             self.scale.ready.eq(fire & self.sums.payload.last),
+            self.busy.eq(~output.idle),
         ]
-        returned = self.values.valid & self.values.ready
-        m.d.sync += credits.eq(credits - fire + returned)
-        m.d.comb += self.busy.eq(credits != self.fifo_depth)
+        output.admit(m, fire)
 
         # 1: input registers; the left shift L = exponent + 1 + R, clamped to [0, 43 + R].
         exponent = self.scale.payload.exponent
         shift = Signal(range(LEFT_SHIFT_LIMIT + 2 + right_limit))
         clamped = Mux(exponent > LEFT_SHIFT_LIMIT, LEFT_SHIFT_LIMIT,
                       Mux(exponent < -right_limit - 1, -right_limit - 1, exponent))
-        tag = {"valid": _stage(m, fire, "valid_1", reset_less=False),
-               "count": _stage(m, self.sums.payload.count, "count_1"),
-               "last": _stage(m, self.sums.payload.last, "last_1")}
+        tag = {"valid": register(m, fire, "valid_1", reset_less=False),
+               "count": register(m, self.sums.payload.count, "count_1"),
+               "last": register(m, self.sums.payload.last, "last_1")}
         m.d.sync += shift.eq(clamped + 1 + right_limit)
-        mantissa = _stage(m, self.scale.payload.mantissa, "mantissa_1")
-        sums = [_stage(m, self.sums.payload.sums[lane], f"sum{lane}_1")
+        mantissa = register(m, self.scale.payload.mantissa, "mantissa_1")
+        sums = [register(m, self.sums.payload.sums[lane], f"sum{lane}_1")
                 for lane in range(self._max_segments)]
         stages = [tag]
         for number in range(2, self.latency + 1):
-            stages.append({name: _stage(m, value, f"{name}_{number}",
-                                        reset_less=name != "valid")
-                           for name, value in stages[-1].items()})
-        shift_2 = _stage(m, shift, "shift_2")
-        shift_3 = _stage(m, shift_2, "shift_3")
-        shift_4 = _stage(m, shift_3, "shift_4")
+            stages.append(delay(m, stages[-1], str(number)))
+        shift_2 = register(m, shift, "shift_2")
+        shift_3 = register(m, shift_2, "shift_3")
+        shift_4 = register(m, shift_3, "shift_4")
 
         values = Signal(values_layout(params, self._max_segments))
         for lane, value in enumerate(sums):
             # 2: two partial products, one multiplier each (the sum is wider than a DSP's
             # 18-bit port: its high part is signed, its low SPLIT bits unsigned); 3: their sum.
-            high = _stage(m, (value >> SPLIT) * mantissa, f"high{lane}_2")
-            low = _stage(m, value[:SPLIT] * mantissa, f"low{lane}_2")
-            product = _stage(m, (high << SPLIT) + low, f"product{lane}_3",
+            high = register(m, (value >> SPLIT) * mantissa, f"high{lane}_2")
+            low = register(m, value[:SPLIT] * mantissa, f"low{lane}_2")
+            product = register(m, (high << SPLIT) + low, f"product{lane}_3",
                              shape=signed(self.product_bits))
             # 4: the coarse shift (multiples of 8), 5: the fine one; then t is the 65-bit
             # window from bit R on.
             window = WRAP_BITS + 1 + right_limit
             coarse = Signal(signed(window), name=f"coarse{lane}")
             m.d.comb += coarse.eq(product << (shift_3[3:] << 3))
-            coarse = _stage(m, coarse, f"coarse{lane}_4")
+            coarse = register(m, coarse, f"coarse{lane}_4")
             fine = Signal(signed(window), name=f"fine{lane}")
             m.d.comb += fine.eq(coarse << shift_4[:3])
-            t = _stage(m, fine[right_limit:], f"t{lane}_5", shape=signed(WRAP_BITS + 1))
+            t = register(m, fine[right_limit:], f"t{lane}_5", shape=signed(WRAP_BITS + 1))
             # 6: round half up and saturate: (t + 1) >> 1 needs t's low bits when the rest are
             # a sign extension, and saturates by t's sign otherwise.
             width = params.vector_bits
@@ -161,23 +159,6 @@ class RowSumScaler(wiring.Component):
             m.d.sync += values.values[lane].eq(result)
         final = stages[-2]
         m.d.sync += [values.count.eq(final["count"]), values.last.eq(final["last"])]
-        done = stages[-1]["valid"]
-
-        m.submodules.fifo = results = fifo.SyncFIFOBuffered(
-            width=Shape.cast(values.shape()).width, depth=self.fifo_depth)
-        m.d.comb += [
-            results.w_data.eq(values),
-            results.w_en.eq(done),
-            self.values.payload.eq(results.r_data),
-            self.values.valid.eq(results.r_rdy),
-            results.r_en.eq(self.values.ready),
-        ]
+        m.d.comb += [output.w_data.eq(values), output.w_en.eq(stages[-1]["valid"])]
         return m
-
-
-def _stage(m, value, name, *, shape=None, reset_less=True):
-    register = Signal(value.shape() if shape is None else shape, name=name,
-                      reset_less=reset_less)
-    m.d.sync += register.eq(value)
-    return register
 

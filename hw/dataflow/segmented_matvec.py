@@ -27,10 +27,11 @@ from __future__ import annotations
 import math
 
 from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.dataflow.pipeline import CreditedOutput, delay, register
 
 __all__ = ["SegmentedMatVec", "command_layout", "result_layout"]
 
@@ -152,13 +153,14 @@ class SegmentedMatVec(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        beat, tag = self._elaborate_control(m)
+        output = CreditedOutput(m, self.result, self.fifo_depth)
+        beat, tag = self._elaborate_control(m, output)
         sums, carries, tag = self._elaborate_sub_trees(m, beat, tag)
         levels, tag = self._elaborate_combine(m, sums, carries, tag)
-        self._elaborate_accumulators(m, levels, tag)
+        self._elaborate_accumulators(m, levels, tag, output)
         return m
 
-    def _elaborate_control(self, m):
+    def _elaborate_control(self, m, output):
         """Command registers, beat and group counters, handshakes and credits. Returns the
         registered beat and its tag (valid, first and last beat of a group, the mode, the
         group's row count and whether it is the command's last)."""
@@ -171,17 +173,16 @@ class SegmentedMatVec(wiring.Component):
         last_group_index = Signal.like(command.rows)
         last_count = Signal(range(1, self._max_segments + 1))
         segments_log2 = Signal.like(command.segments_log2)
-        credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
 
         last_beat = beat_index == last_beat_index
         last_group = group_index == last_group_index
-        can_take = active & (~last_beat | (credits != 0))
+        can_take = active & (~last_beat | output.available)
         fire = can_take & self.weights.valid & self.activations.valid
         m.d.comb += [
             self.weights.ready.eq(can_take & self.activations.valid),
             self.activations.ready.eq(can_take & self.weights.valid),
             self.command.ready.eq(~active | (fire & last_beat & last_group)),
-            self.busy.eq(active | (credits != self.fifo_depth)),
+            self.busy.eq(active | ~output.idle),
         ]
         with m.If(fire):
             m.d.sync += beat_index.eq(Mux(last_beat, 0, beat_index + 1))
@@ -207,22 +208,20 @@ class SegmentedMatVec(wiring.Component):
                             last_count.eq((rows_less_one & ((1 << log2) - 1)) + 1),
                         ]
 
-        taken = fire & last_beat
-        returned = self.result.valid & self.result.ready
-        m.d.sync += credits.eq(credits - taken + returned)
+        output.admit(m, fire & last_beat)
 
-        beat = {name: _register(m, port.payload, f"{name}_q")
+        beat = {name: register(m, port.payload, f"{name}_q")
                 for name, port in (("weights", self.weights),
                                    ("activations", self.activations))}
         full = Signal(range(1, self._max_segments + 1))
         m.d.comb += full.eq(1 << segments_log2)
         tag = {
-            "valid": _register(m, fire, "valid_q", reset_less=False),
-            "first": _register(m, beat_index == 0, "first_q"),
-            "last": _register(m, last_beat, "last_q"),
-            "segments_log2": _register(m, segments_log2, "segments_log2_q"),
-            "count": _register(m, Mux(last_group, last_count, full), "count_q"),
-            "last_group": _register(m, last_group, "last_group_q"),
+            "valid": register(m, fire, "valid_q", reset_less=False),
+            "first": register(m, beat_index == 0, "first_q"),
+            "last": register(m, last_beat, "last_q"),
+            "segments_log2": register(m, segments_log2, "segments_log2_q"),
+            "count": register(m, Mux(last_group, last_count, full), "count_q"),
+            "last_group": register(m, last_group, "last_group_q"),
         }
         return beat, tag
 
@@ -260,11 +259,11 @@ class SegmentedMatVec(wiring.Component):
                 next_trees.append((sums, tree_carries[pairs:]))
             trees = next_trees
             if level % self._levels_per_stage == 0 or len(trees[0][0]) == 1:
-                trees = [([_register(m, term, f"{term.name}_q") for term in tree_terms],
-                          [_register(m, carry, f"carry{tree}_l{level}_{index}")
+                trees = [([register(m, term, f"{term.name}_q") for term in tree_terms],
+                          [register(m, carry, f"carry{tree}_l{level}_{index}")
                            for index, carry in enumerate(tree_carries)])
                          for tree, (tree_terms, tree_carries) in enumerate(trees)]
-                tag = _delay(m, tag, f"l{level}")
+                tag = delay(m, tag, f"l{level}")
         sums = [tree_terms[0] for tree_terms, _ in trees]
         carries = [tree_carries[0] for _, tree_carries in trees]
         return sums, carries, tag
@@ -284,16 +283,16 @@ class SegmentedMatVec(wiring.Component):
                 # Two carries: the left one enters this adder, the right one goes on.
                 m.d.comb += total.eq(left + right + left_carry)
                 pairs.append((total, right_carry))
-            levels = [[(_register(m, value, f"{value.name}_c{index}"),
-                        _register(m, carry, f"{value.name}_carry_c{index}"))
+            levels = [[(register(m, value, f"{value.name}_c{index}"),
+                        register(m, carry, f"{value.name}_carry_c{index}"))
                        for value, carry in level] for level in levels]
-            levels.append([(_register(m, value, f"{value.name}_q"),
-                            _register(m, carry, f"{value.name}_carry_q"))
+            levels.append([(register(m, value, f"{value.name}_q"),
+                            register(m, carry, f"{value.name}_carry_q"))
                            for value, carry in pairs])
-            tag = _delay(m, tag, f"c{index}")
+            tag = delay(m, tag, f"c{index}")
         return levels, tag
 
-    def _elaborate_accumulators(self, m, levels, tag):
+    def _elaborate_accumulators(self, m, levels, tag, output):
         """``S`` accumulators (lane ``s`` adds the chosen level's sum ``s``) and the FIFO."""
         params = self._params
         segments_bits = self._max_segments.bit_length() - 1
@@ -316,26 +315,5 @@ class SegmentedMatVec(wiring.Component):
         with m.If(tag["valid"] & tag["last"]):
             m.d.sync += [result.count.eq(tag["count"]), result.last.eq(tag["last_group"])]
         m.d.sync += done.eq(tag["valid"] & tag["last"])
-
-        m.submodules.fifo = results = fifo.SyncFIFOBuffered(
-            width=Shape.cast(result.shape()).width, depth=self.fifo_depth)
-        m.d.comb += [
-            results.w_data.eq(result),
-            results.w_en.eq(done),
-            self.result.payload.eq(results.r_data),
-            self.result.valid.eq(results.r_rdy),
-            results.r_en.eq(self.result.ready),
-        ]
-
-
-def _register(m, value, name, *, reset_less=True):
-    register = Signal(value.shape(), name=name, reset_less=reset_less)
-    m.d.sync += register.eq(value)
-    return register
-
-
-def _delay(m, tag, suffix):
-    """The tag, registered once more (``valid`` with a reset, the rest without)."""
-    return {name: _register(m, value, f"{name}_{suffix}", reset_less=name != "valid")
-            for name, value in tag.items()}
+        m.d.comb += [output.w_data.eq(result), output.w_en.eq(done)]
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.contracts.segmented_layout import SegmentedShape
-from tern_fpga.contracts.weight_layout import unpack_weight_image
+from tern_fpga.contracts.segmented_layout import SegmentedShape, word_lanes
 
 __all__ = ["segmented_matvec_results"]
 
@@ -53,8 +52,7 @@ def segmented_matvec_results(words, activation_words, shape: SegmentedShape,
     if activation_words.shape != (shape.beats, lanes):
         raise ValueError(f"activation_words must have shape ({shape.beats}, {lanes}), "
                          f"not {activation_words.shape}")
-    image = words.astype("<u8").view(np.uint8).reshape(len(words), -1)[:, :lanes // 4]
-    trits = unpack_weight_image(image.ravel(), params).astype(np.int64)
+    trits = word_lanes(words, params).astype(np.int64)
     products = trits.reshape(shape.groups, shape.beats, lanes) * activation_words
     sums = products.reshape(shape.groups, shape.beats, shape.segments, shape.width
                             ).sum(axis=(1, 3))

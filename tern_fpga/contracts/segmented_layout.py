@@ -43,6 +43,7 @@ __all__ = [
     "segmented_activation_words",
     "segmented_shape",
     "unpack_segmented_words",
+    "word_lanes",
 ]
 
 
@@ -158,9 +159,21 @@ def pack_segmented_words(w_t, params: AcceleratorParameters, segments: int) -> n
     padded[:shape.rows, :shape.in_features] = w_t
     lanes = padded.reshape(shape.groups, k, beats, width).transpose(0, 2, 1, 3)
     plain = lanes.reshape(shape.words, params.ternary_lanes)
-    # One row of P columns per word is the plain layout of a [words, P] matrix.
-    return pack_weight_words(plain, dataclasses.replace(
-        params, max_features=max(params.max_features, params.ternary_lanes)))
+    return pack_weight_words(plain, _one_word_rows(params))
+
+
+def _one_word_rows(params: AcceleratorParameters) -> AcceleratorParameters:
+    """``params`` that take a row of ``P`` columns: each word is then one row of the plain
+    layout, whatever rows its segments hold."""
+    return dataclasses.replace(params, max_features=max(params.max_features,
+                                                        params.ternary_lanes))
+
+
+def word_lanes(words, params: AcceleratorParameters) -> np.ndarray:
+    """Each weight word's ``P`` lanes as ternary values (``int8``, ``[len(words), P]``), the
+    reserved code read as 0, as the matrix unit reads it."""
+    words = np.asarray(words, dtype=np.uint64)
+    return unpack_weight_words(words, _one_word_rows(params), len(words), params.ternary_lanes)
 
 
 def unpack_segmented_words(words, params: AcceleratorParameters, shape: SegmentedShape
@@ -176,9 +189,7 @@ def unpack_segmented_words(words, params: AcceleratorParameters, shape: Segmente
     if len(words) != shape.words:
         raise ValueError(f"a {shape.rows} x {shape.in_features} matrix with "
                          f"segments={shape.segments} is {shape.words} words, not {len(words)}")
-    plain = unpack_weight_words(words, dataclasses.replace(
-        params, max_features=max(params.max_features, params.ternary_lanes)),
-        shape.words, params.ternary_lanes)
+    plain = word_lanes(words, params)
     k, width, beats = shape.segments, shape.width, shape.beats
     rows = plain.reshape(shape.groups, beats, k, width).transpose(0, 2, 1, 3)
     return rows.reshape(shape.groups * k, beats * width)[:shape.rows, :shape.in_features]
