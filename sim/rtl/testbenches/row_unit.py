@@ -1,4 +1,6 @@
-"""Stimulus, scoreboard and the cocotb test of :class:`tern_fpga.hw.row_unit.RowUnit`.
+"""Stimulus, scoreboard and the cocotb test of :class:`tern_fpga.hw.row_unit.RowUnit` and of the
+dataflow core's :class:`tern_fpga.hw.dataflow.elementwise.ElementwiseUnit` (config ``unit``:
+``"elementwise"``; every operation but SCALE).
 
 :func:`make_jobs` draws commands with fresh random operands and their golden results
 (:func:`tern_fpga.sim.golden.row_unit.row_operation`); :func:`stream_payloads` turns them into the
@@ -41,17 +43,18 @@ class RowJob:
     expected: np.ndarray
 
 
-def make_jobs(params, rng: np.random.Generator, *, repeats: int = 4,
-              sweep: bool = True) -> list[RowJob]:
-    """Commands of every operation, ``repeats`` each (SCALE six times as many, for its exponents),
-    in random order, with lengths 1, ``V``, ``V + 1`` and random ones (most not a multiple of
-    ``V``). With ``sweep``, SIGMOID and SILU also get every segment boundary of the table."""
+def make_jobs(params, rng: np.random.Generator, *, repeats: int = 4, sweep: bool = True,
+              operations=tuple(RowOperation)) -> list[RowJob]:
+    """Commands of each of ``operations``, ``repeats`` each (SCALE six times as many, for its
+    exponents), in random order, with lengths 1, ``V``, ``V + 1`` and random ones (most not a
+    multiple of ``V``). With ``sweep``, SIGMOID and SILU also get every segment boundary of the
+    table."""
     lanes = params.vector_lanes
     lengths = [1, lanes, lanes + 1] + list(rng.integers(1, 4 * lanes + 2, repeats))
     plan = [(operation, int(rng.choice(lengths)))
-            for operation in RowOperation
+            for operation in operations
             for _ in range(repeats * (6 if operation == RowOperation.SCALE else 1))]
-    plan += [(operation, length) for operation in RowOperation for length in (1, lanes + 1)]
+    plan += [(operation, length) for operation in operations for length in (1, lanes + 1)]
     jobs = [_job(params, rng, operation, length) for operation, length in plan]
     if sweep:
         boundaries = _sigmoid_boundaries(params)
@@ -130,21 +133,24 @@ def _sigmoid_boundaries(params) -> np.ndarray:
     return np.concatenate([inside, [-edge - 1, edge - 1, edge, edge + 1]]).astype(np.int64)
 
 
-def stream_payloads(params, jobs, *, padding_seed: int = 0):
+def stream_payloads(params, jobs, *, padding_seed: int = 0, layout=None):
     """The integers the streams carry: ``(commands, a_beats, b_beats)``. Padding lanes of a
-    last beat get random values, which the unit must not let into a masked lane."""
+    last beat get random values, which the unit must not let into a masked lane. ``layout``:
+    the command's (the row unit's by default); a ``scale`` field is filled where it has one."""
     from amaranth.hdl import Const  # here, not at the top: loads Amaranth
 
     # here, not at the top: loads Amaranth
     from tern_fpga.hw.row_unit import command_layout, scale_fields
 
     rng = np.random.default_rng(padding_seed)
-    layout = command_layout(params)
+    layout = command_layout(params) if layout is None else layout
+    names = {name for name, _ in layout}
     commands, a_beats, b_beats = [], [], []
     for job in jobs:
-        commands.append(Const.cast(layout.const({
-            "operation": job.operation, "length": len(job.a),
-            "scale": scale_fields(job.scale, params), "shift": job.shift})).value)
+        fields = {"operation": job.operation, "length": len(job.a), "shift": job.shift}
+        if "scale" in names:
+            fields["scale"] = scale_fields(job.scale, params)
+        commands.append(Const.cast(layout.const(fields)).value)
         a_beats += _beats(params, job.a, rng)
         if job.b is not None:
             b_beats += _beats(params, job.b, rng)
@@ -209,8 +215,15 @@ async def random_commands(dut):
     config = test_config()
     params = AcceleratorParameters.from_dict(config["params"])
     seed = config["seed"]
-    jobs = make_jobs(params, np.random.default_rng(seed), repeats=config["repeats"])
-    commands, a_beats, b_beats = stream_payloads(params, jobs, padding_seed=seed)
+    layout, operations = None, tuple(RowOperation)
+    if config.get("unit") == "elementwise":
+        # here, not at the top: loads Amaranth
+        from tern_fpga.hw.dataflow.elementwise import OPERATIONS, command_layout
+
+        layout, operations = command_layout(params), OPERATIONS
+    jobs = make_jobs(params, np.random.default_rng(seed), repeats=config["repeats"],
+                     operations=operations)
+    commands, a_beats, b_beats = stream_payloads(params, jobs, padding_seed=seed, layout=layout)
     probability = config["probability"]
     await start_clock_and_reset(dut)
     senders = [cocotb.start_soon(StreamDriver(dut, name, probability=probability, seed=seed + i)

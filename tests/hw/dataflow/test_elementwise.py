@@ -1,0 +1,115 @@
+"""The dataflow core's element-wise unit (hw/dataflow/elementwise.py) against
+sim/golden/row_unit.row_operation: every operation but SCALE, the sigmoid table's every segment
+boundary, operands at the int limits (products and sums that saturate), random stalls on every
+stream in Amaranth's simulator; one beat a cycle without them; and a long random run in
+Verilator through cocotb (the row unit's testbench, demo preset)."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
+
+from tern_fpga.contracts.isa import RowOperation
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.dataflow.elementwise import OPERATIONS, ElementwiseUnit, command_layout
+from tern_fpga.sim.rtl.cocotb_support import build_component
+from tern_fpga.sim.rtl.testbenches.row_unit import (
+    check_results,
+    make_jobs,
+    result_beat_count,
+    stream_payloads,
+)
+
+
+def _simulate(params, jobs, *, probability: float, seed: int):
+    """Run ``jobs`` through the unit. Returns the result payloads, the cycle of the first
+    ``a`` beat, of the first result and of the last, and the unit."""
+    unit = ElementwiseUnit(params)
+    commands, a_beats, b_beats = stream_payloads(params, jobs, padding_seed=seed,
+                                                 layout=command_layout(params))
+    count = result_beat_count(params, jobs)
+    rng = np.random.default_rng(seed)
+    results, moments = [], {}
+
+    def sender(port, payloads, name):
+        async def send(ctx):
+            for payload in payloads:
+                while rng.random() >= probability:
+                    ctx.set(port.valid, 0)
+                    await ctx.tick()
+                ctx.set(port.payload.as_value(), payload)
+                ctx.set(port.valid, 1)
+                await ctx.tick().until(port.ready)
+                moments.setdefault(name, ctx.get(cycle))
+            ctx.set(port.valid, 0)
+        return send
+
+    async def receive(ctx):
+        while len(results) < count:
+            ready = rng.random() < probability
+            ctx.set(unit.result.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(unit.result.valid,
+                                                           unit.result.payload.as_value())
+            if ready and valid:
+                moments.setdefault("result", ctx.get(cycle))
+                moments["final"] = ctx.get(cycle)
+                results.append(payload)
+        ctx.set(unit.result.ready, 0)
+        await ctx.tick()
+        assert not ctx.get(unit.busy), "busy after the last result"
+
+    cycle = Signal(32)
+    top = Module()
+    top.submodules.unit = unit
+    top.d.sync += cycle.eq(cycle + 1)
+    simulator = Simulator(top)
+    simulator.add_clock(1e-8)
+    for name, port, payloads in (("command", unit.command, commands), ("a", unit.a, a_beats),
+                                 ("b", unit.b, b_beats)):
+        simulator.add_testbench(sender(port, payloads, name), background=True)
+    simulator.add_testbench(receive)
+    simulator.run()
+    return results, moments, unit
+
+
+def test_refuses_widths_it_cannot_split():
+    with pytest.raises(TypeError, match="AcceleratorParameters"):
+        ElementwiseUnit("demo")
+    with pytest.raises(ValueError, match=r"vector_bits=24 needs another split"):
+        ElementwiseUnit(PRESETS["demo"].replace(vector_bits=24, frac_bits=12))
+    with pytest.raises(ValueError, match=r"frac_bits=18 .* at most 16"):
+        ElementwiseUnit(PRESETS["demo"].replace(frac_bits=18))
+
+
+def test_operations_are_all_but_scale():
+    assert set(OPERATIONS) == set(RowOperation) - {RowOperation.SCALE}
+
+
+@pytest.mark.parametrize("lanes", [2, 8])
+def test_results_equal_golden_under_random_stalls(lanes):
+    params = PRESETS["demo"].replace(vector_lanes=lanes)
+    jobs = make_jobs(params, np.random.default_rng(40 + lanes), repeats=2,
+                     sweep=lanes == 2, operations=OPERATIONS)
+    results, _, _ = _simulate(params, jobs, probability=0.6, seed=lanes)
+    check_results(params, jobs, results)
+
+
+def test_one_beat_a_cycle_across_commands():
+    """Without stalls the first result leaves ``latency`` + 2 cycles (the FIFO) after the first
+    beat, and the rest follow one a cycle, across commands of every operation."""
+    params = PRESETS["micro"]
+    jobs = make_jobs(params, np.random.default_rng(7), repeats=2, sweep=False,
+                     operations=OPERATIONS)
+    results, moments, unit = _simulate(params, jobs, probability=1.0, seed=0)
+    check_results(params, jobs, results)
+    assert moments["result"] - moments["a"] == unit.latency + 2
+    assert moments["final"] - moments["result"] == len(results) - 1
+
+
+def test_verilator_demo():
+    params = PRESETS["demo"]
+    build = build_component(ElementwiseUnit(params), "elementwise",
+                            f"V{params.vector_lanes}-{params.hash:016x}")
+    build.run("tern_fpga.sim.rtl.testbenches.row_unit",
+              {"params": params.to_dict(), "seed": 61, "repeats": 10, "probability": 0.7,
+               "unit": "elementwise"})
