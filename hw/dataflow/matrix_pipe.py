@@ -168,11 +168,15 @@ class MatrixPipe(wiring.Component):
         a signal that is high while words are read or wait for the matrix unit."""
         command = Signal(command_layout(self._params, self._max_segments))
         reading = Signal()
-        read_index = Signal.like(command.words)
-        beat_index = Signal.like(command.beats)
+        # Addresses and counts down are registers, so that neither the memories' addresses nor
+        # the last-read test (a compare with zero) wait for an adder.
+        weight_address = Signal.like(self.matrix_addr)
+        activation_address = Signal.like(self.activation_addr)
+        reads_after = Signal.like(command.words)      # reads of the command after the next
+        beats_after = Signal.like(command.beats)      # beats of the group after the next
         read_valid = Signal()
         advance = ~read_valid | (matvec.weights.ready & matvec.activations.ready)
-        last_read = read_index + 1 == command.words
+        last_read = reads_after == 0
         take = reading & advance & self.matrix_available
         following = queue.payload
         hand_over = (matvec_commands.ready & self.prefetch.ready & scales.ready
@@ -193,21 +197,29 @@ class MatrixPipe(wiring.Component):
             writers.input.dst.eq(following.dst),
             writers.input.no_write.eq(following.no_write),
             writers.input.segments_log2.eq(following.segments_log2),
-            self.matrix_addr.eq(command.weight_start + read_index),
+            self.matrix_addr.eq(weight_address),
             self.matrix_en.eq(take),
-            self.activation_addr.eq(command.activation_start + beat_index),
+            self.activation_addr.eq(activation_address),
             self.activation_en.eq(take),
         ]
         with m.If(advance):
             m.d.sync += read_valid.eq(take)
         with m.If(take):
-            m.d.sync += [read_index.eq(read_index + 1),
-                         beat_index.eq(Mux(beat_index + 1 == command.beats, 0, beat_index + 1))]
+            group_done = beats_after == 0
+            m.d.sync += [
+                weight_address.eq(weight_address + 1), reads_after.eq(reads_after - 1),
+                beats_after.eq(Mux(group_done, command.beats - 1, beats_after - 1)),
+                activation_address.eq(Mux(group_done, command.activation_start,
+                                          activation_address + 1)),
+            ]
             with m.If(last_read):
                 m.d.sync += reading.eq(0)
         with m.If(start):
-            m.d.sync += [command.eq(following), reading.eq(1), read_index.eq(0),
-                         beat_index.eq(0)]
+            m.d.sync += [command.eq(following), reading.eq(1),
+                         weight_address.eq(following.weight_start),
+                         activation_address.eq(following.activation_start),
+                         reads_after.eq(following.words - 1),
+                         beats_after.eq(following.beats - 1)]
         m.d.comb += [
             matvec.weights.valid.eq(read_valid),
             matvec.activations.valid.eq(read_valid),

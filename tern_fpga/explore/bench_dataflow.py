@@ -76,6 +76,7 @@ def _fmax(name, component):
 
 
 def run(quick: bool = False) -> list:
+    from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
     from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec  # here: loads Amaranth
@@ -111,6 +112,7 @@ def run(quick: bool = False) -> list:
             max_segments=4),
         "row_sum_scaler_s4": RowSumScaler(demo, max_segments=4),
         "matrix_pipe_p256_s2": MatrixPipe(wide, max_segments=2),
+        "elementwise_v8": ElementwiseUnit(demo),
     }
     for name, component in units.items():
         result = _fmax(name, component)
