@@ -16,6 +16,7 @@ import random
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
+from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
 
@@ -75,6 +76,42 @@ def _fmax(name, component):
     return place_and_route_ecp5(netlist, frequency_mhz=100.0)
 
 
+#: (P, S, V) points of the schedule model in the report: the P = 256 design of the units
+#: built so far, and P = 512 with four rows a word at V = 8 and 16.
+SCHEDULE_POINTS = ((256, 2, 8), (256, 2, 16), (512, 4, 8), (512, 4, 16))
+
+
+def _schedule_figures(source):
+    """The dataflow schedule of the demo model's step (explore/dataflow_schedule.py) at each
+    of :data:`SCHEDULE_POINTS`, with today's norm unit and with a 12-cycle scalar engine."""
+    from tern_fpga.explore.bench_core import compile_model  # here: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
+
+    folder = paths.CHECKPOINTS / "demo"
+    if not (folder / "config.json").exists():
+        return []
+    compiled = compile_model(load_pretrained(folder), preset("demo"))
+    figures = []
+    for lanes, segments, vector in SCHEDULE_POINTS:
+        for engine, name in (((23, 27), "norm_today"), ((12, 12), "engine12")):
+            timing = DataflowTiming(max_segments=segments, engine_latency=engine,
+                                    norm_turnaround=13 if name == "norm_today" else 6)
+            schedule = dataflow_schedule(compiled, ternary_lanes=lanes, vector_lanes=vector,
+                                         timing=timing)
+            key = f"dataflow.demo_schedule.p{lanes}_v{vector}_{name}"
+            note = (f"demo step scheduled beat by beat on the dataflow core's units, P={lanes} "
+                    f"(up to {segments} rows a word), V={vector}, scalar engine {engine[0]}/"
+                    f"{engine[1]} cycles; {schedule.matrix_busy} weight words, the matrix "
+                    f"side idle {schedule.matrix_idle} cycles waiting for activations")
+            figures += [
+                Figure(f"{key}.cycles_per_token", schedule.cycles, "cycles", "projected",
+                       source, note),
+                Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / schedule.cycles),
+                       "tokens/s", "projected", source, "100 MHz over the projected cycles"),
+            ]
+    return figures
+
+
 def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
@@ -105,6 +142,7 @@ def run(quick: bool = False) -> list:
     ]
     if quick:
         return figures
+    figures += _schedule_figures(source)
     units = {
         "segmented_matvec_p256_s2": SegmentedMatVec(wide, max_segments=2),
         "segmented_matvec_p512_s4": SegmentedMatVec(dataclasses.replace(
