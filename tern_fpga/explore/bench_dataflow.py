@@ -20,11 +20,11 @@ from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedul
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
 
-__all__ = ["DEMO_LANES", "demo_step_shapes", "run"]
+__all__ = ["DESIGN_POINTS", "demo_step_shapes", "run"]
 
-#: The demo preset's P in the dataflow design: two 128-wide rows a word.
-DEMO_LANES = 256
-DEMO_SEGMENTS = 2
+#: (P, S) of the demo preset's dataflow designs: two 128-wide rows a word at P = 256 (the
+#: quick run's), four at P = 512 (the schedule model's choice, docs/dataflow.md).
+DESIGN_POINTS = ((256, 2), (512, 4))
 ECP5_DEVICE = "ECP5-85F (Yosys + nextpnr, YoWASP)"
 
 
@@ -37,7 +37,14 @@ def demo_step_shapes():
     return layer * config.num_hidden_layers + [(config.vocab_size, d, True)]
 
 
-def _pipe_cycles(params, shapes, rng):
+def _wide(lanes: int):
+    """The demo preset at ``P = lanes``, its weight memory as many times shallower."""
+    demo = preset("demo")
+    return dataclasses.replace(demo, ternary_lanes=lanes, weight_memory_words=(
+        demo.weight_memory_words * demo.ternary_lanes // lanes))
+
+
+def _pipe_cycles(params, segments, shapes, rng):
     """The pipe on ``shapes`` back to back: (cycles, weight words), results checked."""
     from tern_fpga.sim.rtl.dataflow_pipe import run_tmvs, tmv_case  # loads Amaranth
 
@@ -45,21 +52,21 @@ def _pipe_cycles(params, shapes, rng):
     # One buffer per input width, laid out for the segments its matrices take (the rows of
     # the first of them decide; the assertion below checks the rest agree).
     first_rows = {features: rows for rows, features, _ in reversed(shapes)}
-    buffers = [(best_segments(first_rows[features], features, params, DEMO_SEGMENTS), features)
+    buffers = [(best_segments(first_rows[features], features, params, segments), features)
                for features in widths]
     if len(buffers) != 2:
         raise ValueError(f"the demo step should have two input widths, not {widths}")
-    case = tmv_case(params, DEMO_SEGMENTS,
+    case = tmv_case(params, segments,
                     [(rows, widths.index(features), no_write)
                      for rows, features, no_write in shapes], rng, buffers=buffers)
     for command, (rows, features, _) in zip(case.commands, shapes):
         # Each matrix gets the layout that takes the fewest words.
         expected = segmented_shape(rows, features, params,
-                                   best_segments(rows, features, params, DEMO_SEGMENTS))
+                                   best_segments(rows, features, params, segments))
         if command["words"] != expected.words:
             raise ValueError(f"a {rows} x {features} matrix takes {expected.words} words in its "
                              f"best layout, not the buffer's {command['words']}")
-    run = run_tmvs(params, DEMO_SEGMENTS, case)
+    run = run_tmvs(params, segments, case)
     if run.tokens != [command["token"] for command in case.commands] or \
             run.memory != case.expected_memory():
         raise RuntimeError("the matrix pipe's results differ from the golden model's")
@@ -120,36 +127,38 @@ def run(quick: bool = False) -> list:
 
     source = "tern_fpga.explore.bench_dataflow"
     demo = preset("demo")
-    wide = dataclasses.replace(demo, ternary_lanes=DEMO_LANES,
-                               weight_memory_words=demo.weight_memory_words // 2)
     shapes = demo_step_shapes()
-    cycles, words = _pipe_cycles(wide, shapes, random.Random("bench-dataflow"))
-    note = (f"demo model's {len(shapes)} matrix instructions back to back in the matrix pipe "
-            f"(P={DEMO_LANES}, up to {DEMO_SEGMENTS} rows a word, V={wide.vector_lanes}), "
-            f"Amaranth's simulator, random weights, every value and token equal to the golden "
-            f"model's")
-    figures = [
-        Figure("dataflow.demo_p256.weight_words", words, "words", "simulated", source,
-               f"the demo step's weight words at P={DEMO_LANES} in the segmented layout "
-               f"(8,448 at the preset's P=128)"),
-        Figure("dataflow.demo_p256.matrix_pipe_cycles", cycles, "cycles", "simulated", source,
-               note),
-        Figure("dataflow.demo_p256.matrix_pipe_ratio", round(cycles / words, 4), "",
-               "simulated", source, "cycles over weight words (the ideal)"),
-        Figure("dataflow.demo_p256.matrix_bound_tokens_per_s_at_100mhz",
-               round(100e6 / cycles), "tokens/s", "projected", source,
-               "100 MHz over the matrix pipe's cycles: a bound, the vector work not included"),
-    ]
+    figures = []
+    for lanes, segments in DESIGN_POINTS[:1] if quick else DESIGN_POINTS:
+        params = _wide(lanes)
+        cycles, words = _pipe_cycles(params, segments, shapes,
+                                     random.Random(f"bench-dataflow-{lanes}"))
+        note = (f"demo model's {len(shapes)} matrix instructions back to back in the matrix "
+                f"pipe (P={lanes}, up to {segments} rows a word, V={params.vector_lanes}), "
+                f"Amaranth's simulator, random weights, every value and token equal to the "
+                f"golden model's")
+        key = f"dataflow.demo_p{lanes}"
+        figures += [
+            Figure(f"{key}.weight_words", words, "words", "simulated", source,
+                   f"the demo step's weight words at P={lanes} in the segmented layout "
+                   f"(8,448 at the preset's P=128)"),
+            Figure(f"{key}.matrix_pipe_cycles", cycles, "cycles", "simulated", source, note),
+            Figure(f"{key}.matrix_pipe_ratio", round(cycles / words, 4), "", "simulated",
+                   source, "cycles over weight words (the ideal)"),
+            Figure(f"{key}.matrix_bound_tokens_per_s_at_100mhz", round(100e6 / cycles),
+                   "tokens/s", "projected", source,
+                   "100 MHz over the matrix pipe's cycles: a bound, the vector work not "
+                   "included"),
+        ]
     if quick:
         return figures
     figures += _schedule_figures(source)
     units = {
-        "segmented_matvec_p256_s2": SegmentedMatVec(wide, max_segments=2),
-        "segmented_matvec_p512_s4": SegmentedMatVec(dataclasses.replace(
-            demo, ternary_lanes=512, weight_memory_words=demo.weight_memory_words // 4),
-            max_segments=4),
+        "segmented_matvec_p256_s2": SegmentedMatVec(_wide(256), max_segments=2),
+        "segmented_matvec_p512_s4": SegmentedMatVec(_wide(512), max_segments=4),
         "row_sum_scaler_s4": RowSumScaler(demo, max_segments=4),
-        "matrix_pipe_p256_s2": MatrixPipe(wide, max_segments=2),
+        "matrix_pipe_p256_s2": MatrixPipe(_wide(256), max_segments=2),
+        "matrix_pipe_p512_s4": MatrixPipe(_wide(512), max_segments=4),
         "elementwise_v8": ElementwiseUnit(demo),
     }
     for name, component in units.items():
