@@ -90,7 +90,8 @@ SCHEDULE_POINTS = ((256, 2, 8), (256, 2, 16), (512, 4, 8), (512, 4, 16))
 
 def _schedule_figures(source):
     """The dataflow schedule of the demo model's step (explore/dataflow_schedule.py) at each
-    of :data:`SCHEDULE_POINTS`, with today's norm unit and with a 12-cycle scalar engine."""
+    of :data:`SCHEDULE_POINTS`: with today's norm unit, with a 12-cycle scalar engine, and
+    with NORMs folded into the QUANTs that read them."""
     from tern_fpga.explore.bench_core import compile_model  # here: loads torch
     from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
 
@@ -100,16 +101,23 @@ def _schedule_figures(source):
     compiled = compile_model(load_pretrained(folder), preset("demo"))
     figures = []
     for lanes, segments, vector in SCHEDULE_POINTS:
-        for engine, name in (((23, 27), "norm_today"), ((12, 12), "engine12")):
-            timing = DataflowTiming(max_segments=segments, engine_latency=engine,
-                                    norm_turnaround=13 if name == "norm_today" else 6)
+        variants = {"norm_today": DataflowTiming(max_segments=segments),
+                    "engine12": DataflowTiming(max_segments=segments, engine_latency=(12, 12),
+                                               norm_turnaround=6),
+                    "fused_norm_quant": DataflowTiming(max_segments=segments,
+                                                       fuse_norm_into_quant=True)}
+        for name, timing in variants.items():
+            engine = timing.engine_latency
             schedule = dataflow_schedule(compiled, ternary_lanes=lanes, vector_lanes=vector,
                                          timing=timing)
             key = f"dataflow.demo_schedule.p{lanes}_v{vector}_{name}"
             note = (f"demo step scheduled beat by beat on the dataflow core's units, P={lanes} "
                     f"(up to {segments} rows a word), V={vector}, scalar engine {engine[0]}/"
-                    f"{engine[1]} cycles; {schedule.matrix_busy} weight words, the matrix "
-                    f"side idle {schedule.matrix_idle} cycles waiting for activations")
+                    f"{engine[1]} cycles"
+                    + ("; each NORM that only QUANTs read folded into them (one pass, a "
+                       "numerics change not made yet)" if timing.fuse_norm_into_quant else "")
+                    + f"; {schedule.matrix_busy} weight words, the matrix side idle "
+                    f"{schedule.matrix_idle} cycles waiting for activations")
             figures += [
                 Figure(f"{key}.cycles_per_token", schedule.cycles, "cycles", "projected",
                        source, note),

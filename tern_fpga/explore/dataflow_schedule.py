@@ -61,6 +61,10 @@ class DataflowTiming:
     norm_tail: int = 5
     #: The scalar engine's latency for NORM and for QUANT.
     engine_latency: tuple[int, int] = (23, 27)
+    #: Schedule a NORM whose result only QUANTs read as part of those QUANTs: each takes the
+    #: NORM's input and makes one pass for both statistics (a numerics change the golden model
+    #: does not have; ``docs/dataflow.md``).
+    fuse_norm_into_quant: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +126,10 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
                     moment + latency
         return issue
 
-    for instruction in _step(compiled):
+    step = list(_step(compiled))
+    if timing.fuse_norm_into_quant:
+        step = _fused(step)
+    for instruction in step:
         opcode, n = instruction.opcode, instruction.length
         if opcode == Opcode.TMV:
             in_features = instruction.a * compiled_lanes     # words a row at the compiled P
@@ -179,6 +186,40 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
                              int(issue[-1]) + timing.elementwise_latency))
     cycles = max(finish for _, _, finish in timeline)
     return DataflowSchedule(cycles, matrix_busy, matrix_idle, tuple(timeline))
+
+
+def _fused(step):
+    """``step`` with each NORM whose result is read only by QUANTs (until it is overwritten)
+    removed, and those QUANTs reading the NORM's input instead."""
+    fused = list(step)
+    for index, norm in enumerate(step):
+        if norm.opcode != Opcode.NORM:
+            continue
+        result = range(norm.dst, norm.dst + norm.length)
+        readers = []
+        for later, instruction in enumerate(step[index + 1:], index + 1):
+            sources = [instruction.a] + ([instruction.b] if instruction.opcode in (
+                Opcode.MUL, Opcode.ADD, Opcode.SUB) else [])
+            if any(_overlaps(result, range(source, source + instruction.length))
+                   for source in sources if instruction.opcode != Opcode.EMBED):
+                readers.append(later)
+            if instruction.opcode not in (Opcode.TMV, Opcode.QUANT) and _overlaps(
+                    result, range(instruction.dst, instruction.dst + instruction.length)):
+                break
+            if instruction.opcode == Opcode.TMV and not instruction.flags & Flag.NO_WRITE \
+                    and _overlaps(result, range(instruction.dst,
+                                                instruction.dst + instruction.length)):
+                break
+        if readers and all(step[later].opcode == Opcode.QUANT and step[later].a == norm.dst
+                           for later in readers):
+            fused[index] = None
+            for later in readers:
+                fused[later] = dataclasses.replace(fused[later], a=norm.a)
+    return [instruction for instruction in fused if instruction is not None]
+
+
+def _overlaps(first: range, second: range) -> bool:
+    return first.start < second.stop and second.start < first.stop
 
 
 def _step(compiled):

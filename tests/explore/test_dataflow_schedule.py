@@ -125,3 +125,41 @@ def test_no_write_tmv_ends_the_step():
     schedule = dataflow_schedule(_compiled(program), ternary_lanes=256)
     quant_finish = schedule.timeline[0][2]
     assert schedule.cycles == quant_finish + 128 + MATRIX_DRAIN
+
+
+def test_fusing_folds_only_norms_that_quants_alone_read():
+    """NORM -> two QUANTs: folded (both QUANTs read the NORM's input, one pass each). NORM ->
+    MUL: kept. The folded step is shorter."""
+    from tern_fpga.explore.dataflow_schedule import _fused
+
+    program = [
+        Instruction(Opcode.EMBED, dst=0, length=128),
+        Instruction(Opcode.NORM, dst=200, a=0, b=600, length=128),
+        Instruction(Opcode.QUANT, dst=0, a=200, b=700, length=128),
+        Instruction(Opcode.TMV, dst=400, a=1, length=128),
+        Instruction(Opcode.QUANT, dst=0, a=200, b=800, length=128),
+        Instruction(Opcode.TMV, dst=600, a=1, length=128),
+        Instruction(Opcode.NORM, dst=1000, a=400, b=900, length=128),
+        Instruction(Opcode.MUL, dst=1200, a=1000, b=600, length=128),
+    ]
+    fused = _fused(program)
+    assert [instruction.opcode for instruction in fused] == [
+        Opcode.EMBED, Opcode.QUANT, Opcode.TMV, Opcode.QUANT, Opcode.TMV, Opcode.NORM,
+        Opcode.MUL]
+    assert [instruction.a for instruction in fused if instruction.opcode == Opcode.QUANT] \
+        == [0, 0]
+    plain = dataflow_schedule(_compiled(program), ternary_lanes=256)
+    folded = dataflow_schedule(_compiled(program), ternary_lanes=256,
+                               timing=DataflowTiming(fuse_norm_into_quant=True))
+    assert folded.cycles < plain.cycles
+
+
+def test_demo_step_fused_keeps_the_norms_that_element_wise_work_reads(demo_program):
+    from tern_fpga.explore.dataflow_schedule import _fused, _step
+
+    step = list(_step(demo_program))
+    fused = _fused(step)
+    norms = [instruction for instruction in step if instruction.opcode == Opcode.NORM]
+    kept = [instruction for instruction in fused if instruction.opcode == Opcode.NORM]
+    assert len(norms) == 13 and len(kept) == 4
+    assert len(fused) == len(step) - 9
