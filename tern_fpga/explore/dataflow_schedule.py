@@ -65,6 +65,10 @@ class DataflowTiming:
     #: NORM's input and makes one pass for both statistics (a numerics change the golden model
     #: does not have; ``docs/dataflow.md``).
     fuse_norm_into_quant: bool = False
+    #: When set: QUANT's second pass waits only for the reciprocal (its ``q`` does not depend on
+    #: the rsqrt), computed in this many cycles; the output scale (the engine's full latency)
+    #: need only reach the TMV's row-sum scaler, one activation pass into the TMV.
+    reciprocal_latency: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +101,7 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
     last_read = np.zeros(params.vector_memory_words, dtype=np.int64)
     buffer_ready = [0, 0]        # cycle a QUANT's last activation is in each buffer
     buffer_read = [0, 0]         # cycle the last TMV reading a buffer read its last word
+    scale_ready = [0, 0]         # cycle the scalar engine has a QUANT's output scale
     free = {"matrix": 0, "elementwise": 0, "norm": 0}
     buffer, matrix_busy, matrix_idle, timeline = 0, 0, 0, []
 
@@ -135,7 +140,10 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
             in_features = instruction.a * compiled_lanes     # words a row at the compiled P
             segments = best_segments(n, in_features, params, timing.max_segments)
             shape = segmented_shape(n, in_features, params, segments)
-            start = max(free["matrix"], buffer_ready[buffer])
+            # The scaler needs the scale with the first group's sums, a pass over the
+            # activations after the start.
+            start = max(free["matrix"], buffer_ready[buffer],
+                        scale_ready[buffer] - shape.beats)
             matrix_idle += start - free["matrix"]
             matrix_busy += shape.words
             free["matrix"] = start + shape.words
@@ -157,11 +165,14 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
         elif opcode in (Opcode.NORM, Opcode.QUANT):
             quant = opcode == Opcode.QUANT
             pass_one = stream(0, n, [instruction.a], None, 0, free["norm"])
-            turnaround = timing.norm_turnaround + int(math.log2(lanes)) \
-                + timing.engine_latency[quant]
-            second = int(pass_one[-1]) + 1 + turnaround
+            turnaround = timing.norm_turnaround + int(math.log2(lanes))
+            engine_done = int(pass_one[-1]) + 1 + turnaround + timing.engine_latency[quant]
+            second = engine_done
             if quant:
                 buffer ^= 1
+                if timing.reciprocal_latency is not None:
+                    second = int(pass_one[-1]) + 1 + turnaround + timing.reciprocal_latency
+                scale_ready[buffer] = engine_done
                 second = max(second, buffer_read[buffer] + 1)
                 pass_two = stream(second, n, [instruction.a], None, 0, 0)
                 buffer_ready[buffer] = int(pass_two[-1]) + timing.norm_tail

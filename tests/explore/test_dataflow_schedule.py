@@ -163,3 +163,20 @@ def test_demo_step_fused_keeps_the_norms_that_element_wise_work_reads(demo_progr
     kept = [instruction for instruction in fused if instruction.opcode == Opcode.NORM]
     assert len(norms) == 13 and len(kept) == 4
     assert len(fused) == len(step) - 9
+
+
+def test_quant_second_pass_on_the_reciprocal_alone():
+    """With the reciprocal in 5 cycles QUANT's second pass starts at 79 + 1 + 16 + 5 = 101 (not
+    123) and fills the buffer at 107, but the TMV's scaler needs the scale (the engine's 27
+    cycles, at 123) with its first group's sums, one activation beat in: it starts at 122."""
+    program = [
+        Instruction(Opcode.EMBED, dst=0, length=16),
+        Instruction(Opcode.ADD, dst=32, a=0, b=16, length=16),
+        Instruction(Opcode.NORM, dst=64, a=32, b=200, length=16),
+        Instruction(Opcode.QUANT, dst=0, a=64, b=300, length=16),
+        Instruction(Opcode.TMV, dst=96, a=1, length=128),
+    ]
+    schedule = dataflow_schedule(_compiled(program), ternary_lanes=256,
+                                 timing=DataflowTiming(reciprocal_latency=5))
+    assert schedule.timeline[3] == ("QUANT", 78, 107)
+    assert schedule.timeline[4] == ("TMV", 122, 122 + 64 + MATRIX_DRAIN)
