@@ -23,11 +23,12 @@ Stages (:attr:`ElementwiseUnit.latency`): 1 operands; 2 the sigmoid table's entr
 segment's address in each of its banks (ROMs in logic); 3 the addressed bank's entry; 4 the
 interpolation product ``step * fraction``; 5 the sigmoid, the sum of ADD/SUB/ONE_MINUS, EMBED's
 shift by a multiple of four; 6 the multiplier's operands (``b`` for MUL, the sigmoid for SILU),
-the rest of EMBED's shift, the saturated sum; 7 the four partial products and the side result
-(SIGMOID's, EMBED's or the sum); 8 the middle products' sum; 9 the low and high halves of
-``product + 2**(frac_bits - 1)``; 10 the carry into the high half; 11 saturation and the
-choice of result. The operation travels down the pipeline
-decoded into one flag a choice, so no choice waits for a decoder.
+the rest of EMBED's shift, the saturated sum; 7 the operands again (a register beside the DSPs)
+and the side result (SIGMOID's, EMBED's or the sum); 8 the four partial products; 9 the
+products again (a register beside each DSP); 10 the middle products' sum; 11 the low and high
+halves of ``product + 2**(frac_bits - 1)``; 12 the carry into the high half; 13 whether the
+quotient fits (and its sign); 14 saturation and the choice of result. The operation travels
+down the pipeline decoded into one flag a choice, so no choice waits for a decoder.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from tern_fpga.contracts.isa import BINARY_OPERATIONS, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CreditedOutput, delay, register
 from tern_fpga.hw.row_unit import (  # shared; row_unit.py is a design source
+    _limit,
     _saturate,
     max_length,
     operand_layout,
@@ -104,7 +106,7 @@ class ElementwiseUnit(wiring.Component):
     """
 
     #: Cycles from a beat passing to its result entering the output FIFO.
-    latency = 11
+    latency = 14
 
     def __init__(self, params: AcceleratorParameters):
         if not isinstance(params, AcceleratorParameters):
@@ -215,7 +217,7 @@ class ElementwiseUnit(wiring.Component):
     # Datapath -------------------------------------------------------------------------------
 
     def _elaborate_lane(self, m, stages, banks, lane):
-        """One lane's stages 1 to 10; returns the value its output register (stage 11) loads."""
+        """One lane's stages 1 to 13; returns the value its output register (stage 14) loads."""
         params = self._params
         width = params.vector_bits
 
@@ -264,32 +266,42 @@ class ElementwiseUnit(wiring.Component):
         embedded = stage((coarse << flag(5, "shift")[:2])[:width], "embedded", 6)
         saturated = stage(_saturate(total, width), "saturated", 6, signed(width))
         sigmoid = stage(sigmoid, "sigmoid", 6)
-        # 7: four partial products, one DSP each; the side result.
+        # 7: the operands again, a register that feeds only multipliers (so that the placer
+        # can put it beside them); 8: four partial products, one DSP each; 9: the products
+        # again, a register fed only by a multiplier. The DSP's own paths in and out are the
+        # unit's longest (fabric to the DSP row and back).
+        multiplicand = stage(multiplicand, "multiplicand", 7)
+        factor = stage(factor, "factor", 7)
         (a_high, a_low), (f_high, f_low) = ((value[HALF:].as_signed(), value[:HALF])
                                             for value in (multiplicand, factor))
-        high_high = stage(a_high * f_high, "high_high", 7)
-        high_low = stage(a_high * f_low, "high_low", 7)
-        low_high = stage(a_low * f_high, "low_high", 7)
-        low_low = stage(a_low * f_low, "low_low", 7)
+        high_high, high_low, low_high, low_low = (
+            stage(stage(left * right, name, 8), name, 9) for left, right, name in (
+                (a_high, f_high, "high_high"), (a_high, f_low, "high_low"),
+                (a_low, f_high, "low_high"), (a_low, f_low, "low_low")))
         side = stage(Mux(flag(6, "sigmoid"), sigmoid, Mux(flag(6, "embed"), embedded,
                                                            saturated)), "side", 7, signed(width))
-        # 8: product + 2**(frac_bits - 1) = outer + middle, with outer = high_high * 2**32 +
+        # 10: product + 2**(frac_bits - 1) = outer + middle, with outer = high_high * 2**32 +
         # low_low (no overlap: a concatenation) and middle = the middle products' sum * 2**16
         # with the rounding constant below it.
-        outer = stage(Cat(low_low, high_high).as_signed(), "outer", 8)
-        middle_sum = stage(high_low + low_high, "middle", 8)
+        outer = stage(Cat(low_low, high_high).as_signed(), "outer", 10)
+        middle_sum = stage(high_low + low_high, "middle", 10)
         middle = Cat(Const(1 << (params.frac_bits - 1), HALF), middle_sum).as_signed()
-        # 9: the two halves of outer + middle, the low one with its carry out.
-        low_half = stage(outer[:2 * HALF] + middle[:2 * HALF], "low_half", 9)
+        # 11: the two halves of outer + middle, the low one with its carry out.
+        low_half = stage(outer[:2 * HALF] + middle[:2 * HALF], "low_half", 11)
         high_half = stage(outer[2 * HALF:].as_signed() + middle[2 * HALF:].as_signed(),
-                          "high_half", 9)
-        # 10: the carry; the rounded product shifted right by frac_bits.
+                          "high_half", 11)
+        # 12: the carry; the rounded product shifted right by frac_bits.
         rounded = Cat(low_half[:2 * HALF], high_half + low_half[2 * HALF]).as_signed()
-        quotient = stage(rounded >> params.frac_bits, "quotient", 10)
-        for number in (8, 9, 10):
+        quotient = stage(rounded >> params.frac_bits, "quotient", 12)
+        # 13: whether the quotient fits the lanes, and its sign; the low bits.
+        upper = quotient[width - 1:]
+        fits = stage(upper.all() | ~upper.any(), "fits", 13)
+        negative = stage(quotient[-1], "negative", 13)
+        quotient = stage(quotient[:width], "quotient", 13)
+        for number in (8, 9, 10, 11, 12, 13):
             side = stage(side, "side", number)
-        # 11 (the caller's register): saturate; choose.
-        return Mux(flag(10, "product"), _saturate(quotient, width), side)
+        # 14 (the caller's register): saturate; choose.
+        return Mux(flag(13, "product"), Mux(fits, quotient, _limit(negative, width)), side)
 
 
 def _sigmoid_banks(params: AcceleratorParameters) -> list[Memory]:

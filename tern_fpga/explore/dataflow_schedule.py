@@ -43,8 +43,8 @@ __all__ = ["DataflowSchedule", "DataflowTiming", "dataflow_schedule"]
 #: one TMV alone in ``MatrixPipe`` at P = 256 takes its words plus 26 cycles from the command to
 #: its ``done`` (``tests/explore/test_dataflow_schedule.py`` checks this in simulation).
 MATRIX_DRAIN = 25
-#: ``ElementwiseUnit.latency`` (12), its output FIFO (2), a vector-memory read and a write.
-ELEMENTWISE_LATENCY = 16
+#: ``ElementwiseUnit.latency`` (14), its output FIFO (2), a vector-memory read and a write.
+ELEMENTWISE_LATENCY = 18
 
 
 @dataclasses.dataclass(frozen=True)

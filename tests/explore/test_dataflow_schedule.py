@@ -23,6 +23,13 @@ def _compiled(program, params=None):
                            program=[*program, Instruction(Opcode.HALT)])
 
 
+def test_elementwise_latency_is_the_units():
+    from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # loads Amaranth
+
+    # The unit, its output FIFO's two cycles, a vector-memory read and a write.
+    assert ELEMENTWISE_LATENCY == ElementwiseUnit.latency + 4
+
+
 def test_a_small_program_worked_by_hand():
     """V = 8: EMBED (2 beats) -> ADD streams behind it -> NORM (two passes around the scalar
     engine) -> QUANT -> a 128 x 128 TMV at P = 256, two rows a word (64 words)."""
@@ -33,7 +40,8 @@ def test_a_small_program_worked_by_hand():
         Instruction(Opcode.QUANT, dst=0, a=64, b=300, length=16),
         Instruction(Opcode.TMV, dst=96, a=1, length=128),
     ]
-    schedule = dataflow_schedule(_compiled(program), ternary_lanes=256)
+    schedule = dataflow_schedule(_compiled(program), ternary_lanes=256,
+                                 timing=DataflowTiming(elementwise_latency=16))
     # EMBED issues at 0 and 1, written 16 later; ADD's beats wait for them (16, 17) and write
     # at 32, 33; NORM's first pass reads them (32, 33), its second starts after 13 + log2 8 +
     # 23 cycles (73, 74) and writes 5 later; QUANT's first pass takes them at 78, 79, its second
@@ -177,6 +185,7 @@ def test_quant_second_pass_on_the_reciprocal_alone():
         Instruction(Opcode.TMV, dst=96, a=1, length=128),
     ]
     schedule = dataflow_schedule(_compiled(program), ternary_lanes=256,
-                                 timing=DataflowTiming(reciprocal_latency=5))
+                                 timing=DataflowTiming(elementwise_latency=16,
+                                                       reciprocal_latency=5))
     assert schedule.timeline[3] == ("QUANT", 78, 107)
     assert schedule.timeline[4] == ("TMV", 122, 122 + 64 + MATRIX_DRAIN)
