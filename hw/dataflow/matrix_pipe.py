@@ -31,11 +31,12 @@ both backends serve it; the activation port is a block-RAM read port (data one c
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.dataflow.pipeline import delay, register
 from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler
 from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec
 from tern_fpga.hw.dataflow.segmented_matvec import command_layout as matvec_command_layout
@@ -230,26 +231,40 @@ class MatrixPipe(wiring.Component):
 
     def _elaborate_argmax(self, m, matvec, tokens):
         """Each command's ArgMax over its raw row sums, into ``tokens`` at its last beat: the
-        first maximum of a beat (registered), then against the command's running best."""
+        first maximum of a beat (a registered tree, ``log2 S`` levels), then against the
+        command's running best."""
         segments = self._max_segments
         beat = matvec.result.payload
         fire = matvec.result.valid & matvec.result.ready
-        beat_best, beat_lane = beat.sums[0], 0
-        for lane in range(1, segments):
-            # Lanes from count on are not rows; a later lane wins only if strictly larger.
-            wins = (lane < beat.count) & (beat.sums[lane] > beat_best)
-            beat_best = Mux(wins, beat.sums[lane], beat_best)
-            beat_lane = Mux(wins, lane, beat_lane)
         row_base = Signal.like(tokens.input.token)    # the beat's first row: the sum of counts
-        beat_valid = Signal()
-        beat_best_q = Signal.like(beat.sums[0])
-        beat_row_q = Signal.like(row_base)
-        beat_last_q = Signal()
-        m.d.sync += beat_valid.eq(fire)
         with m.If(fire):
-            m.d.sync += [beat_best_q.eq(beat_best), beat_row_q.eq(row_base + beat_lane),
-                         beat_last_q.eq(beat.last),
-                         row_base.eq(Mux(beat.last, 0, row_base + beat.count))]
+            m.d.sync += row_base.eq(Mux(beat.last, 0, row_base + beat.count))
+        # The beat's first maximum by a tree of registered pairwise levels: the right entry
+        # (higher lanes) wins only if it is a row (lanes from count on are not) and strictly
+        # larger, so ties go to the lower lane; the left entry always holds lane 0's group.
+        entries = [(register(m, beat.sums[lane], f"argmax_sum{lane}_0"), Const(lane),
+                    register(m, lane < beat.count, f"argmax_row{lane}_0"))
+                   for lane in range(segments)]
+        tag = {"valid": register(m, fire, "argmax_valid_0", reset_less=False),
+               "last": register(m, beat.last, "argmax_last_0"),
+               "base": register(m, row_base, "argmax_base_0")}
+        level = 0
+        while len(entries) > 1:
+            level += 1
+            paired = []
+            for (left, left_lane, left_row), (right, right_lane, right_row) in zip(
+                    entries[0::2], entries[1::2]):
+                wins = right_row & (right > left)
+                paired.append((register(m, Mux(wins, right, left), f"argmax_sum_{level}"),
+                               register(m, Mux(wins, right_lane, left_lane),
+                                        f"argmax_lane_{level}"),
+                               register(m, left_row, f"argmax_row_{level}")))
+            entries, tag = paired, delay(m, tag, f"argmax_{level}")
+        [(beat_best, beat_lane, _)] = entries
+        beat_valid = register(m, tag["valid"], "beat_valid", reset_less=False)
+        beat_best_q = register(m, beat_best, "beat_best_q")
+        beat_row_q = register(m, tag["base"] + beat_lane, "beat_row_q", shape=row_base.shape())
+        beat_last_q = register(m, tag["last"], "beat_last_q")
         best = Signal.like(beat.sums[0])
         best_row = Signal.like(row_base)
         first_beat = Signal(init=1)
