@@ -9,12 +9,15 @@ the bit length of ``m``, ``A = activation_max`` and ``B = reciprocal_bits``.
 With ``m`` normalised to ``n = m * 2**(W - e)`` in ``[2**(W-1), 2**W)`` (``W = vector_bits``,
 as ``|u| <= 2**(W-1)``), ``R = floor(A * 2**(B + W) / n)`` exactly: a constant over ``n``, with
 fewer than ``B + bitlength(2A)`` quotient bits. A restoring divider finds them,
-``bits_per_cycle`` a cycle, after a stage that finds ``e`` and one that shifts ``m``.
+``bits_per_cycle`` a cycle, after a stage that finds ``e``, one that shifts ``m`` and one that
+forms the multiples ``k * n`` (``k < 2**bits_per_cycle``). Each cycle subtracts every multiple
+from the shifted remainder at once (one carry chain deep) and keeps the largest difference that
+is not negative: radix ``2**bits_per_cycle``, not ``bits_per_cycle`` compares in a row.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,7 +46,8 @@ class Reciprocal(wiring.Component):
     ----------
     params : tern_fpga.contracts.params.AcceleratorParameters
     bits_per_cycle : int
-        Quotient bits the divider finds a cycle (1 to 4; two compares in a row at 2).
+        Quotient bits the divider finds a cycle (1 to 3): ``2**bits_per_cycle - 1`` subtractors
+        side by side.
 
     Members
     -------
@@ -56,8 +60,8 @@ class Reciprocal(wiring.Component):
     def __init__(self, params: AcceleratorParameters, *, bits_per_cycle: int = 2):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
-        if bits_per_cycle not in range(1, 5):
-            raise ValueError(f"bits_per_cycle must be 1 to 4, not {bits_per_cycle!r}")
+        if bits_per_cycle not in range(1, 4):
+            raise ValueError(f"bits_per_cycle must be 1 to 3, not {bits_per_cycle!r}")
         self._params = params
         self._bits_per_cycle = bits_per_cycle
         super().__init__({
@@ -72,8 +76,9 @@ class Reciprocal(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from the edge that takes ``largest`` to the first edge that can take
-        ``result``: the bit length, the shift, the division's cycles, the result."""
-        return 3 + self.division_cycles
+        ``result``: the bit length, the shift, the multiples, the division's cycles, the
+        result."""
+        return 4 + self.division_cycles
 
     def elaborate(self, platform):
         m = Module()
@@ -83,17 +88,22 @@ class Reciprocal(wiring.Component):
         # The quotient is found from its top bit; the dividend's bits below that are zero.
         start = params.activation_max << (params.reciprocal_bits + width - steps)
 
+        radix = 1 << per_cycle
         value = Signal(width)                       # m (at least 1)
         length = Signal(range(width + 1))           # e
         zeros = Signal(range(width))                # W - e, the normalising shift
         divisor = Signal(width)                     # n = m << (W - e)
+        multiples = [Signal(width + per_cycle, name=f"multiple{k}") for k in range(1, radix)]
         remainder = Signal(width + 1)
         quotient = Signal(steps)
         count = Signal(range(self.division_cycles + 1))
-        phase = Signal(range(4))                    # 0 idle, 1 length, 2 shift, 3 divide
-        done = Signal()
+        # One register a phase (one-hot), so that every choice is a register's output.
+        measuring, shifting, multiplying, dividing, done = (
+            Signal(name=name) for name in ("measuring", "shifting", "multiplying", "dividing",
+                                           "done"))
+        idle = ~(measuring | shifting | multiplying | dividing | done)
 
-        m.d.comb += [self.largest.ready.eq((phase == 0) & ~done),
+        m.d.comb += [self.largest.ready.eq(idle),
                      self.result.valid.eq(done),
                      self.result.payload.reciprocal.eq(quotient),
                      self.result.payload.shift.eq(params.reciprocal_bits + length)]
@@ -101,31 +111,39 @@ class Reciprocal(wiring.Component):
             m.d.sync += done.eq(0)
         with m.If(self.largest.valid & self.largest.ready):
             m.d.sync += [value.eq(Mux(self.largest.payload == 0, 1, self.largest.payload)),
-                         phase.eq(1)]
-        with m.If(phase == 1):
-            # The bit length: the highest set bit's index plus one (a priority chain, the
-            # top bit last so that it wins).
+                         measuring.eq(1)]
+        with m.If(measuring):
+            # The bit length and the leading zeros: a priority chain, the top bit last so
+            # that it wins.
             bit_length, leading = 0, width - 1
             for bit in range(width):
                 bit_length = Mux(value[bit], bit + 1, bit_length)
                 leading = Mux(value[bit], width - 1 - bit, leading)
-            m.d.sync += [length.eq(bit_length), zeros.eq(leading), phase.eq(2)]
-        with m.If(phase == 2):
-            m.d.sync += [divisor.eq(value << zeros), remainder.eq(start),
-                         quotient.eq(0), count.eq(0), phase.eq(3)]
-        with m.If(phase == 3):
-            partial, bits = remainder, []
-            for _ in range(per_cycle):
-                shifted = Signal(width + 2)
-                m.d.comb += shifted.eq(partial << 1)
-                fits = shifted >= divisor
-                partial = Mux(fits, shifted - divisor, shifted)[:width + 1]
-                bits.append(fits)
-            new_bits = 0
-            for fits in bits:
-                new_bits = (new_bits << 1) | fits
-            m.d.sync += [remainder.eq(partial), count.eq(count + 1),
-                         quotient.eq((quotient << per_cycle) | new_bits)]
+            m.d.sync += [length.eq(bit_length), zeros.eq(leading), measuring.eq(0),
+                         shifting.eq(1)]
+        with m.If(shifting):
+            m.d.sync += [divisor.eq(value << zeros), shifting.eq(0), multiplying.eq(1)]
+        with m.If(multiplying):
+            # k * n by shifts and adds (a product by a constant would take a DSP).
+            m.d.sync += [multiple.eq(sum(divisor << bit for bit in range(per_cycle)
+                                         if k >> bit & 1))
+                         for k, multiple in enumerate(multiples, 1)]
+            m.d.sync += [remainder.eq(start), quotient.eq(0), count.eq(0), multiplying.eq(0),
+                         dividing.eq(1)]
+        with m.If(dividing):
+            # The remainder stays below n, so every difference fits width + per_cycle + 1
+            # signed bits; they fall with k, so the digit is the number that are not negative.
+            shifted = Signal(width + 1 + per_cycle)
+            m.d.comb += shifted.eq(remainder << per_cycle)
+            chosen, digit = shifted, 0
+            for k, multiple in enumerate(multiples, 1):
+                difference = Signal(signed(width + per_cycle + 2), name=f"difference{k}")
+                m.d.comb += difference.eq(shifted - multiple)
+                fits = ~difference[-1]
+                chosen = Mux(fits, difference, chosen)
+                digit = Mux(fits, k, digit)
+            m.d.sync += [remainder.eq(chosen[:width + 1]), count.eq(count + 1),
+                         quotient.eq((quotient << per_cycle) | digit)]
             with m.If(count == self.division_cycles - 1):
-                m.d.sync += [phase.eq(0), done.eq(1)]
+                m.d.sync += [dividing.eq(0), done.eq(1)]
         return m
