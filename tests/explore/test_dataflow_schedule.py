@@ -17,6 +17,16 @@ from tern_fpga.explore.dataflow_schedule import (
     dataflow_schedule,
 )
 
+#: V = 8: EMBED (2 beats) -> ADD streams behind it -> NORM (two passes around the scalar
+#: engine) -> QUANT -> a 128 x 128 TMV at P = 256, two rows a word (64 words).
+HAND_PROGRAM = [
+    Instruction(Opcode.EMBED, dst=0, length=16),
+    Instruction(Opcode.ADD, dst=32, a=0, b=16, length=16),
+    Instruction(Opcode.NORM, dst=64, a=32, b=200, length=16),
+    Instruction(Opcode.QUANT, dst=0, a=64, b=300, length=16),
+    Instruction(Opcode.TMV, dst=96, a=1, length=128),
+]
+
 
 def _compiled(program, params=None):
     return SimpleNamespace(params=params or preset("demo"), entry_points={"step": 0},
@@ -31,16 +41,8 @@ def test_elementwise_latency_is_the_units():
 
 
 def test_a_small_program_worked_by_hand():
-    """V = 8: EMBED (2 beats) -> ADD streams behind it -> NORM (two passes around the scalar
-    engine) -> QUANT -> a 128 x 128 TMV at P = 256, two rows a word (64 words)."""
-    program = [
-        Instruction(Opcode.EMBED, dst=0, length=16),
-        Instruction(Opcode.ADD, dst=32, a=0, b=16, length=16),
-        Instruction(Opcode.NORM, dst=64, a=32, b=200, length=16),
-        Instruction(Opcode.QUANT, dst=0, a=64, b=300, length=16),
-        Instruction(Opcode.TMV, dst=96, a=1, length=128),
-    ]
-    schedule = dataflow_schedule(_compiled(program), ternary_lanes=256,
+    """HAND_PROGRAM, with an element-wise latency of 16."""
+    schedule = dataflow_schedule(_compiled(HAND_PROGRAM), ternary_lanes=256,
                                  timing=DataflowTiming(elementwise_latency=16))
     # EMBED issues at 0 and 1, written 16 later; ADD's beats wait for them (16, 17) and write
     # at 32, 33; NORM's first pass reads them (32, 33), its second starts after 13 + log2 8 +
@@ -177,14 +179,7 @@ def test_quant_second_pass_on_the_reciprocal_alone():
     """With the reciprocal in 5 cycles QUANT's second pass starts at 79 + 1 + 16 + 5 = 101 (not
     123) and fills the buffer at 107, but the TMV's scaler needs the scale (the engine's 27
     cycles, at 123) with its first group's sums, one activation beat in: it starts at 122."""
-    program = [
-        Instruction(Opcode.EMBED, dst=0, length=16),
-        Instruction(Opcode.ADD, dst=32, a=0, b=16, length=16),
-        Instruction(Opcode.NORM, dst=64, a=32, b=200, length=16),
-        Instruction(Opcode.QUANT, dst=0, a=64, b=300, length=16),
-        Instruction(Opcode.TMV, dst=96, a=1, length=128),
-    ]
-    schedule = dataflow_schedule(_compiled(program), ternary_lanes=256,
+    schedule = dataflow_schedule(_compiled(HAND_PROGRAM), ternary_lanes=256,
                                  timing=DataflowTiming(elementwise_latency=16,
                                                        reciprocal_latency=5))
     assert schedule.timeline[3] == ("QUANT", 78, 107)

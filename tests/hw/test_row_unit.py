@@ -9,8 +9,6 @@ micro preset) and ``V`` = 8 (the demo preset), one build each (see ``row_unit_co
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from tern_fpga.contracts.isa import RowOperation
 from tern_fpga.contracts.numerics import Scale
@@ -28,8 +26,7 @@ from tern_fpga.sim.rtl.cocotb_support import build_component
 from tern_fpga.sim.rtl.testbenches.row_unit import (
     check_results,
     make_jobs,
-    result_beat_count,
-    stream_payloads,
+    simulate,
 )
 
 
@@ -87,51 +84,7 @@ def test_golden_refuses_wrong_operands():
 
 
 def _simulate(params, jobs, *, probability: float, seed: int):
-    """Run ``jobs`` through the unit in Amaranth's simulator. Returns the result payloads and
-    the cycles at which the first ``a`` beat and the first result moved."""
-    unit = RowUnit(params)
-    commands, a_beats, b_beats = stream_payloads(params, jobs, padding_seed=seed)
-    count = result_beat_count(params, jobs)
-    rng = np.random.default_rng(seed)
-    results, first = [], {}
-
-    def sender(port, payloads, name):
-        async def send(ctx):
-            await _send(ctx, port, payloads, name)
-        return send
-
-    async def _send(ctx, port, payloads, name):
-        for payload in payloads:
-            while rng.random() >= probability:
-                await ctx.tick()
-            ctx.set(port.payload.as_value(), payload)
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            first.setdefault(name, ctx.get(cycle))
-            ctx.set(port.valid, 0)
-
-    async def receive(ctx):
-        while len(results) < count:
-            ready = rng.random() < probability
-            ctx.set(unit.result.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(unit.result.valid,
-                                                           unit.result.payload.as_value())
-            if ready and valid:
-                first.setdefault("result", ctx.get(cycle))
-                results.append(payload)
-
-    cycle = Signal(16)
-    top = Module()
-    top.submodules.unit = unit
-    top.d.sync += cycle.eq(cycle + 1)
-    simulator = Simulator(top)
-    simulator.add_clock(1e-8)
-    for name, port, payloads in (("command", unit.command, commands), ("a", unit.a, a_beats),
-                                 ("b", unit.b, b_beats)):
-        simulator.add_testbench(sender(port, payloads, name), background=True)
-    simulator.add_testbench(receive)
-    simulator.run()
-    return results, first
+    return simulate(RowUnit(params), params, jobs, probability=probability, seed=seed)
 
 
 @pytest.mark.parametrize("lanes", [1, 2])

@@ -28,7 +28,8 @@ from tern_fpga.sim.rtl.cocotb_support import (
     test_config,
 )
 
-__all__ = ["RowJob", "check_results", "make_jobs", "stream_payloads", "unpack_result"]
+__all__ = ["RowJob", "check_results", "make_jobs", "simulate", "stream_payloads",
+           "unpack_result"]
 
 
 @dataclasses.dataclass
@@ -155,6 +156,63 @@ def stream_payloads(params, jobs, *, padding_seed: int = 0, layout=None):
         if job.b is not None:
             b_beats += _beats(params, job.b, rng)
     return commands, a_beats, b_beats
+
+
+def simulate(unit, params, jobs, *, probability: float, seed: int, layout=None):
+    """Run ``jobs`` through ``unit`` (a row unit or an element-wise unit; ``layout`` its
+    command's, see :func:`stream_payloads`) in Amaranth's simulator, every stream valid or
+    ready with ``probability`` a cycle. Returns the result payloads and the cycles at which
+    the first command, ``a`` and ``b`` beats moved, the first result (``result``) and the last
+    (``final``). Asserts that ``unit.busy`` is low after the last result."""
+    # here, not at the top: loads Amaranth (the cocotb test does without it)
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator  # here, not at the top: loads Amaranth
+
+    commands, a_beats, b_beats = stream_payloads(params, jobs, padding_seed=seed,
+                                                 layout=layout)
+    count = result_beat_count(params, jobs)
+    rng = np.random.default_rng(seed)
+    results, moments = [], {}
+    cycle = Signal(32)
+
+    def sender(port, payloads, name):
+        async def send(ctx):
+            for payload in payloads:
+                while rng.random() >= probability:
+                    ctx.set(port.valid, 0)
+                    await ctx.tick()
+                ctx.set(port.payload.as_value(), payload)
+                ctx.set(port.valid, 1)
+                await ctx.tick().until(port.ready)
+                moments.setdefault(name, ctx.get(cycle))
+            ctx.set(port.valid, 0)
+        return send
+
+    async def receive(ctx):
+        while len(results) < count:
+            ready = rng.random() < probability
+            ctx.set(unit.result.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(unit.result.valid,
+                                                           unit.result.payload.as_value())
+            if ready and valid:
+                moments.setdefault("result", ctx.get(cycle))
+                moments["final"] = ctx.get(cycle)
+                results.append(payload)
+        ctx.set(unit.result.ready, 0)
+        await ctx.tick()
+        assert not ctx.get(unit.busy), "busy after the last result"
+
+    top = Module()
+    top.submodules.unit = unit
+    top.d.sync += cycle.eq(cycle + 1)
+    simulator = Simulator(top)
+    simulator.add_clock(1e-8)
+    for name, port, payloads in (("command", unit.command, commands), ("a", unit.a, a_beats),
+                                 ("b", unit.b, b_beats)):
+        simulator.add_testbench(sender(port, payloads, name), background=True)
+    simulator.add_testbench(receive)
+    simulator.run()
+    return results, moments
 
 
 def _beats(params, values, rng) -> list[int]:

@@ -6,69 +6,19 @@ Verilator through cocotb (the row unit's testbench, demo preset)."""
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
 
 from tern_fpga.contracts.isa import RowOperation
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.elementwise import OPERATIONS, ElementwiseUnit, command_layout
 from tern_fpga.sim.rtl.cocotb_support import build_component
-from tern_fpga.sim.rtl.testbenches.row_unit import (
-    check_results,
-    make_jobs,
-    result_beat_count,
-    stream_payloads,
-)
+from tern_fpga.sim.rtl.testbenches.row_unit import check_results, make_jobs, simulate
 
 
 def _simulate(params, jobs, *, probability: float, seed: int):
-    """Run ``jobs`` through the unit. Returns the result payloads, the cycle of the first
-    ``a`` beat, of the first result and of the last, and the unit."""
+    """Run ``jobs`` through a new unit; returns the results, the moments and the unit."""
     unit = ElementwiseUnit(params)
-    commands, a_beats, b_beats = stream_payloads(params, jobs, padding_seed=seed,
-                                                 layout=command_layout(params))
-    count = result_beat_count(params, jobs)
-    rng = np.random.default_rng(seed)
-    results, moments = [], {}
-
-    def sender(port, payloads, name):
-        async def send(ctx):
-            for payload in payloads:
-                while rng.random() >= probability:
-                    ctx.set(port.valid, 0)
-                    await ctx.tick()
-                ctx.set(port.payload.as_value(), payload)
-                ctx.set(port.valid, 1)
-                await ctx.tick().until(port.ready)
-                moments.setdefault(name, ctx.get(cycle))
-            ctx.set(port.valid, 0)
-        return send
-
-    async def receive(ctx):
-        while len(results) < count:
-            ready = rng.random() < probability
-            ctx.set(unit.result.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(unit.result.valid,
-                                                           unit.result.payload.as_value())
-            if ready and valid:
-                moments.setdefault("result", ctx.get(cycle))
-                moments["final"] = ctx.get(cycle)
-                results.append(payload)
-        ctx.set(unit.result.ready, 0)
-        await ctx.tick()
-        assert not ctx.get(unit.busy), "busy after the last result"
-
-    cycle = Signal(32)
-    top = Module()
-    top.submodules.unit = unit
-    top.d.sync += cycle.eq(cycle + 1)
-    simulator = Simulator(top)
-    simulator.add_clock(1e-8)
-    for name, port, payloads in (("command", unit.command, commands), ("a", unit.a, a_beats),
-                                 ("b", unit.b, b_beats)):
-        simulator.add_testbench(sender(port, payloads, name), background=True)
-    simulator.add_testbench(receive)
-    simulator.run()
+    results, moments = simulate(unit, params, jobs, probability=probability, seed=seed,
+                                layout=command_layout(params))
     return results, moments, unit
 
 
