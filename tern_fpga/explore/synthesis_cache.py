@@ -155,17 +155,11 @@ def unit_module(unit: str) -> str:
 def unit_logic(unit: str, params: AcceleratorParameters, family: str) -> int:
     """LUT4s of one unit synthesised alone (``matvec``, ``row`` or ``norm``); on ECP5 a CCU2C
     counts as two. The norm unit on ECP5 goes through the classic ABC mapping
-    (``tern_fpga.explore.bench_norm_quantizer``: ABC9 fails on it)."""
+    (``synthesize(mapping="abc")``: ABC9 fails on it)."""
     from tern_fpga.hw.synthesis import synthesize  # here, not at the top: loads Amaranth
 
-    if unit == "norm" and family == "ecp5":
-        # here, not at the top: loads Amaranth
-        from tern_fpga.explore.bench_norm_quantizer import _synthesize_ecp5
-
-        with tempfile.TemporaryDirectory() as folder:
-            cells = _synthesize_ecp5(_unit_component(unit, params), Path(folder))
-    else:
-        cells = synthesize(_unit_component(unit, params), family).mapped
+    mapping = "abc" if unit == "norm" and family == "ecp5" else "abc9"
+    cells = synthesize(_unit_component(unit, params), family, mapping=mapping).mapped
     if family == "ecp5":
         return cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
     return cells.get("SB_LUT4", 0)
