@@ -74,5 +74,5 @@ def test_latency():
 
 
 def test_refuses_bad_arguments():
-    with pytest.raises(ValueError, match="bits_per_cycle must be 1 to 4"):
-        Reciprocal(PRESETS["demo"], bits_per_cycle=5)
+    with pytest.raises(ValueError, match="bits_per_cycle must be 1 to 3"):
+        Reciprocal(PRESETS["demo"], bits_per_cycle=4)
