@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.hw.dataflow.pipeline import CreditedOutput, delay, register
+from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
 from tern_fpga.hw.row_unit import (  # shared; row_unit.py is a design source
     _limit,
     _saturate,
@@ -161,39 +161,19 @@ class ElementwiseUnit(wiring.Component):
         """Command register, beat counter and handshakes. Returns the beat's tag (valid, shift,
         mask, last and the operation's flags) at each stage, 1 to :attr:`latency`."""
         params, lanes = self._params, self._params.vector_lanes
-        lane_bits = lanes.bit_length() - 1
-        command = self.command.payload
-        active = Signal()
-        beat = Signal(range(-(-max_length(params) // lanes)))
-        last_beat = Signal.like(beat)
-        last_mask = Signal(lanes)
-        operation = Signal(RowOperation)
-        shift = Signal.like(command.shift)
-
-        at_last = beat == last_beat
+        beats = CommandBeats(m, self.command, lanes, max_length(params),
+                             fields=("operation", "shift"))
+        operation, shift = beats.fields["operation"], beats.fields["shift"]
         binary = Cat(operation == member for member in BINARY_OPERATIONS).any()
-        open_ = active & output.available
+        open_ = beats.active & output.available
         fire = open_ & self.a.valid & (self.b.valid | ~binary)
         m.d.comb += [
             self.a.ready.eq(open_ & (self.b.valid | ~binary)),
             self.b.ready.eq(open_ & binary & self.a.valid),
-            self.command.ready.eq(~active | (fire & at_last)),
-            self.busy.eq(active | ~output.idle),
+            self.busy.eq(beats.active | ~output.idle),
         ]
         output.admit(m, fire)
-        with m.If(fire):
-            m.d.sync += beat.eq(beat + 1)
-            with m.If(at_last):
-                m.d.sync += active.eq(0)
-        # After the counter's update, so that a command taken with the last beat wins.
-        with m.If(self.command.valid & self.command.ready):
-            final_lane = (command.length - 1)[:lane_bits]
-            m.d.sync += [
-                active.eq(1), beat.eq(0), operation.eq(command.operation),
-                shift.eq(command.shift),
-                last_beat.eq((command.length - 1) >> lane_bits),
-                last_mask.eq(Cat(Const(1, 1), *(final_lane >= lane for lane in range(1, lanes)))),
-            ]
+        beats.step(m, fire)
         # The operation travels decoded, one flag a use, so that each choice in the lanes is
         # a register's output (they fan out to every lane's bits).
         def decoded(*members):
@@ -201,8 +181,8 @@ class ElementwiseUnit(wiring.Component):
 
         tag = {"valid": register(m, fire, "valid_1", reset_less=False),
                "shift": register(m, shift, "shift_1"),
-               "mask": register(m, Mux(at_last, last_mask, (1 << lanes) - 1), "mask_1"),
-               "last": register(m, at_last, "last_1")}
+               "mask": register(m, beats.mask, "mask_1"),
+               "last": register(m, beats.at_last, "last_1")}
         flags = {"mul": (RowOperation.MUL,), "sigmoid": (RowOperation.SIGMOID,),
                  "embed": (RowOperation.EMBED,), "one_minus": (RowOperation.ONE_MINUS,),
                  "negate": (RowOperation.SUB, RowOperation.ONE_MINUS),

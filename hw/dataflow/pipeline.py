@@ -1,12 +1,13 @@
-"""Pieces that the dataflow units' pipelines share: a register, a tag delayed a stage, and the
-credit-guarded output FIFO that lets a pipeline run without a stall signal."""
+"""Pieces that the dataflow units' pipelines share: a register, a tag delayed a stage, the
+credit-guarded output FIFO that lets a pipeline run without a stall signal, and the command
+register and beat counter of a unit that takes ``V`` elements a beat."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Shape, Signal
+from amaranth.hdl import Cat, Const, Mux, Shape, Signal
 from amaranth.lib import fifo
 
-__all__ = ["CreditedOutput", "delay", "register"]
+__all__ = ["CommandBeats", "CreditedOutput", "delay", "register"]
 
 
 def register(m, value, name, *, shape=None, reset_less=True):
@@ -44,3 +45,45 @@ class CreditedOutput:
     def admit(self, m, admitted):
         returned = self._port.valid & self._port.ready
         m.d.sync += self.credits.eq(self.credits - admitted + returned)
+
+
+class CommandBeats:
+    """The command of a unit that takes ``ceil(length / V)`` beats of ``V`` elements for each
+    command on the ``In`` stream ``command`` (whose payload has ``length`` and ``fields``).
+
+    ``fields``: the command's fields, registered when it is taken (by name). ``active``: a
+    command is in progress. ``at_last``: the next beat is its last. ``mask``: the next beat's
+    lanes that hold elements. Call :meth:`step` once with the signal that takes a beat; the
+    next command is taken with the current one's last beat.
+    """
+
+    def __init__(self, m, command, lanes: int, max_length: int, fields=()):
+        self._command, self._lanes = command, lanes
+        self.active = Signal()
+        self._beat = Signal(range(-(-max_length // lanes)))
+        self._last_beat = Signal.like(self._beat)
+        self._last_mask = Signal(lanes)
+        self.fields = {name: Signal.like(command.payload[name], name=f"command_{name}")
+                       for name in fields}
+        self.at_last = self._beat == self._last_beat
+        self.mask = Mux(self.at_last, self._last_mask, (1 << lanes) - 1)
+
+    def step(self, m, fire):
+        command, lanes = self._command, self._lanes
+        lane_bits = lanes.bit_length() - 1
+        m.d.comb += command.ready.eq(~self.active | (fire & self.at_last))
+        with m.If(fire):
+            m.d.sync += self._beat.eq(self._beat + 1)
+            with m.If(self.at_last):
+                m.d.sync += self.active.eq(0)
+        # After the counter's update, so that a command taken with the last beat wins.
+        with m.If(command.valid & command.ready):
+            length = command.payload.length
+            final_lane = (length - 1)[:lane_bits]
+            m.d.sync += [
+                self.active.eq(1), self._beat.eq(0),
+                self._last_beat.eq((length - 1) >> lane_bits),
+                self._last_mask.eq(Cat(Const(1, 1),
+                                       *(final_lane >= lane for lane in range(1, lanes)))),
+                *(field.eq(command.payload[name]) for name, field in self.fields.items()),
+            ]

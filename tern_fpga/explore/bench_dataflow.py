@@ -146,6 +146,7 @@ def _schedule_figures(source):
 def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.quantize_lanes import QuantizeLanes  # here: loads Amaranth
     from tern_fpga.hw.dataflow.reciprocal import Reciprocal  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
     from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec  # here: loads Amaranth
@@ -186,6 +187,7 @@ def run(quick: bool = False) -> list:
         "matrix_pipe_p512_s4": MatrixPipe(_wide(512), max_segments=4),
         "elementwise_v8": ElementwiseUnit(demo),
         "reciprocal_2bit": Reciprocal(demo, bits_per_cycle=2),
+        "quantize_lanes_v8": QuantizeLanes(demo),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)

@@ -1,0 +1,128 @@
+"""QUANT's second pass (hw/dataflow/quantize_lanes.py) against numerics.quantize_activations:
+vectors whose reciprocal and shift come from their own max|u| (as Reciprocal makes them; the
+int8 values then equal quantize_activations' own), and reciprocals that do not fit the vector
+(so that values saturate at 127), the int limits (-2**31 included), random stalls; one beat a
+cycle without them."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from tern_fpga.contracts import numerics
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.dataflow.quantize_lanes import QuantizeLanes
+
+
+def _golden(u, reciprocal, shift, params):
+    magnitude = np.abs(np.asarray(u, dtype=np.int64))
+    levels = np.minimum(numerics.round_shift(magnitude * reciprocal, shift),
+                        params.activation_max)
+    return [int(v) for v in np.where(np.asarray(u) < 0, -levels, levels)]
+
+
+def _reciprocal(u, params):
+    largest = max(int(np.abs(np.asarray(u, dtype=np.int64)).max()), 1)
+    shift = params.reciprocal_bits + largest.bit_length()
+    return (params.activation_max << shift) // largest, shift
+
+
+def _commands(params, rng, count):
+    top = 1 << (params.vector_bits - 1)
+    commands = []
+    for index in range(count):
+        length = rng.choice([1, params.vector_lanes, params.vector_lanes + 3,
+                             rng.randrange(1, 80)])
+        scale = rng.choice([3, 1 << 12, 1 << 20, top])
+        u = [rng.choice([rng.randrange(-scale, scale), -top, top - 1, 0, 1, -1])
+             for _ in range(length)]
+        if index % 3 == 2:           # a reciprocal from elsewhere: values saturate
+            reciprocal = rng.randrange(1 << 23, 1 << 24)
+            shift = rng.randrange(params.reciprocal_bits + 1, params.reciprocal_bits + 33)
+        else:
+            reciprocal, shift = _reciprocal(u, params)
+            # The lane's values are quantize_activations' own.
+            x = np.array(u, dtype=np.int64)
+            q, _ = numerics.quantize_activations(
+                x, np.full(length, params.one), 1, numerics.Scale(1 << 23, -23), params)
+            assert _golden(u, reciprocal, shift, params) == [int(v) for v in q]
+        commands.append((u, reciprocal, shift))
+    return commands
+
+
+def _run(params, commands, rng, *, stall):
+    dut = QuantizeLanes(params)
+    lanes = params.vector_lanes
+    expected = []
+    for u, reciprocal, shift in commands:
+        values = _golden(u, reciprocal, shift, params)
+        beats = -(-len(u) // lanes)
+        for beat in range(beats):
+            chunk = values[beat * lanes:(beat + 1) * lanes]
+            expected.append((chunk, (1 << len(chunk)) - 1, beat == beats - 1))
+    received, cycles = [], []
+
+    async def command_feed(ctx):
+        for u, reciprocal, shift in commands:
+            ctx.set(dut.command.payload, {"reciprocal": reciprocal, "shift": shift,
+                                          "length": len(u)})
+            ctx.set(dut.command.valid, 1)
+            await ctx.tick().until(dut.command.ready)
+        ctx.set(dut.command.valid, 0)
+
+    async def u_feed(ctx):
+        for u, _, _ in commands:
+            padded = u + [rng.randrange(-(1 << 31), 1 << 31) for _ in range(-len(u) % lanes)]
+            for beat in range(len(padded) // lanes):
+                while stall and rng.random() < 0.3:
+                    ctx.set(dut.u.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.u.payload, padded[beat * lanes:(beat + 1) * lanes])
+                ctx.set(dut.u.valid, 1)
+                await ctx.tick().until(dut.u.ready)
+        ctx.set(dut.u.valid, 0)
+
+    async def take(ctx):
+        for cycle in range(40 * len(expected) + 100):
+            ready = not stall or rng.random() < 0.5
+            ctx.set(dut.result.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
+            if ready and valid:
+                mask = int(payload.mask)
+                count = mask.bit_length()
+                received.append(([int(v) for v in payload.data][:count], mask,
+                                 bool(payload.last)))
+            if len(received) == len(expected):
+                cycles.append(cycle + 1)
+                break
+        await ctx.tick()
+        assert not ctx.get(dut.busy)
+
+    simulator = Simulator(dut)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(command_feed)
+    simulator.add_testbench(u_feed)
+    simulator.add_testbench(take)
+    simulator.run()
+    assert received == expected
+    return dut, cycles[0], len(expected)
+
+
+@pytest.mark.parametrize("lanes", [2, 8])
+def test_values_equal_quantize_activations_under_random_stalls(lanes):
+    params = PRESETS["demo"].replace(vector_lanes=lanes)
+    rng = random.Random(f"quantize{lanes}")
+    _run(params, _commands(params, rng, 24), rng, stall=True)
+
+
+def test_one_beat_a_cycle():
+    params = PRESETS["demo"]
+    rng = random.Random("quantize-rate")
+    dut, cycles, beats = _run(params, _commands(params, rng, 12), rng, stall=False)
+    assert cycles <= beats + dut.latency + 3, (cycles, beats)
+
+
+def test_refuses_other_widths():
+    with pytest.raises(ValueError, match="vector_bits must be 32"):
+        QuantizeLanes(PRESETS["demo"].replace(vector_bits=24, frac_bits=12))
