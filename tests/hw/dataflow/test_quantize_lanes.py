@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.quantize_lanes import QuantizeLanes
+from tern_fpga.sim.rtl.stream_sink import take_results
 
 
 def _golden(u, reciprocal, shift, params):
@@ -84,20 +85,14 @@ def _run(params, commands, rng, *, stall):
         ctx.set(dut.u.valid, 0)
 
     async def take(ctx):
-        for cycle in range(40 * len(expected) + 100):
-            ready = not stall or rng.random() < 0.5
-            ctx.set(dut.result.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
-            if ready and valid:
-                mask = int(payload.mask)
-                count = mask.bit_length()
-                received.append(([int(v) for v in payload.data][:count], mask,
-                                 bool(payload.last)))
-            if len(received) == len(expected):
-                cycles.append(cycle + 1)
-                break
-        await ctx.tick()
-        assert not ctx.get(dut.busy)
+        results, taken = await take_results(ctx, dut.result, dut.busy, len(expected), rng=rng,
+                                            ready_probability=0.5 if stall else 1.0,
+                                            limit=40 * len(expected) + 100)
+        for payload in results:
+            mask = int(payload.mask)
+            received.append(([int(v) for v in payload.data][:mask.bit_length()], mask,
+                             bool(payload.last)))
+        cycles.append(taken)
 
     simulator = Simulator(dut)
     simulator.add_clock(1e-8)

@@ -13,6 +13,7 @@ from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import preset
 from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler
 from tern_fpga.hw.scale_layout import SCALE_EXPONENT_BITS
+from tern_fpga.sim.rtl.stream_sink import take_results
 
 SEGMENTS = 4
 
@@ -71,18 +72,12 @@ def _run(params, commands, rng, *, stall):
         ctx.set(dut.sums.valid, 0)
 
     async def take(ctx):
-        for cycle in range(40 * len(expected) + 100):
-            ready = not stall or rng.random() < 0.5
-            ctx.set(dut.values.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.values.valid, dut.values.payload)
-            if ready and valid:
-                received.append(([int(v) for v in payload.values][:payload.count],
-                                 int(payload.count), bool(payload.last)))
-            if len(received) == len(expected):
-                cycles.append(cycle + 1)
-                break
-        await ctx.tick()
-        assert not ctx.get(dut.busy)
+        results, taken = await take_results(ctx, dut.values, dut.busy, len(expected), rng=rng,
+                                            ready_probability=0.5 if stall else 1.0,
+                                            limit=40 * len(expected) + 100)
+        received.extend(([int(v) for v in payload.values][:payload.count], int(payload.count),
+                         bool(payload.last)) for payload in results)
+        cycles.append(taken)
 
     simulator = Simulator(dut)
     simulator.add_clock(1e-6)

@@ -18,6 +18,7 @@ from tern_fpga.contracts.segmented_layout import (
 from tern_fpga.contracts.weight_layout import weight_word_to_int
 from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec
 from tern_fpga.sim.golden.segmented_matvec import segmented_matvec_results
+from tern_fpga.sim.rtl.stream_sink import take_results
 
 
 def _commands(params, max_segments, count, rng):
@@ -74,17 +75,12 @@ def _run(params, max_segments, commands, rng, *, stall):
         ctx.set(dut.activations.valid, 0)
 
     async def take(ctx):
-        for cycle in range(50 * sum(len(words) for _, words, _, _ in commands) + 200):
-            ready = not stall or rng.random() < 0.6
-            ctx.set(dut.result.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.result.valid, dut.result.payload)
-            if ready and valid:
-                received.append(payload)
-            if len(received) == len(expected):
-                cycles.append(cycle + 1)
-                break
-        await ctx.tick()
-        assert not ctx.get(dut.busy)
+        results, taken = await take_results(
+            ctx, dut.result, dut.busy, len(expected), rng=rng,
+            ready_probability=0.6 if stall else 1.0,
+            limit=50 * sum(len(words) for _, words, _, _ in commands) + 200)
+        received.extend(results)
+        cycles.append(taken)
 
     simulator = Simulator(dut)
     simulator.add_clock(1e-6)

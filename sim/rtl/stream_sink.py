@@ -1,0 +1,32 @@
+"""The consumer side of a unit's ``Out`` stream in Amaranth's simulator, for the dataflow
+units' tests: take results with random back-pressure, count the cycles, then check that the unit
+has gone idle."""
+
+from __future__ import annotations
+
+__all__ = ["take_results"]
+
+
+async def take_results(ctx, port, busy, count: int, *, rng=None, ready_probability: float = 1.0,
+                       limit: int) -> tuple[list, int]:
+    """Take ``count`` payloads from the stream ``port``, ready with ``ready_probability`` a
+    cycle (drawn from ``rng``); return them and the cycles it took. After the last, one more
+    cycle, then ``busy`` must be low.
+
+    Raises
+    ------
+    AssertionError
+        If ``count`` results do not come within ``limit`` cycles, or ``busy`` stays high.
+    """
+    results = []
+    for cycle in range(limit):
+        ready = ready_probability >= 1.0 or rng.random() < ready_probability
+        ctx.set(port.ready, ready)
+        _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+        if ready and valid:
+            results.append(payload)
+        if len(results) == count:
+            await ctx.tick()
+            assert not ctx.get(busy), "busy after the last result"
+            return results, cycle + 1
+    raise AssertionError(f"{len(results)} of {count} results within {limit} cycles")
