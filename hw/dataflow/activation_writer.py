@@ -15,12 +15,13 @@ weights there are zero).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.matrix_pipe import activation_words
+from tern_fpga.hw.dataflow.pipeline import CommandBeats
 
 __all__ = ["ActivationWriter", "command_layout", "values_layout"]
 
@@ -94,45 +95,31 @@ class ActivationWriter(wiring.Component):
         params = self._params
         lanes, ternary = params.vector_lanes, params.ternary_lanes
         chunks = ternary // lanes                   # beats of V lanes in a whole word
-        lane_bits = lanes.bit_length() - 1
         command = self.command.payload
-        active = Signal()
+        beats = CommandBeats(m, self.command, lanes, params.max_features)
         address = Signal.like(self.write_addr)
         chunk = Signal(range(chunks))               # the beat's place within its segment
         last_chunk = Signal(range(chunks))          # a segment's beats less one: also a mask
-        beats_after = Signal(range(-(-params.max_features // lanes)))
-        last_mask = Signal(lanes)
 
-        fire = active & self.values.valid
-        at_last = beats_after == 0
-        m.d.comb += [
-            self.values.ready.eq(active),
-            self.command.ready.eq(~active | (fire & at_last)),
-        ]
+        fire = beats.active & self.values.valid
+        m.d.comb += self.values.ready.eq(beats.active)
         with m.If(fire):
             wrap = chunk == last_chunk
-            m.d.sync += [chunk.eq(Mux(wrap, 0, chunk + 1)),
-                         address.eq(address + wrap), beats_after.eq(beats_after - 1)]
-            with m.If(at_last):
-                m.d.sync += active.eq(0)
+            m.d.sync += [chunk.eq(Mux(wrap, 0, chunk + 1)), address.eq(address + wrap)]
+        beats.step(m, fire)
         # After the counters' update, so that a command taken with the last beat wins.
         with m.If(self.command.valid & self.command.ready):
-            final_lane = (command.length - 1)[:lane_bits]
-            m.d.sync += [
-                active.eq(1), address.eq(command.start), chunk.eq(0),
-                last_chunk.eq((chunks >> command.segments_log2) - 1),
-                beats_after.eq((command.length - 1) >> lane_bits),
-                last_mask.eq(Cat(Const(1, 1), *(final_lane >= lane for lane in range(1, lanes)))),
-            ]
+            m.d.sync += [address.eq(command.start), chunk.eq(0),
+                         last_chunk.eq((chunks >> command.segments_log2) - 1)]
 
         # The write: chunk J of the word takes the beat when J's place in its segment is the
         # beat's (J modulo the segment's chunks, a power of two: J & last_chunk).
-        beat_mask = Mux(at_last, last_mask, (1 << lanes) - 1)
-        enables = Cat(Mux((index & last_chunk) == chunk, beat_mask, 0) for index in range(chunks))
+        enables = Cat(Mux((index & last_chunk) == chunk, beats.mask, 0)
+                      for index in range(chunks))
         m.d.sync += [
             self.write_addr.eq(address),
             self.write_data.eq(self.values.payload.as_value().replicate(chunks)),
             self.write_en.eq(Mux(fire, enables, 0)),
         ]
-        m.d.comb += self.busy.eq(active | self.write_en.any())
+        m.d.comb += self.busy.eq(beats.active | self.write_en.any())
         return m

@@ -113,21 +113,23 @@ class QuantizeLanes(wiring.Component):
         tag = {"valid": register(m, fire, "valid_1", reset_less=False),
                "mask": register(m, beats.mask, "mask_1"),
                "last": register(m, beats.at_last, "last_1"),
-               "reciprocal": register(m, beats.fields["reciprocal"], "reciprocal_1"),
                "coarse": register(m, below >> 3, "coarse_1"),
                "fine": register(m, below[:3], "fine_1")}
         stages = [tag]
         for number in range(2, self.latency + 1):
             stages.append(delay(m, stages[-1], str(number)))
+        # Only stage 2 reads the reciprocal: it does not travel with the tag.
+        reciprocal = register(m, beats.fields["reciprocal"], "reciprocal_1")
 
         result = Signal(result_layout(params))
         for lane in range(lanes):
-            m.d.sync += result.data[lane].eq(self._lane(m, stages, self.u.payload[lane], lane))
+            m.d.sync += result.data[lane].eq(
+                self._lane(m, stages, reciprocal, self.u.payload[lane], lane))
         m.d.sync += [result.mask.eq(stages[-2]["mask"]), result.last.eq(stages[-2]["last"])]
         m.d.comb += [output.w_data.eq(result), output.w_en.eq(stages[-1]["valid"])]
         return m
 
-    def _lane(self, m, stages, u, lane):
+    def _lane(self, m, stages, reciprocal, u, lane):
         """One lane's stages 1 to 8; returns the value its output register (stage 9) loads."""
         params = self._params
         limit = params.activation_max
@@ -140,7 +142,7 @@ class QuantizeLanes(wiring.Component):
         magnitude = stage(Mux(u < 0, -u, u), "magnitude", 1, unsigned(2 * HALF))
         # 2: the operands again, beside the DSPs; 3: the partial products; 4: again.
         magnitude = stage(magnitude, "magnitude", 2)
-        reciprocal = stage(stages[0]["reciprocal"], "reciprocal", 2, unsigned(2 * HALF))
+        reciprocal = stage(reciprocal, "reciprocal", 2, unsigned(2 * HALF))
         pieces = {}
         for name, left, right in (("high_high", magnitude[HALF:], reciprocal[HALF:]),
                                   ("high_low", magnitude[HALF:], reciprocal[:HALF]),
@@ -162,10 +164,8 @@ class QuantizeLanes(wiring.Component):
         m.d.comb += t.eq(window >> stages[6]["fine"])
         saturated = stage(above | (t > 2 * limit), "saturated", 8)
         t = stage(t[:(2 * limit + 1).bit_length()], "t", 8)
-        negative = stage(stage(stage(stage(stage(stage(stage(negative, "negative", 2),
-                                                           "negative", 3), "negative", 4),
-                                           "negative", 5), "negative", 6), "negative", 7),
-                         "negative", 8)
+        for number in range(2, 9):
+            negative = stage(negative, "negative", number)
         # 9 (the caller's register): round, saturate, sign.
         levels = Mux(saturated, limit, (t + 1) >> 1)
         return Mux(negative, -levels, levels)
