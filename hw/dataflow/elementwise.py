@@ -44,8 +44,9 @@ from tern_fpga.contracts import numerics
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
+from tern_fpga.hw.dataflow.products import HALF, rounded_product
+from tern_fpga.hw.dataflow.products import saturated as saturated_product
 from tern_fpga.hw.row_unit import (  # shared; row_unit.py is a design source
-    _limit,
     _saturate,
     max_length,
     operand_layout,
@@ -57,8 +58,6 @@ __all__ = ["OPERATIONS", "ElementwiseUnit", "command_layout"]
 #: The operations of :class:`ElementwiseUnit` (every row operation but SCALE).
 OPERATIONS = tuple(operation for operation in RowOperation if operation != RowOperation.SCALE)
 
-# The operands split into a signed high half and an unsigned low half of HALF bits.
-HALF = 16
 # The sigmoid table's ROMs a lane (a power of two).
 SIGMOID_BANKS = 4
 
@@ -246,42 +245,15 @@ class ElementwiseUnit(wiring.Component):
         embedded = stage((coarse << flag(5, "shift")[:2])[:width], "embedded", 6)
         saturated = stage(_saturate(total, width), "saturated", 6, signed(width))
         sigmoid = stage(sigmoid, "sigmoid", 6)
-        # 7: the operands again, a register that feeds only multipliers (so that the placer
-        # can put it beside them); 8: four partial products, one DSP each; 9: the products
-        # again, a register fed only by a multiplier. The DSP's own paths in and out are the
-        # unit's longest (fabric to the DSP row and back).
-        multiplicand = stage(multiplicand, "multiplicand", 7)
-        factor = stage(factor, "factor", 7)
-        (a_high, a_low), (f_high, f_low) = ((value[HALF:].as_signed(), value[:HALF])
-                                            for value in (multiplicand, factor))
-        high_high, high_low, low_high, low_low = (
-            stage(stage(left * right, name, 8), name, 9) for left, right, name in (
-                (a_high, f_high, "high_high"), (a_high, f_low, "high_low"),
-                (a_low, f_high, "low_high"), (a_low, f_low, "low_low")))
+        # 7 to 13: the rounded product (products.rounded_product: a register on each side of
+        # the DSPs, whose paths in and out are the unit's longest) beside the side result.
+        product = rounded_product(stage, multiplicand, factor, params, 7)
         side = stage(Mux(flag(6, "sigmoid"), sigmoid, Mux(flag(6, "embed"), embedded,
                                                            saturated)), "side", 7, signed(width))
-        # 10: product + 2**(frac_bits - 1) = outer + middle, with outer = high_high * 2**32 +
-        # low_low (no overlap: a concatenation) and middle = the middle products' sum * 2**16
-        # with the rounding constant below it.
-        outer = stage(Cat(low_low, high_high).as_signed(), "outer", 10)
-        middle_sum = stage(high_low + low_high, "middle", 10)
-        middle = Cat(Const(1 << (params.frac_bits - 1), HALF), middle_sum).as_signed()
-        # 11: the two halves of outer + middle, the low one with its carry out.
-        low_half = stage(outer[:2 * HALF] + middle[:2 * HALF], "low_half", 11)
-        high_half = stage(outer[2 * HALF:].as_signed() + middle[2 * HALF:].as_signed(),
-                          "high_half", 11)
-        # 12: the carry; the rounded product shifted right by frac_bits.
-        rounded = Cat(low_half[:2 * HALF], high_half + low_half[2 * HALF]).as_signed()
-        quotient = stage(rounded >> params.frac_bits, "quotient", 12)
-        # 13: whether the quotient fits the lanes, and its sign; the low bits.
-        upper = quotient[width - 1:]
-        fits = stage(upper.all() | ~upper.any(), "fits", 13)
-        negative = stage(quotient[-1], "negative", 13)
-        quotient = stage(quotient[:width], "quotient", 13)
         for number in (8, 9, 10, 11, 12, 13):
             side = stage(side, "side", number)
         # 14 (the caller's register): saturate; choose.
-        return Mux(flag(13, "product"), Mux(fits, quotient, _limit(negative, width)), side)
+        return Mux(flag(13, "product"), saturated_product(product, width), side)
 
 
 def _sigmoid_banks(params: AcceleratorParameters) -> list[Memory]:

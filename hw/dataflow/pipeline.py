@@ -29,12 +29,18 @@ class CreditedOutput:
     credits: a pipeline admits a beat that will make a result only while ``available``, so the
     FIFO always has room and the pipeline needs no stall. Write a result with ``w_data`` and
     ``w_en``; call :meth:`admit` once with the signal that spends a credit. ``idle``: every
-    credit is back (no result in the pipeline or the FIFO)."""
+    credit is back (no result in the pipeline or the FIFO). ``name``: the FIFO's submodule name
+    (a unit with two outputs gives each its own)."""
 
-    def __init__(self, m, port, depth: int):
+    def __init__(self, m, port, depth: int, *, name: str = "fifo"):
+        # SyncFIFOBuffered's depth counts its output register, and a write into an empty FIFO
+        # reaches that register a cycle later: with a memory of one entry, a second write in
+        # the next cycle would find it full and be lost although a credit allowed it.
+        if depth < 3:
+            raise ValueError(f"a credited output needs a FIFO of 3 or more results, not {depth}")
         self._port = port
-        self.credits = Signal(range(depth + 1), init=depth)
-        m.submodules.fifo = results = fifo.SyncFIFOBuffered(
+        self.credits = Signal(range(depth + 1), init=depth, name=f"{name}_credits")
+        m.submodules[name] = results = fifo.SyncFIFOBuffered(
             width=Shape.cast(port.payload.shape()).width, depth=depth)
         self.w_data, self.w_en = results.w_data, results.w_en
         m.d.comb += [port.payload.eq(results.r_data), port.valid.eq(results.r_rdy),
@@ -52,7 +58,7 @@ class CommandBeats:
     command on the ``In`` stream ``command`` (whose payload has ``length`` and ``fields``).
 
     ``fields``: the command's fields, registered when it is taken (by name). ``active``: a
-    command is in progress. ``at_last``: the next beat is its last. ``mask``: the next beat's
+    command is in progress. ``at_first``, ``at_last``: the next beat is its first, its last. ``mask``: the next beat's
     lanes that hold elements. Call :meth:`step` once with the signal that takes a beat; the
     next command is taken with the current one's last beat.
     """
@@ -65,6 +71,7 @@ class CommandBeats:
         self._last_mask = Signal(lanes)
         self.fields = {name: Signal.like(command.payload[name], name=f"command_{name}")
                        for name in fields}
+        self.at_first = self._beat == 0
         self.at_last = self._beat == self._last_beat
         self.mask = Mux(self.at_last, self._last_mask, (1 << lanes) - 1)
 

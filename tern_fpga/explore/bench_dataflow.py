@@ -146,6 +146,7 @@ def _schedule_figures(source):
 def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
     from tern_fpga.hw.dataflow.quantize_lanes import QuantizeLanes  # here: loads Amaranth
     from tern_fpga.hw.dataflow.reciprocal import Reciprocal  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
@@ -188,6 +189,7 @@ def run(quick: bool = False) -> list:
         "elementwise_v8": ElementwiseUnit(demo),
         "reciprocal_2bit": Reciprocal(demo, bits_per_cycle=2),
         "quantize_lanes_v8": QuantizeLanes(demo),
+        "norm_statistics_v8": NormStatistics(demo),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)
