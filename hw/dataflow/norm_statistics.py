@@ -7,15 +7,15 @@ QUANT, and the first pass's two reductions, ``V`` lanes a cycle, with no stall s
 - a *reduce* command (pass 1) gives one ``statistics`` result at its end: the sum of squares
   ``numerics.sum_of_squares(x)`` and ``max |u|`` with ``u = numerics.multiply(x, weight)``;
 - any other command (pass 2) gives ``u`` itself, one beat a beat, for the lanes that apply the
-  scale (QUANT's :class:`~tern_fpga.hw.dataflow.quantize_lanes.QuantizeLanes`).
+  scale (:class:`~tern_fpga.hw.dataflow.scale_lanes.ScaleLanes`).
 
 So one multiplier a lane forms ``u`` in both passes, as the committed unit's does, and a
 second, the square, works only in the first.
 
-Stages: 1 the operands; 2 to 8 the product (:func:`~.products.rounded_product`) and, from
-``|x|``, 2 to 6 the square (:func:`~.products.square`); 7 the square shifted right by
-``square_shift`` and saturated; 9 ``u`` saturated (a pass-2 beat leaves here for the ``u``
-FIFO); 10 ``|u|`` and the square, lanes past the length zeroed; then ``log2 V`` levels of an
+Stages: 1 and 2 the operands; 3 to 9 the product (:func:`~.products.rounded_product`) and,
+from ``|x|`` (3), 4 to 8 the square (:func:`~.products.square`); 9 the square shifted right by
+``square_shift`` and saturated; 10 ``u`` saturated (a pass-2 beat leaves here for the ``u``
+FIFO); 11 ``|u|`` and the square, lanes past the length zeroed; then ``log2 V`` levels of an
 adder tree and a max tree; then the accumulators; the next cycle a command's last beat writes
 its statistics.
 """
@@ -36,7 +36,7 @@ from tern_fpga.hw.scale_layout import sum_of_squares_bits
 __all__ = ["NormStatistics", "command_layout", "statistics_layout"]
 
 # The stage at which u leaves (a pass-2 beat's FIFO write follows it).
-U_STAGE = 9
+U_STAGE = 10
 
 
 def command_layout(params: AcceleratorParameters) -> data.StructLayout:
@@ -146,8 +146,8 @@ class NormStatistics(wiring.Component):
             lane_u, lane_square = self._lane(m, lane)
             m.d.comb += u.data[lane].eq(lane_u)
             keep = stages[U_STAGE - 1]["mask"][lane]
-            squares.append(register(m, Mux(keep, lane_square, 0), f"lane{lane}_square_10"))
-            magnitudes.append(register(m, Mux(keep, abs(lane_u), 0), f"lane{lane}_largest_10",
+            squares.append(register(m, Mux(keep, lane_square, 0), f"lane{lane}_square_{U_STAGE + 1}"))
+            magnitudes.append(register(m, Mux(keep, abs(lane_u), 0), f"lane{lane}_largest_{U_STAGE + 1}",
                                        shape=unsigned(params.vector_bits)))
         at_u = stages[U_STAGE - 1]
         m.d.comb += [u.mask.eq(at_u["mask"]), u.last.eq(at_u["last"]),
@@ -179,22 +179,25 @@ class NormStatistics(wiring.Component):
         return m
 
     def _lane(self, m, lane):
-        """One lane's stages 1 to 9: returns ``u`` (a stage-9 register) and the shifted,
-        saturated square (delayed to stage 9)."""
+        """One lane's stages 1 to 10: returns ``u`` (a stage-10 register) and the shifted,
+        saturated square (delayed to stage 10)."""
         params = self._params
 
         def stage(value, name, number, shape=None):
             return register(m, value, f"lane{lane}_{name}_{number}", shape=shape)
 
-        x = stage(self.operands.payload.x[lane], "x", 1)
-        weight = stage(self.operands.payload.weight[lane], "weight", 1)
-        product = rounded_product(stage, x, weight, params, 2)
+        # 1 and 2: the operands, twice: the 56 DSPs of eight lanes spread over the part, and
+        # one register between the input and the DSPs' own left 4.5 ns of routing to them.
+        x = stage(stage(self.operands.payload.x[lane], "x", 1), "x", 2)
+        weight = stage(stage(self.operands.payload.weight[lane], "weight", 1), "weight", 2)
+        product = rounded_product(stage, x, weight, params, 3)
         u = stage(saturated(product, params.vector_bits), "u", U_STAGE, signed(params.vector_bits))
-        x_square = square(stage, abs(x), 2)
+        # |x| has a register of its own before the one beside the square's DSPs.
+        x_square = square(stage, stage(abs(x), "x_magnitude", 3), 4)
         limit = params.square_saturation_bits
         shifted = x_square[params.square_shift:]
         value = stage(Mux(shifted[limit:].any(), (1 << limit) - 1, shifted[:limit]),
-                      "square_shifted", 7, unsigned(limit))
-        for number in (8, 9):
+                      "square_shifted", 9, unsigned(limit))
+        for number in (10,):
             value = stage(value, "square_shifted", number)
         return u, value

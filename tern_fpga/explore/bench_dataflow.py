@@ -101,7 +101,8 @@ SCHEDULE_POINTS = ((256, 2, 8), (256, 2, 16), (512, 4, 8), (512, 4, 16))
 def _schedule_figures(source):
     """The dataflow schedule of the demo model's step (explore/dataflow_schedule.py) at each
     of :data:`SCHEDULE_POINTS`: with today's norm unit, with a slower engine (pipelined for
-    100 MHz) whose QUANTs wait only for the reciprocal, and with NORMs also folded into the
+    100 MHz) whose QUANTs wait only for the reciprocal, with the dataflow ``NormUnit`` as built
+    (its latencies from simulation), and each of the last two with NORMs also folded into the
     QUANTs that read them."""
     from tern_fpga.explore.bench_core import compile_model  # here: loads torch
     from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
@@ -109,8 +110,12 @@ def _schedule_figures(source):
     folder = paths.CHECKPOINTS / "demo"
     if not (folder / "config.json").exists():
         return []
+    from tern_fpga.sim.rtl.norm_unit_timing import norm_unit_timing  # here: loads Amaranth
+
     compiled = compile_model(load_pretrained(folder), preset("demo"))
     figures = []
+    built = {vector: norm_unit_timing(preset("demo").replace(vector_lanes=vector))
+             for vector in sorted({vector for _, _, vector in SCHEDULE_POINTS})}
     for lanes, segments, vector in SCHEDULE_POINTS:
         # Today's norm unit; an engine pipelined for 100 MHz (40/45 cycles, a guess) with QUANT's
         # second pass waiting only for a 17-cycle reciprocal; the same with NORMs folded in.
@@ -119,7 +124,11 @@ def _schedule_figures(source):
         variants = {"norm_today": DataflowTiming(max_segments=segments),
                     "engine40_reciprocal17": DataflowTiming(**faster),
                     "engine40_reciprocal17_fused": DataflowTiming(**faster,
-                                                                  fuse_norm_into_quant=True)}
+                                                                  fuse_norm_into_quant=True),
+                    # The dataflow NormUnit as built, its latencies simulated.
+                    "norm_unit": DataflowTiming(max_segments=segments, **built[vector]),
+                    "norm_unit_fused": DataflowTiming(max_segments=segments, **built[vector],
+                                                      fuse_norm_into_quant=True)}
         for name, timing in variants.items():
             engine = timing.engine_latency
             schedule = dataflow_schedule(compiled, ternary_lanes=lanes, vector_lanes=vector,
@@ -130,6 +139,9 @@ def _schedule_figures(source):
                     f"{engine[1]} cycles"
                     + (f", QUANT's second pass after a {timing.reciprocal_latency}-cycle "
                        f"reciprocal" if timing.reciprocal_latency else "")
+                    + (" (hw/dataflow/norm_unit.py's latencies, simulated)"
+                       if name.startswith("norm_unit") else "")
+                    + f", a second-pass value written {timing.norm_tail} cycles after its beat"
                     + ("; each NORM that only QUANTs read folded into them (one pass, a "
                        "numerics change not made yet)" if timing.fuse_norm_into_quant else "")
                     + f"; {schedule.matrix_busy} weight words, the matrix side idle "
@@ -147,9 +159,11 @@ def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
-    from tern_fpga.hw.dataflow.quantize_lanes import QuantizeLanes  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.norm_unit import NormUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.reciprocal import Reciprocal  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.scale_engine import ScaleEngine  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.scale_lanes import ScaleLanes  # here: loads Amaranth
     from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec  # here: loads Amaranth
 
     source = "tern_fpga.explore.bench_dataflow"
@@ -188,8 +202,10 @@ def run(quick: bool = False) -> list:
         "matrix_pipe_p512_s4": MatrixPipe(_wide(512), max_segments=4),
         "elementwise_v8": ElementwiseUnit(demo),
         "reciprocal_2bit": Reciprocal(demo, bits_per_cycle=2),
-        "quantize_lanes_v8": QuantizeLanes(demo),
         "norm_statistics_v8": NormStatistics(demo),
+        "scale_engine": ScaleEngine(demo),
+        "scale_lanes_v8": ScaleLanes(demo),
+        "norm_unit_v8": NormUnit(demo),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)

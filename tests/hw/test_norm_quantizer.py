@@ -8,7 +8,6 @@ preset): lengths 1, V - 1, 3V + 1 and max_features, every distribution of
 
 import functools
 import gc
-import random
 
 import numpy as np
 import pytest
@@ -30,8 +29,7 @@ from tern_fpga.sim.rtl.cocotb_support import build_component
 from tern_fpga.sim.rtl.testbenches.norm_quantizer_cases import (
     DISTRIBUTIONS,
     make_case,
-    scale_from_payload,
-    split_result,
+    run_in_amaranth,
 )
 
 SMALL = PRESETS["micro"].replace(name="test-norm-v2", max_features=24)
@@ -172,50 +170,7 @@ def test_scalar_engine(newton_steps):
 # The whole unit in Amaranth's simulator ------------------------------------------------------
 
 def _amaranth_run(params, cases, probability, seed):
-    unit = NormQuantizer(params)
-    stalls = random.Random(seed)
-    lanes, scales = [], []
-
-    def sender(port, payloads, chance):
-        pattern = random.Random(stalls.random())
-
-        async def process(ctx):
-            for payload in payloads:
-                while pattern.random() >= chance:
-                    await ctx.tick()
-                ctx.set(port.payload.as_value(), payload)
-                ctx.set(port.valid, 1)
-                await ctx.tick().until(port.ready)
-                ctx.set(port.valid, 0)
-        return process
-
-    def receiver(port, count, chance, received):
-        pattern = random.Random(stalls.random())
-
-        async def process(ctx):
-            while len(received) < count:
-                ready = pattern.random() < chance
-                ctx.set(port.ready, ready)
-                *_, valid, payload = await ctx.tick().sample(port.valid, port.payload.as_value())
-                if ready and valid:
-                    received.append(payload)
-            ctx.set(port.ready, 0)
-        return process
-
-    payloads = []
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(sender(unit.command, [c.command for c in cases], 0.7),
-                            background=True)
-    simulator.add_testbench(sender(unit.operands, [b for c in cases for b in c.beats * 2],
-                                   probability), background=True)
-    simulator.add_testbench(receiver(unit.scale, sum(c.scale is not None for c in cases), 0.5,
-                                     scales))
-    simulator.add_testbench(receiver(unit.result, sum(len(c.beats) for c in cases),
-                                     probability, payloads))
-    simulator.run()
-    lanes = [lane for payload in payloads for lane in split_result(payload, params)]
-    return lanes, [scale_from_payload(s, params) for s in scales]
+    return run_in_amaranth(NormQuantizer(params), cases, probability, seed, params)
 
 
 # Parameter sets away from the presets: other lane counts, Newton steps, seed tables, and a

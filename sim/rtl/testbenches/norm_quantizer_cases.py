@@ -9,9 +9,11 @@ computed by :mod:`tern_fpga.contracts.numerics`.
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import numpy as np
 from amaranth.hdl import Const
+from amaranth.sim import Simulator
 
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.numerics import Scale
@@ -24,7 +26,7 @@ from tern_fpga.hw.norm_quantizer import (
 )
 from tern_fpga.hw.scale_layout import SCALE_EXPONENT_BITS, sum_of_squares_bits
 
-__all__ = ["DISTRIBUTIONS", "Case", "make_case", "scale_from_payload"]
+__all__ = ["DISTRIBUTIONS", "Case", "make_case", "run_in_amaranth", "scale_from_payload"]
 
 DISTRIBUTIONS = ("normal", "huge", "tiny", "equal", "outlier", "limits", "zero", "ragged_scale")
 
@@ -174,3 +176,52 @@ def scale_from_payload(payload: int, params) -> Scale:
     if exponent >> (SCALE_EXPONENT_BITS - 1):
         exponent -= 1 << SCALE_EXPONENT_BITS
     return Scale(payload & ((1 << bits) - 1), exponent)
+
+
+def run_in_amaranth(unit, cases, probability: float, seed, params):
+    """``cases`` through ``unit`` (a norm and quantiser unit: ``NormQuantizer`` or the
+    dataflow core's ``NormUnit``) in Amaranth's simulator, every stream stalling at random
+    (operands and results ready with ``probability`` a cycle). Returns the result lanes and
+    the scales, in the order each stream gave them."""
+    stalls = random.Random(seed)
+
+    def sender(port, payloads, chance):
+        pattern = random.Random(stalls.random())
+
+        async def process(ctx):
+            for payload in payloads:
+                while pattern.random() >= chance:
+                    await ctx.tick()
+                ctx.set(port.payload.as_value(), payload)
+                ctx.set(port.valid, 1)
+                await ctx.tick().until(port.ready)
+                ctx.set(port.valid, 0)
+        return process
+
+    def receiver(port, count, chance, received):
+        pattern = random.Random(stalls.random())
+
+        async def process(ctx):
+            while len(received) < count:
+                ready = pattern.random() < chance
+                ctx.set(port.ready, ready)
+                *_, valid, payload = await ctx.tick().sample(port.valid, port.payload.as_value())
+                if ready and valid:
+                    received.append(payload)
+            ctx.set(port.ready, 0)
+        return process
+
+    payloads, scales = [], []
+    simulator = Simulator(unit)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(sender(unit.command, [c.command for c in cases], 0.7),
+                            background=True)
+    simulator.add_testbench(sender(unit.operands, [b for c in cases for b in c.beats * 2],
+                                   probability), background=True)
+    simulator.add_testbench(receiver(unit.scale, sum(c.scale is not None for c in cases), 0.5,
+                                     scales))
+    simulator.add_testbench(receiver(unit.result, sum(len(c.beats) for c in cases),
+                                     probability, payloads))
+    simulator.run()
+    lanes = [lane for payload in payloads for lane in split_result(payload, params)]
+    return lanes, [scale_from_payload(s, params) for s in scales]

@@ -1,8 +1,8 @@
-"""QUANT's second pass (hw/dataflow/quantize_lanes.py) against numerics.quantize_activations:
-vectors whose reciprocal and shift come from their own max|u| (as Reciprocal makes them; the
-int8 values then equal quantize_activations' own), and reciprocals that do not fit the vector
-(so that values saturate at 127), the int limits (-2**31 included), random stalls; one beat a
-cycle without them."""
+"""The norm unit's second pass (hw/dataflow/scale_lanes.py) against numerics: QUANT commands
+whose reciprocal and shift come from their own max|u| (as Reciprocal makes them; the int8 values
+then equal quantize_activations' own) and reciprocals that saturate; NORM commands against
+numerics.apply_scale over scales whose exponents shift right past the product and left into
+saturation; the int limits (-2**31 included), random stalls; one beat a cycle without."""
 
 import random
 
@@ -12,15 +12,34 @@ from amaranth.sim import Simulator
 
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import PRESETS
-from tern_fpga.hw.dataflow.quantize_lanes import QuantizeLanes
+from tern_fpga.hw.dataflow.scale_lanes import ScaleLanes
 from tern_fpga.sim.rtl.stream_sink import take_results
 
 
-def _golden(u, reciprocal, shift, params):
+def _quant_golden(u, reciprocal, shift, params):
     magnitude = np.abs(np.asarray(u, dtype=np.int64))
     levels = np.minimum(numerics.round_shift(magnitude * reciprocal, shift),
                         params.activation_max)
     return [int(v) for v in np.where(np.asarray(u) < 0, -levels, levels)]
+
+
+def _norm_golden(u, mantissa, exponent, params):
+    """apply_scale in Python ints: where numpy's int64 left shift would wrap, the unit
+    saturates (its documented domain limit); everywhere else the two agree (checked)."""
+    top = 1 << (params.vector_bits - 1)
+    values = []
+    for value in u:
+        product = value * mantissa
+        if exponent >= 0:
+            exact = product << min(exponent, numerics._MAX_SHIFT - 20)
+        else:
+            exact = numerics.round_shift(product, -exponent)
+        values.append(max(-top, min(top - 1, exact)))
+    wraps = exponent >= 0 and any(abs(v * mantissa) << min(exponent, 42) >= 1 << 63 for v in u)
+    if not wraps:
+        scale = numerics.Scale(mantissa, exponent)
+        assert values == [int(v) for v in numerics.apply_scale(u, scale, params)]
+    return values
 
 
 def _reciprocal(u, params):
@@ -38,6 +57,15 @@ def _commands(params, rng, count):
         scale = rng.choice([3, 1 << 12, 1 << 20, top])
         u = [rng.choice([rng.randrange(-scale, scale), -top, top - 1, 0, 1, -1])
              for _ in range(length)]
+        if index % 2:
+            mantissa = rng.choice([0, 1, (1 << params.scale_mantissa_bits) - 1,
+                                   rng.randrange(1 << (params.scale_mantissa_bits - 1),
+                                                 1 << params.scale_mantissa_bits)])
+            exponent = rng.choice([rng.randrange(-70, 1), rng.randrange(-40, -10), 0, 1,
+                                   rng.randrange(1, 50), -62, -63, -2000, 2000])
+            commands.append((False, u, mantissa, -exponent,
+                             _norm_golden(u, mantissa, exponent, params)))
+            continue
         if index % 3 == 2:           # a reciprocal from elsewhere: values saturate
             reciprocal = rng.randrange(1 << 23, 1 << 24)
             shift = rng.randrange(params.reciprocal_bits + 1, params.reciprocal_bits + 33)
@@ -47,33 +75,34 @@ def _commands(params, rng, count):
             x = np.array(u, dtype=np.int64)
             q, _ = numerics.quantize_activations(
                 x, np.full(length, params.one), 1, numerics.Scale(1 << 23, -23), params)
-            assert _golden(u, reciprocal, shift, params) == [int(v) for v in q]
-        commands.append((u, reciprocal, shift))
+            assert _quant_golden(u, reciprocal, shift, params) == [int(v) for v in q]
+        commands.append((True, u, reciprocal, shift,
+                         _quant_golden(u, reciprocal, shift, params)))
     return commands
 
 
 def _run(params, commands, rng, *, stall):
-    dut = QuantizeLanes(params)
+    dut = ScaleLanes(params)
     lanes = params.vector_lanes
     expected = []
-    for u, reciprocal, shift in commands:
-        values = _golden(u, reciprocal, shift, params)
+    for _, u, _, _, values in commands:
         beats = -(-len(u) // lanes)
         for beat in range(beats):
             chunk = values[beat * lanes:(beat + 1) * lanes]
-            expected.append((chunk, (1 << len(chunk)) - 1, beat == beats - 1))
+            expected.append((chunk + [0] * (lanes - len(chunk)), (1 << len(chunk)) - 1,
+                             beat == beats - 1))
     received, cycles = [], []
 
     async def command_feed(ctx):
-        for u, reciprocal, shift in commands:
-            ctx.set(dut.command.payload, {"reciprocal": reciprocal, "shift": shift,
-                                          "length": len(u)})
+        for quantize, u, factor, shift, _ in commands:
+            ctx.set(dut.command.payload, {"quantize": quantize, "factor": factor,
+                                          "shift": shift, "length": len(u)})
             ctx.set(dut.command.valid, 1)
             await ctx.tick().until(dut.command.ready)
         ctx.set(dut.command.valid, 0)
 
     async def u_feed(ctx):
-        for u, _, _ in commands:
+        for _, u, _, _, _ in commands:
             padded = u + [rng.randrange(-(1 << 31), 1 << 31) for _ in range(-len(u) % lanes)]
             for beat in range(len(padded) // lanes):
                 while stall and rng.random() < 0.3:
@@ -89,8 +118,7 @@ def _run(params, commands, rng, *, stall):
                                             ready_probability=0.5 if stall else 1.0,
                                             limit=40 * len(expected) + 100)
         for payload in results:
-            mask = int(payload.mask)
-            received.append(([int(v) for v in payload.data][:mask.bit_length()], mask,
+            received.append(([int(v) for v in payload.data], int(payload.mask),
                              bool(payload.last)))
         cycles.append(taken)
 
@@ -105,19 +133,19 @@ def _run(params, commands, rng, *, stall):
 
 
 @pytest.mark.parametrize("lanes", [2, 8])
-def test_values_equal_quantize_activations_under_random_stalls(lanes):
+def test_values_equal_numerics_under_random_stalls(lanes):
     params = PRESETS["demo"].replace(vector_lanes=lanes)
-    rng = random.Random(f"quantize{lanes}")
-    _run(params, _commands(params, rng, 24), rng, stall=True)
+    rng = random.Random(f"scale-lanes{lanes}")
+    _run(params, _commands(params, rng, 40), rng, stall=True)
 
 
 def test_one_beat_a_cycle():
     params = PRESETS["demo"]
-    rng = random.Random("quantize-rate")
+    rng = random.Random("scale-lanes-rate")
     dut, cycles, beats = _run(params, _commands(params, rng, 12), rng, stall=False)
     assert cycles <= beats + dut.latency + 3, (cycles, beats)
 
 
 def test_refuses_other_widths():
     with pytest.raises(ValueError, match="vector_bits must be 32"):
-        QuantizeLanes(PRESETS["demo"].replace(vector_bits=24, frac_bits=12))
+        ScaleLanes(PRESETS["demo"].replace(vector_bits=24, frac_bits=12))
