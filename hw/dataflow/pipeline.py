@@ -58,21 +58,22 @@ class CommandBeats:
     command on the ``In`` stream ``command`` (whose payload has ``length`` and ``fields``).
 
     ``fields``: the command's fields, registered when it is taken (by name). ``active``: a
-    command is in progress. ``at_first``, ``at_last``: the next beat is its first, its last. ``mask``: the next beat's
-    lanes that hold elements. Call :meth:`step` once with the signal that takes a beat; the
-    next command is taken with the current one's last beat.
+    command is in progress. ``at_first``, ``at_last``: the next beat is its first, its last
+    (registers, so that the take of the next command, which depends on them, is short).
+    ``mask``: the next beat's lanes that hold elements. Call :meth:`step` once with the signal
+    that takes a beat; the next command is taken with the current one's last beat.
     """
 
     def __init__(self, m, command, lanes: int, max_length: int, fields=()):
         self._command, self._lanes = command, lanes
         self.active = Signal()
-        self._beat = Signal(range(-(-max_length // lanes)))
-        self._last_beat = Signal.like(self._beat)
+        # Beats after the next one.
+        self._remaining = Signal(range(-(-max_length // lanes)))
         self._last_mask = Signal(lanes)
         self.fields = {name: Signal.like(command.payload[name], name=f"command_{name}")
                        for name in fields}
-        self.at_first = self._beat == 0
-        self.at_last = self._beat == self._last_beat
+        self.at_first = Signal()
+        self.at_last = Signal()
         self.mask = Mux(self.at_last, self._last_mask, (1 << lanes) - 1)
 
     def step(self, m, fire):
@@ -80,16 +81,18 @@ class CommandBeats:
         lane_bits = lanes.bit_length() - 1
         m.d.comb += command.ready.eq(~self.active | (fire & self.at_last))
         with m.If(fire):
-            m.d.sync += self._beat.eq(self._beat + 1)
+            m.d.sync += [self._remaining.eq(self._remaining - 1), self.at_first.eq(0),
+                         self.at_last.eq(self._remaining == 1)]
             with m.If(self.at_last):
                 m.d.sync += self.active.eq(0)
         # After the counter's update, so that a command taken with the last beat wins.
         with m.If(command.valid & command.ready):
             length = command.payload.length
             final_lane = (length - 1)[:lane_bits]
+            remaining = (length - 1) >> lane_bits
             m.d.sync += [
-                self.active.eq(1), self._beat.eq(0),
-                self._last_beat.eq((length - 1) >> lane_bits),
+                self.active.eq(1), self._remaining.eq(remaining), self.at_first.eq(1),
+                self.at_last.eq(remaining == 0),
                 self._last_mask.eq(Cat(Const(1, 1),
                                        *(final_lane >= lane for lane in range(1, lanes)))),
                 *(field.eq(command.payload[name]) for name, field in self.fields.items()),

@@ -174,11 +174,7 @@ class ScaleLanes(wiring.Component):
         v = stage(Mux(quantize & (u < 0), -u, u), "v", 1, signed(2 * HALF + 1))
         # 2: the operands again, beside the DSPs; 3: the partial products; 4: again.
         v = stage(v, "v", 2)
-        # Each lane's copy of the factor starts from its own value, so that Yosys does not
-        # merge the copies back into one register that drives every lane's DSPs.
-        k = Signal(unsigned(HALF + 8), name=f"lane{lane}_factor_2", init=lane + 1,
-                   reset_less=True)
-        m.d.sync += k.eq(factor)
+        k = stage(factor, "factor", 2, unsigned(HALF + 8))
         pieces = {}
         for name, left, right in (("high_high", v[HALF:].as_signed(), k[HALF:]),
                                   ("high_low", v[HALF:].as_signed(), k[:HALF]),

@@ -199,10 +199,11 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
     return DataflowSchedule(cycles, matrix_busy, matrix_idle, tuple(timeline))
 
 
-def _fused(step):
-    """``step`` with each NORM whose result is read only by QUANTs (until it is overwritten)
-    removed, and those QUANTs reading the NORM's input instead."""
-    fused = list(step)
+def fusion_plan(step) -> dict[int, int]:
+    """For a NORM whose result is read only by QUANTs (until it is overwritten), each of those
+    QUANTs' index in ``step`` mapped to the NORM's: such a QUANT may read the NORM's input and
+    make one pass for both (``docs/dataflow.md``, "NORM folded")."""
+    plan = {}
     for index, norm in enumerate(step):
         if norm.opcode != Opcode.NORM:
             continue
@@ -223,10 +224,17 @@ def _fused(step):
                 break
         if readers and all(step[later].opcode == Opcode.QUANT and step[later].a == norm.dst
                            for later in readers):
-            fused[index] = None
-            for later in readers:
-                fused[later] = dataclasses.replace(fused[later], a=norm.a)
-    return [instruction for instruction in fused if instruction is not None]
+            plan.update((later, index) for later in readers)
+    return plan
+
+
+def _fused(step):
+    """``step`` with each NORM of :func:`fusion_plan` removed, and its QUANTs reading the
+    NORM's input instead."""
+    plan = fusion_plan(step)
+    folded = set(plan.values())
+    return [dataclasses.replace(instruction, a=step[plan[index]].a) if index in plan
+            else instruction for index, instruction in enumerate(step) if index not in folded]
 
 
 def _overlaps(first: range, second: range) -> bool:
