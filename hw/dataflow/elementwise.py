@@ -247,7 +247,7 @@ class ElementwiseUnit(wiring.Component):
         sigmoid = stage(sigmoid, "sigmoid", 6)
         # 7 to 13: the rounded product (products.rounded_product: a register on each side of
         # the DSPs, whose paths in and out are the unit's longest) beside the side result.
-        product = rounded_product(stage, multiplicand, factor, params, 7)
+        product = rounded_product(m, stage, multiplicand, factor, params, 7)
         side = stage(Mux(flag(6, "sigmoid"), sigmoid, Mux(flag(6, "embed"), embedded,
                                                            saturated)), "side", 7, signed(width))
         for number in (8, 9, 10, 11, 12, 13):

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
-from tern_fpga.hw.dataflow.products import HALF, rounded_product, saturated, square
+from tern_fpga.hw.dataflow.products import HALF, TARGETS, rounded_product, saturated, square
 from tern_fpga.hw.norm_quantizer import operand_layout
 from tern_fpga.hw.row_unit import result_layout as u_layout
 from tern_fpga.hw.scale_layout import sum_of_squares_bits
@@ -64,6 +64,9 @@ class NormStatistics(wiring.Component):
     Parameters
     ----------
     params : tern_fpga.contracts.params.AcceleratorParameters
+    target : None or str
+        ``"ecp5"``: the multipliers as ``MULT18X18D`` instances with their own registers
+        (:func:`~.products.partial_product`; not simulated). By default a ``*``.
 
     Members
     -------
@@ -84,14 +87,16 @@ class NormStatistics(wiring.Component):
         halves).
     """
 
-    def __init__(self, params: AcceleratorParameters):
+    def __init__(self, params: AcceleratorParameters, *, target=None):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
         if params.vector_bits != 2 * HALF or params.frac_bits > HALF:
             raise ValueError(f"the norm unit multiplies {HALF}-bit halves: vector_bits must be "
                              f"{2 * HALF} (not {params.vector_bits}) and frac_bits at most "
                              f"{HALF} (not {params.frac_bits})")
-        self._params = params
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        self._params, self._target = params, target
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
             "operands": In(stream.Signature(operand_layout(params))),
@@ -190,10 +195,10 @@ class NormStatistics(wiring.Component):
         # one register between the input and the DSPs' own left 4.5 ns of routing to them.
         x = stage(stage(self.operands.payload.x[lane], "x", 1), "x", 2)
         weight = stage(stage(self.operands.payload.weight[lane], "weight", 1), "weight", 2)
-        product = rounded_product(stage, x, weight, params, 3)
+        product = rounded_product(m, stage, x, weight, params, 3, self._target)
         u = stage(saturated(product, params.vector_bits), "u", U_STAGE, signed(params.vector_bits))
         # |x| has a register of its own before the one beside the square's DSPs.
-        x_square = square(stage, stage(abs(x), "x_magnitude", 3), 4)
+        x_square = square(m, stage, stage(abs(x), "x_magnitude", 3), 4, self._target)
         limit = params.square_saturation_bits
         shifted = x_square[params.square_shift:]
         value = stage(Mux(shifted[limit:].any(), (1 << limit) - 1, shifted[:limit]),

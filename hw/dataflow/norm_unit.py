@@ -55,6 +55,8 @@ class NormUnit(wiring.Component):
     params : tern_fpga.contracts.params.AcceleratorParameters
     bits_per_cycle : int
         The reciprocal divider's quotient bits a cycle.
+    target : None or str
+        Passed to the units with multipliers (:data:`~.products.TARGETS`).
 
     Members
     -------
@@ -65,14 +67,14 @@ class NormUnit(wiring.Component):
     busy : ``Out(1)``
     """
 
-    def __init__(self, params: AcceleratorParameters, *, bits_per_cycle: int = 2):
+    def __init__(self, params: AcceleratorParameters, *, bits_per_cycle: int = 2, target=None):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
         self._params = params
-        self.statistics_unit = NormStatistics(params)
+        self.statistics_unit = NormStatistics(params, target=target)
         self.reciprocal = Reciprocal(params, bits_per_cycle=bits_per_cycle)
         self.engine = ScaleEngine(params)
-        self.lanes = ScaleLanes(params)
+        self.lanes = ScaleLanes(params, target=target)
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
             "operands": In(stream.Signature(operand_layout(params))),

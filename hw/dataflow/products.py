@@ -11,12 +11,18 @@ paths from fabric to the DSP row and back were the units' longest).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Mux, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Mux, Shape, Signal, unsigned
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.row_unit import _limit  # shared; row_unit.py is a design source
 
-__all__ = ["HALF", "PRODUCT_STAGES", "SQUARE_STAGES", "rounded_product", "saturated", "square"]
+__all__ = ["HALF", "PRODUCT_STAGES", "SQUARE_STAGES", "TARGETS", "partial_product",
+           "rounded_product", "saturated", "square"]
+
+#: Where a design goes: ``None`` (simulation, or any FPGA: a ``*`` between fabric registers)
+#: or ``"ecp5"`` (``MULT18X18D`` instances that use the DSP's own input and output registers).
+TARGETS = (None, "ecp5")
+DSP_BITS = 18
 
 # The operands split into a high half and an unsigned low half of HALF bits.
 HALF = 16
@@ -26,24 +32,64 @@ PRODUCT_STAGES = 7
 SQUARE_STAGES = 5
 
 
-def rounded_product(stage, a, b, params: AcceleratorParameters, first: int) -> dict:
+def partial_product(m, stage, left, right, name: str, number: int, target=None):
+    """``left * right`` with its operands registered at stage ``number`` and the product at
+    ``number + 1`` (each operand at most 18 bits signed or 17 unsigned).
+
+    ``target`` None: fabric registers around a ``*`` (Yosys maps it to a DSP, its own registers
+    unused). ``"ecp5"``: one ``MULT18X18D`` whose input and output registers are those stages,
+    so that the paths between the fabric and the DSP row are whole cycles. Yosys has only a
+    black box of the cell, so that form is not simulated: the tests run the fabric form.
+    """
+    if target is None:
+        operands = stage(left, f"{name}_left", number), stage(right, f"{name}_right", number)
+        return stage(operands[0] * operands[1], name, number + 1)
+    if target != "ecp5":
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    shapes = [Shape.cast(value.shape()) for value in (left, right)]
+    if any(shape.width + (not shape.signed) > DSP_BITS for shape in shapes):
+        raise ValueError(f"{name}: operands of {shapes} do not fit an 18 x 18 multiplier")
+    width = (left * right).shape()
+    extended = [Signal(DSP_BITS, name=f"{name}_{side}") for side in ("a", "b")]
+    m.d.comb += [extended[0].eq(left.as_signed() if shapes[0].signed else left),
+                 extended[1].eq(right.as_signed() if shapes[1].signed else right)]
+    product = Signal(2 * DSP_BITS, name=f"{name}_p")
+    ports = {f"i_{side}{bit}": value[bit] for side, value in zip("AB", extended)
+             for bit in range(DSP_BITS)}
+    ports |= {f"i_C{bit}": 0 for bit in range(DSP_BITS)}
+    ports |= {f"o_P{bit}": product[bit] for bit in range(2 * DSP_BITS)}
+    ports |= {f"i_{pin}{index}": ClockSignal() if (pin, index) == ("CLK", 0) else
+              int((pin, index) == ("CE", 0))
+              for pin in ("CLK", "CE", "RST") for index in range(4)}
+    m.submodules += Instance(
+        "MULT18X18D", p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0",
+        p_REG_OUTPUT_CLK="CLK0", p_GSR="DISABLED",
+        i_SIGNEDA=int(shapes[0].signed), i_SIGNEDB=int(shapes[1].signed), i_SOURCEA=0,
+        i_SOURCEB=0, **ports)
+    result = Signal(width, name=f"{name}_{number + 1}")
+    m.d.comb += result.eq(product[:Shape.cast(width).width])
+    return result
+
+
+def rounded_product(m, stage, a, b, params: AcceleratorParameters, first: int,
+                    target=None) -> dict:
     """``numerics.multiply(a, b)`` (``round_shift(a * b, frac_bits)``, saturated) as stages
     ``first`` to ``first + 6``.
 
-    ``first``: the operands again (a register that feeds only the DSPs); ``first + 1``: four
-    partial products (the high halves signed, the low ones unsigned); ``first + 2``: the
-    products again; ``first + 3``: ``outer = high_high * 2**32 + low_low`` (a concatenation)
-    and the middle products' sum with the rounding constant below it; ``first + 4``: the low
-    and high 32-bit halves of ``outer + middle``; ``first + 5``: the carry, and the quotient;
-    ``first + 6``: whether it fits, its sign and its low bits. Returns those three: the
-    caller's next register loads :func:`saturated` of them.
+    ``first``: the operands again (registers that feed only the DSPs, or the DSPs' own:
+    :func:`partial_product`); ``first + 1``: four partial products (the high halves signed,
+    the low ones unsigned); ``first + 2``: the products again; ``first + 3``: ``outer =
+    high_high * 2**32 + low_low`` (a concatenation) and the middle products' sum with the
+    rounding constant below it; ``first + 4``: the low and high 32-bit halves of ``outer +
+    middle``; ``first + 5``: the carry, and the quotient; ``first + 6``: whether it fits, its
+    sign and its low bits. Returns those three: the caller's next register loads
+    :func:`saturated` of them.
     """
     width = params.vector_bits
-    a, b = stage(a, "multiplicand", first), stage(b, "factor", first)
     (a_high, a_low), (b_high, b_low) = ((value[HALF:].as_signed(), value[:HALF])
                                         for value in (a, b))
     high_high, high_low, low_high, low_low = (
-        stage(stage(left * right, name, first + 1), name, first + 2)
+        stage(partial_product(m, stage, left, right, name, first, target), name, first + 2)
         for left, right, name in ((a_high, b_high, "high_high"), (a_high, b_low, "high_low"),
                                   (a_low, b_high, "low_high"), (a_low, b_low, "low_low")))
     outer = stage(Cat(low_low, high_high).as_signed(), "outer", first + 3)
@@ -65,15 +111,15 @@ def saturated(product: dict, width: int):
     return Mux(product["fits"], product["quotient"], _limit(product["negative"], width))
 
 
-def square(stage, magnitude, first: int):
+def square(m, stage, magnitude, first: int, target=None):
     """``magnitude ** 2`` (``magnitude`` unsigned, at most ``2 * HALF`` bits) as stages
     ``first`` to ``first + 4``: the operand again; three partial products (``high * low``
-    counts twice); the products again; ``outer = high**2 * 2**32 + low**2`` and
-    ``2 * high * low * 2**16``; their sum (the value returned)."""
-    magnitude = stage(magnitude, "magnitude", first, unsigned(2 * HALF))
-    high, low = magnitude[HALF:], magnitude[:HALF]
+    counts twice, :func:`partial_product`); the products again; ``outer = high**2 * 2**32 +
+    low**2`` and ``2 * high * low * 2**16``; their sum (the value returned)."""
+    magnitude = magnitude.as_unsigned()
+    high, low = magnitude[HALF:2 * HALF], magnitude[:HALF]
     high_high, high_low, low_low = (
-        stage(stage(left * right, name, first + 1), name, first + 2)
+        stage(partial_product(m, stage, left, right, name, first, target), name, first + 2)
         for left, right, name in ((high, high, "square_high"), (high, low, "square_middle"),
                                   (low, low, "square_low")))
     outer = stage(Cat(low_low, high_high), "square_outer", first + 3)

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
-from tern_fpga.hw.dataflow.products import HALF
+from tern_fpga.hw.dataflow.products import HALF, TARGETS, partial_product
 from tern_fpga.hw.dataflow.reciprocal import quotient_bits
 from tern_fpga.hw.row_unit import _limit, operand_layout, result_layout
 
@@ -75,6 +75,9 @@ class ScaleLanes(wiring.Component):
     Parameters
     ----------
     params : tern_fpga.contracts.params.AcceleratorParameters
+    target : None or str
+        ``"ecp5"``: the multipliers as ``MULT18X18D`` instances with their own registers
+        (:func:`~.products.partial_product`; not simulated). By default a ``*``.
 
     Members
     -------
@@ -95,14 +98,16 @@ class ScaleLanes(wiring.Component):
     #: Cycles from a beat passing to its result entering the output FIFO.
     latency = 10
 
-    def __init__(self, params: AcceleratorParameters):
+    def __init__(self, params: AcceleratorParameters, *, target=None):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
         if params.vector_bits != 2 * HALF or factor_bits(params) > HALF + 8:
             raise ValueError(f"the scale lanes multiply 16-bit halves: vector_bits must be "
                              f"{2 * HALF} (not {params.vector_bits}) and the factor at most "
                              f"{HALF + 8} bits (not {factor_bits(params)})")
-        self._params = params
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+        self._params, self._target = params, target
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
             "u": In(stream.Signature(operand_layout(params))),
@@ -172,15 +177,17 @@ class ScaleLanes(wiring.Component):
         # 1: v = |u| (QUANT) or u (NORM), 33 bits signed; the sign.
         negative = stage(u < 0, "negative", 1)
         v = stage(Mux(quantize & (u < 0), -u, u), "v", 1, signed(2 * HALF + 1))
-        # 2: the operands again, beside the DSPs; 3: the partial products; 4: again.
-        v = stage(v, "v", 2)
-        k = stage(factor, "factor", 2, unsigned(HALF + 8))
+        # 2: the operands again, beside the DSPs (or the DSPs' own registers); 3: the partial
+        # products; 4: again.
+        k = Signal(unsigned(HALF + 8), name=f"lane{lane}_factor")
+        m.d.comb += k.eq(factor)
         pieces = {}
         for name, left, right in (("high_high", v[HALF:].as_signed(), k[HALF:]),
                                   ("high_low", v[HALF:].as_signed(), k[:HALF]),
                                   ("low_high", v[:HALF], k[HALF:]),
                                   ("low_low", v[:HALF], k[:HALF])):
-            pieces[name] = stage(stage(left * right, name, 3), name, 4)
+            pieces[name] = stage(partial_product(m, stage, left, right, name, 2, self._target),
+                                 name, 4)
         # 5: the outer products side by side (no overlap) and the middle ones' sum.
         outer = stage(Cat(pieces["low_low"], pieces["high_high"]).as_signed(), "outer", 5)
         middle = stage(pieces["high_low"] + pieces["low_high"], "middle", 5)

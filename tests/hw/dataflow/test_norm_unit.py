@@ -3,12 +3,15 @@ unit's own cases (sim/rtl/testbenches/norm_quantizer_cases.py): both operations,
 distribution, other lane counts, Newton steps and seed tables, random stalls on all four
 streams; results and scales bit for bit as numerics gives them."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.norm_unit import NormUnit
 from tern_fpga.hw.norm_quantizer import Operation
+from tern_fpga.sim import rtl
 from tern_fpga.sim.rtl.testbenches.norm_quantizer_cases import (
     DISTRIBUTIONS,
     make_case,
@@ -39,10 +42,13 @@ def test_equals_numerics_on_the_committed_units_cases(variant, probability):
     assert scales == [case.scale for case in cases if case.scale is not None]
 
 
-def test_verilator_lengths_and_distributions():
+@pytest.mark.parametrize("target", [None, "ecp5"])
+def test_verilator_lengths_and_distributions(target):
     """The committed unit's cocotb testbench on the dataflow unit in Verilator (demo preset,
     V = 8): lengths 1, V - 1, 3V + 1 and max_features, every distribution, both operations,
-    fast and stalling streams."""
+    fast and stalling streams. ``"ecp5"``: with its partial products as MULT18X18D instances,
+    run on sim/rtl/models/MULT18X18D.v (the cell's documented behaviour in the configuration
+    used), which checks the instances' wiring."""
     from tern_fpga.sim.rtl.cocotb_support import build_component  # here: loads cocotb
 
     params = PRESETS["demo"]
@@ -54,8 +60,10 @@ def test_verilator_lengths_and_distributions():
     rng = np.random.default_rng(8)
     commands += [[operation, int(rng.integers(1, 40 * lanes + 1)), distribution]
                  for distribution in DISTRIBUTIONS for operation in ("NORM", "QUANT")]
-    build = build_component(NormUnit(params), "norm_unit", f"V{lanes}-{params.hash:016x}",
-                            optimize="-O0")
+    model = Path(rtl.__file__).parent / "models" / "MULT18X18D.v"
+    build = build_component(NormUnit(params, target=target), "norm_unit",
+                            f"V{lanes}-{target or 'fabric'}-{params.hash:016x}", optimize="-O0",
+                            verilator_args=(str(model),) if target else ())
     build.run("tern_fpga.sim.rtl.testbenches.norm_quantizer", {
         "params": params.to_dict(), "commands": commands,
         "probabilities": [[1, 1, 1, 1], [0.8, 0.7, 0.6, 0.5]], "seed": 8,

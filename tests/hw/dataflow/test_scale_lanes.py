@@ -149,3 +149,19 @@ def test_one_beat_a_cycle():
 def test_refuses_other_widths():
     with pytest.raises(ValueError, match="vector_bits must be 32"):
         ScaleLanes(PRESETS["demo"].replace(vector_bits=24, frac_bits=12))
+
+
+def test_the_ecp5_form_places_each_partial_product_in_a_registered_dsp():
+    """target="ecp5": every partial product a MULT18X18D with its input and output registers
+    on (the form is not simulated: Yosys has only a black box of the cell); the fabric form
+    the tests run has none."""
+    from amaranth.back import rtlil
+
+    params = PRESETS["demo"]
+    text = rtlil.convert(ScaleLanes(params, target="ecp5"))
+    assert text.count("cell \\MULT18X18D") == 4 * params.vector_lanes
+    assert text.count('parameter \\REG_OUTPUT_CLK "CLK0"') == 4 * params.vector_lanes
+    assert text.count('parameter \\REG_INPUTA_CLK "CLK0"') == 4 * params.vector_lanes
+    assert "MULT18X18D" not in rtlil.convert(ScaleLanes(params))
+    with pytest.raises(ValueError, match="target must be one of"):
+        ScaleLanes(params, target="ice40")
