@@ -129,23 +129,35 @@ class NormUnit(wiring.Component):
                 m.d.sync += held.eq(0)
         wiring.connect(m, wiring.flipped(self.operands), statistics.operands)
 
-        # Statistics: to the engine and, for QUANT, to the reciprocal, both at once.
+        # Statistics: into a request register, then to the engine and, for QUANT, to the
+        # reciprocal, each when it is ready: neither handshake waits for the other's, and the
+        # engine's wide request registers load from registers.
         waiting = engine_queue.entry
-        offered = statistics.statistics.valid & engine_queue.readable & results_queue.writable
+        request = Signal.like(engine.request.payload, name="request")
+        engine_due, reciprocal_due = Signal(), Signal()
+        capture = Signal()
+        m.d.comb += capture.eq(statistics.statistics.valid & engine_queue.readable
+                               & results_queue.writable & ~engine_due & ~reciprocal_due)
+        with m.If(capture):
+            m.d.sync += [
+                request.quantize.eq(waiting.quantize),
+                request.sum_of_squares.eq(statistics.statistics.payload.sum_of_squares),
+                request.epsilon_term.eq(waiting.epsilon_term),
+                request.constant.eq(waiting.constant),
+                request.largest.eq(statistics.statistics.payload.largest),
+                engine_due.eq(1), reciprocal_due.eq(waiting.quantize),
+            ]
         m.d.comb += [
-            engine.request.valid.eq(offered & (reciprocal.largest.ready | ~waiting.quantize)),
-            engine.request.payload.quantize.eq(waiting.quantize),
-            engine.request.payload.sum_of_squares.eq(statistics.statistics.payload.sum_of_squares),
-            engine.request.payload.epsilon_term.eq(waiting.epsilon_term),
-            engine.request.payload.constant.eq(waiting.constant),
-            engine.request.payload.largest.eq(statistics.statistics.payload.largest),
-            reciprocal.largest.valid.eq(offered & engine.request.ready & waiting.quantize),
-            reciprocal.largest.payload.eq(statistics.statistics.payload.largest),
+            engine.request.valid.eq(engine_due), engine.request.payload.eq(request),
+            reciprocal.largest.valid.eq(reciprocal_due),
+            reciprocal.largest.payload.eq(request.largest),
+            statistics.statistics.ready.eq(capture), engine_queue.read.eq(capture),
+            results_queue.write.eq(capture), results_queue.written.quantize.eq(waiting.quantize),
         ]
-        requested = engine.request.valid & engine.request.ready
-        m.d.comb += [statistics.statistics.ready.eq(requested), engine_queue.read.eq(requested),
-                     results_queue.write.eq(requested),
-                     results_queue.written.quantize.eq(waiting.quantize)]
+        with m.If(engine.request.valid & engine.request.ready):
+            m.d.sync += engine_due.eq(0)
+        with m.If(reciprocal.largest.valid & reciprocal.largest.ready):
+            m.d.sync += reciprocal_due.eq(0)
 
         # The lanes' command: QUANT's factor from the reciprocal, NORM's from the engine.
         next_pass = lanes_queue.entry
@@ -186,6 +198,7 @@ class NormUnit(wiring.Component):
                      lanes.result.ready.eq(self.result.ready)]
         m.d.comb += self.busy.eq(held | statistics.busy | lanes.busy | engine_queue.readable
                                  | lanes_queue.readable | results_queue.readable
+                                 | engine_due | reciprocal_due
                                  | ~reciprocal.largest.ready | reciprocal.result.valid
                                  | ~engine.request.ready | engine.result.valid)
         return m

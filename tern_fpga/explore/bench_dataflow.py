@@ -206,6 +206,7 @@ def run(quick: bool = False) -> list:
         "scale_engine": ScaleEngine(demo),
         "scale_lanes_v8": ScaleLanes(demo),
         "norm_unit_v8": NormUnit(demo),
+        "norm_unit_v8_ecp5": NormUnit(demo, target="ecp5"),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)
