@@ -28,7 +28,13 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
-from tern_fpga.hw.dataflow.products import HALF, TARGETS, rounded_product, saturated, square
+from tern_fpga.hw.dataflow.products import (
+    HALF,
+    checked_target,
+    rounded_product,
+    saturated,
+    square,
+)
 from tern_fpga.hw.norm_quantizer import operand_layout
 from tern_fpga.hw.row_unit import result_layout as u_layout
 from tern_fpga.hw.scale_layout import sum_of_squares_bits
@@ -94,9 +100,7 @@ class NormStatistics(wiring.Component):
             raise ValueError(f"the norm unit multiplies {HALF}-bit halves: vector_bits must be "
                              f"{2 * HALF} (not {params.vector_bits}) and frac_bits at most "
                              f"{HALF} (not {params.frac_bits})")
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-        self._params, self._target = params, target
+        self._params, self._target = params, checked_target(target)
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
             "operands": In(stream.Signature(operand_layout(params))),

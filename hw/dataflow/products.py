@@ -16,8 +16,8 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Mux, Shape, Signal, 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.row_unit import _limit  # shared; row_unit.py is a design source
 
-__all__ = ["HALF", "PRODUCT_STAGES", "SQUARE_STAGES", "TARGETS", "partial_product",
-           "rounded_product", "saturated", "square"]
+__all__ = ["HALF", "PRODUCT_STAGES", "SQUARE_STAGES", "TARGETS", "checked_target",
+           "partial_product", "rounded_product", "saturated", "square"]
 
 #: Where a design goes: ``None`` (simulation, or any FPGA: a ``*`` between fabric registers)
 #: or ``"ecp5"`` (``MULT18X18D`` instances that use the DSP's own input and output registers).
@@ -32,6 +32,13 @@ PRODUCT_STAGES = 7
 SQUARE_STAGES = 5
 
 
+def checked_target(target):
+    """``target`` if it is one of :data:`TARGETS`."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    return target
+
+
 def partial_product(m, stage, left, right, name: str, number: int, target=None):
     """``left * right`` with its operands registered at stage ``number`` and the product at
     ``number + 1`` (each operand at most 18 bits signed or 17 unsigned).
@@ -44,8 +51,7 @@ def partial_product(m, stage, left, right, name: str, number: int, target=None):
     if target is None:
         operands = stage(left, f"{name}_left", number), stage(right, f"{name}_right", number)
         return stage(operands[0] * operands[1], name, number + 1)
-    if target != "ecp5":
-        raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
+    checked_target(target)
     shapes = [Shape.cast(value.shape()) for value in (left, right)]
     if any(shape.width + (not shape.signed) > DSP_BITS for shape in shapes):
         raise ValueError(f"{name}: operands of {shapes} do not fit an 18 x 18 multiplier")

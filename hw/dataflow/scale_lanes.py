@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
-from tern_fpga.hw.dataflow.products import HALF, TARGETS, partial_product
+from tern_fpga.hw.dataflow.products import HALF, checked_target, partial_product
 from tern_fpga.hw.dataflow.reciprocal import quotient_bits
 from tern_fpga.hw.row_unit import _limit, operand_layout, result_layout
 
@@ -105,9 +105,7 @@ class ScaleLanes(wiring.Component):
             raise ValueError(f"the scale lanes multiply 16-bit halves: vector_bits must be "
                              f"{2 * HALF} (not {params.vector_bits}) and the factor at most "
                              f"{HALF + 8} bits (not {factor_bits(params)})")
-        if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-        self._params, self._target = params, target
+        self._params, self._target = params, checked_target(target)
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
             "u": In(stream.Signature(operand_layout(params))),
