@@ -159,23 +159,30 @@ class NormUnit(wiring.Component):
         with m.If(reciprocal.largest.valid & reciprocal.largest.ready):
             m.d.sync += reciprocal_due.eq(0)
 
-        # The lanes' command: QUANT's factor from the reciprocal, NORM's from the engine.
+        # The lanes' command: QUANT's factor from the reciprocal, NORM's from the engine, into
+        # a command register (loaded when empty), so that the lanes' take of their next command
+        # does not reach back into the reciprocal's and the engine's state.
         next_pass = lanes_queue.entry
         norm_scale = engine.result.valid & results_queue.readable & ~results_queue.entry.quantize
         ready = Mux(next_pass.quantize, reciprocal.result.valid, norm_scale)
-        m.d.comb += [
-            lanes.command.valid.eq(lanes_queue.readable & ready),
-            lanes.command.payload.quantize.eq(next_pass.quantize),
-            lanes.command.payload.length.eq(next_pass.length),
-            lanes.command.payload.factor.eq(Mux(next_pass.quantize,
-                                                reciprocal.result.payload.reciprocal,
-                                                engine.result.payload.mantissa)),
-            lanes.command.payload.shift.eq(Mux(next_pass.quantize,
-                                               reciprocal.result.payload.shift,
-                                               -engine.result.payload.exponent)),
-        ]
-        issued = lanes.command.valid & lanes.command.ready
-        m.d.comb += [lanes_queue.read.eq(issued),
+        command_held = Signal()
+        issued = Signal()
+        m.d.comb += issued.eq(~command_held & lanes_queue.readable & ready)
+        with m.If(issued):
+            m.d.sync += [
+                command_held.eq(1),
+                lanes.command.payload.quantize.eq(next_pass.quantize),
+                lanes.command.payload.length.eq(next_pass.length),
+                lanes.command.payload.factor.eq(Mux(next_pass.quantize,
+                                                    reciprocal.result.payload.reciprocal,
+                                                    engine.result.payload.mantissa)),
+                lanes.command.payload.shift.eq(Mux(next_pass.quantize,
+                                                   reciprocal.result.payload.shift,
+                                                   -engine.result.payload.exponent)),
+            ]
+        with m.If(lanes.command.valid & lanes.command.ready):
+            m.d.sync += command_held.eq(0)
+        m.d.comb += [lanes.command.valid.eq(command_held), lanes_queue.read.eq(issued),
                      reciprocal.result.ready.eq(issued & next_pass.quantize)]
 
         # Engine results: NORM's to the lanes (above), QUANT's to ``scale``.
@@ -198,7 +205,7 @@ class NormUnit(wiring.Component):
                      lanes.result.ready.eq(self.result.ready)]
         m.d.comb += self.busy.eq(held | statistics.busy | lanes.busy | engine_queue.readable
                                  | lanes_queue.readable | results_queue.readable
-                                 | engine_due | reciprocal_due
+                                 | engine_due | reciprocal_due | command_held
                                  | ~reciprocal.largest.ready | reciprocal.result.valid
                                  | ~engine.request.ready | engine.result.valid)
         return m
