@@ -12,10 +12,13 @@ committed :class:`tern_fpga.hw.norm_quantizer.NormQuantizer`, built from the dat
   (the second pass waits for it) or QUANT's output scale (offered on ``scale``);
 - :class:`~.scale_lanes.ScaleLanes` applies the factor to ``u``.
 
-A command's two passes go into ``NormStatistics`` one after the other as it is taken; two small
+A command's two passes go into ``NormStatistics`` one after the other as it is taken; three small
 queues keep, in command order, what the engine and the lanes need when the statistics and the
-factors arrive. Unlike the committed unit's, a QUANT's output scale may come after its first
-results (the rsqrt no longer delays them); each stream keeps its own order.
+factors arrive, and where each engine result goes. A request register sits between the
+statistics and the engine and reciprocal, and a command register in front of the lanes, so
+that no handshake reaches through another unit's state. Unlike the committed unit's, a QUANT's
+output scale may come after its first results (the rsqrt no longer delays them); each stream
+keeps its own order.
 """
 
 from __future__ import annotations
