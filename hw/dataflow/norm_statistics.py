@@ -150,15 +150,17 @@ class NormStatistics(wiring.Component):
             stages.append(delay(m, stages[-1], str(number)))
 
         u = Signal(u_layout(params))
+        at_u = stages[U_STAGE - 1]
         squares, magnitudes = [], []
         for lane in range(lanes):
             lane_u, lane_square = self._lane(m, lane)
             m.d.comb += u.data[lane].eq(lane_u)
-            keep = stages[U_STAGE - 1]["mask"][lane]
-            squares.append(register(m, Mux(keep, lane_square, 0), f"lane{lane}_square_{U_STAGE + 1}"))
-            magnitudes.append(register(m, Mux(keep, abs(lane_u), 0), f"lane{lane}_largest_{U_STAGE + 1}",
+            keep = at_u["mask"][lane]
+            squares.append(register(m, Mux(keep, lane_square, 0),
+                                    f"lane{lane}_square_{U_STAGE + 1}"))
+            magnitudes.append(register(m, Mux(keep, abs(lane_u), 0),
+                                       f"lane{lane}_largest_{U_STAGE + 1}",
                                        shape=unsigned(params.vector_bits)))
-        at_u = stages[U_STAGE - 1]
         m.d.comb += [u.mask.eq(at_u["mask"]), u.last.eq(at_u["last"]),
                      u_output.w_data.eq(u), u_output.w_en.eq(at_u["valid"] & ~at_u["reduce"])]
 
@@ -200,13 +202,12 @@ class NormStatistics(wiring.Component):
         x = stage(stage(self.operands.payload.x[lane], "x", 1), "x", 2)
         weight = stage(stage(self.operands.payload.weight[lane], "weight", 1), "weight", 2)
         product = rounded_product(m, stage, x, weight, params, 3, self._target)
-        u = stage(saturated(product, params.vector_bits), "u", U_STAGE, signed(params.vector_bits))
+        u = stage(saturated(product, params.vector_bits), "u", U_STAGE,
+                  signed(params.vector_bits))
         # |x| has a register of its own before the one beside the square's DSPs.
         x_square = square(m, stage, stage(abs(x), "x_magnitude", 3), 4, self._target)
         limit = params.square_saturation_bits
         shifted = x_square[params.square_shift:]
         value = stage(Mux(shifted[limit:].any(), (1 << limit) - 1, shifted[:limit]),
                       "square_shifted", 9, unsigned(limit))
-        for number in (10,):
-            value = stage(value, "square_shifted", number)
-        return u, value
+        return u, stage(value, "square_shifted", U_STAGE)

@@ -16,8 +16,8 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Mux, Shape, Signal, 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.row_unit import _limit  # shared; row_unit.py is a design source
 
-__all__ = ["HALF", "PRODUCT_STAGES", "SQUARE_STAGES", "TARGETS", "checked_target",
-           "partial_product", "rounded_product", "saturated", "square"]
+__all__ = ["HALF", "TARGETS", "checked_target", "four_products", "partial_product",
+           "rounded_product", "saturated", "square"]
 
 #: Where a design goes: ``None`` (simulation, or any FPGA: a ``*`` between fabric registers)
 #: or ``"ecp5"`` (``MULT18X18D`` instances that use the DSP's own input and output registers).
@@ -26,10 +26,6 @@ DSP_BITS = 18
 
 # The operands split into a high half and an unsigned low half of HALF bits.
 HALF = 16
-#: Registers from :func:`rounded_product`'s first to its last, both counted.
-PRODUCT_STAGES = 7
-#: Registers from :func:`square`'s first to its last, both counted.
-SQUARE_STAGES = 5
 
 
 def checked_target(target):
@@ -46,7 +42,8 @@ def partial_product(m, stage, left, right, name: str, number: int, target=None):
     ``target`` None: fabric registers around a ``*`` (Yosys maps it to a DSP, its own registers
     unused). ``"ecp5"``: one ``MULT18X18D`` whose input and output registers are those stages,
     so that the paths between the fabric and the DSP row are whole cycles. Yosys has only a
-    black box of the cell, so that form is not simulated: the tests run the fabric form.
+    black box of the cell, so Amaranth's simulator runs the fabric form; Verilator runs this
+    one on ``sim/rtl/models/MULT18X18D.v``.
     """
     if target is None:
         operands = stage(left, f"{name}_left", number), stage(right, f"{name}_right", number)
@@ -77,6 +74,19 @@ def partial_product(m, stage, left, right, name: str, number: int, target=None):
     return result
 
 
+def four_products(m, stage, a, b, first: int, target=None) -> dict:
+    """The four partial products of ``a = (a_high, a_low)`` and ``b = (b_high, b_low)``
+    (halves given by the caller, each :func:`partial_product`'s operand), by name
+    (``high_high``, ``high_low``, ``low_high``, ``low_low``): the operands at stage ``first``,
+    the products at ``first + 1`` and again at ``first + 2`` (a register fed by the DSP alone).
+    """
+    (a_high, a_low), (b_high, b_low) = a, b
+    return {name: stage(partial_product(m, stage, left, right, name, first, target), name,
+                        first + 2)
+            for left, right, name in ((a_high, b_high, "high_high"), (a_high, b_low, "high_low"),
+                                      (a_low, b_high, "low_high"), (a_low, b_low, "low_low"))}
+
+
 def rounded_product(m, stage, a, b, params: AcceleratorParameters, first: int,
                     target=None) -> dict:
     """``numerics.multiply(a, b)`` (``round_shift(a * b, frac_bits)``, saturated) as stages
@@ -92,14 +102,10 @@ def rounded_product(m, stage, a, b, params: AcceleratorParameters, first: int,
     :func:`saturated` of them.
     """
     width = params.vector_bits
-    (a_high, a_low), (b_high, b_low) = ((value[HALF:].as_signed(), value[:HALF])
-                                        for value in (a, b))
-    high_high, high_low, low_high, low_low = (
-        stage(partial_product(m, stage, left, right, name, first, target), name, first + 2)
-        for left, right, name in ((a_high, b_high, "high_high"), (a_high, b_low, "high_low"),
-                                  (a_low, b_high, "low_high"), (a_low, b_low, "low_low")))
-    outer = stage(Cat(low_low, high_high).as_signed(), "outer", first + 3)
-    middle_sum = stage(high_low + low_high, "middle", first + 3)
+    pieces = four_products(m, stage, *((value[HALF:].as_signed(), value[:HALF])
+                                       for value in (a, b)), first, target)
+    outer = stage(Cat(pieces["low_low"], pieces["high_high"]).as_signed(), "outer", first + 3)
+    middle_sum = stage(pieces["high_low"] + pieces["low_high"], "middle", first + 3)
     middle = Cat(Const(1 << (params.frac_bits - 1), HALF), middle_sum).as_signed()
     low_half = stage(outer[:2 * HALF] + middle[:2 * HALF], "low_half", first + 4)
     high_half = stage(outer[2 * HALF:].as_signed() + middle[2 * HALF:].as_signed(),

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
-from tern_fpga.hw.dataflow.products import HALF, checked_target, partial_product
+from tern_fpga.hw.dataflow.products import HALF, checked_target, four_products
 from tern_fpga.hw.dataflow.reciprocal import quotient_bits
 from tern_fpga.hw.row_unit import _limit, operand_layout, result_layout
 
@@ -149,8 +149,9 @@ class ScaleLanes(wiring.Component):
         stages = [tag]
         for number in range(2, self.latency + 1):
             stages.append(delay(m, stages[-1], str(number)))
-        # Only stage 2 reads the factor: it does not travel with the tag.
-        factor = register(m, beats.fields["factor"], "factor_1")
+        # Only stage 2 reads the factor (widened to the partial products' HALF + 8 bits): it
+        # does not travel with the tag.
+        factor = register(m, beats.fields["factor"], "factor_1", shape=unsigned(HALF + 8))
 
         result = Signal(result_layout(params))
         for lane in range(lanes):
@@ -177,15 +178,8 @@ class ScaleLanes(wiring.Component):
         v = stage(Mux(quantize & (u < 0), -u, u), "v", 1, signed(2 * HALF + 1))
         # 2: the operands again, beside the DSPs (or the DSPs' own registers); 3: the partial
         # products; 4: again.
-        k = Signal(unsigned(HALF + 8), name=f"lane{lane}_factor")
-        m.d.comb += k.eq(factor)
-        pieces = {}
-        for name, left, right in (("high_high", v[HALF:].as_signed(), k[HALF:]),
-                                  ("high_low", v[HALF:].as_signed(), k[:HALF]),
-                                  ("low_high", v[:HALF], k[HALF:]),
-                                  ("low_low", v[:HALF], k[:HALF])):
-            pieces[name] = stage(partial_product(m, stage, left, right, name, 2, self._target),
-                                 name, 4)
+        pieces = four_products(m, stage, (v[HALF:].as_signed(), v[:HALF]),
+                               (factor[HALF:], factor[:HALF]), 2, self._target)
         # 5: the outer products side by side (no overlap) and the middle ones' sum.
         outer = stage(Cat(pieces["low_low"], pieces["high_high"]).as_signed(), "outer", 5)
         middle = stage(pieces["high_low"] + pieces["low_high"], "middle", 5)

@@ -70,6 +70,7 @@ class FoldedGoldenModel(GoldenModel):
             step.append(instruction)
         self.folds = {self.step_entry + quant: self.step_entry + norm
                       for quant, norm in fusion_plan(step).items()}
+        self._folded_norms = set(self.folds.values())
         self._inputs: dict[int, np.ndarray] = {}
 
     def run(self, entry: int):
@@ -79,7 +80,7 @@ class FoldedGoldenModel(GoldenModel):
         pc = entry
         while self.program[pc].opcode != Opcode.HALT:
             instruction = self.program[pc]
-            if pc in self.folds.values():
+            if pc in self._folded_norms:
                 self._inputs[pc] = self._read_a(instruction.a, instruction.length).copy()
             elif pc in self.folds:
                 self._execute_folded(instruction, self.program[self.folds[pc]],

@@ -10,6 +10,7 @@ from amaranth.sim import Simulator
 
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.reciprocal import Reciprocal
+from tern_fpga.sim.rtl.stream_sink import take_one
 
 
 def _golden(largest, params):
@@ -36,18 +37,11 @@ def _run(params, bits_per_cycle, values, rng, *, stall):
             ctx.set(dut.largest.valid, 1)
             await ctx.tick().until(dut.largest.ready)
             ctx.set(dut.largest.valid, 0)
-            waited = 0
-            while True:
-                ready = not stall or rng.random() < 0.5
-                ctx.set(dut.result.ready, ready)
-                _, _, valid, payload = await ctx.tick().sample(dut.result.valid,
-                                                               dut.result.payload)
-                waited += 1
-                if valid and ready:
-                    results.append((int(payload.reciprocal), int(payload.shift)))
-                    latencies.append(waited)
-                    break
-            ctx.set(dut.result.ready, 0)
+            payload, cycles = await take_one(ctx, dut.result, rng=rng,
+                                             ready_probability=0.5 if stall else 1.0,
+                                             limit=200)
+            results.append((int(payload.reciprocal), int(payload.shift)))
+            latencies.append(cycles)
 
     simulator = Simulator(dut)
     simulator.add_clock(1e-8)

@@ -12,6 +12,7 @@ from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.scale_engine import ScaleEngine
 from tern_fpga.hw.scale_layout import sum_of_squares_bits
+from tern_fpga.sim.rtl.stream_sink import take_one
 
 
 def _expected(request, params):
@@ -55,17 +56,10 @@ def _run(params, requests, rng, *, ready_probability):
             ctx.set(dut.request.valid, 1)
             await ctx.tick().until(dut.request.ready)
             ctx.set(dut.request.valid, 0)
-            for cycle in range(1, 200):
-                ready = rng.random() < ready_probability
-                ctx.set(dut.result.ready, ready)
-                if ctx.get(dut.result.valid) and not latencies[len(received):]:
-                    latencies.append(cycle)
-                _, _, valid, payload = await ctx.tick().sample(dut.result.valid,
-                                                               dut.result.payload)
-                if valid and ready:
-                    received.append((int(payload.mantissa), int(payload.exponent)))
-                    break
-            ctx.set(dut.result.ready, 0)
+            payload, cycles = await take_one(ctx, dut.result, rng=rng,
+                                             ready_probability=ready_probability, limit=200)
+            received.append((int(payload.mantissa), int(payload.exponent)))
+            latencies.append(cycles)
 
     simulator = Simulator(dut)
     simulator.add_clock(1e-8)
