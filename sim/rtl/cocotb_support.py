@@ -99,12 +99,14 @@ def write_verilog(component, toplevel: str, path: Path) -> Path:
 
 
 @contextmanager
-def locked_directory(directory: Path):
-    """Create ``directory`` and hold an exclusive lock on it: concurrent builders (pytest
-    workers, a virtual board) take turns instead of racing on one build."""
+def locked_directory(directory: Path, *, shared: bool = False):
+    """Create ``directory`` and hold a lock on it: exclusive for a builder, so that concurrent
+    builders (pytest workers, a virtual board) take turns instead of racing on one build;
+    ``shared`` for a run of the built simulator, so that no builder relinks the binary while
+    another worker executes it (which fails with "Permission denied")."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -181,17 +183,18 @@ class VerilatorBuild:
         if module_dir is not None and str(module_dir) not in sys.path:
             sys.path.append(str(module_dir))
         try:
-            get_runner("verilator").test(
-                test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                testcase=testcase, plusargs=list(plusargs), test_args=test_args,
-                build_dir=self.build_dir, test_dir=self.build_dir, seed=seed,
-                results_xml=str(results.resolve()), log_file=log_file,
-                extra_env={**environment, CONFIG_ENVIRONMENT: json.dumps(config),
-                           "COCOTB_TRUST_INERTIAL_WRITES": "1",
-                           # cocotb rewrites the asserts of every imported module by default,
-                           # which costs about a second per run: only the test module's.
-                           "COCOTB_REWRITE_ASSERTION_FILES":
-                               test_module.rpartition(".")[2] + ".py"})
+            with locked_directory(self.build_dir, shared=True):
+                get_runner("verilator").test(
+                    test_module=test_module, hdl_toplevel=self.toplevel,
+                    hdl_toplevel_lang="verilog", testcase=testcase, plusargs=list(plusargs), test_args=test_args,
+                    build_dir=self.build_dir, test_dir=self.build_dir, seed=seed,
+                    results_xml=str(results.resolve()), log_file=log_file,
+                    extra_env={**environment, CONFIG_ENVIRONMENT: json.dumps(config),
+                               "COCOTB_TRUST_INERTIAL_WRITES": "1",
+                               # cocotb rewrites the asserts of every imported module by default,
+                               # which costs about a second per run: only the test module's.
+                               "COCOTB_REWRITE_ASSERTION_FILES":
+                                   test_module.rpartition(".")[2] + ".py"})
             tests, failed = get_results(results)
         except (SystemExit, RuntimeError) as error:
             raise RunFailed(f"cocotb run of {test_module} failed ({error!r}); "
