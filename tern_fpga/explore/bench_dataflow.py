@@ -152,7 +152,43 @@ def _schedule_figures(source):
                 Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / schedule.cycles),
                        "tokens/s", "projected", source, "100 MHz over the projected cycles"),
             ]
+            if (lanes, vector) == SCOREBOARD_POINT and name == "norm_unit":
+                figures += _scoreboard_figures(compiled, timing, schedule, source)
     return figures
+
+
+#: (P, V) of the schedule run through the RTL scoreboard too, its slots and unit queue depth.
+SCOREBOARD_POINT = (512, 8)
+SCOREBOARD_SLOTS = 6
+SCOREBOARD_QUEUE = 8
+
+
+def _scoreboard_figures(compiled, timing, schedule, source):
+    """The step of ``schedule`` issued through :class:`~tern_fpga.hw.dataflow.scoreboard.
+    Scoreboard` to behavioural units of the same timing (sim/rtl/scoreboard_timing.py)."""
+    from tern_fpga.sim.rtl.scoreboard_timing import scoreboard_step  # here: loads Amaranth
+
+    lanes, vector = SCOREBOARD_POINT
+    result = scoreboard_step(compiled, ternary_lanes=lanes, vector_lanes=vector,
+                             slots=SCOREBOARD_SLOTS, timing=timing,
+                             command_queue=SCOREBOARD_QUEUE)
+    if result["wrong_reads"]:
+        raise AssertionError(f"the scoreboard let {len(result['wrong_reads'])} reads see "
+                             f"another value than the sequential program's")
+    key = f"dataflow.demo_schedule.p{lanes}_v{vector}_norm_unit_scoreboard"
+    note = (f"the same step issued in order through hw/dataflow/scoreboard.py "
+            f"({SCOREBOARD_SLOTS} slots, {SCOREBOARD_QUEUE} commands queued a unit) in "
+            f"Amaranth's simulator, to behavioural units with the schedule's timing; every "
+            f"read checked against the sequential program; the schedule model's "
+            f"{schedule.cycles} cycles assume hazards resolved at no cost")
+    return [
+        Figure(f"{key}.cycles_per_token", result["cycles"], "cycles", "simulated", source,
+               note),
+        Figure(f"{key}.over_schedule", round(result["cycles"] / schedule.cycles, 4), "",
+               "simulated", source, "the scoreboard's cycles over the schedule model's"),
+        Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / result["cycles"]), "tokens/s",
+               "projected", source, "100 MHz over the scoreboard's simulated cycles"),
+    ]
 
 
 def run(quick: bool = False) -> list:
@@ -164,6 +200,7 @@ def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
     from tern_fpga.hw.dataflow.scale_engine import ScaleEngine  # here: loads Amaranth
     from tern_fpga.hw.dataflow.scale_lanes import ScaleLanes  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.scoreboard import Scoreboard  # here: loads Amaranth
     from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec  # here: loads Amaranth
 
     source = "tern_fpga.explore.bench_dataflow"
@@ -207,6 +244,7 @@ def run(quick: bool = False) -> list:
         "scale_lanes_v8": ScaleLanes(demo),
         "norm_unit_v8": NormUnit(demo),
         "norm_unit_v8_ecp5": NormUnit(demo, target="ecp5"),
+        f"scoreboard_{SCOREBOARD_SLOTS}": Scoreboard(demo, slots=SCOREBOARD_SLOTS),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)

@@ -1,0 +1,407 @@
+"""The issue stage and scoreboard of the dataflow core (issue 15, ``docs/dataflow.md``): one
+instruction stream in, three units out (the matrix pipe, the element-wise unit, the norm unit),
+and beat by beat permission to go, so that independent work overlaps while every read sees the
+value the sequential program (the golden model) gives it.
+
+:class:`Scoreboard` keeps up to ``slots`` instructions in flight. An instruction is issued to its
+unit's command stream when a slot is free; the slot is freed once the unit has reported its last
+read and its last write. Each unit runs its instructions in program order and reports progress
+with pulses (:class:`UnitPort`): ``read`` when it takes a beat of ``V`` elements (a TMV: when
+it starts), ``write`` when a beat's ``V`` results are in the vector memory (or, for QUANT, in
+the activation buffer), and the matrix pipe's ``release`` when a TMV has read its last
+activation word (the buffer and the scale register are free again). ``go`` says
+that the unit's next beat may be taken: no older instruction in flight
+
+- has still to write an element the beat reads (read after write),
+- has still to read, in its last pass, an element the beat writes (write after read),
+- has still to write an element the beat writes (write after write);
+
+a TMV starts once every older QUANT has written its activations (the buffer and the scale
+register it reads), and QUANT's second pass (which writes a buffer and a scale register) waits
+for older TMVs that read that buffer or that register. Element-wise beats therefore stream
+behind the instruction that produces their operands, element by element, as
+:func:`tern_fpga.explore.dataflow_schedule.dataflow_schedule` assumes. The oldest instruction in
+flight never waits for another, so the program cannot deadlock.
+
+Timing: every check compares registers, word addresses (operands start on a vector word, as
+the compiler places them): each slot keeps its next beat's word and what it has still to read
+and write as ranges of words; registers a pair of slots hold whether the older one's pending
+work meets the younger's next 1, 2 or 3 beats; ``go`` is a register of those. So ``go`` lags the
+progress it reads by two cycles, and picks the prefix that covers the beats the unit has taken
+meanwhile: a unit streams behind its producer three cycles after each write, at full rate. With
+an instruction's last beat ``go`` turns to the unit's next instruction (its first beat, computed
+beside), so instructions follow with no bubble; a slot just issued, or NORM's or QUANT's second
+pass, waits a cycle for its hazards to be computed. What a beat reads and writes: operand ``a`` (and ``b`` for MUL, ADD, SUB, NORM and QUANT)
+at the beat's offset, ``dst`` at the same offset in the last pass (NORM and the element-wise
+operations); a TMV writes rows ``dst ...`` in order, ``V`` a ``write``. The ISA has no partial
+overlap of ``dst`` and a source (``docs/isa.md``), so an instruction never waits for itself.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tern_fpga.contracts.isa import FIELDS, SCALE_REGISTERS, Flag, Opcode
+from tern_fpga.contracts.params import AcceleratorParameters
+
+__all__ = ["Scoreboard", "Unit", "UnitPort", "instruction_layout", "unit_of"]
+
+
+class Unit(enum.IntEnum):
+    MATRIX = 0
+    ELEMENTWISE = 1
+    NORM = 2
+
+
+def unit_of(opcode: Opcode) -> Unit:
+    """The unit that executes ``opcode`` (HALT has none: the issue stage stops there)."""
+    if opcode == Opcode.HALT:
+        raise ValueError("HALT is not issued to a unit: the instruction fetch stops at it")
+    return {Opcode.TMV: Unit.MATRIX, Opcode.NORM: Unit.NORM,
+            Opcode.QUANT: Unit.NORM}.get(Opcode(opcode), Unit.ELEMENTWISE)
+
+
+def instruction_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """An instruction as the scoreboard and the units take it: the ISA's fields, ``dst``, ``a``
+    and ``b`` as wide as a vector-memory address (a TMV's ``a`` is its beats a row, at most
+    ``max_features``; QUANT's ``dst`` and TMV's ``b`` a scale register)."""
+    address = range(max(params.vector_memory_words, params.max_features + 1,
+                        SCALE_REGISTERS))
+    return data.StructLayout({
+        "opcode": Opcode,
+        "dst": address,
+        "a": address,
+        "b": address,
+        "length": range(1, 1 << FIELDS["length"][1]),
+        "imm": FIELDS["imm"][1],
+        "flags": FIELDS["flags"][1],
+    })
+
+
+class UnitPort(wiring.Signature):
+    """The scoreboard's side of one unit: ``command`` (the unit's instructions in program
+    order), ``go`` (its next beat may be taken), ``read`` and ``write`` (pulses: a beat taken,
+    a beat's results written), ``release`` (a pulse: the matrix pipe's TMV has read its last
+    activation word; the other units leave it low)."""
+
+    def __init__(self, params: AcceleratorParameters):
+        super().__init__({
+            "command": Out(stream.Signature(instruction_layout(params))),
+            "go": Out(1),
+            "read": In(1),
+            "write": In(1),
+            "release": In(1),
+        })
+
+
+class Scoreboard(wiring.Component):
+    """In-order issue to three units and the hazard checks between their beats.
+
+    Parameters
+    ----------
+    params : tern_fpga.contracts.params.AcceleratorParameters
+    slots : int
+        Instructions in flight at most (2 or more).
+
+    Attributes
+    ----------
+    instruction : ``In(stream.Signature(instruction_layout(params)))``
+        The program, HALT excluded; ``dst``, ``a`` and ``b`` multiples of ``V`` (TMV's ``a``,
+        QUANT's ``dst`` and TMV's ``b`` excepted), else the checks are undefined.
+    matrix, elementwise, norm : ``Out(UnitPort(params))``
+    idle : ``Out(1)``
+        No instruction in flight.
+    """
+
+    #: Beats from a unit's next one that the hazards cover: the two it may take while ``go`` is
+    #: computed, and the one it takes.
+    LOOKAHEAD = 3
+
+    def __init__(self, params: AcceleratorParameters, *, slots: int = 6):
+        if not (isinstance(slots, int) and slots >= 2):
+            raise ValueError(f"a scoreboard needs 2 or more slots to overlap work, not "
+                             f"{slots!r}")
+        self._params, self._slots = params, slots
+        super().__init__({
+            "instruction": In(stream.Signature(instruction_layout(params))),
+            **{unit.name.lower(): Out(UnitPort(params)) for unit in Unit},
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        params = self._params
+        ports = [getattr(self, unit.name.lower()) for unit in Unit]
+        slots = [_Slot(m, index, params, self._slots, self.LOOKAHEAD)
+                 for index in range(self._slots)]
+        m.d.comb += self.idle.eq(~Cat(slot.valid for slot in slots).any())
+
+        # Issue: the lowest free slot takes the instruction when its unit takes the command.
+        instruction = self.instruction.payload
+        free = [~slot.valid for slot in slots]
+        chosen = [free[index] & ~Cat(free[:index]).any() for index in range(self._slots)]
+        opcode = instruction.opcode
+        unit = Mux(opcode == Opcode.TMV, Unit.MATRIX,
+                   Mux((opcode == Opcode.NORM) | (opcode == Opcode.QUANT), Unit.NORM,
+                       Unit.ELEMENTWISE))
+        has_room = Cat(free).any()
+        for index, port in enumerate(ports):
+            m.d.comb += [port.command.payload.eq(instruction),
+                         port.command.valid.eq(self.instruction.valid & has_room
+                                               & (unit == index))]
+        m.d.comb += self.instruction.ready.eq(
+            has_room & Cat(port.command.ready & (unit == index)
+                           for index, port in enumerate(ports)).any())
+        issued = self.instruction.valid & self.instruction.ready
+        quant_parity = Signal()
+        with m.If(issued & (opcode == Opcode.QUANT)):
+            m.d.sync += quant_parity.eq(~quant_parity)
+        valid_now = Cat(slot.valid for slot in slots)
+        for slot, take in zip(slots, chosen):
+            slot.issue(m, issued & take, instruction, unit, quant_parity, valid_now)
+            # The slot's new instruction is younger than every other.
+            for other in slots:
+                if other is not slot:
+                    with m.If(issued & take):
+                        m.d.sync += other.older[slot.index].eq(0)
+
+        # A register a pair: the older slot's pending work meets the younger's window.
+        hazards = [self._hazards(m, slot, slots) for slot in slots]
+
+        # Each unit's current slot (its oldest with reads left), the one after it, its writing
+        # slot (its oldest with writes left) and its releasing TMV; all in program order.
+        for index, port in enumerate(ports):
+            name = Unit(index).name.lower()
+            ours = [slot.valid & (slot.unit == index) for slot in slots]
+            reading = [own & ~slot.read_done for own, slot in zip(ours, slots)]
+            current, following = self._current_and_following(
+                m, name, slots, reading, port,
+                [issued & take & (unit == index) for take in chosen])
+            writer = _oldest(slots, [own & ~slot.write_done for own, slot in zip(ours, slots)])
+            releaser = _oldest(slots, [own & slot.buffer_busy for own, slot in zip(ours, slots)])
+            for slot, is_current, is_writer, is_releaser in zip(slots, current, writer,
+                                                                 releaser):
+                slot.step(m, port.read & is_current, port.write & is_writer,
+                          port.release & is_releaser)
+                with m.If(slot.unit == index):
+                    m.d.sync += slot.taken_last.eq(port.read & is_current & ~slot.at_pass_end)
+
+            def any_of(members, values, suffix, name=name):
+                result = Signal(name=f"{name}_{suffix}")
+                m.d.comb += result.eq(Cat(member & value
+                                          for member, value in zip(members, values)).any())
+                return result
+            # The prefix of the current slot's next beats that covers its beats in flight.
+            clear = [Mux(slot.taken_last + (port.read & is_current) == 0, ~hazard[0],
+                         Mux(slot.taken_last & port.read & is_current, ~hazard[2],
+                             ~hazard[1]))
+                     for slot, hazard, is_current in zip(slots, hazards, current)]
+            go_current = any_of(current, [slot.settled & ok for slot, ok in zip(slots, clear)],
+                                "clear")
+            go_following = any_of(following, [slot.settled & ~hazard[0]
+                                              for slot, hazard in zip(slots, hazards)],
+                                  "following_clear")
+            last_beat = any_of(current, [slot.at_pass_end for slot in slots], "pass_end")
+            instruction_end = any_of(current, [slot.at_pass_end & slot.final_pass
+                                               for slot in slots], "instruction_end")
+            m.d.sync += port.go.eq(Mux(port.read & last_beat,
+                                       instruction_end & go_following, go_current))
+        return m
+
+    @staticmethod
+    def _current_and_following(m, name, slots, reading, port, new):
+        """One-hot registers: the unit's oldest slot with reads left and the one after it.
+        They follow the only changes: the current slot's last beat, a slot issued (the
+        youngest); so a beat's pulse reaches the slot's registers through one AND."""
+        count = len(slots)
+        current = Signal(count, name=f"{name}_current")
+        following = Signal(count, name=f"{name}_following")
+        issued = Cat(new)
+        third = Cat(_oldest(slots, [member & ~current[slot.index] & ~following[slot.index]
+                                    for member, slot in zip(reading, slots)]))
+        done = port.read & Cat(current[slot.index] & slot.at_pass_end & slot.final_pass
+                               for slot in slots).any()
+        with m.If(done):
+            with m.If(following.any()):
+                m.d.sync += [current.eq(following),
+                             following.eq(Mux(third.any(), third, issued))]
+            with m.Else():
+                m.d.sync += [current.eq(issued), following.eq(0)]
+        with m.Elif(~current.any()):
+            m.d.sync += current.eq(issued)
+        with m.Elif(~following.any()):
+            m.d.sync += following.eq(issued)
+        return list(current), list(following)
+
+    def _hazards(self, m, slot, slots):
+        """Per prefix of ``slot``'s next 1 to ``LOOKAHEAD`` beats, whether an older slot's
+        pending work meets it (a register a pair, then their OR)."""
+        prefixes = []
+        for beats in range(1, self.LOOKAHEAD + 1):
+            pairs = []
+            for other in slots:
+                if other is slot:
+                    continue
+                unwritten = other.unwritten()
+                window = {name: slot.window(name, beats) for name in _Slot.OPERANDS}
+                hazard = (slot.uses_a & _overlap(window["a"], unwritten)) \
+                    | (slot.uses_b & _overlap(window["b"], unwritten)) \
+                    | (slot.writes_now & (_overlap(window["dst"], unwritten)
+                                          | _overlap(window["dst"], other.unread("a"))
+                                          | _overlap(window["dst"], other.unread("b"))))
+                # The activation buffers and the scale registers, whole instructions.
+                hazard |= slot.is_tmv & other.is_quant & ~other.write_done
+                hazard |= slot.is_quant & slot.pass_two & other.buffer_busy \
+                    & ((other.parity == slot.parity) | (other.scale == slot.scale))
+                pair = Signal(name=f"hazard_{slot.index}_after_{other.index}_{beats}")
+                m.d.sync += pair.eq(slot.older[other.index] & other.valid & hazard)
+                pairs.append(pair)
+            prefixes.append(Cat(pairs).any())
+        return prefixes
+
+
+def _overlap(window, pending):
+    """Whether the words ``window`` = (start, end) meet ``pending`` = (start, end, nonempty)."""
+    start, end = window
+    pending_start, pending_end, nonempty = pending
+    return nonempty & (start < pending_end) & (pending_start < end)
+
+
+def _oldest(slots, members):
+    """One-hot: the member slot with no older member."""
+    return [member & ~Cat(members[other.index] & slot.older[other.index]
+                          for other in slots if other is not slot).any()
+            for slot, member in zip(slots, members)]
+
+
+class _Slot:
+    """One instruction in flight, in vector words: what it reads and writes, how far it has
+    got, and the window of its next beats; all registers."""
+
+    OPERANDS = ("a", "b", "dst")
+
+    def __init__(self, m, index, params, count, lookahead):
+        self.index, self._lookahead = index, lookahead
+        self._word_bits = params.vector_lanes.bit_length() - 1
+        address_bits = Shape.cast(instruction_layout(params)["dst"].shape).width
+        beats = range((1 << FIELDS["length"][1]) + 1)
+        # A word address, or one plus up to a pass's beats.
+        words = range((1 << (address_bits - self._word_bits)) + beats.stop + lookahead)
+
+        def signal(shape, name, **kwargs):
+            return Signal(shape, name=f"slot{index}_{name}", reset_less=True, **kwargs)
+
+        self.valid = Signal(name=f"slot{index}_valid")
+        self.older = signal(count, "older")
+        self.unit = signal(Unit, "unit")
+        self.is_tmv, self.is_quant, self.two_pass, self.pass_two = (
+            signal(1, name) for name in ("is_tmv", "is_quant", "two_pass", "pass_two"))
+        self.uses_a, self.uses_b, self.writes = (signal(1, name)
+                                                 for name in ("uses_a", "uses_b", "writes"))
+        self.parity = signal(1, "parity")
+        self.scale = signal(range(SCALE_REGISTERS), "scale")
+        self.read_done, self.write_done, self.buffer_busy = (
+            signal(1, name) for name in ("read_done", "write_done", "buffer_busy"))
+        # Per operand: first word, end word, next beat's word, and the first word still to
+        # read in the last pass (or, for dst, still to write); ``reach[k]``: the word after the
+        # next ``k`` beats (a TMV's: its end, its writes cover its whole destination).
+        self.start, self.end, self.next, self.pending = (
+            {name: signal(words, f"{name}_{field}") for name in self.OPERANDS}
+            for field in ("start", "end", "next", "pending"))
+        self.reach = {beats: {name: signal(words, f"{name}_reach{beats}")
+                              for name in self.OPERANDS}
+                      for beats in range(1, lookahead + 1)}
+        self.taken_last = signal(1, "taken_last")   # a beat of this pass taken last cycle
+        self.left = signal(beats, "left")           # beats of this pass after the next one
+        # The cycle after a slot is issued or starts its second pass, its hazards are still
+        # those of its old state.
+        self.unsettled = signal(1, "unsettled")
+        self.settled = ~self.unsettled
+        # A TMV takes one "beat": its start.
+        self.at_pass_end = self.left == 0
+        self.final_pass = ~self.two_pass | self.pass_two
+        # NORM checks its destination in its second pass, the one that writes; a TMV its whole
+        # destination when it starts (its writes cannot pause for a row).
+        self.writes_now = self.writes & self.final_pass
+        m.d.sync += self.unsettled.eq(0)
+        with m.If(self.valid & self.read_done & self.write_done & ~self.buffer_busy):
+            m.d.sync += self.valid.eq(0)
+
+    def window(self, operand, beats):
+        return self.next[operand], self.reach[beats][operand]
+
+    def unwritten(self):
+        """(start, end, nonempty): the destination's words still to be written."""
+        return self.pending["dst"], self.end["dst"], self.writes & ~self.write_done
+
+    def unread(self, operand):
+        """(start, end, nonempty): ``operand``'s words still to be read in the last pass."""
+        return (self.pending[operand], self.end[operand],
+                getattr(self, f"uses_{operand}") & ~self.read_done)
+
+    def issue(self, m, take, instruction, unit, quant_parity, valid_now):
+        opcode = instruction.opcode
+        unary = (opcode == Opcode.SIGMOID) | (opcode == Opcode.SILU) \
+            | (opcode == Opcode.ONE_MINUS)
+        binary = (opcode == Opcode.MUL) | (opcode == Opcode.ADD) | (opcode == Opcode.SUB)
+        norm = (opcode == Opcode.NORM) | (opcode == Opcode.QUANT)
+        is_tmv, is_quant = opcode == Opcode.TMV, opcode == Opcode.QUANT
+        writes = ~is_quant & ~(is_tmv & (instruction.flags & Flag.NO_WRITE).any())
+        bits = self._word_bits
+        beats = (instruction.length + (1 << bits) - 1) >> bits
+        with m.If(take):
+            m.d.sync += [
+                self.valid.eq(1),
+                self.older.eq(valid_now & ~Const(1 << self.index, len(valid_now))),
+                self.unit.eq(unit),
+                self.uses_a.eq(unary | binary | norm), self.uses_b.eq(binary | norm),
+                self.writes.eq(writes),
+                self.is_tmv.eq(is_tmv), self.is_quant.eq(is_quant),
+                self.two_pass.eq(norm), self.pass_two.eq(0), self.buffer_busy.eq(is_tmv),
+                # A QUANT fills the buffer after the current one; a TMV reads the current one.
+                self.parity.eq(quant_parity ^ is_quant),
+                self.scale.eq(Mux(is_tmv, instruction.b, instruction.dst)),
+                self.read_done.eq(0), self.write_done.eq(~writes & ~is_quant),
+                self.left.eq(Mux(is_tmv, 0, beats - 1)),
+                self.unsettled.eq(1),
+            ]
+            for name in self.OPERANDS:
+                start = instruction[name] >> bits
+                m.d.sync += [self.start[name].eq(start), self.end[name].eq(start + beats),
+                             self.next[name].eq(start), self.pending[name].eq(start)]
+                for reach, words in self.reach.items():
+                    m.d.sync += words[name].eq(Mux(is_tmv, start + beats, start + reach))
+
+    def step(self, m, read, write, release):
+        """The unit took a beat (``read``), wrote one (``write``), released its buffer."""
+        with m.If(release):
+            m.d.sync += self.buffer_busy.eq(0)
+        with m.If(read):
+            m.d.sync += self.left.eq(self.left - 1)
+            for name in ("a", "b"):
+                with m.If(self.final_pass):
+                    m.d.sync += self.pending[name].eq(self.next[name] + 1)
+            for name in self.OPERANDS:
+                m.d.sync += self.next[name].eq(self.next[name] + 1)
+                for words in self.reach.values():
+                    m.d.sync += words[name].eq(words[name] + 1)
+            with m.If(self.at_pass_end):
+                with m.If(self.final_pass):
+                    m.d.sync += self.read_done.eq(1)
+                with m.Else():
+                    # The second pass from the first word again.
+                    beats = self.end["a"] - self.start["a"]
+                    m.d.sync += [self.pass_two.eq(1), self.left.eq(beats - 1),
+                                 self.unsettled.eq(1)]
+                    for name in self.OPERANDS:
+                        m.d.sync += self.next[name].eq(self.start[name])
+                        for reach, words in self.reach.items():
+                            m.d.sync += words[name].eq(self.start[name] + reach)
+        with m.If(write):
+            m.d.sync += self.pending["dst"].eq(self.pending["dst"] + 1)
+            with m.If(self.pending["dst"] + 1 >= self.end["dst"]):
+                m.d.sync += self.write_done.eq(1)

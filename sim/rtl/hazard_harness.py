@@ -1,0 +1,306 @@
+"""Behavioural units around :class:`tern_fpga.hw.dataflow.scoreboard.Scoreboard` in Amaranth's
+simulator, and the check that matters: every element a beat reads holds the value the
+sequential program (the golden model's order) gives it at that instruction.
+
+The memory here holds *versions*, not values: each element (of the vector memory, the two
+activation buffers, the scale registers) records the index of the instruction that wrote it
+last. :func:`sequential_reads` runs the program in order and says which version each
+instruction must read; the units below read and write versions at the times a pipelined unit
+would (a beat's reads ``read_delay`` cycles after it is taken, its writes ``latency`` cycles
+later, a TMV's rows after a drain), with random pauses, and report with the scoreboard's
+``read`` and ``write`` pulses. A wrong version is a hazard the scoreboard let through; a run
+that does not finish is a deadlock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import random
+from collections import deque
+
+from tern_fpga.contracts.isa import Flag, Instruction, Opcode
+from tern_fpga.hw.dataflow.scoreboard import Unit
+
+__all__ = ["HarnessTiming", "RunRecord", "random_program", "run_program", "sequential_reads"]
+
+UNARY = (Opcode.SIGMOID, Opcode.SILU, Opcode.ONE_MINUS)
+BINARY = (Opcode.MUL, Opcode.ADD, Opcode.SUB)
+
+
+@dataclasses.dataclass(frozen=True)
+class HarnessTiming:
+    """Cycles of the behavioural units. ``take_probability``: a unit takes a beat it may take
+    with this probability a cycle (1.0: whenever ``go``); ``slow_unit`` takes one with
+    ``slow_probability`` instead. A TMV reads ``rows * a`` activation words (``a``: its beats a
+    row) and writes its rows spread over them, after ``matrix_drain`` cycles; or, where
+    ``matrix_shape`` is given, ``matrix_shape(instruction) = (words, rows_a_group,
+    words_a_group)``: it writes a row group's rows ``matrix_drain`` cycles after the group's last
+    word (the segmented matrix pipe). ``norm_engine`` and ``quant_engine``: cycles from a NORM's
+    or a QUANT's first-pass last beat to its second pass."""
+
+    elementwise_latency: int = 14
+    norm_engine: int = 12
+    quant_engine: int = 12
+    matrix_shape: object = None
+    norm_tail: int = 5
+    matrix_drain: int = 6
+    read_delay: int = 2
+    take_probability: float = 0.7
+    slow_unit: Unit | None = None
+    slow_probability: float = 0.2
+    command_queue: int = 2
+
+
+def sources(instruction: Instruction) -> tuple[int, ...]:
+    """The vector-memory operands ``instruction`` reads."""
+    if instruction.opcode in UNARY:
+        return (instruction.a,)
+    if instruction.opcode in BINARY or instruction.opcode in (Opcode.NORM, Opcode.QUANT):
+        return (instruction.a, instruction.b)
+    return ()
+
+
+def writes_vector(instruction: Instruction) -> bool:
+    return instruction.opcode not in (Opcode.QUANT,) and not (
+        instruction.opcode == Opcode.TMV and instruction.flags & Flag.NO_WRITE)
+
+
+def sequential_reads(program, memory_words: int):
+    """Per instruction, the versions it must read: ``{("v", address) | ("act", parity,
+    element) | ("scale", register): version}``, and the memory's final versions."""
+    vector = [-1] * memory_words
+    activations = {0: {}, 1: {}}
+    scale = [-1] * 4
+    parity, expected = 0, []
+    for index, instruction in enumerate(program):
+        reads = {}
+        for source in sources(instruction):
+            for element in range(instruction.length):
+                reads["v", source + element] = vector[source + element]
+        if instruction.opcode == Opcode.TMV:
+            reads["scale", instruction.b] = scale[instruction.b]
+            reads.update((("act", parity, element), version)
+                         for element, version in activations[parity].items())
+        expected.append(reads)
+        if instruction.opcode == Opcode.QUANT:
+            parity ^= 1
+            activations[parity] = dict.fromkeys(range(instruction.length), index)
+            scale[instruction.dst] = index
+        elif writes_vector(instruction):
+            for element in range(instruction.length):
+                vector[instruction.dst + element] = index
+    return expected, vector
+
+
+def random_program(rng: random.Random, count: int, *, lanes: int, regions: int = 6,
+                   region_words: int = 4):
+    """``count`` instructions over ``regions`` disjoint regions of ``region_words * lanes``
+    elements (``dst`` equal to a source or clear of them, as the ISA requires), every opcode
+    but HALT, a QUANT before the first TMV."""
+    size = region_words * lanes
+    program, seen_quant = [], False
+    for _ in range(count):
+        opcode = rng.choice([Opcode.ZERO, Opcode.EMBED, *UNARY, *BINARY, Opcode.NORM,
+                             Opcode.QUANT, Opcode.TMV, Opcode.TMV])
+        if opcode == Opcode.TMV and not seen_quant:
+            opcode = Opcode.QUANT
+        length = rng.choice([size, size, rng.randrange(1, size + 1)])
+        region = [rng.randrange(regions) * size for _ in range(3)]
+        dst = rng.choice([region[0], region[1]]) if rng.random() < 0.3 else region[2]
+        if opcode == Opcode.QUANT:
+            seen_quant = True
+            program.append(Instruction(opcode, dst=rng.randrange(4), a=region[0], b=region[1],
+                                       length=length))
+        elif opcode == Opcode.TMV:
+            flags = Flag.NO_WRITE if rng.random() < 0.15 else 0
+            program.append(Instruction(opcode, dst=region[2], a=rng.randrange(1, 4),
+                                       b=rng.randrange(4), length=length, flags=flags))
+        else:
+            program.append(Instruction(opcode, dst=dst, a=region[0], b=region[1],
+                                       length=length))
+    return program
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What a run did: ``cycles``, ``wrong_reads`` (instruction, what, read, expected),
+    ``final`` (the vector memory's versions), ``start``/``end`` (per instruction, its first beat and last write)."""
+
+    cycles: int = 0
+    wrong_reads: list = dataclasses.field(default_factory=list)
+    final: list = dataclasses.field(default_factory=list)
+    start: dict = dataclasses.field(default_factory=dict)
+    end: dict = dataclasses.field(default_factory=dict)
+
+
+class _State:
+    """The memory of versions, the writes and reads in flight, and the record."""
+
+    def __init__(self, program, memory_words, record):
+        self.program, self.record = program, record
+        self.expected, _ = sequential_reads(program, memory_words)
+        self.vector = [-1] * memory_words
+        self.activations = {0: {}, 1: {}}
+        self.scale = [-1] * 4
+        self.pending = []      # (cycle, action)
+
+    def check(self, index, key, observed):
+        expected = self.expected[index].get(key, -1)
+        if observed != expected:
+            self.record.wrong_reads.append((index, key, observed, expected))
+
+    def read_vector(self, index, elements):
+        for source in sources(self.program[index]):
+            for element in elements:
+                self.check(index, ("v", source + element), self.vector[source + element])
+
+    def read_matrix_inputs(self, index, parity):
+        instruction = self.program[index]
+        self.check(index, ("scale", instruction.b), self.scale[instruction.b])
+        keys = {key for key in self.expected[index] if key[0] == "act"}
+        for _, key_parity, element in keys:
+            self.check(index, ("act", key_parity, element),
+                       self.activations[parity].get(element, -1))
+
+    def fill(self, index, elements, parity, *, last, moment):
+        """A QUANT's beat into activation buffer ``parity`` (and, with its last, its scale)."""
+        self.activations[parity].update(dict.fromkeys(elements, index))
+        if last:
+            self.scale[self.program[index].dst] = index
+        self.record.end[index] = moment
+
+    def at(self, cycle, action):
+        self.pending.append((cycle, action))
+
+    def run_due(self, cycle):
+        due = [action for moment, action in self.pending if moment == cycle]
+        self.pending = [(moment, action) for moment, action in self.pending if moment != cycle]
+        for action in due:
+            action()
+
+
+async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
+                      timing: HarnessTiming = HarnessTiming(), rng: random.Random,
+                      limit: int) -> RunRecord:
+    """Issue ``program`` to the scoreboard ``dut`` and run the behavioural units until every
+    instruction has finished (or ``limit`` cycles: then ``record.cycles == limit``)."""
+    record = RunRecord()
+    state = _State(program, memory_words, record)
+    ports = {unit: getattr(dut, unit.name.lower()) for unit in Unit}
+    queues = {unit: deque() for unit in Unit}
+    current = dict.fromkeys(Unit)         # unit -> [index, pass, beat, earliest cycle]
+    writes = {unit: deque() for unit in Unit}     # cycles of the write pulses due
+    quant_parity = [0]
+    parity_of = {}
+    for index, instruction in enumerate(program):      # the buffer each QUANT fills, TMV reads
+        if instruction.opcode == Opcode.QUANT:
+            quant_parity[0] ^= 1
+        parity_of[index] = quant_parity[0]
+    next_instruction, finished = 0, 0
+
+    def beats(index):
+        return -(-program[index].length // lanes)
+
+    def vector_write(index, elements, unit, cycle):
+        instruction = program[index]
+
+        def write():
+            for element in elements:
+                state.vector[instruction.dst + element] = index
+            record.end[index] = cycle
+        state.at(cycle, write)
+        writes[unit].append(cycle)
+
+    for cycle in range(limit):
+        state.run_due(cycle)
+        # The instruction stream.
+        if next_instruction < len(program):
+            instruction = program[next_instruction]
+            payload = {"opcode": instruction.opcode, "dst": instruction.dst,
+                       "a": instruction.a, "b": instruction.b, "length": instruction.length,
+                       "imm": instruction.imm, "flags": int(instruction.flags)}
+            ctx.set(dut.instruction.payload, payload)
+            ctx.set(dut.instruction.valid, 1)
+        else:
+            ctx.set(dut.instruction.valid, 0)
+        for unit, port in ports.items():
+            ctx.set(port.command.ready, len(queues[unit]) < timing.command_queue)
+            read, release, go = False, False, ctx.get(port.go)
+            if current[unit] is None and queues[unit]:
+                current[unit] = [queues[unit].popleft(), 0, 0, cycle]
+            work = current[unit]
+            if work is not None and cycle >= work[3]:
+                index, pass_index, beat, _ = work
+                instruction = program[index]
+                if unit == Unit.MATRIX and pass_index == 1:
+                    # The end of the TMV's activation reads (no go needed).
+                    release = True
+                    state.at(cycle + 1, lambda index=index: state.read_matrix_inputs(
+                        index, parity_of[index]))
+                    current[unit] = None
+                elif go and rng.random() < (timing.slow_probability if unit == timing.slow_unit
+                                            else timing.take_probability):
+                    read = True
+                    record.start.setdefault(index, cycle)
+                    if unit == Unit.MATRIX:
+                        state.at(cycle + 1, lambda index=index: state.read_matrix_inputs(
+                            index, parity_of[index]))
+                        words, rows_a_group, group_words = (
+                            timing.matrix_shape(instruction) if timing.matrix_shape
+                            else (instruction.length * instruction.a, 1, instruction.a))
+                        if writes_vector(instruction):
+                            for word in range(beats(index)):
+                                elements = range(word * lanes,
+                                                 min(instruction.length, (word + 1) * lanes))
+                                group = elements[-1] // rows_a_group
+                                vector_write(index, elements, unit,
+                                             cycle + (group + 1) * group_words
+                                             + timing.matrix_drain)
+                        work[1], work[3] = 1, cycle + max(1, words)
+                    else:
+                        elements = range(beat * lanes,
+                                         min(instruction.length, (beat + 1) * lanes))
+                        state.at(cycle + timing.read_delay,
+                                 lambda index=index, elements=elements:
+                                 state.read_vector(index, elements))
+                        last_pass = unit == Unit.ELEMENTWISE or pass_index == 1
+                        if last_pass and instruction.opcode == Opcode.QUANT:
+                            latency = timing.norm_tail
+                            state.at(cycle + latency, functools.partial(
+                                state.fill, index, elements, parity_of[index],
+                                last=beat == beats(index) - 1, moment=cycle + latency))
+                            writes[unit].append(cycle + latency)
+                        elif last_pass and writes_vector(instruction):
+                            latency = (timing.elementwise_latency if unit == Unit.ELEMENTWISE
+                                       else timing.norm_tail)
+                            vector_write(index, elements, unit, cycle + latency)
+                        if beat + 1 < beats(index):
+                            work[2] += 1
+                        elif last_pass:
+                            current[unit] = None
+                        else:
+                            engine = (timing.quant_engine if instruction.opcode == Opcode.QUANT
+                                      else timing.norm_engine)
+                            work[1], work[2], work[3] = 1, 0, cycle + 1 + engine
+            ctx.set(port.read, read)
+            ctx.set(port.release, release)
+            ctx.set(port.write, bool(writes[unit]) and writes[unit][0] == cycle)
+            if writes[unit] and writes[unit][0] == cycle:
+                writes[unit].popleft()
+        accepted = {unit: ctx.get(port.command.valid) and ctx.get(port.command.ready)
+                    for unit, port in ports.items()}
+        for unit, taken in accepted.items():
+            if taken:
+                queues[unit].append(next_instruction)
+                next_instruction += 1
+        idle = ctx.get(dut.idle)
+        await ctx.tick()
+        if (next_instruction == len(program) and idle and not state.pending
+                and all(work is None for work in current.values())
+                and not any(queues.values())):
+            finished = cycle
+            break
+    record.cycles = finished if finished else limit
+    record.final = list(state.vector)
+    return record
