@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AMARANTH_USE_YOSYS := builtin
 export YOWASP_CACHE_DIR ?= $(HOME)/.cache/yowasp
 
-.PHONY: setup demo test lint bench train-micro train-demo clean
+.PHONY: setup demo test lint bench verilog-synthesis-record train-micro train-demo clean
 
 setup:
 	@bash scripts/setup.sh
@@ -28,6 +28,12 @@ lint: setup
 
 bench: setup
 	$(VENV)/bin/tern bench
+
+# Synthesise every file `tern verilog` writes for real and rewrite the record that lets the test
+# skip unchanged files (tests/test_verilog_synthesis.py; about 17 minutes on two cores).
+verilog-synthesis-record: setup
+	TERN_RECORD_SYNTHESIS=1 $(VENV)/bin/pytest -n 2 -q tests/test_verilog_synthesis.py \
+		-k every_written_file
 
 # Retrain the shipped models (on a CUDA GPU if there is one); the shipped ones stay untouched.
 train-micro: setup

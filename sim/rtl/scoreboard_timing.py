@@ -50,14 +50,15 @@ def harness_timing(compiled, params, timing, command_queue: int = 2) -> HarnessT
 
 
 def scoreboard_step(compiled, *, ternary_lanes: int, vector_lanes: int, slots: int,
-                    timing, command_queue: int = 2) -> dict:
-    """Run the step through :class:`Scoreboard` (``slots``; each unit holding
-    ``command_queue`` commands it has not started) in Amaranth's simulator; returns
+                    timing, command_queue: int = 2, program=None) -> dict:
+    """Run the step (or ``program``, a version of it: the NORMs folded) through
+    :class:`Scoreboard` (``slots``; each unit holding ``command_queue`` commands it has not
+    started) in Amaranth's simulator; returns
     ``cycles`` and ``wrong_reads`` (reads that saw another value than the sequential program's:
     an empty list unless the scoreboard is wrong)."""
     params = dataclasses.replace(compiled.params, ternary_lanes=ternary_lanes,
                                  vector_lanes=vector_lanes)
-    program = step_program(compiled)
+    program = step_program(compiled) if program is None else program
     dut = Scoreboard(params, slots=slots)
     records = []
 

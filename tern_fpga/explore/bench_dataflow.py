@@ -16,7 +16,7 @@ import random
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
-from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule
+from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
 
@@ -152,7 +152,7 @@ def _schedule_figures(source):
                 Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / schedule.cycles),
                        "tokens/s", "projected", source, "100 MHz over the projected cycles"),
             ]
-            if (lanes, vector) == SCOREBOARD_POINT and name == "norm_unit":
+            if (lanes, vector) == SCOREBOARD_POINT and name.startswith("norm_unit"):
                 figures += _scoreboard_figures(compiled, timing, schedule, source)
     return figures
 
@@ -166,16 +166,19 @@ SCOREBOARD_QUEUE = 8
 def _scoreboard_figures(compiled, timing, schedule, source):
     """The step of ``schedule`` issued through :class:`~tern_fpga.hw.dataflow.scoreboard.
     Scoreboard` to behavioural units of the same timing (sim/rtl/scoreboard_timing.py)."""
-    from tern_fpga.sim.rtl.scoreboard_timing import scoreboard_step  # here: loads Amaranth
+    from tern_fpga.sim.rtl import scoreboard_timing  # here: loads Amaranth
 
     lanes, vector = SCOREBOARD_POINT
-    result = scoreboard_step(compiled, ternary_lanes=lanes, vector_lanes=vector,
-                             slots=SCOREBOARD_SLOTS, timing=timing,
-                             command_queue=SCOREBOARD_QUEUE)
+    program = scoreboard_timing.step_program(compiled)
+    result = scoreboard_timing.scoreboard_step(
+        compiled, ternary_lanes=lanes, vector_lanes=vector, slots=SCOREBOARD_SLOTS,
+        timing=timing, command_queue=SCOREBOARD_QUEUE,
+        program=fused_step(program) if timing.fuse_norm_into_quant else program)
     if result["wrong_reads"]:
         raise AssertionError(f"the scoreboard let {len(result['wrong_reads'])} reads see "
                              f"another value than the sequential program's")
-    key = f"dataflow.demo_schedule.p{lanes}_v{vector}_norm_unit_scoreboard"
+    fused = "_fused" if timing.fuse_norm_into_quant else ""
+    key = f"dataflow.demo_schedule.p{lanes}_v{vector}_norm_unit{fused}_scoreboard"
     note = (f"the same step issued in order through hw/dataflow/scoreboard.py "
             f"({SCOREBOARD_SLOTS} slots, {SCOREBOARD_QUEUE} commands queued a unit) in "
             f"Amaranth's simulator, to behavioural units with the schedule's timing; every "

@@ -37,7 +37,7 @@ import numpy as np
 from tern_fpga.contracts.isa import Flag, Opcode
 from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 
-__all__ = ["DataflowSchedule", "DataflowTiming", "dataflow_schedule"]
+__all__ = ["DataflowSchedule", "DataflowTiming", "dataflow_schedule", "fused_step", "fusion_plan"]
 
 #: Cycles from a TMV's command to its last values in the vector memory, beyond its weight words:
 #: one TMV alone in ``MatrixPipe`` at P = 256 takes its words plus 26 cycles from the command to
@@ -133,7 +133,7 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
 
     step = list(_step(compiled))
     if timing.fuse_norm_into_quant:
-        step = _fused(step)
+        step = fused_step(step)
     for instruction in step:
         opcode, n = instruction.opcode, instruction.length
         if opcode == Opcode.TMV:
@@ -228,7 +228,7 @@ def fusion_plan(step) -> dict[int, int]:
     return plan
 
 
-def _fused(step):
+def fused_step(step):
     """``step`` with each NORM of :func:`fusion_plan` removed, and its QUANTs reading the
     NORM's input instead."""
     plan = fusion_plan(step)

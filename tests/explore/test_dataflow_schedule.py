@@ -140,7 +140,7 @@ def test_no_write_tmv_ends_the_step():
 def test_fusing_folds_only_norms_that_quants_alone_read():
     """NORM -> two QUANTs: folded (both QUANTs read the NORM's input, one pass each). NORM ->
     MUL: kept. The folded step is shorter."""
-    from tern_fpga.explore.dataflow_schedule import _fused
+    from tern_fpga.explore.dataflow_schedule import fused_step
 
     program = [
         Instruction(Opcode.EMBED, dst=0, length=128),
@@ -152,7 +152,7 @@ def test_fusing_folds_only_norms_that_quants_alone_read():
         Instruction(Opcode.NORM, dst=1000, a=400, b=900, length=128),
         Instruction(Opcode.MUL, dst=1200, a=1000, b=600, length=128),
     ]
-    fused = _fused(program)
+    fused = fused_step(program)
     assert [instruction.opcode for instruction in fused] == [
         Opcode.EMBED, Opcode.QUANT, Opcode.TMV, Opcode.QUANT, Opcode.TMV, Opcode.NORM,
         Opcode.MUL]
@@ -165,10 +165,10 @@ def test_fusing_folds_only_norms_that_quants_alone_read():
 
 
 def test_demo_step_fused_keeps_the_norms_that_element_wise_work_reads(demo_program):
-    from tern_fpga.explore.dataflow_schedule import _fused, _step
+    from tern_fpga.explore.dataflow_schedule import _step, fused_step
 
     step = list(_step(demo_program))
-    fused = _fused(step)
+    fused = fused_step(step)
     norms = [instruction for instruction in step if instruction.opcode == Opcode.NORM]
     kept = [instruction for instruction in fused if instruction.opcode == Opcode.NORM]
     assert len(norms) == 13 and len(kept) == 4
