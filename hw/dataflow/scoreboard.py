@@ -162,7 +162,7 @@ class Scoreboard(wiring.Component):
             m.d.sync += quant_parity.eq(~quant_parity)
         valid_now = Cat(slot.valid for slot in slots)
         for slot, take in zip(slots, chosen):
-            slot.issue(m, issued & take, instruction, unit, quant_parity, valid_now)
+            slot.issue(m, take, issued & take, instruction, unit, quant_parity, valid_now)
             # The slot's new instruction is younger than every other.
             for other in slots:
                 if other is not slot:
@@ -240,35 +240,43 @@ class Scoreboard(wiring.Component):
     def _hazards(self, m, slot, slots):
         """Per prefix of ``slot``'s next 1 to ``LOOKAHEAD`` beats, whether an older slot's
         pending work meets it (a register a pair, then their OR)."""
-        prefixes = []
-        for beats in range(1, self.LOOKAHEAD + 1):
-            pairs = []
-            for other in slots:
-                if other is slot:
-                    continue
-                unwritten = other.unwritten()
-                window = {name: slot.window(name, beats) for name in _Slot.OPERANDS}
-                hazard = (slot.uses_a & _overlap(window["a"], unwritten)) \
-                    | (slot.uses_b & _overlap(window["b"], unwritten)) \
-                    | (slot.writes_now & (_overlap(window["dst"], unwritten)
-                                          | _overlap(window["dst"], other.unread("a"))
-                                          | _overlap(window["dst"], other.unread("b"))))
-                # The activation buffers and the scale registers, whole instructions.
-                hazard |= slot.is_tmv & other.is_quant & ~other.write_done
-                hazard |= slot.is_quant & slot.pass_two & other.buffer_busy \
-                    & ((other.parity == slot.parity) | (other.scale == slot.scale))
+        prefixes = [[] for _ in range(self.LOOKAHEAD)]
+        for other in slots:
+            if other is slot:
+                continue
+            unwritten = other.unwritten()
+            checks = [_Overlap(slot, "a", unwritten, slot.uses_a),
+                      _Overlap(slot, "b", unwritten, slot.uses_b),
+                      *(_Overlap(slot, "dst", pending, slot.writes_now)
+                        for pending in (unwritten, other.unread("a"), other.unread("b")))]
+            # The activation buffers and the scale registers, whole instructions.
+            whole = (slot.is_tmv & other.is_quant & ~other.write_done) \
+                | (slot.is_quant & slot.pass_two & other.buffer_busy
+                   & ((other.parity == slot.parity) | (other.scale == slot.scale)))
+            for beats, pairs in enumerate(prefixes, 1):
                 pair = Signal(name=f"hazard_{slot.index}_after_{other.index}_{beats}")
-                m.d.sync += pair.eq(slot.older[other.index] & other.valid & hazard)
+                m.d.sync += pair.eq(slot.older[other.index] & other.valid & (
+                    whole | Cat(check.meets(beats) for check in checks).any()))
                 pairs.append(pair)
-            prefixes.append(Cat(pairs).any())
-        return prefixes
+        return [Cat(pairs).any() for pairs in prefixes]
 
 
-def _overlap(window, pending):
-    """Whether the words ``window`` = (start, end) meet ``pending`` = (start, end, nonempty)."""
-    start, end = window
-    pending_start, pending_end, nonempty = pending
-    return nonempty & (start < pending_end) & (pending_start < end)
+class _Overlap:
+    """Whether ``slot``'s next beats of ``operand`` meet ``pending`` = (start, end, nonempty),
+    for any number of beats: one compare (the next word before the pending end) and one
+    difference (the pending start less the next word: the beats meet it if it is less than
+    their number). A TMV's destination counts whole (its writes cannot pause for a row)."""
+
+    def __init__(self, slot, operand, pending, enable):
+        start, end, nonempty = pending
+        self._active = enable & nonempty & (slot.next[operand] < end)
+        self._ahead = start - slot.next[operand]
+        self._whole = (slot.is_tmv & (start < slot.end[operand])) if operand == "dst" \
+            else Const(0)
+        self._tmv = slot.is_tmv if operand == "dst" else Const(0)
+
+    def meets(self, beats):
+        return self._active & Mux(self._tmv, self._whole, self._ahead < beats)
 
 
 def _oldest(slots, members):
@@ -307,14 +315,10 @@ class _Slot:
         self.read_done, self.write_done, self.buffer_busy = (
             signal(1, name) for name in ("read_done", "write_done", "buffer_busy"))
         # Per operand: first word, end word, next beat's word, and the first word still to
-        # read in the last pass (or, for dst, still to write); ``reach[k]``: the word after the
-        # next ``k`` beats (a TMV's: its end, its writes cover its whole destination).
+        # read in the last pass (or, for dst, still to write).
         self.start, self.end, self.next, self.pending = (
             {name: signal(words, f"{name}_{field}") for name in self.OPERANDS}
             for field in ("start", "end", "next", "pending"))
-        self.reach = {beats: {name: signal(words, f"{name}_reach{beats}")
-                              for name in self.OPERANDS}
-                      for beats in range(1, lookahead + 1)}
         self.taken_last = signal(1, "taken_last")   # a beat of this pass taken last cycle
         self.left = signal(beats, "left")           # beats of this pass after the next one
         # The cycle after a slot is issued or starts its second pass, its hazards are still
@@ -331,9 +335,6 @@ class _Slot:
         with m.If(self.valid & self.read_done & self.write_done & ~self.buffer_busy):
             m.d.sync += self.valid.eq(0)
 
-    def window(self, operand, beats):
-        return self.next[operand], self.reach[beats][operand]
-
     def unwritten(self):
         """(start, end, nonempty): the destination's words still to be written."""
         return self.pending["dst"], self.end["dst"], self.writes & ~self.write_done
@@ -343,7 +344,9 @@ class _Slot:
         return (self.pending[operand], self.end[operand],
                 getattr(self, f"uses_{operand}") & ~self.read_done)
 
-    def issue(self, m, take, instruction, unit, quant_parity, valid_now):
+    def issue(self, m, load, take, instruction, unit, quant_parity, valid_now):
+        """The instruction's fields into the slot while it is the free one chosen (``load``,
+        which does not wait for the unit's ``ready``), and the slot in flight with ``take``."""
         opcode = instruction.opcode
         unary = (opcode == Opcode.SIGMOID) | (opcode == Opcode.SILU) \
             | (opcode == Opcode.ONE_MINUS)
@@ -354,9 +357,10 @@ class _Slot:
         bits = self._word_bits
         beats = (instruction.length + (1 << bits) - 1) >> bits
         with m.If(take):
+            m.d.sync += [self.valid.eq(1),
+                         self.older.eq(valid_now & ~Const(1 << self.index, len(valid_now)))]
+        with m.If(load):
             m.d.sync += [
-                self.valid.eq(1),
-                self.older.eq(valid_now & ~Const(1 << self.index, len(valid_now))),
                 self.unit.eq(unit),
                 self.uses_a.eq(unary | binary | norm), self.uses_b.eq(binary | norm),
                 self.writes.eq(writes),
@@ -373,8 +377,6 @@ class _Slot:
                 start = instruction[name] >> bits
                 m.d.sync += [self.start[name].eq(start), self.end[name].eq(start + beats),
                              self.next[name].eq(start), self.pending[name].eq(start)]
-                for reach, words in self.reach.items():
-                    m.d.sync += words[name].eq(Mux(is_tmv, start + beats, start + reach))
 
     def step(self, m, read, write, release):
         """The unit took a beat (``read``), wrote one (``write``), released its buffer."""
@@ -387,8 +389,6 @@ class _Slot:
                     m.d.sync += self.pending[name].eq(self.next[name] + 1)
             for name in self.OPERANDS:
                 m.d.sync += self.next[name].eq(self.next[name] + 1)
-                for words in self.reach.values():
-                    m.d.sync += words[name].eq(words[name] + 1)
             with m.If(self.at_pass_end):
                 with m.If(self.final_pass):
                     m.d.sync += self.read_done.eq(1)
@@ -399,8 +399,6 @@ class _Slot:
                                  self.unsettled.eq(1)]
                     for name in self.OPERANDS:
                         m.d.sync += self.next[name].eq(self.start[name])
-                        for reach, words in self.reach.items():
-                            m.d.sync += words[name].eq(self.start[name] + reach)
         with m.If(write):
             m.d.sync += self.pending["dst"].eq(self.pending["dst"] + 1)
             with m.If(self.pending["dst"] + 1 >= self.end["dst"]):
