@@ -31,8 +31,10 @@ progress it reads by two cycles, and picks the prefix that covers the beats the 
 meanwhile: a unit streams behind its producer three cycles after each write, at full rate. With
 an instruction's last beat ``go`` turns to the unit's next instruction (its first beat, computed
 beside), so instructions follow with no bubble; a slot just issued, or NORM's or QUANT's second
-pass, waits a cycle for its hazards to be computed. What a beat reads and writes: operand ``a`` (and ``b`` for MUL, ADD, SUB, NORM and QUANT)
-at the beat's offset, ``dst`` at the same offset in the last pass (NORM and the element-wise
+pass, waits a cycle for its hazards to be computed.
+
+What a beat reads and writes: operand ``a`` (and ``b`` for MUL, ADD, SUB, NORM and QUANT) at
+the beat's offset, ``dst`` at the same offset in the last pass (NORM and the element-wise
 operations); a TMV writes rows ``dst ...`` in order, ``V`` a ``write``. The ISA has no partial
 overlap of ``dst`` and a source (``docs/isa.md``), so an instruction never waits for itself.
 """
@@ -48,21 +50,13 @@ from amaranth.lib.wiring import In, Out
 from tern_fpga.contracts.isa import FIELDS, SCALE_REGISTERS, Flag, Opcode
 from tern_fpga.contracts.params import AcceleratorParameters
 
-__all__ = ["Scoreboard", "Unit", "UnitPort", "instruction_layout", "unit_of"]
+__all__ = ["Scoreboard", "Unit", "UnitPort", "instruction_layout"]
 
 
 class Unit(enum.IntEnum):
     MATRIX = 0
     ELEMENTWISE = 1
     NORM = 2
-
-
-def unit_of(opcode: Opcode) -> Unit:
-    """The unit that executes ``opcode`` (HALT has none: the issue stage stops there)."""
-    if opcode == Opcode.HALT:
-        raise ValueError("HALT is not issued to a unit: the instruction fetch stops at it")
-    return {Opcode.TMV: Unit.MATRIX, Opcode.NORM: Unit.NORM,
-            Opcode.QUANT: Unit.NORM}.get(Opcode(opcode), Unit.ELEMENTWISE)
 
 
 def instruction_layout(params: AcceleratorParameters) -> data.StructLayout:
@@ -136,8 +130,7 @@ class Scoreboard(wiring.Component):
         m = Module()
         params = self._params
         ports = [getattr(self, unit.name.lower()) for unit in Unit]
-        slots = [_Slot(m, index, params, self._slots, self.LOOKAHEAD)
-                 for index in range(self._slots)]
+        slots = [_Slot(m, index, params, self._slots) for index in range(self._slots)]
         m.d.comb += self.idle.eq(~Cat(slot.valid for slot in slots).any())
 
         # Issue: the lowest free slot takes the instruction when its unit takes the command.
@@ -169,7 +162,7 @@ class Scoreboard(wiring.Component):
                     with m.If(issued & take):
                         m.d.sync += other.older[slot.index].eq(0)
 
-        # A register a pair: the older slot's pending work meets the younger's window.
+        # Registers a pair: the older slot's pending work meets the younger's next beats.
         hazards = [self._hazards(m, slot, slots) for slot in slots]
 
         # Each unit's current slot (its oldest with reads left), the one after it, its writing
@@ -288,17 +281,17 @@ def _oldest(slots, members):
 
 class _Slot:
     """One instruction in flight, in vector words: what it reads and writes, how far it has
-    got, and the window of its next beats; all registers."""
+    got; all registers."""
 
     OPERANDS = ("a", "b", "dst")
 
-    def __init__(self, m, index, params, count, lookahead):
-        self.index, self._lookahead = index, lookahead
+    def __init__(self, m, index, params, count):
+        self.index = index
         self._word_bits = params.vector_lanes.bit_length() - 1
         address_bits = Shape.cast(instruction_layout(params)["dst"].shape).width
         beats = range((1 << FIELDS["length"][1]) + 1)
         # A word address, or one plus up to a pass's beats.
-        words = range((1 << (address_bits - self._word_bits)) + beats.stop + lookahead)
+        words = range((1 << (address_bits - self._word_bits)) + beats.stop)
 
         def signal(shape, name, **kwargs):
             return Signal(shape, name=f"slot{index}_{name}", reset_less=True, **kwargs)
