@@ -264,12 +264,16 @@ class _Overlap:
         start, end, nonempty = pending
         self._active = enable & nonempty & (slot.next[operand] < end)
         self._ahead = start - slot.next[operand]
-        self._whole = (slot.is_tmv & (start < slot.end[operand])) if operand == "dst" \
-            else Const(0)
-        self._tmv = slot.is_tmv if operand == "dst" else Const(0)
+        # A TMV reads no vector operand; its destination: whether the pending start is
+        # before the destination's end.
+        self._tmv_whole = (slot.is_tmv, start < slot.end[operand]) if operand == "dst" \
+            else None
 
     def meets(self, beats):
-        return self._active & Mux(self._tmv, self._whole, self._ahead < beats)
+        near = self._ahead < beats
+        if self._tmv_whole is not None:
+            near = Mux(*self._tmv_whole, near)
+        return self._active & near
 
 
 def _oldest(slots, members):

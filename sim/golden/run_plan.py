@@ -24,7 +24,7 @@ import numpy as np
 
 from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 
-__all__ = ["Group", "RunPlan", "plan_run"]
+__all__ = ["Group", "RunPlan", "memory_ranges", "plan_run", "step_instructions"]
 
 _READS_A = {Opcode.NORM, Opcode.QUANT, Opcode.SIGMOID, Opcode.SILU, Opcode.MUL, Opcode.ADD,
             Opcode.SUB, Opcode.ONE_MINUS}
@@ -67,7 +67,23 @@ class RunPlan:
     quants: list[int]
 
 
-def _memory_ranges(ins: Instruction) -> tuple[list[range], list[range]]:
+def step_instructions(compiled) -> list[Instruction]:
+    """A compiled model's ``step`` entry (its ``program`` from ``entry_points["step"]``) up
+    to its HALT.
+
+    Raises
+    ------
+    ValueError
+        If no HALT follows the entry.
+    """
+    program = compiled.program[compiled.entry_points["step"]:]
+    for index, instruction in enumerate(program):
+        if instruction.opcode == Opcode.HALT:
+            return list(program[:index])
+    raise ValueError("the program's step has no HALT")
+
+
+def memory_ranges(ins: Instruction) -> tuple[list[range], list[range]]:
     """The vector-memory ranges ``ins`` reads and writes."""
     op, n = ins.opcode, ins.length
     reads = [range(ins.a, ins.a + n)] if op in _READS_A else []
@@ -92,14 +108,14 @@ def plan_run(program: list[Instruction], entry: int) -> RunPlan:
     """
     run = list(range(entry, next(pc for pc in range(entry, len(program))
                                  if program[pc].opcode == Opcode.HALT)))
-    ends = [span.stop for pc in run for spans in _memory_ranges(program[pc]) for span in spans]
+    ends = [span.stop for pc in run for spans in memory_ranges(program[pc]) for span in spans]
     read_level = np.full(max(ends, default=0), -1)
     write_level = np.full(max(ends, default=0), -1)
     token_read_level = token_write_level = -1
     levels, activation_source, scale_source, last_quant, last_scale_write = {}, {}, {}, None, {}
     for pc in run:
         ins = program[pc]
-        reads, writes = _memory_ranges(ins)
+        reads, writes = memory_ranges(ins)
         reads_token, writes_token = _token_use(ins)
         after = [write_level[r.start:r.stop].max(initial=-1) for r in reads]
         after += [max(write_level[w.start:w.stop].max(initial=-1),

@@ -186,7 +186,8 @@ class VerilatorBuild:
             with locked_directory(self.build_dir, shared=True):
                 get_runner("verilator").test(
                     test_module=test_module, hdl_toplevel=self.toplevel,
-                    hdl_toplevel_lang="verilog", testcase=testcase, plusargs=list(plusargs), test_args=test_args,
+                    hdl_toplevel_lang="verilog", testcase=testcase, plusargs=list(plusargs),
+                    test_args=test_args,
                     build_dir=self.build_dir, test_dir=self.build_dir, seed=seed,
                     results_xml=str(results.resolve()), log_file=log_file,
                     extra_env={**environment, CONFIG_ENVIRONMENT: json.dumps(config),

@@ -19,8 +19,9 @@ import functools
 import random
 from collections import deque
 
-from tern_fpga.contracts.isa import Flag, Instruction, Opcode
+from tern_fpga.contracts.isa import SCALE_REGISTERS, Flag, Instruction, Opcode
 from tern_fpga.hw.dataflow.scoreboard import Unit
+from tern_fpga.sim.golden.run_plan import memory_ranges
 
 __all__ = ["HarnessTiming", "RunRecord", "random_program", "run_program", "sequential_reads"]
 
@@ -52,32 +53,18 @@ class HarnessTiming:
     command_queue: int = 2
 
 
-def sources(instruction: Instruction) -> tuple[int, ...]:
-    """The vector-memory operands ``instruction`` reads."""
-    if instruction.opcode in UNARY:
-        return (instruction.a,)
-    if instruction.opcode in BINARY or instruction.opcode in (Opcode.NORM, Opcode.QUANT):
-        return (instruction.a, instruction.b)
-    return ()
-
-
-def writes_vector(instruction: Instruction) -> bool:
-    return instruction.opcode not in (Opcode.QUANT,) and not (
-        instruction.opcode == Opcode.TMV and instruction.flags & Flag.NO_WRITE)
-
-
 def sequential_reads(program, memory_words: int):
     """Per instruction, the versions it must read: ``{("v", address) | ("act", parity,
     element) | ("scale", register): version}``, and the memory's final versions."""
     vector = [-1] * memory_words
     activations = {0: {}, 1: {}}
-    scale = [-1] * 4
+    scale = [-1] * SCALE_REGISTERS
     parity, expected = 0, []
     for index, instruction in enumerate(program):
-        reads = {}
-        for source in sources(instruction):
-            for element in range(instruction.length):
-                reads["v", source + element] = vector[source + element]
+        reads, (read_ranges, write_ranges) = {}, memory_ranges(instruction)
+        for span in read_ranges:
+            for address in span:
+                reads["v", address] = vector[address]
         if instruction.opcode == Opcode.TMV:
             reads["scale", instruction.b] = scale[instruction.b]
             reads.update((("act", parity, element), version)
@@ -87,9 +74,9 @@ def sequential_reads(program, memory_words: int):
             parity ^= 1
             activations[parity] = dict.fromkeys(range(instruction.length), index)
             scale[instruction.dst] = index
-        elif writes_vector(instruction):
-            for element in range(instruction.length):
-                vector[instruction.dst + element] = index
+        for span in write_ranges:
+            for address in span:
+                vector[address] = index
     return expected, vector
 
 
@@ -142,7 +129,7 @@ class _State:
         self.expected, _ = sequential_reads(program, memory_words)
         self.vector = [-1] * memory_words
         self.activations = {0: {}, 1: {}}
-        self.scale = [-1] * 4
+        self.scale = [-1] * SCALE_REGISTERS
         self.pending = []      # (cycle, action)
 
     def check(self, index, key, observed):
@@ -151,9 +138,10 @@ class _State:
             self.record.wrong_reads.append((index, key, observed, expected))
 
     def read_vector(self, index, elements):
-        for source in sources(self.program[index]):
+        for span in memory_ranges(self.program[index])[0]:
             for element in elements:
-                self.check(index, ("v", source + element), self.vector[source + element])
+                address = span.start + element
+                self.check(index, ("v", address), self.vector[address])
 
     def read_matrix_inputs(self, index, parity):
         instruction = self.program[index]
@@ -249,7 +237,7 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
                         words, rows_a_group, group_words = (
                             timing.matrix_shape(instruction) if timing.matrix_shape
                             else (instruction.length * instruction.a, 1, instruction.a))
-                        if writes_vector(instruction):
+                        if memory_ranges(instruction)[1]:
                             for word in range(beats(index)):
                                 elements = range(word * lanes,
                                                  min(instruction.length, (word + 1) * lanes))
@@ -271,7 +259,7 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
                                 state.fill, index, elements, parity_of[index],
                                 last=beat == beats(index) - 1, moment=cycle + latency))
                             writes[unit].append(cycle + latency)
-                        elif last_pass and writes_vector(instruction):
+                        elif last_pass and memory_ranges(instruction)[1]:
                             latency = (timing.elementwise_latency if unit == Unit.ELEMENTWISE
                                        else timing.norm_tail)
                             vector_write(index, elements, unit, cycle + latency)

@@ -11,21 +11,12 @@ import random
 
 from amaranth.sim import Simulator
 
-from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
+from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.rtl.hazard_harness import HarnessTiming, run_program
 
-__all__ = ["scoreboard_step", "step_program"]
-
-
-def step_program(compiled) -> list:
-    """The ``step`` entry of a compiled model, up to its HALT."""
-    program = compiled.program[compiled.entry_points["step"]:]
-    for index, instruction in enumerate(program):
-        if instruction.opcode == Opcode.HALT:
-            return list(program[:index])
-    raise ValueError("the program's step has no HALT")
+__all__ = ["harness_timing", "scoreboard_step"]
 
 
 def harness_timing(compiled, params, timing, command_queue: int = 2) -> HarnessTiming:
@@ -58,7 +49,7 @@ def scoreboard_step(compiled, *, ternary_lanes: int, vector_lanes: int, slots: i
     an empty list unless the scoreboard is wrong)."""
     params = dataclasses.replace(compiled.params, ternary_lanes=ternary_lanes,
                                  vector_lanes=vector_lanes)
-    program = step_program(compiled) if program is None else program
+    program = step_instructions(compiled) if program is None else program
     dut = Scoreboard(params, slots=slots)
     records = []
 

@@ -19,6 +19,7 @@ from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
+from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DESIGN_POINTS", "demo_step_shapes", "run"]
 
@@ -169,7 +170,7 @@ def _scoreboard_figures(compiled, timing, schedule, source):
     from tern_fpga.sim.rtl import scoreboard_timing  # here: loads Amaranth
 
     lanes, vector = SCOREBOARD_POINT
-    program = scoreboard_timing.step_program(compiled)
+    program = step_instructions(compiled)
     result = scoreboard_timing.scoreboard_step(
         compiled, ternary_lanes=lanes, vector_lanes=vector, slots=SCOREBOARD_SLOTS,
         timing=timing, command_queue=SCOREBOARD_QUEUE,

@@ -36,6 +36,7 @@ import numpy as np
 
 from tern_fpga.contracts.isa import Flag, Opcode
 from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
+from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DataflowSchedule", "DataflowTiming", "dataflow_schedule", "fused_step", "fusion_plan"]
 
@@ -131,7 +132,7 @@ def dataflow_schedule(compiled, *, ternary_lanes: int | None = None,
                     moment + latency
         return issue
 
-    step = list(_step(compiled))
+    step = step_instructions(compiled)
     if timing.fuse_norm_into_quant:
         step = fused_step(step)
     for instruction in step:
@@ -239,12 +240,3 @@ def fused_step(step):
 
 def _overlaps(first: range, second: range) -> bool:
     return first.start < second.stop and second.start < first.stop
-
-
-def _step(compiled):
-    program = compiled.program[compiled.entry_points["step"]:]
-    for instruction in program:
-        if instruction.opcode == Opcode.HALT:
-            return
-        yield instruction
-    raise ValueError("the program's step has no HALT")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from tern_fpga.contracts.isa import Flag, Opcode
 from tern_fpga.explore.cycle_model import SEQUENCER_CYCLES, cycles_per_token, instruction_cycles
+from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["OverlapBound", "overlap_bound"]
 
@@ -86,13 +87,7 @@ def overlap_bound(compiled) -> OverlapBound:
     """The bounds for one step (the ``step`` entry up to HALT) of a compiled model."""
 
     params = compiled.params
-    step = []
-    for instruction in compiled.program[compiled.entry_points["step"]:]:
-        if instruction.opcode == Opcode.HALT:
-            break
-        step.append(instruction)
-    else:
-        raise ValueError("the program's step has no HALT")
+    step = step_instructions(compiled)
 
     core = cycles_per_token(compiled)
     ideal = sum(ins.length * ins.a for ins in step if ins.opcode == Opcode.TMV)

@@ -165,9 +165,10 @@ def test_fusing_folds_only_norms_that_quants_alone_read():
 
 
 def test_demo_step_fused_keeps_the_norms_that_element_wise_work_reads(demo_program):
-    from tern_fpga.explore.dataflow_schedule import _step, fused_step
+    from tern_fpga.explore.dataflow_schedule import fused_step
+    from tern_fpga.sim.golden.run_plan import step_instructions
 
-    step = list(_step(demo_program))
+    step = step_instructions(demo_program)
     fused = fused_step(step)
     norms = [instruction for instruction in step if instruction.opcode == Opcode.NORM]
     kept = [instruction for instruction in fused if instruction.opcode == Opcode.NORM]
