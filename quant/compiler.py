@@ -25,6 +25,7 @@ from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.weight_layout import pack_weight_image
 from tern_fpga.quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
 from tern_fpga.quant.model import HGRNBitForCausalLM
+from tern_fpga.sim.golden.run_plan import vector_regions
 
 __all__ = ["CompiledModel", "DoesNotFitError", "compile_model"]
 
@@ -320,6 +321,9 @@ def compile_model(model, params: AcceleratorParameters) -> CompiledModel:
         raise DoesNotFitError(
             f"the embeddings need {embeddings.size} elements, but the preset's embedding "
             f"memory holds {params.embedding_memory_words}")
+    # Every buffer used whole (the dataflow core's scoreboard relies on it, docs/isa.md); a
+    # ValueError here is a bug of this compiler, not of the model.
+    vector_regions(b.program, params.vector_lanes)
 
     vector_image = np.zeros(max(b.vectors.next, b.constant_vectors.next), dtype=np.int32)
     for address, values in b.vector_values.items():

@@ -44,7 +44,7 @@ from tern_fpga.contracts import numerics
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.pipeline import CommandBeats, CreditedOutput, delay, register
-from tern_fpga.hw.dataflow.products import HALF, rounded_product
+from tern_fpga.hw.dataflow.products import HALF, checked_target, rounded_product
 from tern_fpga.hw.dataflow.products import saturated as saturated_product
 from tern_fpga.hw.row_unit import (  # shared; row_unit.py is a design source
     _saturate,
@@ -86,6 +86,10 @@ class ElementwiseUnit(wiring.Component):
     ----------
     params : tern_fpga.contracts.params.AcceleratorParameters
         Gives ``V = params.vector_lanes`` and every width.
+    target : None or str
+        ``"ecp5"``: each partial product a ``MULT18X18D`` with its own input and output
+        registers (:func:`~.products.partial_product`; Verilator runs it on
+        ``sim/rtl/models/MULT18X18D.v``, Amaranth's simulator does not). By default a ``*``.
 
     Members
     -------
@@ -107,7 +111,7 @@ class ElementwiseUnit(wiring.Component):
     #: Cycles from a beat passing to its result entering the output FIFO.
     latency = 14
 
-    def __init__(self, params: AcceleratorParameters):
+    def __init__(self, params: AcceleratorParameters, *, target=None):
         if not isinstance(params, AcceleratorParameters):
             raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
         if params.vector_bits != 2 * HALF:
@@ -118,7 +122,7 @@ class ElementwiseUnit(wiring.Component):
             # The rounding constant 2**(frac_bits - 1) must lie below the middle products.
             raise ValueError(f"frac_bits={params.frac_bits} puts the product's rounding bit "
                              f"above bit {HALF - 1}; use frac_bits of at most {HALF}")
-        self._params = params
+        self._params, self._target = params, checked_target(target)
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
             "a": In(stream.Signature(operand_layout(params))),
@@ -247,7 +251,7 @@ class ElementwiseUnit(wiring.Component):
         sigmoid = stage(sigmoid, "sigmoid", 6)
         # 7 to 13: the rounded product (products.rounded_product: a register on each side of
         # the DSPs, whose paths in and out are the unit's longest) beside the side result.
-        product = rounded_product(m, stage, multiplicand, factor, params, 7)
+        product = rounded_product(m, stage, multiplicand, factor, params, 7, self._target)
         side = stage(Mux(flag(6, "sigmoid"), sigmoid, Mux(flag(6, "embed"), embedded,
                                                            saturated)), "side", 7, signed(width))
         for number in (8, 9, 10, 11, 12, 13):

@@ -155,7 +155,8 @@ class Scoreboard(wiring.Component):
             m.d.sync += quant_parity.eq(~quant_parity)
         valid_now = Cat(slot.valid for slot in slots)
         for slot, take in zip(slots, chosen):
-            slot.issue(m, take, issued & take, instruction, unit, quant_parity, valid_now)
+            slot.issue(m, take, issued & take, instruction, unit, quant_parity, valid_now,
+                       slots)
             # The slot's new instruction is younger than every other.
             for other in slots:
                 if other is not slot:
@@ -232,48 +233,35 @@ class Scoreboard(wiring.Component):
 
     def _hazards(self, m, slot, slots):
         """Per prefix of ``slot``'s next 1 to ``LOOKAHEAD`` beats, whether an older slot's
-        pending work meets it (a register a pair, then their OR)."""
+        pending work meets it (a register a pair, then their OR). The pair's relations (which
+        of its regions the older one writes or reads) were found when ``slot`` was issued; here
+        only beat counts: the two use a shared region from its first word, so the younger's
+        next beats meet the older's pending words when the older has written (read) fewer
+        words than the younger's next beat plus their number."""
         prefixes = [[] for _ in range(self.LOOKAHEAD)]
         for other in slots:
             if other is slot:
                 continue
-            unwritten = other.unwritten()
-            checks = [_Overlap(slot, "a", unwritten, slot.uses_a),
-                      _Overlap(slot, "b", unwritten, slot.uses_b),
-                      *(_Overlap(slot, "dst", pending, slot.writes_now)
-                        for pending in (unwritten, other.unread("a"), other.unread("b")))]
+            index = other.index
+            # The older one still to write a region this one reads or writes now, or to read
+            # (in its last pass) the region this one writes now.
+            to_write = ~other.write_done & (slot.reads_written[index]
+                                            | (slot.writes_written[index] & slot.final_pass))
+            to_read = ~other.read_done & slot.writes_read[index] & slot.final_pass
+            written_ahead = other.written - slot.beat
+            read_ahead = Mux(other.final_pass, other.beat, 0) - slot.beat
             # The activation buffers and the scale registers, whole instructions.
             whole = (slot.is_tmv & other.is_quant & ~other.write_done) \
                 | (slot.is_quant & slot.pass_two & other.buffer_busy
                    & ((other.parity == slot.parity) | (other.scale == slot.scale)))
             for beats, pairs in enumerate(prefixes, 1):
-                pair = Signal(name=f"hazard_{slot.index}_after_{other.index}_{beats}")
-                m.d.sync += pair.eq(slot.older[other.index] & other.valid & (
-                    whole | Cat(check.meets(beats) for check in checks).any()))
+                # A TMV's destination counts whole (its writes cannot pause for a row).
+                meets = (to_write & (slot.is_tmv | (written_ahead < beats))) \
+                    | (to_read & (slot.is_tmv | (read_ahead < beats)))
+                pair = Signal(name=f"hazard_{slot.index}_after_{index}_{beats}")
+                m.d.sync += pair.eq(slot.older[index] & other.valid & (whole | meets))
                 pairs.append(pair)
         return [Cat(pairs).any() for pairs in prefixes]
-
-
-class _Overlap:
-    """Whether ``slot``'s next beats of ``operand`` meet ``pending`` = (start, end, nonempty),
-    for any number of beats: one compare (the next word before the pending end) and one
-    difference (the pending start less the next word: the beats meet it if it is less than
-    their number). A TMV's destination counts whole (its writes cannot pause for a row)."""
-
-    def __init__(self, slot, operand, pending, enable):
-        start, end, nonempty = pending
-        self._active = enable & nonempty & (slot.next[operand] < end)
-        self._ahead = start - slot.next[operand]
-        # A TMV reads no vector operand; its destination: whether the pending start is
-        # before the destination's end.
-        self._tmv_whole = (slot.is_tmv, start < slot.end[operand]) if operand == "dst" \
-            else None
-
-    def meets(self, beats):
-        near = self._ahead < beats
-        if self._tmv_whole is not None:
-            near = Mux(*self._tmv_whole, near)
-        return self._active & near
 
 
 def _oldest(slots, members):
@@ -284,8 +272,9 @@ def _oldest(slots, members):
 
 
 class _Slot:
-    """One instruction in flight, in vector words: what it reads and writes, how far it has
-    got; all registers."""
+    """One instruction in flight: what it is, its regions' first words, its relations to the
+    other slots' regions, how far it has got (beats read in this pass, words written); all
+    registers."""
 
     OPERANDS = ("a", "b", "dst")
 
@@ -293,9 +282,9 @@ class _Slot:
         self.index = index
         self._word_bits = params.vector_lanes.bit_length() - 1
         address_bits = Shape.cast(instruction_layout(params)["dst"].shape).width
-        beats = range((1 << FIELDS["length"][1]) + 1)
-        # A word address, or one plus up to a pass's beats.
-        words = range((1 << (address_bits - self._word_bits)) + beats.stop)
+        # A word address; a count of words in a region (one more than its last).
+        words = range(1 << (address_bits - self._word_bits))
+        counts = range(words.stop + 1)
 
         def signal(shape, name, **kwargs):
             return Signal(shape, name=f"slot{index}_{name}", reset_less=True, **kwargs)
@@ -311,13 +300,17 @@ class _Slot:
         self.scale = signal(range(SCALE_REGISTERS), "scale")
         self.read_done, self.write_done, self.buffer_busy = (
             signal(1, name) for name in ("read_done", "write_done", "buffer_busy"))
-        # Per operand: first word, end word, next beat's word, and the first word still to
-        # read in the last pass (or, for dst, still to write).
-        self.start, self.end, self.next, self.pending = (
-            {name: signal(words, f"{name}_{field}") for name in self.OPERANDS}
-            for field in ("start", "end", "next", "pending"))
+        # The first word of each operand's region (for the relations of younger slots).
+        self.start = {name: signal(words, f"{name}_start") for name in self.OPERANDS}
+        # Per older slot (a bit each): this one reads a region it writes; writes a region it
+        # writes; writes a region it reads.
+        self.reads_written, self.writes_written, self.writes_read = (
+            signal(count, name) for name in ("reads_written", "writes_written", "writes_read"))
+        self.words = signal(counts, "words")        # words of each operand's region
+        self.beat = signal(counts, "beat")          # the next beat of this pass
+        self.written = signal(counts, "written")    # words of the destination written
         self.taken_last = signal(1, "taken_last")   # a beat of this pass taken last cycle
-        self.left = signal(beats, "left")           # beats of this pass after the next one
+        self.left = signal(counts, "left")          # beats of this pass after the next one
         # The cycle after a slot is issued or starts its second pass, its hazards are still
         # those of its old state.
         self.unsettled = signal(1, "unsettled")
@@ -325,78 +318,73 @@ class _Slot:
         # A TMV takes one "beat": its start.
         self.at_pass_end = self.left == 0
         self.final_pass = ~self.two_pass | self.pass_two
-        # NORM checks its destination in its second pass, the one that writes; a TMV its whole
-        # destination when it starts (its writes cannot pause for a row).
-        self.writes_now = self.writes & self.final_pass
         m.d.sync += self.unsettled.eq(0)
         with m.If(self.valid & self.read_done & self.write_done & ~self.buffer_busy):
             m.d.sync += self.valid.eq(0)
 
-    def unwritten(self):
-        """(start, end, nonempty): the destination's words still to be written."""
-        return self.pending["dst"], self.end["dst"], self.writes & ~self.write_done
-
-    def unread(self, operand):
-        """(start, end, nonempty): ``operand``'s words still to be read in the last pass."""
-        return (self.pending[operand], self.end[operand],
-                getattr(self, f"uses_{operand}") & ~self.read_done)
-
-    def issue(self, m, load, take, instruction, unit, quant_parity, valid_now):
+    def issue(self, m, load, take, instruction, unit, quant_parity, valid_now, slots):
         """The instruction's fields into the slot while it is the free one chosen (``load``,
-        which does not wait for the unit's ``ready``), and the slot in flight with ``take``."""
+        which does not wait for the unit's ``ready``), its relations to the other ``slots``
+        (meaningful for those in flight, all older), and the slot in flight with ``take``."""
         opcode = instruction.opcode
         unary = (opcode == Opcode.SIGMOID) | (opcode == Opcode.SILU) \
             | (opcode == Opcode.ONE_MINUS)
         binary = (opcode == Opcode.MUL) | (opcode == Opcode.ADD) | (opcode == Opcode.SUB)
         norm = (opcode == Opcode.NORM) | (opcode == Opcode.QUANT)
         is_tmv, is_quant = opcode == Opcode.TMV, opcode == Opcode.QUANT
+        uses_a, uses_b = unary | binary | norm, binary | norm
         writes = ~is_quant & ~(is_tmv & (instruction.flags & Flag.NO_WRITE).any())
         bits = self._word_bits
         beats = (instruction.length + (1 << bits) - 1) >> bits
+        start = {name: instruction[name] >> bits for name in self.OPERANDS}
         with m.If(take):
             m.d.sync += [self.valid.eq(1),
                          self.older.eq(valid_now & ~Const(1 << self.index, len(valid_now)))]
         with m.If(load):
             m.d.sync += [
                 self.unit.eq(unit),
-                self.uses_a.eq(unary | binary | norm), self.uses_b.eq(binary | norm),
-                self.writes.eq(writes),
+                self.uses_a.eq(uses_a), self.uses_b.eq(uses_b), self.writes.eq(writes),
                 self.is_tmv.eq(is_tmv), self.is_quant.eq(is_quant),
                 self.two_pass.eq(norm), self.pass_two.eq(0), self.buffer_busy.eq(is_tmv),
                 # A QUANT fills the buffer after the current one; a TMV reads the current one.
                 self.parity.eq(quant_parity ^ is_quant),
                 self.scale.eq(Mux(is_tmv, instruction.b, instruction.dst)),
                 self.read_done.eq(0), self.write_done.eq(~writes & ~is_quant),
+                self.words.eq(beats), self.beat.eq(0), self.written.eq(0),
                 self.left.eq(Mux(is_tmv, 0, beats - 1)),
                 self.unsettled.eq(1),
+                *(self.start[name].eq(start[name]) for name in self.OPERANDS),
             ]
-            for name in self.OPERANDS:
-                start = instruction[name] >> bits
-                m.d.sync += [self.start[name].eq(start), self.end[name].eq(start + beats),
-                             self.next[name].eq(start), self.pending[name].eq(start)]
+            # Regions are the same or disjoint (docs/isa.md): one first word says which.
+            for other in slots:
+                if other is self:
+                    continue
+                its = other.start
+                m.d.sync += [
+                    self.reads_written[other.index].eq(other.writes & (
+                        (uses_a & (start["a"] == its["dst"]))
+                        | (uses_b & (start["b"] == its["dst"])))),
+                    self.writes_written[other.index].eq(
+                        writes & other.writes & (start["dst"] == its["dst"])),
+                    self.writes_read[other.index].eq(writes & (
+                        (other.uses_a & (start["dst"] == its["a"]))
+                        | (other.uses_b & (start["dst"] == its["b"])))),
+                ]
 
     def step(self, m, read, write, release):
         """The unit took a beat (``read``), wrote one (``write``), released its buffer."""
         with m.If(release):
             m.d.sync += self.buffer_busy.eq(0)
         with m.If(read):
-            m.d.sync += self.left.eq(self.left - 1)
-            for name in ("a", "b"):
-                with m.If(self.final_pass):
-                    m.d.sync += self.pending[name].eq(self.next[name] + 1)
-            for name in self.OPERANDS:
-                m.d.sync += self.next[name].eq(self.next[name] + 1)
+            m.d.sync += [self.left.eq(self.left - 1), self.beat.eq(self.beat + 1)]
             with m.If(self.at_pass_end):
                 with m.If(self.final_pass):
                     m.d.sync += self.read_done.eq(1)
                 with m.Else():
                     # The second pass from the first word again.
-                    beats = self.end["a"] - self.start["a"]
-                    m.d.sync += [self.pass_two.eq(1), self.left.eq(beats - 1),
-                                 self.unsettled.eq(1)]
-                    for name in self.OPERANDS:
-                        m.d.sync += self.next[name].eq(self.start[name])
+                    m.d.sync += [self.pass_two.eq(1), self.left.eq(self.words - 1),
+                                 self.beat.eq(0), self.unsettled.eq(1)]
         with m.If(write):
-            m.d.sync += self.pending["dst"].eq(self.pending["dst"] + 1)
-            with m.If(self.pending["dst"] + 1 >= self.end["dst"]):
+            m.d.sync += self.written.eq(self.written + 1)
+            with m.If(self.written + 1 >= self.words):
                 m.d.sync += self.write_done.eq(1)

@@ -24,7 +24,7 @@ import numpy as np
 
 from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 
-__all__ = ["Group", "RunPlan", "memory_ranges", "plan_run", "step_instructions"]
+__all__ = ["Group", "RunPlan", "memory_ranges", "plan_run", "step_instructions", "vector_regions"]
 
 _READS_A = {Opcode.NORM, Opcode.QUANT, Opcode.SIGMOID, Opcode.SILU, Opcode.MUL, Opcode.ADD,
             Opcode.SUB, Opcode.ONE_MINUS}
@@ -91,6 +91,40 @@ def memory_ranges(ins: Instruction) -> tuple[list[range], list[range]]:
         reads.append(range(ins.b, ins.b + n))
     writes_memory = op != Opcode.QUANT and not (op == Opcode.TMV and ins.flags & Flag.NO_WRITE)
     return reads, [range(ins.dst, ins.dst + n)] if writes_memory else []
+
+
+def vector_regions(instructions, lanes: int) -> list[range]:
+    """The vector-memory *regions* of ``instructions``: the ranges they read and write, in
+    words of ``lanes`` elements (a range rounded out to whole words), sorted. Any two of those
+    must be the same words or share none (the compiler uses each buffer whole); the dataflow
+    core's scoreboard relies on it (``docs/isa.md``).
+
+    Raises
+    ------
+    ValueError
+        Naming the first two instructions whose ranges share some words but not all.
+    """
+    regions = {}        # start word -> (end word, index of an instruction using it)
+    for index, instruction in enumerate(instructions):
+        for span in (span for spans in memory_ranges(instruction) for span in spans if span):
+            start, end = span.start // lanes, -(-span.stop // lanes)
+            known = regions.setdefault(start, (end, index))
+            if known[0] != end:
+                _overlap_error(instructions, known[1], index, lanes)
+    ordered = sorted(regions.items())
+    for (start, (end, index)), (next_start, (_, next_index)) in zip(ordered, ordered[1:]):
+        if end > next_start:
+            _overlap_error(instructions, index, next_index, lanes)
+    return [range(start, end) for start, (end, _) in ordered]
+
+
+def _overlap_error(instructions, one, other, lanes):
+    first, second = sorted((one, other))
+    raise ValueError(
+        f"instructions {first} ({instructions[first]}) and {second} ({instructions[second]}) "
+        f"use vector ranges that share some words of {lanes} elements but not all; the "
+        f"dataflow core needs every two ranges to be the same or disjoint: give each buffer "
+        f"its own aligned region and use it whole")
 
 
 def _token_use(ins: Instruction) -> tuple[bool, bool]:

@@ -21,7 +21,7 @@ from collections import deque
 
 from tern_fpga.contracts.isa import SCALE_REGISTERS, Flag, Instruction, Opcode
 from tern_fpga.hw.dataflow.scoreboard import Unit
-from tern_fpga.sim.golden.run_plan import memory_ranges
+from tern_fpga.sim.golden.run_plan import memory_ranges, vector_regions
 
 __all__ = ["HarnessTiming", "RunRecord", "random_program", "run_program", "sequential_reads"]
 
@@ -82,18 +82,26 @@ def sequential_reads(program, memory_words: int):
 
 def random_program(rng: random.Random, count: int, *, lanes: int, regions: int = 6,
                    region_words: int = 4):
-    """``count`` instructions over ``regions`` disjoint regions of ``region_words * lanes``
-    elements (``dst`` equal to a source or clear of them, as the ISA requires), every opcode
-    but HALT, a QUANT before the first TMV."""
-    size = region_words * lanes
+    """``count`` instructions over two sizes of region (``region_words`` words of ``lanes``
+    elements and a random smaller one), ``regions`` of each, every range a whole region (the
+    ISA's rule, ``docs/isa.md``; the length may end inside the last word), ``dst`` equal to a
+    source or clear of them; every opcode but HALT, a QUANT before the first TMV."""
+    sizes = [region_words, rng.randrange(1, region_words) if region_words > 1 else 1]
+    starts, address = [], 0
+    for words in sizes:
+        starts.append([address + index * words * lanes for index in range(regions)])
+        address += regions * words * lanes
     program, seen_quant = [], False
     for _ in range(count):
         opcode = rng.choice([Opcode.ZERO, Opcode.EMBED, *UNARY, *BINARY, Opcode.NORM,
                              Opcode.QUANT, Opcode.TMV, Opcode.TMV])
         if opcode == Opcode.TMV and not seen_quant:
             opcode = Opcode.QUANT
-        length = rng.choice([size, size, rng.randrange(1, size + 1)])
-        region = [rng.randrange(regions) * size for _ in range(3)]
+        size = rng.randrange(len(sizes))
+        words = sizes[size]
+        length = rng.choice([words * lanes, words * lanes,
+                             rng.randrange((words - 1) * lanes + 1, words * lanes + 1)])
+        region = [rng.choice(starts[size]) for _ in range(3)]
         dst = rng.choice([region[0], region[1]]) if rng.random() < 0.3 else region[2]
         if opcode == Opcode.QUANT:
             seen_quant = True
@@ -172,7 +180,15 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
                       timing: HarnessTiming = HarnessTiming(), rng: random.Random,
                       limit: int) -> RunRecord:
     """Issue ``program`` to the scoreboard ``dut`` and run the behavioural units until every
-    instruction has finished (or ``limit`` cycles: then ``record.cycles == limit``)."""
+    instruction has finished (or ``limit`` cycles: then ``record.cycles == limit``).
+
+    Raises
+    ------
+    ValueError
+        If two of the program's vector ranges share some words but not all (the ISA's rule
+        that the scoreboard relies on).
+    """
+    vector_regions(program, lanes)
     record = RunRecord()
     state = _State(program, memory_words, record)
     ports = {unit: getattr(dut, unit.name.lower()) for unit in Unit}

@@ -242,6 +242,7 @@ def run(quick: bool = False) -> list:
         "matrix_pipe_p256_s2": MatrixPipe(_wide(256), max_segments=2),
         "matrix_pipe_p512_s4": MatrixPipe(_wide(512), max_segments=4),
         "elementwise_v8": ElementwiseUnit(demo),
+        "elementwise_v8_ecp5": ElementwiseUnit(demo, target="ecp5"),
         "reciprocal_2bit": Reciprocal(demo, bits_per_cycle=2),
         "norm_statistics_v8": NormStatistics(demo),
         "scale_engine": ScaleEngine(demo),

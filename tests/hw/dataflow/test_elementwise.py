@@ -2,7 +2,10 @@
 sim/golden/row_unit.row_operation: every operation but SCALE, the sigmoid table's every segment
 boundary, operands at the int limits (products and sums that saturate), random stalls on every
 stream in Amaranth's simulator; one beat a cycle without them; and a long random run in
-Verilator through cocotb (the row unit's testbench, demo preset)."""
+Verilator through cocotb (the row unit's testbench, demo preset), in the fabric form and in
+the ECP5 form (MULT18X18D instances)."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from tern_fpga.contracts.isa import RowOperation
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.elementwise import OPERATIONS, ElementwiseUnit, command_layout
+from tern_fpga.sim import rtl
 from tern_fpga.sim.rtl.cocotb_support import build_component
 from tern_fpga.sim.rtl.testbenches.row_unit import check_results, make_jobs, simulate
 
@@ -56,10 +60,15 @@ def test_one_beat_a_cycle_across_commands():
     assert moments["final"] - moments["result"] == len(results) - 1
 
 
-def test_verilator_demo():
+@pytest.mark.parametrize("target", [None, "ecp5"])
+def test_verilator_demo(target):
+    """The row unit's testbench; ``"ecp5"``: the multiplier's partial products as MULT18X18D
+    instances on sim/rtl/models/MULT18X18D.v, which checks their wiring."""
     params = PRESETS["demo"]
-    build = build_component(ElementwiseUnit(params), "elementwise",
-                            f"V{params.vector_lanes}-{params.hash:016x}")
+    model = Path(rtl.__file__).parent / "models" / "MULT18X18D.v"
+    build = build_component(ElementwiseUnit(params, target=target), "elementwise",
+                            f"V{params.vector_lanes}-{target or 'fabric'}-{params.hash:016x}",
+                            verilator_args=(str(model),) if target else ())
     build.run("tern_fpga.sim.rtl.testbenches.row_unit",
               {"params": params.to_dict(), "seed": 61, "repeats": 10, "probability": 0.7,
                "unit": "elementwise"})

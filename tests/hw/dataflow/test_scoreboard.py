@@ -99,6 +99,56 @@ def test_a_tmv_waits_for_a_slow_reader_of_its_whole_destination():
     assert record.start[2] > record.start[1] + 3
 
 
+def test_a_tmv_waits_for_a_slow_writer_of_its_whole_destination():
+    """The TMV's rows come faster than the slow element-wise unit's results: had it started
+    once the SUB's first words were written, its rows would overtake them."""
+    params = PRESETS["demo"]
+    size = 16 * params.vector_lanes
+    program = [
+        Instruction(Opcode.QUANT, dst=0, a=0, b=size, length=size),
+        Instruction(Opcode.SUB, dst=2 * size, a=3 * size, b=4 * size, length=size),
+        Instruction(Opcode.TMV, dst=2 * size, a=1, b=0, length=size),
+    ]
+    record = _run(params, program, timing=HarnessTiming(
+        take_probability=1.0, slow_unit=Unit.ELEMENTWISE, slow_probability=0.1,
+        matrix_drain=0))
+    _, final = sequential_reads(program, params.vector_memory_words)
+    assert record.final == final
+    assert record.start[2] >= record.end[1]
+
+
+def test_a_writer_streams_behind_a_slow_reader_of_its_destination():
+    """An ADD overwrites what a slow NORM's second pass still reads: it follows the NORM's
+    reads beat by beat (write after read, every prefix of its next beats)."""
+    params = PRESETS["demo"]
+    size = 16 * params.vector_lanes
+    program = [
+        Instruction(Opcode.NORM, dst=2 * size, a=size, b=3 * size, length=size),
+        Instruction(Opcode.ADD, dst=size, a=4 * size, b=5 * size, length=size),
+    ]
+    record = _run(params, program, timing=HarnessTiming(
+        take_probability=1.0, slow_unit=Unit.NORM, slow_probability=0.3,
+        elementwise_latency=1, read_delay=2, norm_engine=0))
+    assert record.wrong_reads == []
+    assert record.start[1] < record.end[0], "the ADD did not stream behind the NORM"
+
+
+def test_a_reader_streams_at_full_rate_behind_an_irregular_writer():
+    """A NORM reads what a SIGMOID writes a word at a time at random moments: with up to
+    three of its beats in flight, each must wait for its own word."""
+    params = PRESETS["demo"]
+    size = 32 * params.vector_lanes
+    program = [
+        Instruction(Opcode.SIGMOID, dst=size, a=0, length=size),
+        Instruction(Opcode.NORM, dst=2 * size, a=size, b=3 * size, length=size),
+    ]
+    for seed in range(4):
+        record = _run(params, program, seed=seed, timing=HarnessTiming(
+            take_probability=1.0, slow_unit=Unit.ELEMENTWISE, slow_probability=0.6,
+            elementwise_latency=1, read_delay=1))
+        assert record.wrong_reads == []
+
+
 def test_a_quant_waits_for_the_tmv_still_reading_its_buffer():
     """The third QUANT fills the buffer the first one filled, while the TMV that reads that
     buffer may still read it (through another scale register)."""
