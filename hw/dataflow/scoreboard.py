@@ -245,19 +245,25 @@ class Scoreboard(wiring.Component):
             index = other.index
             # The older one still to write a region this one reads or writes now, or to read
             # (in its last pass) the region this one writes now.
-            to_write = ~other.write_done & (slot.reads_written[index]
-                                            | (slot.writes_written[index] & slot.final_pass))
+            # The older one's write this cycle counts already: the pair register then holds
+            # what its register will, so a reader follows a writer a cycle sooner.
+            write_done = other.write_done | (other.wrote & other.last_write)
+            to_write = ~write_done & (slot.reads_written[index]
+                                      | (slot.writes_written[index] & slot.final_pass))
             to_read = ~other.read_done & slot.writes_read[index] & slot.final_pass
-            written_ahead = other.written - slot.beat
-            read_ahead = Mux(other.final_pass, other.beat, 0) - slot.beat
             # The activation buffers and the scale registers, whole instructions.
-            whole = (slot.is_tmv & other.is_quant & ~other.write_done) \
+            whole = (slot.is_tmv & other.is_quant & ~write_done) \
                 | (slot.is_quant & slot.pass_two & other.buffer_busy
                    & ((other.parity == slot.parity) | (other.scale == slot.scale)))
             for beats, pairs in enumerate(prefixes, 1):
                 # A TMV's destination counts whole (its writes cannot pause for a row).
-                meets = (to_write & (slot.is_tmv | (written_ahead < beats))) \
-                    | (to_read & (slot.is_tmv | (read_ahead < beats)))
+                # One compare each, of registers: the words written (read) against the
+                # younger's next beat plus the prefix.
+                written_meets = Mux(other.wrote, other.written < slot.beat_plus[beats - 1],
+                                    other.written < slot.beat_plus[beats])
+                read_meets = ~other.final_pass | (other.beat < slot.beat_plus[beats])
+                meets = (to_write & (slot.is_tmv | written_meets)) \
+                    | (to_read & (slot.is_tmv | read_meets))
                 pair = Signal(name=f"hazard_{slot.index}_after_{index}_{beats}")
                 m.d.sync += pair.eq(slot.older[index] & other.valid & (whole | meets))
                 pairs.append(pair)
@@ -307,9 +313,15 @@ class _Slot:
         self.reads_written, self.writes_written, self.writes_read = (
             signal(count, name) for name in ("reads_written", "writes_written", "writes_read"))
         self.words = signal(counts, "words")        # words of each operand's region
-        self.beat = signal(counts, "beat")          # the next beat of this pass
+        # The next beat of this pass plus 0, 1, 2, 3 (LOOKAHEAD): what the other slots'
+        # counts are compared with.
+        self.beat_plus = [signal(range(counts.stop + Scoreboard.LOOKAHEAD), f"beat_plus_{add}")
+                          for add in range(Scoreboard.LOOKAHEAD + 1)]
+        self.beat = self.beat_plus[0]
         self.written = signal(counts, "written")    # words of the destination written
         self.taken_last = signal(1, "taken_last")   # a beat of this pass taken last cycle
+        self.wrote = Signal(name=f"slot{index}_wrote")   # its unit's write pulse, for it
+        self.last_write = self.written + 1 >= self.words
         self.left = signal(counts, "left")          # beats of this pass after the next one
         # The cycle after a slot is issued or starts its second pass, its hazards are still
         # those of its old state.
@@ -350,7 +362,8 @@ class _Slot:
                 self.parity.eq(quant_parity ^ is_quant),
                 self.scale.eq(Mux(is_tmv, instruction.b, instruction.dst)),
                 self.read_done.eq(0), self.write_done.eq(~writes & ~is_quant),
-                self.words.eq(beats), self.beat.eq(0), self.written.eq(0),
+                self.words.eq(beats), self.written.eq(0),
+                *(plus.eq(add) for add, plus in enumerate(self.beat_plus)),
                 self.left.eq(Mux(is_tmv, 0, beats - 1)),
                 self.unsettled.eq(1),
                 *(self.start[name].eq(start[name]) for name in self.OPERANDS),
@@ -376,15 +389,18 @@ class _Slot:
         with m.If(release):
             m.d.sync += self.buffer_busy.eq(0)
         with m.If(read):
-            m.d.sync += [self.left.eq(self.left - 1), self.beat.eq(self.beat + 1)]
+            m.d.sync += [self.left.eq(self.left - 1),
+                         *(plus.eq(plus + 1) for plus in self.beat_plus)]
             with m.If(self.at_pass_end):
                 with m.If(self.final_pass):
                     m.d.sync += self.read_done.eq(1)
                 with m.Else():
                     # The second pass from the first word again.
                     m.d.sync += [self.pass_two.eq(1), self.left.eq(self.words - 1),
-                                 self.beat.eq(0), self.unsettled.eq(1)]
+                                 self.unsettled.eq(1),
+                                 *(plus.eq(add) for add, plus in enumerate(self.beat_plus))]
         with m.If(write):
+            m.d.comb += self.wrote.eq(1)
             m.d.sync += self.written.eq(self.written + 1)
-            with m.If(self.written + 1 >= self.words):
+            with m.If(self.last_write):
                 m.d.sync += self.write_done.eq(1)
