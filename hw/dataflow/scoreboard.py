@@ -175,7 +175,7 @@ class Scoreboard(wiring.Component):
             current, following = self._current_and_following(
                 m, name, slots, reading, port,
                 [issued & take & (unit == index) for take in chosen])
-            writer = _oldest(slots, [own & ~slot.write_done for own, slot in zip(ours, slots)])
+            writer = self._writer(m, name, slots, ours, port)
             releaser = _oldest(slots, [own & slot.buffer_busy for own, slot in zip(ours, slots)])
             for slot, is_current, is_writer, is_releaser in zip(slots, current, writer,
                                                                  releaser):
@@ -230,6 +230,18 @@ class Scoreboard(wiring.Component):
         with m.Elif(~following.any()):
             m.d.sync += following.eq(issued)
         return list(current), list(following)
+
+    @staticmethod
+    def _writer(m, name, slots, ours, port):
+        """One-hot register: the unit's oldest slot with writes left, so that a write pulse
+        reaches the pair registers through one gate. It follows a cycle behind an issue (a
+        slot cannot write in the two cycles after its issue) and at once behind a slot's last
+        write."""
+        writer = Signal(len(slots), name=f"{name}_writer")
+        finishing = [port.write & writer[slot.index] & slot.last_write for slot in slots]
+        m.d.sync += writer.eq(Cat(_oldest(slots, [
+            own & ~slot.write_done & ~done for own, slot, done in zip(ours, slots, finishing)])))
+        return list(writer)
 
     def _hazards(self, m, slot, slots):
         """Per prefix of ``slot``'s next 1 to ``LOOKAHEAD`` beats, whether an older slot's
