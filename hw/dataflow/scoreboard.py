@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -63,8 +63,7 @@ def instruction_layout(params: AcceleratorParameters) -> data.StructLayout:
     """An instruction as the scoreboard and the units take it: the ISA's fields, ``dst``, ``a``
     and ``b`` as wide as a vector-memory address (a TMV's ``a`` is its beats a row, at most
     ``max_features``; QUANT's ``dst`` and TMV's ``b`` a scale register)."""
-    address = range(max(params.vector_memory_words, params.max_features + 1,
-                        SCALE_REGISTERS))
+    address = _address_range(params)
     return data.StructLayout({
         "opcode": Opcode,
         "dst": address,
@@ -74,6 +73,10 @@ def instruction_layout(params: AcceleratorParameters) -> data.StructLayout:
         "imm": FIELDS["imm"][1],
         "flags": FIELDS["flags"][1],
     })
+
+
+def _address_range(params: AcceleratorParameters) -> range:
+    return range(max(params.vector_memory_words, params.max_features + 1, SCALE_REGISTERS))
 
 
 class UnitPort(wiring.Signature):
@@ -299,9 +302,8 @@ class _Slot:
     def __init__(self, m, index, params, count):
         self.index = index
         self._word_bits = params.vector_lanes.bit_length() - 1
-        address_bits = Shape.cast(instruction_layout(params)["dst"].shape).width
         # A word address; a count of words in a region (one more than its last).
-        words = range(1 << (address_bits - self._word_bits))
+        words = range(-(-_address_range(params).stop // params.vector_lanes))
         counts = range(words.stop + 1)
 
         def signal(shape, name, **kwargs):
@@ -333,7 +335,7 @@ class _Slot:
         self.written = signal(counts, "written")    # words of the destination written
         self.taken_last = signal(1, "taken_last")   # a beat of this pass taken last cycle
         self.wrote = Signal(name=f"slot{index}_wrote")   # its unit's write pulse, for it
-        self.last_write = self.written + 1 >= self.words
+        self.last_write = signal(1, "last_write")   # the next write is the last
         self.left = signal(counts, "left")          # beats of this pass after the next one
         # The cycle after a slot is issued or starts its second pass, its hazards are still
         # those of its old state.
@@ -374,7 +376,7 @@ class _Slot:
                 self.parity.eq(quant_parity ^ is_quant),
                 self.scale.eq(Mux(is_tmv, instruction.b, instruction.dst)),
                 self.read_done.eq(0), self.write_done.eq(~writes & ~is_quant),
-                self.words.eq(beats), self.written.eq(0),
+                self.words.eq(beats), self.written.eq(0), self.last_write.eq(beats == 1),
                 *(plus.eq(add) for add, plus in enumerate(self.beat_plus)),
                 self.left.eq(Mux(is_tmv, 0, beats - 1)),
                 self.unsettled.eq(1),
@@ -413,6 +415,7 @@ class _Slot:
                                  *(plus.eq(add) for add, plus in enumerate(self.beat_plus))]
         with m.If(write):
             m.d.comb += self.wrote.eq(1)
-            m.d.sync += self.written.eq(self.written + 1)
+            m.d.sync += [self.written.eq(self.written + 1),
+                         self.last_write.eq(self.written + 2 == self.words)]
             with m.If(self.last_write):
                 m.d.sync += self.write_done.eq(1)
