@@ -341,9 +341,11 @@ class _Slot:
         # those of its old state.
         self.unsettled = signal(1, "unsettled")
         self.settled = ~self.unsettled
-        # A TMV takes one "beat": its start.
-        self.at_pass_end = self.left == 0
-        self.final_pass = ~self.two_pass | self.pass_two
+        # Registers (they reach the units' next-instruction choices): the next beat is the
+        # pass's last (``left == 0``; a TMV takes one "beat": its start); this pass is the last
+        # (``~two_pass | pass_two``).
+        self.at_pass_end = signal(1, "at_pass_end")
+        self.final_pass = signal(1, "final_pass")
         m.d.sync += self.unsettled.eq(0)
         with m.If(self.valid & self.read_done & self.write_done & ~self.buffer_busy):
             m.d.sync += self.valid.eq(0)
@@ -379,6 +381,7 @@ class _Slot:
                 self.words.eq(beats), self.written.eq(0), self.last_write.eq(beats == 1),
                 *(plus.eq(add) for add, plus in enumerate(self.beat_plus)),
                 self.left.eq(Mux(is_tmv, 0, beats - 1)),
+                self.at_pass_end.eq(is_tmv | (beats == 1)), self.final_pass.eq(~norm),
                 self.unsettled.eq(1),
                 *(self.start[name].eq(start[name]) for name in self.OPERANDS),
             ]
@@ -403,14 +406,16 @@ class _Slot:
         with m.If(release):
             m.d.sync += self.buffer_busy.eq(0)
         with m.If(read):
-            m.d.sync += [self.left.eq(self.left - 1),
+            m.d.sync += [self.left.eq(self.left - 1), self.at_pass_end.eq(self.left == 1),
                          *(plus.eq(plus + 1) for plus in self.beat_plus)]
             with m.If(self.at_pass_end):
                 with m.If(self.final_pass):
                     m.d.sync += self.read_done.eq(1)
                 with m.Else():
                     # The second pass from the first word again.
-                    m.d.sync += [self.pass_two.eq(1), self.left.eq(self.words - 1),
+                    m.d.sync += [self.pass_two.eq(1), self.final_pass.eq(1),
+                                 self.left.eq(self.words - 1),
+                                 self.at_pass_end.eq(self.words == 1),
                                  self.unsettled.eq(1),
                                  *(plus.eq(add) for add, plus in enumerate(self.beat_plus))]
         with m.If(write):
