@@ -79,6 +79,35 @@ def _address_range(params: AcceleratorParameters) -> range:
     return range(max(params.vector_memory_words, params.max_features + 1, SCALE_REGISTERS))
 
 
+def _decoded_layout(params: AcceleratorParameters) -> data.StructLayout:
+    """What a slot takes from an instruction: its unit, what it reads and writes, its
+    regions' first words, its beats, its scale register."""
+    words = range(-(-_address_range(params).stop // params.vector_lanes))
+    return data.StructLayout({
+        "unit": Unit, "uses_a": 1, "uses_b": 1, "writes": 1, "is_tmv": 1, "is_quant": 1,
+        "two_pass": 1, "beats": range(words.stop + 1), "scale": range(SCALE_REGISTERS),
+        **{f"{name}_start": words for name in _Slot.OPERANDS},
+    })
+
+
+def _decode(instruction, params: AcceleratorParameters) -> dict:
+    """:func:`_decoded_layout`'s fields of ``instruction`` (an ``instruction_layout`` value)."""
+    opcode, bits = instruction.opcode, params.vector_lanes.bit_length() - 1
+    unary = (opcode == Opcode.SIGMOID) | (opcode == Opcode.SILU) | (opcode == Opcode.ONE_MINUS)
+    binary = (opcode == Opcode.MUL) | (opcode == Opcode.ADD) | (opcode == Opcode.SUB)
+    norm = (opcode == Opcode.NORM) | (opcode == Opcode.QUANT)
+    is_tmv, is_quant = opcode == Opcode.TMV, opcode == Opcode.QUANT
+    return {
+        "unit": Mux(is_tmv, Unit.MATRIX, Mux(norm, Unit.NORM, Unit.ELEMENTWISE)),
+        "uses_a": unary | binary | norm, "uses_b": binary | norm,
+        "writes": ~is_quant & ~(is_tmv & (instruction.flags & Flag.NO_WRITE).any()),
+        "is_tmv": is_tmv, "is_quant": is_quant, "two_pass": norm,
+        "beats": (instruction.length + (1 << bits) - 1) >> bits,
+        "scale": Mux(is_tmv, instruction.b, instruction.dst),
+        **{f"{name}_start": instruction[name] >> bits for name in _Slot.OPERANDS},
+    }
+
+
 class UnitPort(wiring.Signature):
     """The scoreboard's side of one unit: ``command`` (the unit's instructions in program
     order), ``go`` (its next beat may be taken), ``read`` and ``write`` (pulses: a beat taken,
@@ -111,7 +140,7 @@ class Scoreboard(wiring.Component):
         QUANT's ``dst`` and TMV's ``b`` excepted), else the checks are undefined.
     matrix, elementwise, norm : ``Out(UnitPort(params))``
     idle : ``Out(1)``
-        No instruction in flight.
+        No instruction staged (taken from ``instruction``, not yet issued) or in flight.
     """
 
     #: Beats from a unit's next one that the hazards cover: the two it may take while ``go`` is
@@ -134,32 +163,36 @@ class Scoreboard(wiring.Component):
         params = self._params
         ports = [getattr(self, unit.name.lower()) for unit in Unit]
         slots = [_Slot(m, index, params, self._slots) for index in range(self._slots)]
-        m.d.comb += self.idle.eq(~Cat(slot.valid for slot in slots).any())
 
-        # Issue: the lowest free slot takes the instruction when its unit takes the command.
-        instruction = self.instruction.payload
+        # An input register: the instruction and what the slots take from it, decoded; so a
+        # slot's relations are compares of registers only.
+        staged = Signal(instruction_layout(params), name="staged_instruction")
+        decoded = Signal(_decoded_layout(params), name="staged_decoded")
+        staged_valid = Signal()
+        # Issue: the lowest free slot takes the staged instruction when its unit takes it.
         free = [~slot.valid for slot in slots]
         chosen = [free[index] & ~Cat(free[:index]).any() for index in range(self._slots)]
-        opcode = instruction.opcode
-        unit = Mux(opcode == Opcode.TMV, Unit.MATRIX,
-                   Mux((opcode == Opcode.NORM) | (opcode == Opcode.QUANT), Unit.NORM,
-                       Unit.ELEMENTWISE))
+        unit = decoded.unit
         has_room = Cat(free).any()
         for index, port in enumerate(ports):
-            m.d.comb += [port.command.payload.eq(instruction),
-                         port.command.valid.eq(self.instruction.valid & has_room
-                                               & (unit == index))]
-        m.d.comb += self.instruction.ready.eq(
-            has_room & Cat(port.command.ready & (unit == index)
-                           for index, port in enumerate(ports)).any())
-        issued = self.instruction.valid & self.instruction.ready
+            m.d.comb += [port.command.payload.eq(staged),
+                         port.command.valid.eq(staged_valid & has_room & (unit == index))]
+        issued = staged_valid & has_room & Cat(port.command.ready & (unit == index)
+                                               for index, port in enumerate(ports)).any()
+        m.d.comb += [self.instruction.ready.eq(~staged_valid | issued),
+                     self.idle.eq(~staged_valid & ~Cat(slot.valid for slot in slots).any())]
+        with m.If(self.instruction.valid & self.instruction.ready):
+            m.d.sync += [staged_valid.eq(1), staged.eq(self.instruction.payload),
+                         *(decoded[name].eq(value) for name, value
+                           in _decode(self.instruction.payload, params).items())]
+        with m.Elif(issued):
+            m.d.sync += staged_valid.eq(0)
         quant_parity = Signal()
-        with m.If(issued & (opcode == Opcode.QUANT)):
+        with m.If(issued & decoded.is_quant):
             m.d.sync += quant_parity.eq(~quant_parity)
         valid_now = Cat(slot.valid for slot in slots)
         for slot, take in zip(slots, chosen):
-            slot.issue(m, take, issued & take, instruction, unit, quant_parity, valid_now,
-                       slots)
+            slot.issue(m, take, issued & take, decoded, quant_parity, valid_now, slots)
             # The slot's new instruction is younger than every other.
             for other in slots:
                 if other is not slot:
@@ -350,34 +383,27 @@ class _Slot:
         with m.If(self.valid & self.read_done & self.write_done & ~self.buffer_busy):
             m.d.sync += self.valid.eq(0)
 
-    def issue(self, m, load, take, instruction, unit, quant_parity, valid_now, slots):
-        """The instruction's fields into the slot while it is the free one chosen (``load``,
-        which does not wait for the unit's ``ready``), its relations to the other ``slots``
-        (meaningful for those in flight, all older), and the slot in flight with ``take``."""
-        opcode = instruction.opcode
-        unary = (opcode == Opcode.SIGMOID) | (opcode == Opcode.SILU) \
-            | (opcode == Opcode.ONE_MINUS)
-        binary = (opcode == Opcode.MUL) | (opcode == Opcode.ADD) | (opcode == Opcode.SUB)
-        norm = (opcode == Opcode.NORM) | (opcode == Opcode.QUANT)
-        is_tmv, is_quant = opcode == Opcode.TMV, opcode == Opcode.QUANT
-        uses_a, uses_b = unary | binary | norm, binary | norm
-        writes = ~is_quant & ~(is_tmv & (instruction.flags & Flag.NO_WRITE).any())
-        bits = self._word_bits
-        beats = (instruction.length + (1 << bits) - 1) >> bits
-        start = {name: instruction[name] >> bits for name in self.OPERANDS}
+    def issue(self, m, load, take, decoded, quant_parity, valid_now, slots):
+        """The staged instruction (``decoded``: :func:`_decoded_layout`) into the slot while it
+        is the free one chosen (``load``, which does not wait for the unit's ``ready``), its
+        relations to the other ``slots`` (meaningful for those in flight, all older), and the
+        slot in flight with ``take``."""
+        is_tmv, norm, beats = decoded.is_tmv, decoded.two_pass, decoded.beats
+        uses_a, uses_b, writes = decoded.uses_a, decoded.uses_b, decoded.writes
+        start = {name: decoded[f"{name}_start"] for name in self.OPERANDS}
         with m.If(take):
             m.d.sync += [self.valid.eq(1),
                          self.older.eq(valid_now & ~Const(1 << self.index, len(valid_now)))]
         with m.If(load):
             m.d.sync += [
-                self.unit.eq(unit),
+                self.unit.eq(decoded.unit),
                 self.uses_a.eq(uses_a), self.uses_b.eq(uses_b), self.writes.eq(writes),
-                self.is_tmv.eq(is_tmv), self.is_quant.eq(is_quant),
+                self.is_tmv.eq(is_tmv), self.is_quant.eq(decoded.is_quant),
                 self.two_pass.eq(norm), self.pass_two.eq(0), self.buffer_busy.eq(is_tmv),
                 # A QUANT fills the buffer after the current one; a TMV reads the current one.
-                self.parity.eq(quant_parity ^ is_quant),
-                self.scale.eq(Mux(is_tmv, instruction.b, instruction.dst)),
-                self.read_done.eq(0), self.write_done.eq(~writes & ~is_quant),
+                self.parity.eq(quant_parity ^ decoded.is_quant),
+                self.scale.eq(decoded.scale),
+                self.read_done.eq(0), self.write_done.eq(~writes & ~decoded.is_quant),
                 self.words.eq(beats), self.written.eq(0), self.last_write.eq(beats == 1),
                 *(plus.eq(add) for add, plus in enumerate(self.beat_plus)),
                 self.left.eq(Mux(is_tmv, 0, beats - 1)),

@@ -201,7 +201,7 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
         if instruction.opcode == Opcode.QUANT:
             quant_parity[0] ^= 1
         parity_of[index] = quant_parity[0]
-    next_instruction, finished = 0, 0
+    next_instruction, next_command, finished = 0, 0, 0    # fed to the scoreboard; issued
 
     def beats(index):
         return -(-program[index].length // lanes)
@@ -296,11 +296,13 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
                     for unit, port in ports.items()}
         for unit, taken in accepted.items():
             if taken:
-                queues[unit].append(next_instruction)
-                next_instruction += 1
+                queues[unit].append(next_command)
+                next_command += 1
+        if ctx.get(dut.instruction.valid) and ctx.get(dut.instruction.ready):
+            next_instruction += 1
         idle = ctx.get(dut.idle)
         await ctx.tick()
-        if (next_instruction == len(program) and idle and not state.pending
+        if (next_command == len(program) and idle and not state.pending
                 and all(work is None for work in current.values())
                 and not any(queues.values())):
             finished = cycle
