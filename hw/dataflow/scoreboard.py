@@ -23,15 +23,23 @@ behind the instruction that produces their operands, element by element, as
 :func:`tern_fpga.explore.dataflow_schedule.dataflow_schedule` assumes. The oldest instruction in
 flight never waits for another, so the program cannot deadlock.
 
-Timing: every check compares registers, word addresses (operands start on a vector word, as
-the compiler places them): each slot keeps its next beat's word and what it has still to read
-and write as ranges of words; registers a pair of slots hold whether the older one's pending
-work meets the younger's next 1, 2 or 3 beats; ``go`` is a register of those. So ``go`` lags the
-progress it reads by two cycles, and picks the prefix that covers the beats the unit has taken
-meanwhile: a unit streams behind its producer three cycles after each write, at full rate. With
-an instruction's last beat ``go`` turns to the unit's next instruction (its first beat, computed
-beside), so instructions follow with no bubble; a slot just issued, or NORM's or QUANT's second
-pass, waits a cycle for its hazards to be computed.
+Regions: the ISA's rule (``docs/isa.md``; :func:`tern_fpga.sim.golden.run_plan.vector_regions`)
+is that every two vector ranges of a program are the same words or share none. So when an
+instruction is issued, its slot finds once, by comparing first words, whether it reads a region
+an older slot writes, writes one it writes, or writes one it reads (three bits a pair); after
+that only counts matter, since two instructions on one region walk it from the same word: the
+older one's words written (or read, in its last pass) against the younger's next beat.
+
+Timing: an input register holds the instruction and its decoding; every check compares
+registers (the counts against the younger's next beat plus 0 to 3, kept in registers);
+registers a pair of slots hold whether the older one's pending work meets the younger's next 1,
+2 or 3 beats, counting the older one's write of this cycle already; ``go`` is a register of
+those. So ``go`` lags the progress it reads by two cycles, and picks the prefix that covers the
+beats the unit has taken meanwhile: a unit streams behind its producer two cycles after each
+write, at full rate. With an instruction's last beat ``go`` turns to the unit's next
+instruction (its first beat, computed beside), so instructions follow with no bubble; a slot
+just issued, or NORM's or QUANT's second pass, waits a cycle for its hazards to be computed.
+Each unit's current, next and writing slot are one-hot registers.
 
 What a beat reads and writes: operand ``a`` (and ``b`` for MUL, ADD, SUB, NORM and QUANT) at
 the beat's offset, ``dst`` at the same offset in the last pass (NORM and the element-wise
@@ -137,7 +145,8 @@ class Scoreboard(wiring.Component):
     ----------
     instruction : ``In(stream.Signature(instruction_layout(params)))``
         The program, HALT excluded; ``dst``, ``a`` and ``b`` multiples of ``V`` (TMV's ``a``,
-        QUANT's ``dst`` and TMV's ``b`` excepted), else the checks are undefined.
+        QUANT's ``dst`` and TMV's ``b`` excepted) and every two vector ranges the same words
+        or none (``docs/isa.md``), else the checks are undefined.
     matrix, elementwise, norm : ``Out(UnitPort(params))``
     idle : ``Out(1)``
         No instruction staged (taken from ``instruction``, not yet issued) or in flight.

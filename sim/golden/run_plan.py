@@ -18,6 +18,7 @@ order (``tests/sim/test_golden_batched_run.py`` checks it on every prefix of a p
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,7 @@ def vector_regions(instructions, lanes: int) -> list[range]:
             if known[0] != end:
                 _overlap_error(instructions, known[1], index, lanes)
     ordered = sorted(regions.items())
-    for (start, (end, index)), (next_start, (_, next_index)) in zip(ordered, ordered[1:]):
+    for (_, (end, index)), (next_start, (_, next_index)) in itertools.pairwise(ordered):
         if end > next_start:
             _overlap_error(instructions, index, next_index, lanes)
     return [range(start, end) for start, (end, _) in ordered]
