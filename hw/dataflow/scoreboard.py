@@ -210,6 +210,8 @@ class Scoreboard(wiring.Component):
 
         # Registers a pair: the older slot's pending work meets the younger's next beats.
         hazards = [self._hazards(m, slot, slots) for slot in slots]
+        for slot in slots:
+            slot.track_leads(m, slots)
 
         # Each unit's current slot (its oldest with reads left), the one after it, its writing
         # slot (its oldest with writes left) and its releasing TMV; all in program order.
@@ -314,11 +316,12 @@ class Scoreboard(wiring.Component):
                    & ((other.parity == slot.parity) | (other.scale == slot.scale)))
             for beats, pairs in enumerate(prefixes, 1):
                 # A TMV's destination counts whole (its writes cannot pause for a row).
-                # One compare each, of registers: the words written (read) against the
-                # younger's next beat plus the prefix.
-                written_meets = Mux(other.wrote, other.written < slot.beat_plus[beats - 1],
-                                    other.written < slot.beat_plus[beats])
-                read_meets = ~other.final_pass | (other.beat < slot.beat_plus[beats])
+                # The older one's lead (words written or read, less the younger's next beat)
+                # against the prefix: small counters.
+                lead_written, lead_read = slot.lead_written[index], slot.lead_read[index]
+                written_meets = Mux(other.wrote, lead_written < beats - 1,
+                                    lead_written < beats)
+                read_meets = ~other.final_pass | (lead_read < beats)
                 meets = (to_write & (slot.is_tmv | written_meets)) \
                     | (to_read & (slot.is_tmv | read_meets))
                 pair = Signal(name=f"hazard_{slot.index}_after_{index}_{beats}")
@@ -340,6 +343,7 @@ class _Slot:
     registers."""
 
     OPERANDS = ("a", "b", "dst")
+    LEAD_LIMIT = 15
 
     def __init__(self, m, index, params, count):
         self.index = index
@@ -369,14 +373,18 @@ class _Slot:
         self.reads_written, self.writes_written, self.writes_read = (
             signal(count, name) for name in ("reads_written", "writes_written", "writes_read"))
         self.words = signal(counts, "words")        # words of each operand's region
-        # The next beat of this pass plus 0, 1, 2, 3 (LOOKAHEAD): what the other slots'
-        # counts are compared with.
-        self.beat_plus = [signal(range(counts.stop + Scoreboard.LOOKAHEAD), f"beat_plus_{add}")
-                          for add in range(Scoreboard.LOOKAHEAD + 1)]
-        self.beat = self.beat_plus[0]
+        self.beat = signal(counts, "beat")          # the next beat of this pass
+        # Per other slot: its lead over this one's next beat, in words written and (in its
+        # last pass) read; from LEAD_LIMIT on it counts as LEAD_LIMIT (safe: the hazards look
+        # at most LOOKAHEAD beats ahead; a lead above the limit is under-counted, so this one
+        # may wait where it need not).
+        self.lead_written, self.lead_read = (
+            [signal(range(_Slot.LEAD_LIMIT + 1), f"{kind}_lead_{other}")
+             for other in range(count)] for kind in ("written", "read"))
         self.written = signal(counts, "written")    # words of the destination written
         self.taken_last = signal(1, "taken_last")   # a beat of this pass taken last cycle
         self.wrote = Signal(name=f"slot{index}_wrote")   # its unit's write pulse, for it
+        self.took = Signal(name=f"slot{index}_took")     # its unit's read pulse, for it
         self.last_write = signal(1, "last_write")   # the next write is the last
         self.left = signal(counts, "left")          # beats of this pass after the next one
         # The cycle after a slot is issued or starts its second pass, its hazards are still
@@ -400,6 +408,7 @@ class _Slot:
         is_tmv, norm, beats = decoded.is_tmv, decoded.two_pass, decoded.beats
         uses_a, uses_b, writes = decoded.uses_a, decoded.uses_b, decoded.writes
         start = {name: decoded[f"{name}_start"] for name in self.OPERANDS}
+        self.loading = load
         with m.If(take):
             m.d.sync += [self.valid.eq(1),
                          self.older.eq(valid_now & ~Const(1 << self.index, len(valid_now)))]
@@ -414,7 +423,7 @@ class _Slot:
                 self.scale.eq(decoded.scale),
                 self.read_done.eq(0), self.write_done.eq(~writes & ~decoded.is_quant),
                 self.words.eq(beats), self.written.eq(0), self.last_write.eq(beats == 1),
-                *(plus.eq(add) for add, plus in enumerate(self.beat_plus)),
+                self.beat.eq(0),
                 self.left.eq(Mux(is_tmv, 0, beats - 1)),
                 self.at_pass_end.eq(is_tmv | (beats == 1)), self.final_pass.eq(~norm),
                 self.unsettled.eq(1),
@@ -436,13 +445,38 @@ class _Slot:
                         | (other.uses_b & (start["dst"] == its["b"])))),
                 ]
 
+    def track_leads(self, m, slots):
+        """The other slots' leads over this one's next beat: set when this one is loaded or
+        starts its second pass (from the others' counts), then counted: up with the other's
+        write (read in its last pass), down with this one's read."""
+        restart = self.took & self.at_pass_end & ~self.final_pass
+        limit = self.LEAD_LIMIT
+
+        def saturated(value):
+            return Mux(value < 0, 0, Mux(value > limit, limit, value))
+        for other in slots:
+            if other is self:
+                continue
+            written, read = self.lead_written[other.index], self.lead_read[other.index]
+            other_read = other.took & other.final_pass
+            with m.If(self.loading | restart):
+                m.d.sync += [
+                    written.eq(Mux(other.written >= limit, limit, other.written + other.wrote)),
+                    read.eq(Mux(other.final_pass, Mux(other.beat >= limit, limit,
+                                                      other.beat + other.took), 0)),
+                ]
+            with m.Else():
+                m.d.sync += [written.eq(saturated(written + other.wrote - self.took)),
+                             read.eq(saturated(read + other_read - self.took))]
+
     def step(self, m, read, write, release):
         """The unit took a beat (``read``), wrote one (``write``), released its buffer."""
         with m.If(release):
             m.d.sync += self.buffer_busy.eq(0)
         with m.If(read):
+            m.d.comb += self.took.eq(1)
             m.d.sync += [self.left.eq(self.left - 1), self.at_pass_end.eq(self.left == 1),
-                         *(plus.eq(plus + 1) for plus in self.beat_plus)]
+                         self.beat.eq(self.beat + 1)]
             with m.If(self.at_pass_end):
                 with m.If(self.final_pass):
                     m.d.sync += self.read_done.eq(1)
@@ -451,8 +485,7 @@ class _Slot:
                     m.d.sync += [self.pass_two.eq(1), self.final_pass.eq(1),
                                  self.left.eq(self.words - 1),
                                  self.at_pass_end.eq(self.words == 1),
-                                 self.unsettled.eq(1),
-                                 *(plus.eq(add) for add, plus in enumerate(self.beat_plus))]
+                                 self.unsettled.eq(1), self.beat.eq(0)]
         with m.If(write):
             m.d.comb += self.wrote.eq(1)
             m.d.sync += [self.written.eq(self.written + 1),
