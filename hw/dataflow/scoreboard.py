@@ -321,7 +321,8 @@ class Scoreboard(wiring.Component):
                 lead_written, lead_read = slot.lead_written[index], slot.lead_read[index]
                 written_meets = Mux(other.wrote, lead_written < beats - 1,
                                     lead_written < beats)
-                read_meets = ~other.final_pass | (lead_read < beats)
+                # (The read lead stays 0 until the older one's last pass.)
+                read_meets = lead_read < beats
                 meets = (to_write & (slot.is_tmv | written_meets)) \
                     | (to_read & (slot.is_tmv | read_meets))
                 pair = Signal(name=f"hazard_{slot.index}_after_{index}_{beats}")
@@ -454,20 +455,21 @@ class _Slot:
 
         def saturated(value):
             return Mux(value < 0, 0, Mux(value > limit, limit, value))
+        # This one's read counts down unless it is the first pass's last (the next beat is 0).
+        took = self.took & ~restart
         for other in slots:
             if other is self:
                 continue
             written, read = self.lead_written[other.index], self.lead_read[other.index]
-            other_read = other.took & other.final_pass
-            with m.If(self.loading | restart):
-                m.d.sync += [
-                    written.eq(Mux(other.written >= limit, limit, other.written + other.wrote)),
-                    read.eq(Mux(other.final_pass, Mux(other.beat >= limit, limit,
-                                                      other.beat + other.took), 0)),
-                ]
-            with m.Else():
-                m.d.sync += [written.eq(saturated(written + other.wrote - self.took)),
-                             read.eq(saturated(read + other_read - self.took))]
+            # The start from registers only; the pulses of the cycle count as in any other.
+            start_written = Mux(other.written >= limit, limit, other.written)
+            start_read = Mux(other.final_pass, Mux(other.beat >= limit, limit, other.beat), 0)
+            base_written = Mux(self.loading | restart, start_written, written)
+            base_read = Mux(self.loading | restart, start_read, read)
+            m.d.sync += [
+                written.eq(saturated(base_written + other.wrote - took)),
+                read.eq(saturated(base_read + (other.took & other.final_pass) - took)),
+            ]
 
     def step(self, m, read, write, release):
         """The unit took a beat (``read``), wrote one (``write``), released its buffer."""
