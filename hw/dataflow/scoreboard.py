@@ -201,7 +201,8 @@ class Scoreboard(wiring.Component):
             m.d.sync += quant_parity.eq(~quant_parity)
         valid_now = Cat(slot.valid for slot in slots)
         for slot, take in zip(slots, chosen):
-            slot.issue(m, take, issued & take, decoded, quant_parity, valid_now, slots)
+            # Every free slot loads the staged instruction; the chosen one keeps it.
+            slot.issue(m, ~slot.valid, issued & take, decoded, quant_parity, valid_now, slots)
             # The slot's new instruction is younger than every other.
             for other in slots:
                 if other is not slot:
@@ -403,7 +404,8 @@ class _Slot:
 
     def issue(self, m, load, take, decoded, quant_parity, valid_now, slots):
         """The staged instruction (``decoded``: :func:`_decoded_layout`) into the slot while it
-        is the free one chosen (``load``, which does not wait for the unit's ``ready``), its
+        is free (``load``: every free slot loads it each cycle, so no choice and no ``ready``
+        reaches the slot's registers; the one chosen at issue keeps it), its
         relations to the other ``slots`` (meaningful for those in flight, all older), and the
         slot in flight with ``take``."""
         is_tmv, norm, beats = decoded.is_tmv, decoded.two_pass, decoded.beats
