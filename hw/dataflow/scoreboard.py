@@ -28,13 +28,14 @@ is that every two vector ranges of a program are the same words or share none. S
 instruction is issued, its slot finds once, by comparing first words, whether it reads a region
 an older slot writes, writes one it writes, or writes one it reads (three bits a pair); after
 that only counts matter, since two instructions on one region walk it from the same word: the
-older one's words written (or read, in its last pass) against the younger's next beat.
+older one's *lead*, its words written (or read, in its last pass) less the younger's next beat,
+a small counter a pair that saturates (:attr:`_Slot.LEAD_LIMIT`: a larger lead is
+under-counted, which can only make the younger wait).
 
-Timing: an input register holds the instruction and its decoding; every check compares
-registers (the counts against the younger's next beat plus 0 to 3, kept in registers);
+Timing: an input register holds the instruction and its decoding, which every free slot loads;
 registers a pair of slots hold whether the older one's pending work meets the younger's next 1,
-2 or 3 beats, counting the older one's write of this cycle already; ``go`` is a register of
-those. So ``go`` lags the progress it reads by two cycles, and picks the prefix that covers the
+2 or 3 beats (its lead below 1, 2, 3), counting the older one's write of this cycle already;
+``go`` is a register of those. So ``go`` lags the progress it reads by two cycles, and picks the prefix that covers the
 beats the unit has taken meanwhile: a unit streams behind its producer two cycles after each
 write, at full rate. With an instruction's last beat ``go`` turns to the unit's next
 instruction (its first beat, computed beside), so instructions follow with no bubble; a slot
@@ -455,8 +456,11 @@ class _Slot:
         restart = self.took & self.at_pass_end & ~self.final_pass
         limit = self.LEAD_LIMIT
 
-        def saturated(value):
-            return Mux(value < 0, 0, Mux(value > limit, limit, value))
+        def counted(value, up, down):
+            """``value`` one up (to at most ``limit``), one down (to at least 0) or kept: the
+            pulses only choose among precomputed values."""
+            return Mux(up & ~down, Mux(value == limit, limit, value + 1),
+                       Mux(down & ~up, Mux(value == 0, 0, value - 1), value))
         # This one's read counts down unless it is the first pass's last (the next beat is 0).
         took = self.took & ~restart
         for other in slots:
@@ -466,11 +470,13 @@ class _Slot:
             # The start from registers only; the pulses of the cycle count as in any other.
             start_written = Mux(other.written >= limit, limit, other.written)
             start_read = Mux(other.final_pass, Mux(other.beat >= limit, limit, other.beat), 0)
-            base_written = Mux(self.loading | restart, start_written, written)
-            base_read = Mux(self.loading | restart, start_read, read)
+            other_read = other.took & other.final_pass
+            starting = self.loading | restart
             m.d.sync += [
-                written.eq(saturated(base_written + other.wrote - took)),
-                read.eq(saturated(base_read + (other.took & other.final_pass) - took)),
+                written.eq(Mux(starting, counted(start_written, other.wrote, 0),
+                               counted(written, other.wrote, took))),
+                read.eq(Mux(starting, counted(start_read, other_read, 0),
+                            counted(read, other_read, took))),
             ]
 
     def step(self, m, read, write, release):

@@ -249,7 +249,8 @@ def run(quick: bool = False) -> list:
         "scale_lanes_v8": ScaleLanes(demo),
         "norm_unit_v8": NormUnit(demo),
         "norm_unit_v8_ecp5": NormUnit(demo, target="ecp5"),
-        f"scoreboard_{SCOREBOARD_SLOTS}": Scoreboard(demo, slots=SCOREBOARD_SLOTS),
+        **{f"scoreboard_{slots}": Scoreboard(demo, slots=slots)
+           for slots in sorted({4, SCOREBOARD_SLOTS})},
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)
