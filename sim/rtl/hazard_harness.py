@@ -14,10 +14,10 @@ that does not finish is a deadlock.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import random
-from collections import deque
 
 from tern_fpga.contracts.isa import SCALE_REGISTERS, Flag, Instruction, Opcode
 from tern_fpga.hw.dataflow.scoreboard import Unit
@@ -38,7 +38,11 @@ class HarnessTiming:
     ``matrix_shape`` is given, ``matrix_shape(instruction) = (words, rows_a_group,
     words_a_group)``: it writes a row group's rows ``matrix_drain`` cycles after the group's last
     word (the segmented matrix pipe). ``norm_engine`` and ``quant_engine``: cycles from a NORM's
-    or a QUANT's first-pass last beat to its second pass."""
+    or a QUANT's first-pass last beat to its second pass. ``vector_write_ports``: how many
+    words the vector memory takes a cycle (``None``: any number); a unit's word that finds them
+    taken is written at the next free cycle (as behind an arbiter with a FIFO a unit that never
+    fills: the figure is the memory's cost, not a FIFO's), the matrix side's first, since its
+    writes are known when a TMV starts."""
 
     elementwise_latency: int = 14
     norm_engine: int = 12
@@ -51,6 +55,7 @@ class HarnessTiming:
     slow_unit: Unit | None = None
     slow_probability: float = 0.2
     command_queue: int = 2
+    vector_write_ports: int | None = None
 
 
 def sequential_reads(program, memory_words: int):
@@ -192,9 +197,9 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
     record = RunRecord()
     state = _State(program, memory_words, record)
     ports = {unit: getattr(dut, unit.name.lower()) for unit in Unit}
-    queues = {unit: deque() for unit in Unit}
+    queues = {unit: collections.deque() for unit in Unit}
     current = dict.fromkeys(Unit)         # unit -> [index, pass, beat, earliest cycle]
-    writes = {unit: deque() for unit in Unit}     # cycles of the write pulses due
+    writes = {unit: collections.deque() for unit in Unit}     # cycles of the write pulses due
     quant_parity = [0]
     parity_of = {}
     for index, instruction in enumerate(program):      # the buffer each QUANT fills, TMV reads
@@ -206,8 +211,22 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
     def beats(index):
         return -(-program[index].length // lanes)
 
+    port_use = collections.Counter()        # cycle -> vector words written in it
+
+    def write_cycle(unit, cycle, *, vector):
+        """The cycle a unit's result due at ``cycle`` is written: after the unit's earlier
+        ones (its writes stay in order), at a free port of the vector memory."""
+        if writes[unit]:
+            cycle = max(cycle, writes[unit][-1] + 1)
+        if vector and timing.vector_write_ports is not None:
+            while port_use[cycle] >= timing.vector_write_ports:
+                cycle += 1
+            port_use[cycle] += 1
+        return cycle
+
     def vector_write(index, elements, unit, cycle):
         instruction = program[index]
+        cycle = write_cycle(unit, cycle, vector=True)
 
         def write():
             for element in elements:
@@ -270,11 +289,12 @@ async def run_program(ctx, dut, program, *, lanes: int, memory_words: int,
                                  state.read_vector(index, elements))
                         last_pass = unit == Unit.ELEMENTWISE or pass_index == 1
                         if last_pass and instruction.opcode == Opcode.QUANT:
-                            latency = timing.norm_tail
-                            state.at(cycle + latency, functools.partial(
+                            moment = write_cycle(unit, cycle + timing.norm_tail,
+                                                 vector=False)
+                            state.at(moment, functools.partial(
                                 state.fill, index, elements, parity_of[index],
-                                last=beat == beats(index) - 1, moment=cycle + latency))
-                            writes[unit].append(cycle + latency)
+                                last=beat == beats(index) - 1, moment=moment))
+                            writes[unit].append(moment)
                         elif last_pass and memory_ranges(instruction)[1]:
                             latency = (timing.elementwise_latency if unit == Unit.ELEMENTWISE
                                        else timing.norm_tail)

@@ -19,9 +19,11 @@ from tern_fpga.sim.rtl.hazard_harness import HarnessTiming, run_program
 __all__ = ["harness_timing", "scoreboard_step"]
 
 
-def harness_timing(compiled, params, timing, command_queue: int = 2) -> HarnessTiming:
+def harness_timing(compiled, params, timing, command_queue: int = 2,
+                   vector_write_ports: int | None = None) -> HarnessTiming:
     """The behavioural units' timing equal to the schedule model's ``timing``
-    (a :class:`~tern_fpga.explore.dataflow_schedule.DataflowTiming`) at ``params``."""
+    (a :class:`~tern_fpga.explore.dataflow_schedule.DataflowTiming`) at ``params``; the vector
+    memory taking ``vector_write_ports`` words a cycle (``None``: any number)."""
     turnaround = timing.norm_turnaround + params.vector_lanes.bit_length() - 1
     compiled_lanes = compiled.params.ternary_lanes
 
@@ -37,14 +39,17 @@ def harness_timing(compiled, params, timing, command_queue: int = 2) -> HarnessT
         elementwise_latency=timing.elementwise_latency,
         norm_engine=turnaround + timing.engine_latency[0], quant_engine=turnaround + quant,
         norm_tail=timing.norm_tail, matrix_drain=timing.matrix_drain, read_delay=1,
-        take_probability=1.0, matrix_shape=matrix_shape, command_queue=command_queue)
+        take_probability=1.0, matrix_shape=matrix_shape, command_queue=command_queue,
+        vector_write_ports=vector_write_ports)
 
 
 def scoreboard_step(compiled, *, ternary_lanes: int, vector_lanes: int, slots: int,
-                    timing, command_queue: int = 2, program=None) -> dict:
+                    timing, command_queue: int = 2, program=None,
+                    vector_write_ports: int | None = None) -> dict:
     """Run the step (or ``program``, a version of it: the NORMs folded) through
     :class:`Scoreboard` (``slots``; each unit holding ``command_queue`` commands it has not
-    started) in Amaranth's simulator; returns
+    started; the vector memory taking ``vector_write_ports`` words a cycle) in Amaranth's
+    simulator; returns
     ``cycles`` and ``wrong_reads`` (reads that saw another value than the sequential program's:
     an empty list unless the scoreboard is wrong)."""
     params = dataclasses.replace(compiled.params, ternary_lanes=ternary_lanes,
@@ -56,7 +61,8 @@ def scoreboard_step(compiled, *, ternary_lanes: int, vector_lanes: int, slots: i
     async def bench(ctx):
         records.append(await run_program(
             ctx, dut, program, lanes=vector_lanes, memory_words=params.vector_memory_words,
-            timing=harness_timing(compiled, params, timing, command_queue), rng=random.Random(0),
+            timing=harness_timing(compiled, params, timing, command_queue, vector_write_ports),
+            rng=random.Random(0),
             limit=200_000))
 
     simulator = Simulator(dut)

@@ -42,9 +42,13 @@ def _run(params, program, *, slots=6, timing=None, seed=0, limit=20_000):
     return records[0]
 
 
-@pytest.mark.parametrize("preset, slots, seed", [
-    ("demo", 6, 0), ("demo", 2, 1), ("micro", 4, 2), ("demo", 8, 3), ("micro", 6, 4)])
-def test_random_programs_read_what_the_sequential_program_reads(preset, slots, seed):
+@pytest.mark.parametrize("preset, slots, seed, write_ports", [
+    ("demo", 6, 0, None), ("demo", 2, 1, None), ("micro", 4, 2, None), ("demo", 8, 3, None),
+    ("micro", 6, 4, None), ("demo", 6, 5, 1), ("micro", 3, 6, 1)])
+def test_random_programs_read_what_the_sequential_program_reads(preset, slots, seed,
+                                                                write_ports):
+    """``write_ports``: the vector memory takes that many words a cycle (writes that find it
+    taken come later, so the scoreboard sees write pulses bunch and spread)."""
     params = PRESETS[preset]
     rng = random.Random(f"scoreboard{seed}")
     program = random_program(rng, 60, lanes=params.vector_lanes, regions=5)
@@ -52,7 +56,8 @@ def test_random_programs_read_what_the_sequential_program_reads(preset, slots, s
                            elementwise_latency=rng.choice([3, 14]),
                            read_delay=rng.choice([1, 2]),
                            slow_unit=rng.choice([None, *Unit]),
-                           norm_engine=rng.choice([0, 12]), quant_engine=rng.choice([0, 12]))
+                           norm_engine=rng.choice([0, 12]), quant_engine=rng.choice([0, 12]),
+                           vector_write_ports=write_ports)
     record = _run(params, program, slots=slots, timing=timing, seed=seed)
     assert record.cycles < 20_000, "the program did not finish: a deadlock"
     assert record.wrong_reads == []
