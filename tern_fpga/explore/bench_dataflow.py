@@ -219,6 +219,7 @@ def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.scale_lanes import ScaleLanes  # here: loads Amaranth
     from tern_fpga.hw.dataflow.scoreboard import Scoreboard  # here: loads Amaranth
     from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter  # here: Amaranth
 
     source = "tern_fpga.explore.bench_dataflow"
     demo = preset("demo")
@@ -264,6 +265,8 @@ def run(quick: bool = False) -> list:
         "norm_unit_v8_ecp5": NormUnit(demo, target="ecp5"),
         **{f"scoreboard_{slots}": Scoreboard(demo, slots=slots)
            for slots in sorted({4, SCOREBOARD_SLOTS})},
+        "write_arbiter_3": WriteArbiter(demo, sources=3),
+        "result_writer_16": ResultWriter(demo, commands=16),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)
