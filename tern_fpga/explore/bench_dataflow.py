@@ -210,6 +210,7 @@ def _scoreboard_figures(compiled, timing, schedule, source):
 
 def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader  # here: Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_unit import NormUnit  # here: loads Amaranth
@@ -267,6 +268,7 @@ def run(quick: bool = False) -> list:
            for slots in sorted({4, SCOREBOARD_SLOTS})},
         "write_arbiter_3": WriteArbiter(demo, sources=3),
         "result_writer_16": ResultWriter(demo, commands=16),
+        "elementwise_reader_v8": ElementwiseReader(demo),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)

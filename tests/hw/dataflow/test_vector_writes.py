@@ -6,6 +6,7 @@ words (so its order matters); ``ResultWriter`` turning a unit's result beats int
 writes and passing QUANT's beats on, with random stalls on every stream. Checked against
 ``sim.golden.vector_writes.arbitrated_memory`` and the handshakes beat by beat."""
 
+import itertools
 import random
 
 import numpy as np
@@ -145,7 +146,7 @@ def test_sources_that_keep_asking_take_turns():
     order = [granted.index(1) for granted in grants]
     # Never the same source twice in a row while another asks; a source that asks is served
     # within 3 cycles (it waits for at most the two others).
-    assert all(first != second for first, second in zip(order, order[1:]))
+    assert all(first != second for first, second in itertools.pairwise(order))
     for index in range(3):
         waiting = 0
         for asking, granted in zip(asks, grants):

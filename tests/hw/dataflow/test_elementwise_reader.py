@@ -1,0 +1,136 @@
+"""``ElementwiseReader`` (hw/dataflow/elementwise_reader.py) alone in Amaranth's simulator, in
+front of a real ``BankedMemory`` and an embedding memory: random instructions of every kind it
+takes, ``go`` random, and every stream it drives consumed with random and long stalls. The
+commands, destinations and operand beats must be each instruction's, in order, none lost or
+doubled, and ``read`` must pulse once a beat."""
+
+import random
+
+import pytest
+from amaranth.hdl import Module, unsigned
+from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
+
+from tern_fpga.contracts.isa import BINARY_OPERATIONS, OPERATION_OF_OPCODE, Opcode, RowOperation
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
+from tern_fpga.hw.memory_banks import BankedMemory
+
+PARAMS = PRESETS["micro"]
+LANES = PARAMS.vector_lanes
+WORDS = PARAMS.vector_memory_words // LANES
+BITS = PARAMS.vector_bits
+ROW = 4 * LANES
+ROWS = 5
+OPCODES = [Opcode.ZERO, Opcode.EMBED, Opcode.SIGMOID, Opcode.SILU, Opcode.ONE_MINUS,
+           Opcode.MUL, Opcode.ADD, Opcode.SUB]
+
+
+def _lanes(word: int, bits: int) -> list[int]:
+    values = [(word >> (bits * lane)) & ((1 << bits) - 1) for lane in range(LANES)]
+    return [value - (1 << bits) if value >> (bits - 1) else value for value in values]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reads_each_instructions_beats_in_order_under_stalls(seed):
+    rng = random.Random(f"elementwise-reader{seed}")
+    memory_words = [rng.getrandbits(BITS * LANES) for _ in range(WORDS)]
+    embedding_words = [rng.getrandbits(16 * LANES) for _ in range(ROWS * ROW // LANES)]
+    token = rng.randrange(ROWS)
+    work = PARAMS.vector_work_words
+    instructions = []
+    for _ in range(30):
+        opcode = rng.choice(OPCODES)
+        length = ROW if opcode == Opcode.EMBED else rng.randrange(1, 6 * LANES)
+        instructions.append({
+            "opcode": opcode, "dst": LANES * rng.randrange(work // LANES - 6),
+            "a": LANES * rng.randrange(work // LANES - 6),
+            "b": LANES * rng.randrange(WORDS - 6), "length": length,
+            "imm": rng.randrange(BITS - 16 + 1), "flags": 0})
+
+    expected = {"command": [], "destination": [], "a": [], "b": []}
+    for instruction in instructions:
+        opcode, length = instruction["opcode"], instruction["length"]
+        operation = OPERATION_OF_OPCODE.get(opcode, RowOperation.EMBED)
+        expected["command"].append((operation, length,
+                                    instruction["imm"] if opcode == Opcode.EMBED else 0))
+        expected["destination"].append((instruction["dst"] // LANES, 1))
+        for beat in range(-(-length // LANES)):
+            if opcode == Opcode.ZERO:
+                expected["a"].append([0] * LANES)
+            elif opcode == Opcode.EMBED:
+                expected["a"].append(_lanes(
+                    embedding_words[token * length // LANES + beat], 16))
+            else:
+                expected["a"].append(_lanes(memory_words[instruction["a"] // LANES + beat],
+                                            BITS))
+            if operation in BINARY_OPERATIONS and opcode != Opcode.EMBED:
+                expected["b"].append(_lanes(memory_words[instruction["b"] // LANES + beat],
+                                            BITS))
+    top = Module()
+    top.submodules.reader = reader = ElementwiseReader(PARAMS)
+    banks = [work // LANES, WORDS - work // LANES]
+    memory = BankedMemory(top, "vector", BITS * LANES, banks, [[0], [0, 1]],
+                          granularity=BITS, init=memory_words)
+    top.submodules.embeddings = table = Memory(shape=unsigned(16 * LANES),
+                                               depth=len(embedding_words), init=embedding_words)
+    row = table.read_port()
+    top.d.comb += [
+        reader.token.eq(token),
+        memory.read[0].addr.eq(reader.a_addr), memory.read[0].en.eq(reader.a_en),
+        reader.a_data.eq(memory.read[0].data),
+        memory.read[1].addr.eq(reader.b_addr), memory.read[1].en.eq(reader.b_en),
+        reader.b_data.eq(memory.read[1].data),
+        row.addr.eq(reader.embedding_addr), row.en.eq(reader.embedding_en),
+        reader.embedding_data.eq(row.data),
+    ]
+    seen = {"command": [], "destination": [], "a": [], "b": [], "reads": 0}
+
+    async def feed(ctx):
+        for instruction in instructions:
+            ctx.set(reader.instruction.payload, instruction)
+            ctx.set(reader.instruction.valid, 1)
+            await ctx.tick().until(reader.instruction.ready)
+        ctx.set(reader.instruction.valid, 0)
+
+    async def consume(ctx):
+        stalled = 0
+        for _ in range(20_000):       # a lost beat would leave the loop waiting
+            if all(len(seen[key]) >= len(expected[key]) for key in expected):
+                break
+            # Long stalls of the operand streams: the unit's credits run out.
+            stalled = rng.choice([0, 0, 0, 20]) if stalled == 0 else stalled - 1
+            ctx.set(reader.go, rng.random() < 0.8)
+            ctx.set(reader.a.ready, stalled == 0 and rng.random() < 0.7)
+            ctx.set(reader.b.ready, stalled == 0 and rng.random() < 0.7)
+            ctx.set(reader.command.ready, rng.random() < 0.5)
+            ctx.set(reader.destination.ready, rng.random() < 0.5)
+            _, _, *sampled = await ctx.tick().sample(
+                reader.read, reader.command.valid, reader.command.ready,
+                reader.command.payload, reader.destination.valid, reader.destination.ready,
+                reader.destination.payload, reader.a.valid, reader.a.ready, reader.a.payload,
+                reader.b.valid, reader.b.ready, reader.b.payload)
+            (read, command_valid, command_ready, command, destination_valid,
+             destination_ready, destination, a_valid, a_ready, a, b_valid, b_ready, b) = sampled
+            seen["reads"] += read
+            if command_valid and command_ready:
+                seen["command"].append((command.operation, command.length, command.shift))
+            if destination_valid and destination_ready:
+                seen["destination"].append((destination.word, destination.to_memory))
+            # The unit takes ``b`` with ``a`` for a binary operation only: model it so.
+            if a_valid and a_ready:
+                seen["a"].append(list(a))
+            if b_valid and b_ready:
+                seen["b"].append(list(b))
+
+    simulator = Simulator(top)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(feed, background=True)
+    simulator.add_testbench(consume)
+    simulator.run()
+
+    assert seen["command"] == expected["command"]
+    assert seen["destination"] == expected["destination"]
+    assert seen["a"] == expected["a"]
+    assert seen["b"] == expected["b"]
+    assert seen["reads"] == len(expected["a"])
