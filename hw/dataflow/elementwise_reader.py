@@ -80,6 +80,15 @@ class ElementwiseReader(wiring.Component):
             "destination": Out(stream.Signature(destination_layout(params))),
         })
 
+    def read_ports(self, a, b, embedding) -> list:
+        """The statements that join the reader to its three memory read ports (each with
+        ``addr``, ``en`` and ``data``, as :class:`~tern_fpga.hw.memory_banks.MemoryPort` and
+        Amaranth's ``Memory`` read ports have them)."""
+        return [a.addr.eq(self.a_addr), a.en.eq(self.a_en), self.a_data.eq(a.data),
+                b.addr.eq(self.b_addr), b.en.eq(self.b_en), self.b_data.eq(b.data),
+                embedding.addr.eq(self.embedding_addr), embedding.en.eq(self.embedding_en),
+                self.embedding_data.eq(embedding.data)]
+
     def elaborate(self, platform):
         m = Module()
         p = self._params

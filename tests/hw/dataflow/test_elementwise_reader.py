@@ -77,12 +77,7 @@ def test_reads_each_instructions_beats_in_order_under_stalls(seed):
     row = table.read_port()
     top.d.comb += [
         reader.token.eq(token),
-        memory.read[0].addr.eq(reader.a_addr), memory.read[0].en.eq(reader.a_en),
-        reader.a_data.eq(memory.read[0].data),
-        memory.read[1].addr.eq(reader.b_addr), memory.read[1].en.eq(reader.b_en),
-        reader.b_data.eq(memory.read[1].data),
-        row.addr.eq(reader.embedding_addr), row.en.eq(reader.embedding_en),
-        reader.embedding_data.eq(row.data),
+        *reader.read_ports(memory.read[0], memory.read[1], row),
     ]
     seen = {"command": [], "destination": [], "a": [], "b": [], "reads": 0}
 

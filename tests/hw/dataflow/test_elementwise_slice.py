@@ -27,6 +27,7 @@ from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.vector_writes import arbitrated_memory
 
+from support.memory_ports import read_back
 from support.random_model import random_model
 
 PARAMS = PRESETS["micro"]
@@ -99,12 +100,7 @@ def _slice(memory_init, embeddings, token):
         port.command.ready.eq(reader.instruction.ready),
         reader.go.eq(port.go), port.read.eq(reader.read), port.write.eq(arbiter.written[1]),
         reader.token.eq(token),
-        memory.read[0].addr.eq(reader.a_addr), memory.read[0].en.eq(reader.a_en),
-        reader.a_data.eq(memory.read[0].data),
-        memory.read[1].addr.eq(reader.b_addr), memory.read[1].en.eq(reader.b_en),
-        reader.b_data.eq(memory.read[1].data),
-        row.addr.eq(reader.embedding_addr), row.en.eq(reader.embedding_en),
-        reader.embedding_data.eq(row.data),
+        *reader.read_ports(memory.read[0], memory.read[1], row),
         memory.write.addr.eq(arbiter.write_addr), memory.write.data.eq(arbiter.write_data),
         memory.write.en.eq(arbiter.write_en),
         writer.passed.ready.eq(1),
@@ -179,11 +175,8 @@ def test_random_elementwise_programs_leave_the_golden_models_memory(seed):
         while len(finished) < 2:
             await ctx.tick()
         await ctx.tick()
-        for address in range(WORDS):
-            ctx.set(read.addr, address)
-            ctx.set(read.en, 1)
-            await ctx.tick()
-            memory.extend(_values(ctx.get(read.data)))
+        for values in await read_back(ctx, read, WORDS, _values):
+            memory.extend(values)
 
     simulator = Simulator(top)
     simulator.add_clock(1e-8)

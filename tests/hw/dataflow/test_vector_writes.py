@@ -19,6 +19,8 @@ from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
 from tern_fpga.hw.memory_banks import BankedMemory
 from tern_fpga.sim.golden.vector_writes import arbitrated_memory
 
+from support.memory_ports import read_back
+
 PARAMS = PRESETS["demo"]
 LANES = PARAMS.vector_lanes
 WORDS = PARAMS.vector_memory_words // LANES
@@ -96,11 +98,7 @@ def test_three_sources_write_the_memory_in_their_order(seed):
         while len([bit for cycle in pulses for bit in range(3) if cycle >> bit & 1]) < 120:
             await ctx.tick()
         await ctx.tick()
-        for address in range(WORDS):
-            ctx.set(read.addr, address)
-            ctx.set(read.en, 1)
-            await ctx.tick()
-            memory.append(_lanes(ctx.get(read.data)))
+        memory.extend(await read_back(ctx, read, WORDS, _lanes))
 
     simulator = Simulator(top)
     simulator.add_clock(1e-8)
