@@ -39,6 +39,7 @@ from tern_fpga.contracts.weight_layout import (
 __all__ = [
     "SegmentedShape",
     "best_segments",
+    "segments_for_inputs",
     "pack_segmented_words",
     "segmented_activation_words",
     "segmented_shape",
@@ -135,6 +136,36 @@ def best_segments(rows: int, in_features: int, params: AcceleratorParameters,
                if 1 << bit <= params.ternary_lanes]
     return min(choices,
                key=lambda k: (segmented_shape(rows, in_features, params, k).words, k))
+
+
+def segments_for_inputs(in_features: int, params: AcceleratorParameters,
+                        max_segments: int) -> int:
+    """The ``segments`` chosen from ``in_features`` alone: the fewest words *a row*
+    (``ceil(in_features / w) / k``), the fewest segments among equals.
+
+    It is :func:`best_segments` without the last group's rounding, so a matrix whose rows fill
+    whole groups takes as few words with it; on every model shape measured (micro, demo, and
+    the released 370 M, 1.3 B and 2.7 B shapes, at ``P`` = 256 to 1,024) the totals are equal
+    (``tests/contracts/test_segmented_layout.py``). Its point: a QUANT's length *is* its TMVs'
+    ``in_features``, so the hardware that writes a QUANT's activations finds the ``k`` of the
+    TMVs that read them without a field in the instruction. ``k`` depends on
+    ``ceil(in_features / V)`` only (every ``w`` is a multiple of ``V``), so a table of
+    ``max_features / V`` entries holds it.
+    """
+    if not (isinstance(max_segments, int) and max_segments >= 1
+            and not max_segments & (max_segments - 1)):
+        raise ValueError(f"max_segments must be a power of two, not {max_segments!r}")
+    if not (isinstance(in_features, int) and 1 <= in_features <= params.max_features):
+        raise ValueError(f"in_features must be an integer from 1 to max_features = "
+                         f"{params.max_features} of preset {params.name!r}, not {in_features!r}")
+    lanes = params.ternary_lanes
+    choices = [1 << bit for bit in range(max_segments.bit_length()) if 1 << bit <= lanes]
+    # ceil(in / w) / k compared as fractions: a / k < b / l  <=>  a * l < b * k.
+    best = choices[0]
+    for k in choices[1:]:
+        if -(-in_features // (lanes // k)) * best < -(-in_features // (lanes // best)) * k:
+            best = k
+    return best
 
 
 def pack_segmented_words(w_t, params: AcceleratorParameters, segments: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from tern_fpga.contracts.segmented_layout import (
     pack_segmented_words,
     segmented_activation_words,
     segmented_shape,
+    segments_for_inputs,
     unpack_segmented_words,
 )
 from tern_fpga.contracts.weight_layout import pack_weight_words
@@ -80,6 +81,39 @@ def test_best_segments_prefers_fewer_segments_among_equals():
     assert best_segments(64, 16, params, 4) == 2
     assert best_segments(64, 8, params, 4) == 4
     assert best_segments(64, 8, params, 1) == 1
+
+
+# (d, inner, vocabulary) of micro, demo and the released 370 M, 1.3 B and 2.7 B models.
+MODEL_SHAPES = [(64, 256, 256), (128, 512, 256), (1024, 2816, 32000), (2048, 5632, 32000),
+                (2560, 6912, 32000)]
+
+
+@pytest.mark.parametrize("lanes, max_segments", [(256, 2), (512, 4), (512, 8), (1024, 8)])
+def test_segments_from_the_inputs_alone_take_as_few_words_on_every_model(lanes, max_segments):
+    params = dataclasses.replace(preset("demo"), ternary_lanes=lanes, max_features=8192)
+    for d, inner, vocabulary in MODEL_SHAPES:
+        shapes = [(d, d)] * 4 + [(2 * inner, d), (d, inner), (vocabulary, d)]
+        best = [segmented_shape(rows, features, params, best_segments(
+            rows, features, params, max_segments)).words for rows, features in shapes]
+        chosen = [segmented_shape(rows, features, params, segments_for_inputs(
+            features, params, max_segments)).words for rows, features in shapes]
+        assert chosen == best, (d, lanes)
+
+
+def test_segments_from_the_inputs_depend_on_whole_beats_only():
+    params = dataclasses.replace(preset("demo"), ternary_lanes=512)
+    lanes = params.vector_lanes
+    for features in range(1, params.max_features + 1):
+        whole = -(-features // lanes) * lanes
+        assert segments_for_inputs(features, params, 4) == \
+            segments_for_inputs(whole, params, 4)
+    # A row of 128 fills a quarter of a word, 512 a whole one; 2,816 (370 M's down_proj)
+    # takes 5.5 words a row as two segments, 6 as one.
+    assert [segments_for_inputs(n, params, 4) for n in (128, 129, 256, 512)] == [4, 2, 2, 1]
+    wide = dataclasses.replace(params, max_features=4096)
+    assert segments_for_inputs(2816, wide, 4) == 2
+    with pytest.raises(ValueError, match="in_features must be an integer"):
+        segments_for_inputs(0, params, 4)
 
 
 def test_bad_shapes_name_the_value():
