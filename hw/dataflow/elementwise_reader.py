@@ -154,6 +154,7 @@ class ElementwiseReader(wiring.Component):
                 self.command.payload.shift.eq(Mux(is_embed, given.imm, 0)),
                 self.destination.valid.eq(1),
                 self.destination.payload.word.eq(given.dst >> shift),
+                self.destination.payload.length.eq(length),
                 self.destination.payload.to_memory.eq(1),
             ]
 

@@ -6,10 +6,12 @@ The memory has one write port (``docs/dataflow.md``, "The vector memory's write 
 one would double the work bank's copies for 61 cycles a demo token), so:
 
 - :class:`ResultWriter` gives a unit's result beats their addresses: each command's first word
-  comes in on ``destination`` when the unit takes the command, waits in a small FIFO while the
-  unit works, and its beats go out as writes of that word and the ones after it; a destination
+  and length come in on ``destination`` when the unit takes the command, wait in a small FIFO
+  while the unit works, and its beats go out as writes of that word and the ones after it, the
+  lanes past the length masked (the norm unit's beats carry no mask); a destination
   marked ``to_memory = 0`` (the norm unit's QUANT) sends its beats on to ``passed`` instead
-  (the activation writer);
+  (the activation writer); a beat leaves one of the two only when neither holds an earlier
+  one, so the unit's beats are written in order, at most one a cycle;
 - :class:`WriteArbiter` takes one write a cycle from its sources, round robin (a source that
   keeps asking waits at most ``sources - 1`` cycles), into registers that drive the memory's
   write port, and says which source wrote with a pulse in the cycle the port writes: the
@@ -28,16 +30,17 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.matrix_pipe import write_layout
-from tern_fpga.hw.row_unit import result_layout
+from tern_fpga.hw.row_unit import operand_layout, result_layout
 
 __all__ = ["ResultWriter", "WriteArbiter", "destination_layout"]
 
 
 def destination_layout(params: AcceleratorParameters) -> data.StructLayout:
-    """A command's results: ``word`` (the vector word of its first element) and ``to_memory``
-    (0: its beats go on to ``passed``, not to the memory)."""
+    """A command's results: ``word`` (the vector word of its first element), ``length`` (its
+    elements) and ``to_memory`` (0: its beats go on to ``passed``, not to the memory)."""
     return data.StructLayout({
         "word": range(params.vector_memory_words // params.vector_lanes),
+        "length": range(1, params.max_features + 1),
         "to_memory": 1,
     })
 
@@ -58,12 +61,14 @@ class ResultWriter(wiring.Component):
     -------
     destination : ``In(stream.Signature(destination_layout(params)))``
         One a command, in the order the unit takes them.
-    result : ``In(stream.Signature(row_unit.result_layout(params)))``
-        ``data``, ``mask`` (lanes inside the length), ``last`` (a command's last beat).
+    result : ``In(stream.Signature(row_unit.operand_layout(params)))``
+        ``V`` lanes a beat, ``ceil(length / V)`` beats a command (the element-wise unit's
+        ``data``, the norm unit's result).
     write : ``Out(stream.Signature(matrix_pipe.write_layout(params)))``
-        To a :class:`WriteArbiter`: word ``destination.word + i`` for beat ``i``.
+        To a :class:`WriteArbiter`: word ``destination.word + i`` for beat ``i``, the lanes
+        past the length masked.
     passed : ``Out(stream.Signature(row_unit.result_layout(params)))``
-        The beats of destinations with ``to_memory = 0``, as they came.
+        The beats of destinations with ``to_memory = 0``, with their mask and ``last``.
     """
 
     def __init__(self, params: AcceleratorParameters, *, commands: int = 16):
@@ -72,13 +77,14 @@ class ResultWriter(wiring.Component):
         self._params, self._commands = params, commands
         super().__init__({
             "destination": In(stream.Signature(destination_layout(params))),
-            "result": In(stream.Signature(result_layout(params))),
+            "result": In(stream.Signature(operand_layout(params))),
             "write": Out(stream.Signature(write_layout(params))),
             "passed": Out(stream.Signature(result_layout(params))),
         })
 
     def elaborate(self, platform):
         m = Module()
+        lanes = self._params.vector_lanes
         layout = destination_layout(self._params)
         m.submodules.destinations = queue = fifo.SyncFIFOBuffered(
             width=layout.size, depth=self._commands)
@@ -87,29 +93,38 @@ class ResultWriter(wiring.Component):
                      self.destination.ready.eq(queue.w_rdy)]
         current = data.View(layout, queue.r_data)
         offset = Signal.like(current.word, name="offset")    # the beat's word past the first
+        started = Signal(name="started")                      # past the command's first beat
+        left = Signal(range(self._params.max_features + 1), name="left")
+        elements = Mux(started, left, current.length)         # from this beat on
+        last = elements <= lanes
+        mask = Cat(elements > lane for lane in range(lanes))
 
-        # One output register a stream: a beat moves in when the register is empty or leaves.
+        # One output register a stream; a beat moves in when both are empty or leaving, so
+        # that a unit's beats leave one a cycle and in order whichever way they go (the
+        # scoreboard counts them with one pulse a cycle).
         to_memory = current.to_memory
         write_free = ~self.write.valid | self.write.ready
         passed_free = ~self.passed.valid | self.passed.ready
-        take = self.result.valid & queue.r_rdy & Mux(to_memory, write_free, passed_free)
-        m.d.comb += [self.result.ready.eq(take),
-                     queue.r_en.eq(take & self.result.payload.last)]
+        take = self.result.valid & queue.r_rdy & write_free & passed_free
+        m.d.comb += [self.result.ready.eq(take), queue.r_en.eq(take & last)]
         with m.If(take):
-            m.d.sync += offset.eq(Mux(self.result.payload.last, 0, offset + 1))
+            m.d.sync += [offset.eq(Mux(last, 0, offset + 1)), started.eq(~last),
+                         left.eq(elements - lanes)]
 
         with m.If(self.write.ready):
             m.d.sync += self.write.valid.eq(0)
         with m.If(take & to_memory):
             m.d.sync += [self.write.valid.eq(1),
                          self.write.payload.address.eq(current.word + offset),
-                         self.write.payload.data.eq(self.result.payload.data),
-                         self.write.payload.mask.eq(self.result.payload.mask)]
+                         self.write.payload.data.eq(self.result.payload),
+                         self.write.payload.mask.eq(mask)]
         with m.If(self.passed.ready):
             m.d.sync += self.passed.valid.eq(0)
         with m.If(take & ~to_memory):
             m.d.sync += [self.passed.valid.eq(1),
-                         self.passed.payload.eq(self.result.payload)]
+                         self.passed.payload.data.eq(self.result.payload),
+                         self.passed.payload.mask.eq(mask),
+                         self.passed.payload.last.eq(last)]
         return m
 
 

@@ -39,10 +39,10 @@ from tern_fpga.contracts.weight_layout import (
 __all__ = [
     "SegmentedShape",
     "best_segments",
-    "segments_for_inputs",
     "pack_segmented_words",
     "segmented_activation_words",
     "segmented_shape",
+    "segments_for_inputs",
     "unpack_segmented_words",
     "word_lanes",
 ]

@@ -54,7 +54,7 @@ def test_reads_each_instructions_beats_in_order_under_stalls(seed):
         operation = OPERATION_OF_OPCODE.get(opcode, RowOperation.EMBED)
         expected["command"].append((operation, length,
                                     instruction["imm"] if opcode == Opcode.EMBED else 0))
-        expected["destination"].append((instruction["dst"] // LANES, 1))
+        expected["destination"].append((instruction["dst"] // LANES, length, 1))
         for beat in range(-(-length // LANES)):
             if opcode == Opcode.ZERO:
                 expected["a"].append([0] * LANES)
@@ -111,7 +111,8 @@ def test_reads_each_instructions_beats_in_order_under_stalls(seed):
             if command_valid and command_ready:
                 seen["command"].append((command.operation, command.length, command.shift))
             if destination_valid and destination_ready:
-                seen["destination"].append((destination.word, destination.to_memory))
+                seen["destination"].append((destination.word, destination.length,
+                                            destination.to_memory))
             # The unit takes ``b`` with ``a`` for a binary operation only: model it so.
             if a_valid and a_ready:
                 seen["a"].append(list(a))

@@ -109,7 +109,9 @@ def _slice(memory_init, embeddings, token):
     wiring.connect(top, reader.a, unit.a)
     wiring.connect(top, reader.b, unit.b)
     wiring.connect(top, reader.destination, writer.destination)
-    wiring.connect(top, unit.result, writer.result)
+    top.d.comb += [writer.result.valid.eq(unit.result.valid),
+                   writer.result.payload.eq(unit.result.payload.data),
+                   unit.result.ready.eq(writer.result.ready)]
     wiring.connect(top, writer.write, arbiter.source[1])
     return top, scoreboard, arbiter, memory.read[2]
 

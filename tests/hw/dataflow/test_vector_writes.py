@@ -3,7 +3,7 @@
 ``WriteArbiter`` in front of a real ``BankedMemory`` (the core's work and constants banks),
 three sources writing random words with random gaps, each source rewriting some of its own
 words (so its order matters); ``ResultWriter`` turning a unit's result beats into addressed
-writes and passing QUANT's beats on, with random stalls on every stream. Checked against
+writes (the lanes past each command's length masked) and passing QUANT's beats on, with random stalls on every stream. Checked against
 ``sim.golden.vector_writes.arbitrated_memory`` and the handshakes beat by beat."""
 
 import itertools
@@ -169,6 +169,7 @@ def test_result_writer_addresses_each_commands_beats(seed):
         beats = -(-length // LANES)
         commands.append({
             "word": rng.randrange(WORDS - beats), "to_memory": rng.random() < 0.7,
+            "length": length,
             "beats": [([rng.randrange(-2**31, 2**31) for _ in range(LANES)],
                        (1 << LANES) - 1 if (beat + 1) * LANES <= length
                        else (1 << (length % LANES)) - 1) for beat in range(beats)]})
@@ -180,6 +181,7 @@ def test_result_writer_addresses_each_commands_beats(seed):
             while rng.random() < 0.3:
                 await ctx.tick()
             ctx.set(writer.destination.payload, {"word": command["word"],
+                                                  "length": command["length"],
                                                   "to_memory": command["to_memory"]})
             ctx.set(writer.destination.valid, 1)
             await ctx.tick().until(writer.destination.ready)
@@ -187,11 +189,10 @@ def test_result_writer_addresses_each_commands_beats(seed):
 
     async def results(ctx):
         for command in commands:
-            for beat, (values, mask) in enumerate(command["beats"]):
+            for values, _ in command["beats"]:
                 while rng.random() < 0.3:
                     await ctx.tick()
-                ctx.set(writer.result.payload, {"data": values, "mask": mask,
-                                                "last": beat == len(command["beats"]) - 1})
+                ctx.set(writer.result.payload, values)
                 ctx.set(writer.result.valid, 1)
                 await ctx.tick().until(writer.result.ready)
                 ctx.set(writer.result.valid, 0)
