@@ -213,6 +213,7 @@ def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader  # here: Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.norm_reader import NormReader  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_unit import NormUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.reciprocal import Reciprocal  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
@@ -269,6 +270,7 @@ def run(quick: bool = False) -> list:
         "write_arbiter_3": WriteArbiter(demo, sources=3),
         "result_writer_16": ResultWriter(demo, commands=16),
         "elementwise_reader_v8": ElementwiseReader(demo),
+        "norm_reader_v8": NormReader(_wide(512), max_segments=4),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)

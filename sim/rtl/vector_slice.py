@@ -1,0 +1,123 @@
+"""The vector slice of the dataflow core (issue 15, ``docs/dataflow.md``): everything but the
+matrix side, wired as the core will be, for Amaranth's simulator.
+
+``Scoreboard`` issues to two readers (:class:`~tern_fpga.hw.dataflow.elementwise_reader.
+ElementwiseReader`, :class:`~tern_fpga.hw.dataflow.norm_reader.NormReader`) in front of their
+units (:class:`~tern_fpga.hw.dataflow.elementwise.ElementwiseUnit`,
+:class:`~tern_fpga.hw.dataflow.norm_unit.NormUnit`); each unit's results go through its
+:class:`~tern_fpga.hw.dataflow.vector_writes.ResultWriter` to the one write port
+(:class:`~tern_fpga.hw.dataflow.vector_writes.WriteArbiter`, source 0 left to the matrix
+pipe) of a :class:`~tern_fpga.hw.memory_banks.BankedMemory` with the core's work and
+constants banks and a read port a reader's operand. The QUANT beats that the norm unit's
+writer passes on stand for the activation buffer's writes: they leave on
+:attr:`VectorSlice.quant_values` and count as the norm unit's writes a cycle later, as the
+activation writer's registered write would; a QUANT's output scale leaves on
+:attr:`VectorSlice.quant_scale`, its register on :attr:`VectorSlice.scale_register`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit
+from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
+from tern_fpga.hw.dataflow.norm_reader import NormReader
+from tern_fpga.hw.dataflow.norm_unit import NormUnit
+from tern_fpga.hw.dataflow.pipeline import register
+from tern_fpga.hw.dataflow.scoreboard import Scoreboard
+from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
+from tern_fpga.hw.memory_banks import BankedMemory
+
+__all__ = ["VectorSlice", "vector_slice"]
+
+
+@dataclasses.dataclass
+class VectorSlice:
+    """The slice's top module and what a testbench drives or watches: ``scoreboard`` (its
+    ``instruction`` stream and ``idle``), ``arbiter`` (``source[0]``, the matrix pipe's), a
+    vector-memory read port ``read`` for reading it back, and the streams ``quant_values``
+    (``row_unit.result_layout``), ``quant_scale`` and ``scale_register``, which the
+    testbench must take."""
+
+    top: Module
+    scoreboard: Scoreboard
+    arbiter: WriteArbiter
+    read: object
+    quant_values: object
+    quant_scale: object
+    scale_register: object
+    activation: object
+
+
+def _words(values, lanes: int, bits: int) -> list[int]:
+    mask = (1 << bits) - 1
+    return [sum((int(value) & mask) << (bits * lane)
+                for lane, value in enumerate(values[index:index + lanes]))
+            for index in range(0, len(values), lanes)]
+
+
+def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants, token: int,
+                 slots: int = 6, max_segments: int = 4) -> VectorSlice:
+    """The slice with the vector memory holding ``vector`` (one value an element), the
+    embedding memory ``embeddings`` (rows of a whole number of words), the constants memory
+    ``constants`` and the token register ``token``."""
+    lanes, bits = params.vector_lanes, params.vector_bits
+    top = Module()
+    top.submodules.scoreboard = scoreboard = Scoreboard(params, slots=slots)
+    top.submodules.elementwise_reader = ew_reader = ElementwiseReader(params)
+    top.submodules.elementwise = ew_unit = ElementwiseUnit(params)
+    top.submodules.elementwise_writer = ew_writer = ResultWriter(params, commands=16)
+    top.submodules.norm_reader = norm_reader = NormReader(params, max_segments=max_segments)
+    top.submodules.norm = norm_unit = NormUnit(params)
+    top.submodules.norm_writer = norm_writer = ResultWriter(params, commands=8)
+    top.submodules.arbiter = arbiter = WriteArbiter(params, sources=3)
+    work = params.vector_work_words // lanes
+    words = params.vector_memory_words // lanes
+    memory = BankedMemory(top, "vector", bits * lanes, [work, words - work],
+                          [[0], [0, 1], [0], [0, 1], [0, 1]], granularity=bits,
+                          init=_words(list(vector), lanes, bits))
+    rows = [value for row in embeddings for value in row]
+    top.submodules.embeddings = embedding_memory = Memory(
+        shape=unsigned(lanes * params.embedding_bits), depth=max(1, len(rows) // lanes),
+        init=_words(rows, lanes, params.embedding_bits))
+    top.submodules.constants = constant_memory = Memory(
+        shape=unsigned(64), depth=len(constants), init=[int(c) % (1 << 64) for c in constants])
+
+    for reader, port in ((ew_reader, scoreboard.elementwise), (norm_reader, scoreboard.norm)):
+        top.d.comb += [reader.instruction.valid.eq(port.command.valid),
+                       reader.instruction.payload.eq(port.command.payload),
+                       port.command.ready.eq(reader.instruction.ready),
+                       reader.go.eq(port.go), port.read.eq(reader.read)]
+    # A passed QUANT beat is written (to the activation buffer) a cycle after it leaves.
+    quant_written = register(top, norm_writer.passed.valid & norm_writer.passed.ready,
+                             "quant_written", reset_less=False)
+    top.d.comb += [
+        scoreboard.elementwise.write.eq(arbiter.written[1]),
+        scoreboard.norm.write.eq(arbiter.written[2] | quant_written),
+        ew_reader.token.eq(token),
+        *ew_reader.read_ports(memory.read[0], memory.read[1], embedding_memory.read_port()),
+        *norm_reader.read_ports(memory.read[2], memory.read[3], constant_memory.read_port()),
+        memory.write.addr.eq(arbiter.write_addr), memory.write.data.eq(arbiter.write_data),
+        memory.write.en.eq(arbiter.write_en),
+    ]
+    for source, sink in ((ew_reader.command, ew_unit.command), (ew_reader.a, ew_unit.a),
+                         (ew_reader.b, ew_unit.b),
+                         (ew_reader.destination, ew_writer.destination),
+                         (norm_reader.command, norm_unit.command),
+                         (norm_reader.operands, norm_unit.operands),
+                         (norm_reader.destination, norm_writer.destination),
+                         (norm_unit.result, norm_writer.result),
+                         (ew_writer.write, arbiter.source[1]),
+                         (norm_writer.write, arbiter.source[2])):
+        wiring.connect(top, source, sink)
+    top.d.comb += [ew_writer.result.valid.eq(ew_unit.result.valid),
+                   ew_writer.result.payload.eq(ew_unit.result.payload.data),
+                   ew_unit.result.ready.eq(ew_writer.result.ready)]
+    return VectorSlice(top, scoreboard, arbiter, memory.read[4], norm_writer.passed,
+                       norm_unit.scale, norm_reader.scale_register, norm_reader.activation)
+
