@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, OPERATION_OF_OPCODE, Opcode, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.elementwise import command_layout
+from tern_fpga.hw.dataflow.pipeline import any_of, read_port
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.vector_writes import destination_layout
 from tern_fpga.hw.row_unit import operand_layout
@@ -81,13 +82,11 @@ class ElementwiseReader(wiring.Component):
         })
 
     def read_ports(self, a, b, embedding) -> list:
-        """The statements that join the reader to its three memory read ports (each with
-        ``addr``, ``en`` and ``data``, as :class:`~tern_fpga.hw.memory_banks.MemoryPort` and
-        Amaranth's ``Memory`` read ports have them)."""
-        return [a.addr.eq(self.a_addr), a.en.eq(self.a_en), self.a_data.eq(a.data),
-                b.addr.eq(self.b_addr), b.en.eq(self.b_en), self.b_data.eq(b.data),
-                embedding.addr.eq(self.embedding_addr), embedding.en.eq(self.embedding_en),
-                self.embedding_data.eq(embedding.data)]
+        """The statements that join the reader to its three memory read ports."""
+        return [*read_port(a, self.a_addr, self.a_en, self.a_data),
+                *read_port(b, self.b_addr, self.b_en, self.b_data),
+                *read_port(embedding, self.embedding_addr, self.embedding_en,
+                           self.embedding_data)]
 
     def elaborate(self, platform):
         m = Module()
@@ -142,7 +141,7 @@ class ElementwiseReader(wiring.Component):
                 chosen = Mux(opcode == code, row_operation, chosen)
             m.d.sync += [
                 loaded.eq(1), operation.eq(chosen), zero.eq(is_zero), embed.eq(is_embed),
-                binary.eq(_any(opcode == code for code, row_operation
+                binary.eq(any_of(opcode == code for code, row_operation
                                in OPERATION_OF_OPCODE.items()
                                if row_operation in BINARY_OPERATIONS)),
                 a_word.eq(given.a >> shift), b_word.eq(given.b >> shift),
@@ -182,9 +181,3 @@ class ElementwiseReader(wiring.Component):
         ]
         return m
 
-
-def _any(conditions):
-    result = 0
-    for condition in conditions:
-        result = result | condition
-    return result

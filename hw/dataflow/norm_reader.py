@@ -33,6 +33,7 @@ from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.segmented_layout import segments_for_inputs
 from tern_fpga.hw.dataflow import activation_writer
 from tern_fpga.hw.dataflow.matrix_pipe import activation_words
+from tern_fpga.hw.dataflow.pipeline import any_of, read_port
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.vector_writes import destination_layout
 from tern_fpga.hw.norm_quantizer import Operation, command_layout, operand_layout
@@ -94,13 +95,11 @@ class NormReader(wiring.Component):
         })
 
     def read_ports(self, x, weight, constants) -> list:
-        """The statements that join the reader to its memory read ports (``addr``, ``en``,
-        ``data`` each)."""
-        return [x.addr.eq(self.x_addr), x.en.eq(self.x_en), self.x_data.eq(x.data),
-                weight.addr.eq(self.weight_addr), weight.en.eq(self.weight_en),
-                self.weight_data.eq(weight.data),
-                constants.addr.eq(self.constant_addr), constants.en.eq(self.constant_en),
-                self.constant_data.eq(constants.data)]
+        """The statements that join the reader to its three memory read ports."""
+        return [*read_port(x, self.x_addr, self.x_en, self.x_data),
+                *read_port(weight, self.weight_addr, self.weight_en, self.weight_data),
+                *read_port(constants, self.constant_addr, self.constant_en,
+                           self.constant_data)]
 
     def elaborate(self, platform):
         m = Module()
@@ -154,7 +153,7 @@ class NormReader(wiring.Component):
                 m.d.sync += [payload.constant.exponent.eq(self.constant_data),
                              self.command.valid.eq(1)]
 
-        announced = (fetch == 0) & ~_any(port.valid for port in streams)
+        announced = (fetch == 0) & ~any_of(port.valid for port in streams)
         take = self.instruction.valid & (~loaded | (fire & last_beat & second)) & announced
         m.d.comb += self.instruction.ready.eq(take)
 
@@ -202,9 +201,3 @@ class NormReader(wiring.Component):
                      operand_fifo.r_en.eq(self.operands.ready)]
         return m
 
-
-def _any(conditions):
-    result = Const(0, 1)
-    for condition in conditions:
-        result = result | condition
-    return result

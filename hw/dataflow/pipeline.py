@@ -7,7 +7,7 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal
 from amaranth.lib import fifo
 
-__all__ = ["CommandBeats", "CreditedOutput", "delay", "register"]
+__all__ = ["CommandBeats", "CreditedOutput", "any_of", "delay", "read_port", "register"]
 
 
 def register(m, value, name, *, shape=None, reset_less=True):
@@ -16,6 +16,21 @@ def register(m, value, name, *, shape=None, reset_less=True):
                     reset_less=reset_less)
     m.d.sync += result.eq(value)
     return result
+
+
+def any_of(conditions):
+    """The OR of ``conditions`` (0 for none)."""
+    result = Const(0, 1)
+    for condition in conditions:
+        result = result | condition
+    return result
+
+
+def read_port(port, addr, en, data) -> list:
+    """The statements that join a reader's ``addr``, ``en`` (outputs) and ``data`` (input) to
+    a memory read ``port`` (``addr``, ``en``, ``data``, as Amaranth's ``Memory`` read ports
+    and :class:`~tern_fpga.hw.memory_banks.MemoryPort` have them)."""
+    return [port.addr.eq(addr), port.en.eq(en), data.eq(port.data)]
 
 
 def delay(m, tag, suffix):

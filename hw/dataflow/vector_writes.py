@@ -86,18 +86,29 @@ class ResultWriter(wiring.Component):
         m = Module()
         lanes = self._params.vector_lanes
         layout = destination_layout(self._params)
+        # Each entry also holds its first beat's ``last`` and mask, found as it is pushed; a
+        # later beat's are registers, found as the beat before it is taken.
+        queued = data.StructLayout({"destination": layout, "single": 1, "first_mask": lanes})
         m.submodules.destinations = queue = fifo.SyncFIFOBuffered(
-            width=layout.size, depth=self._commands)
-        m.d.comb += [queue.w_data.eq(self.destination.payload),
+            width=queued.size, depth=self._commands)
+        pushed = data.View(queued, queue.w_data)
+        length = self.destination.payload.length
+        m.d.comb += [pushed.destination.eq(self.destination.payload),
+                     pushed.single.eq(length <= lanes),
+                     pushed.first_mask.eq(Cat(length > lane for lane in range(lanes))),
                      queue.w_en.eq(self.destination.valid),
                      self.destination.ready.eq(queue.w_rdy)]
-        current = data.View(layout, queue.r_data)
+        head = data.View(queued, queue.r_data)
+        current = head.destination
         offset = Signal.like(current.word, name="offset")    # the beat's word past the first
         started = Signal(name="started")                      # past the command's first beat
         left = Signal(range(self._params.max_features + 1), name="left")
+        later_last = Signal(name="later_last")
+        later_mask = Signal(lanes, name="later_mask")
         elements = Mux(started, left, current.length)         # from this beat on
-        last = elements <= lanes
-        mask = Cat(elements > lane for lane in range(lanes))
+        after = elements - lanes                              # from the next beat on
+        last = Mux(started, later_last, head.single)
+        mask = Mux(started, later_mask, head.first_mask)
 
         # One output register a stream; a beat moves in when both are empty or leaving, so
         # that a unit's beats leave one a cycle and in order whichever way they go (the
@@ -109,7 +120,8 @@ class ResultWriter(wiring.Component):
         m.d.comb += [self.result.ready.eq(take), queue.r_en.eq(take & last)]
         with m.If(take):
             m.d.sync += [offset.eq(Mux(last, 0, offset + 1)), started.eq(~last),
-                         left.eq(elements - lanes)]
+                         left.eq(after), later_last.eq(after <= lanes),
+                         later_mask.eq(Cat(after > lane for lane in range(lanes)))]
 
         with m.If(self.write.ready):
             m.d.sync += self.write.valid.eq(0)

@@ -212,8 +212,8 @@ def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader  # here: Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
-    from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_reader import NormReader  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_unit import NormUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.reciprocal import Reciprocal  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
