@@ -4,9 +4,10 @@ turned into the unit's commands, its operand beats read from the vector memory (
 embeddings) as the scoreboard allows, and each command's destination for its
 :class:`~tern_fpga.hw.dataflow.vector_writes.ResultWriter`.
 
-:class:`ElementwiseReader` holds one instruction. When it takes one it offers the unit its
-command (the row operation; ZERO is an EMBED of zeros, shift 0) and the result writer its first
-word; it takes the next only when both have been taken. Then, each cycle that the scoreboard's
+:class:`ElementwiseReader` queues up to ``queue`` instructions (the scoreboard may issue the
+unit's next ones while it reads one) and reads one at a time. When it takes one it offers the
+unit its command (the row operation; ZERO is an EMBED of zeros, shift 0) and the result writer
+its first word; it takes the next only when both have been taken. Then, each cycle that the scoreboard's
 ``go`` is high and the operand FIFOs will have room, it reads a beat: word ``a / V + i`` of the
 vector memory on port ``a`` (EMBED: word ``token * length / V + i`` of the embeddings, each
 int16 lane sign-extended), and for MUL, ADD and SUB word ``b / V + i`` on port ``b``, and
@@ -27,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, OPERATION_OF_OPCODE, Opcode, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.elementwise import command_layout
-from tern_fpga.hw.dataflow.pipeline import any_of, read_port
+from tern_fpga.hw.dataflow.pipeline import InstructionQueue, any_of, read_port
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.vector_writes import destination_layout
 from tern_fpga.hw.row_unit import operand_layout
@@ -44,6 +45,8 @@ class ElementwiseReader(wiring.Component):
     Parameters
     ----------
     params : tern_fpga.contracts.params.AcceleratorParameters
+    queue : int
+        Instructions it holds beside the one it reads (:class:`~.pipeline.InstructionQueue`).
 
     Members
     -------
@@ -61,8 +64,8 @@ class ElementwiseReader(wiring.Component):
     destination : ``Out(stream.Signature(vector_writes.destination_layout(params)))``
     """
 
-    def __init__(self, params: AcceleratorParameters):
-        self._params = params
+    def __init__(self, params: AcceleratorParameters, *, queue: int = 4):
+        self._params, self._queue = params, queue
         lanes = params.vector_lanes
         words = params.vector_memory_words // lanes
         super().__init__({
@@ -93,7 +96,8 @@ class ElementwiseReader(wiring.Component):
         p = self._params
         lanes = p.vector_lanes
         shift = lanes.bit_length() - 1
-        given = self.instruction.payload
+        queue = InstructionQueue(m, self.instruction, instruction_layout(p), self._queue)
+        given = queue.payload
 
         # The instruction held: its operation, word addresses and beats left.
         loaded = Signal(name="loaded")
@@ -123,8 +127,8 @@ class ElementwiseReader(wiring.Component):
             m.d.sync += self.command.valid.eq(0)
         with m.If(self.destination.ready):
             m.d.sync += self.destination.valid.eq(0)
-        take = self.instruction.valid & (~loaded | (fire & last)) & announced
-        m.d.comb += self.instruction.ready.eq(take)
+        take = queue.valid & (~loaded | (fire & last)) & announced
+        queue.take(m, take)
 
         opcode = given.opcode
         length = given.length

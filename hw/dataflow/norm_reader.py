@@ -3,7 +3,7 @@ scoreboard's NORM and QUANT instructions turned into
 :class:`~tern_fpga.hw.dataflow.norm_unit.NormUnit` commands, both passes' operand beats read
 from the vector memory as the scoreboard allows, and where the results go.
 
-:class:`NormReader` holds one instruction. When it takes one it reads its three constants
+:class:`NormReader` queues up to ``queue`` instructions and reads one at a time. When it takes one it reads its three constants
 (``constants[imm .. imm + 2]``: the epsilon term, the scale's mantissa and exponent; one a
 cycle, as the committed core does) and then offers the unit its command; at once it offers:
 
@@ -33,7 +33,7 @@ from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.segmented_layout import segments_for_inputs
 from tern_fpga.hw.dataflow import activation_writer
 from tern_fpga.hw.dataflow.matrix_pipe import activation_words
-from tern_fpga.hw.dataflow.pipeline import any_of, read_port
+from tern_fpga.hw.dataflow.pipeline import InstructionQueue, any_of, read_port
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.vector_writes import destination_layout
 from tern_fpga.hw.norm_quantizer import Operation, command_layout, operand_layout
@@ -53,6 +53,8 @@ class NormReader(wiring.Component):
     params : tern_fpga.contracts.params.AcceleratorParameters
     max_segments : int
         ``S`` of the matrix unit: the most segments a TMV's words may have.
+    queue : int
+        Instructions it holds beside the one it reads (:class:`~.pipeline.InstructionQueue`).
 
     Members
     -------
@@ -72,8 +74,9 @@ class NormReader(wiring.Component):
         A QUANT's scale register, for its output scale.
     """
 
-    def __init__(self, params: AcceleratorParameters, *, max_segments: int = 4):
-        self._params, self._max_segments = params, max_segments
+    def __init__(self, params: AcceleratorParameters, *, max_segments: int = 4,
+                 queue: int = 4):
+        self._params, self._max_segments, self._queue = params, max_segments, queue
         lanes = params.vector_lanes
         words = params.vector_memory_words // lanes
         super().__init__({
@@ -106,7 +109,8 @@ class NormReader(wiring.Component):
         p = self._params
         lanes = p.vector_lanes
         shift = lanes.bit_length() - 1
-        given = self.instruction.payload
+        queue = InstructionQueue(m, self.instruction, instruction_layout(p), self._queue)
+        given = queue.payload
 
         loaded = Signal(name="loaded")
         second = Signal(name="second_pass")
@@ -154,8 +158,8 @@ class NormReader(wiring.Component):
                              self.command.valid.eq(1)]
 
         announced = (fetch == 0) & ~any_of(port.valid for port in streams)
-        take = self.instruction.valid & (~loaded | (fire & last_beat & second)) & announced
-        m.d.comb += self.instruction.ready.eq(take)
+        take = queue.valid & (~loaded | (fire & last_beat & second)) & announced
+        queue.take(m, take)
 
         quant = given.opcode == Opcode.QUANT
         whole_beats = (given.length + lanes - 1) >> shift

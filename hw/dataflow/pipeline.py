@@ -5,9 +5,10 @@ register and beat counter of a unit that takes ``V`` elements a beat."""
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal
-from amaranth.lib import fifo
+from amaranth.lib import data, fifo
 
-__all__ = ["CommandBeats", "CreditedOutput", "any_of", "delay", "read_port", "register"]
+__all__ = ["CommandBeats", "CreditedOutput", "InstructionQueue", "any_of", "delay", "read_port",
+           "register"]
 
 
 def register(m, value, name, *, shape=None, reset_less=True):
@@ -31,6 +32,26 @@ def read_port(port, addr, en, data) -> list:
     a memory read ``port`` (``addr``, ``en``, ``data``, as Amaranth's ``Memory`` read ports
     and :class:`~tern_fpga.hw.memory_banks.MemoryPort` have them)."""
     return [port.addr.eq(addr), port.en.eq(en), data.eq(port.data)]
+
+
+class InstructionQueue:
+    """A FIFO of ``depth`` instructions (``layout``) behind the ``In`` stream ``port``, so that
+    the scoreboard may issue a unit's next instructions while the unit works on one: the queue's
+    head is :attr:`payload` (valid while :attr:`valid`), and :meth:`take` pops it."""
+
+    def __init__(self, m, port, layout, depth: int, *, name: str = "instructions"):
+        if depth < 1:
+            raise ValueError(f"an instruction queue needs at least 1 entry, not {depth}")
+        m.submodules[name] = self._fifo = queue = fifo.SyncFIFOBuffered(
+            width=Shape.cast(layout).width, depth=depth)
+        m.d.comb += [queue.w_data.eq(port.payload), queue.w_en.eq(port.valid),
+                     port.ready.eq(queue.w_rdy)]
+        self.payload = data.View(layout, queue.r_data)
+        self.valid = queue.r_rdy
+
+    def take(self, m, take):
+        """Pop the head when ``take`` (while :attr:`valid`)."""
+        m.d.comb += self._fifo.r_en.eq(take)
 
 
 def delay(m, tag, suffix):
