@@ -21,22 +21,24 @@ regions are whole words), and EMBED's length is a multiple of ``V``.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, OPERATION_OF_OPCODE, Opcode, RowOperation
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.elementwise import command_layout
-from tern_fpga.hw.dataflow.pipeline import InstructionQueue, any_of, read_port
+from tern_fpga.hw.dataflow.pipeline import (
+    OPERAND_BEATS,
+    InstructionQueue,
+    operand_fifo,
+    read_ports,
+)
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.vector_writes import destination_layout
 from tern_fpga.hw.row_unit import operand_layout
 
 __all__ = ["ElementwiseReader"]
-
-# Operand beats a FIFO holds (a read in flight counts against it).
-OPERAND_DEPTH = 4
 
 
 class ElementwiseReader(wiring.Component):
@@ -86,10 +88,7 @@ class ElementwiseReader(wiring.Component):
 
     def read_ports(self, a, b, embedding) -> list:
         """The statements that join the reader to its three memory read ports."""
-        return [*read_port(a, self.a_addr, self.a_en, self.a_data),
-                *read_port(b, self.b_addr, self.b_en, self.b_data),
-                *read_port(embedding, self.embedding_addr, self.embedding_en,
-                           self.embedding_data)]
+        return read_ports(self, ("a", "b", "embedding"), (a, b, embedding))
 
     def elaborate(self, platform):
         m = Module()
@@ -99,9 +98,8 @@ class ElementwiseReader(wiring.Component):
         queue = InstructionQueue(m, self.instruction, instruction_layout(p), self._queue)
         given = queue.payload
 
-        # The instruction held: its operation, word addresses and beats left.
+        # The instruction held: its kind, word addresses and beats left.
         loaded = Signal(name="loaded")
-        operation = Signal(RowOperation, name="operation")
         zero = Signal(name="zero")          # ZERO: no read, the operand is 0
         embed = Signal(name="embed")
         binary = Signal(name="binary")
@@ -110,13 +108,20 @@ class ElementwiseReader(wiring.Component):
         row_word = Signal.like(self.embedding_addr, name="row_word")
         left = Signal(range(p.max_features + 1), name="beats_left")
 
-        # Operand FIFOs and their room: a beat is read only if its data will find a place.
-        m.submodules.a_fifo = a_fifo = fifo.SyncFIFOBuffered(
-            width=lanes * p.vector_bits, depth=OPERAND_DEPTH)
-        m.submodules.b_fifo = b_fifo = fifo.SyncFIFOBuffered(
-            width=lanes * p.vector_bits, depth=OPERAND_DEPTH)
+        # A beat is read only if its data will find a place in the operand FIFOs (``b``'s
+        # holds no more than ``a``'s: the unit takes them together).
         in_flight = Signal(name="in_flight")          # a read whose data comes this cycle
-        room = a_fifo.level + in_flight < OPERAND_DEPTH
+        source = Signal(2, name="source")              # 0 vector, 1 embeddings, 2 zeros
+        pushes_b = Signal(name="pushes_b")
+        embedding_lanes = data.View(data.ArrayLayout(signed(p.embedding_bits), lanes),
+                                    self.embedding_data)
+        widened = data.View(operand_layout(p), Signal(lanes * p.vector_bits))
+        m.d.comb += [widened[lane].eq(embedding_lanes[lane]) for lane in range(lanes)]
+        a_fifo = operand_fifo(m, "a_fifo", lanes * p.vector_bits, in_flight,
+                              Mux(source == 0, self.a_data,
+                                  Mux(source == 1, widened.as_value(), 0)), self.a)
+        operand_fifo(m, "b_fifo", lanes * p.vector_bits, pushes_b, self.b_data, self.b)
+        room = a_fifo.level + in_flight < OPERAND_BEATS
         fire = loaded & self.go & room
         last = left == 1
         m.d.comb += self.read.eq(fire)
@@ -144,10 +149,10 @@ class ElementwiseReader(wiring.Component):
             for code, row_operation in OPERATION_OF_OPCODE.items():
                 chosen = Mux(opcode == code, row_operation, chosen)
             m.d.sync += [
-                loaded.eq(1), operation.eq(chosen), zero.eq(is_zero), embed.eq(is_embed),
-                binary.eq(any_of(opcode == code for code, row_operation
-                               in OPERATION_OF_OPCODE.items()
-                               if row_operation in BINARY_OPERATIONS)),
+                loaded.eq(1), zero.eq(is_zero), embed.eq(is_embed),
+                binary.eq(Cat(opcode == code for code, row_operation
+                              in OPERATION_OF_OPCODE.items()
+                              if row_operation in BINARY_OPERATIONS).any()),
                 a_word.eq(given.a >> shift), b_word.eq(given.b >> shift),
                 row_word.eq(self.token * (length >> shift)),
                 left.eq((length + lanes - 1) >> shift),
@@ -165,23 +170,7 @@ class ElementwiseReader(wiring.Component):
         m.d.comb += [self.a_addr.eq(a_word), self.a_en.eq(fire & ~zero & ~embed),
                      self.b_addr.eq(b_word), self.b_en.eq(fire & binary),
                      self.embedding_addr.eq(row_word), self.embedding_en.eq(fire & embed)]
-        m.d.sync += in_flight.eq(fire)
-        source = Signal(2, name="source")              # 0 vector, 1 embeddings, 2 zeros
-        pushes_b = Signal(name="pushes_b")
-        m.d.sync += [source.eq(Mux(zero, 2, Mux(embed, 1, 0))), pushes_b.eq(fire & binary)]
-        embedding_lanes = data.View(data.ArrayLayout(signed(p.embedding_bits), lanes),
-                                    self.embedding_data)
-        widened = data.View(operand_layout(p), Signal(lanes * p.vector_bits))
-        m.d.comb += [widened[lane].eq(embedding_lanes[lane]) for lane in range(lanes)]
-        m.d.comb += [
-            a_fifo.w_en.eq(in_flight),
-            a_fifo.w_data.eq(Mux(source == 0, self.a_data,
-                                 Mux(source == 1, widened.as_value(), 0))),
-            b_fifo.w_en.eq(pushes_b), b_fifo.w_data.eq(self.b_data),
-            self.a.valid.eq(a_fifo.r_rdy), self.a.payload.eq(a_fifo.r_data),
-            a_fifo.r_en.eq(self.a.ready),
-            self.b.valid.eq(b_fifo.r_rdy), self.b.payload.eq(b_fifo.r_data),
-            b_fifo.r_en.eq(self.b.ready),
-        ]
+        m.d.sync += [in_flight.eq(fire), source.eq(Mux(zero, 2, Mux(embed, 1, 0))),
+                     pushes_b.eq(fire & binary)]
         return m
 

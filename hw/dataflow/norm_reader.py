@@ -24,8 +24,8 @@ these have been taken and its last beat is read.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.isa import SCALE_REGISTERS, Opcode
@@ -33,15 +33,17 @@ from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.segmented_layout import segments_for_inputs
 from tern_fpga.hw.dataflow import activation_writer
 from tern_fpga.hw.dataflow.matrix_pipe import activation_words
-from tern_fpga.hw.dataflow.pipeline import InstructionQueue, any_of, read_port
+from tern_fpga.hw.dataflow.pipeline import (
+    OPERAND_BEATS,
+    InstructionQueue,
+    operand_fifo,
+    read_ports,
+)
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.vector_writes import destination_layout
 from tern_fpga.hw.norm_quantizer import Operation, command_layout, operand_layout
 
 __all__ = ["NormReader"]
-
-# Operand beats the FIFO holds (a read in flight counts against it).
-OPERAND_DEPTH = 4
 
 
 class NormReader(wiring.Component):
@@ -99,10 +101,7 @@ class NormReader(wiring.Component):
 
     def read_ports(self, x, weight, constants) -> list:
         """The statements that join the reader to its three memory read ports."""
-        return [*read_port(x, self.x_addr, self.x_en, self.x_data),
-                *read_port(weight, self.weight_addr, self.weight_en, self.weight_data),
-                *read_port(constants, self.constant_addr, self.constant_en,
-                           self.constant_data)]
+        return read_ports(self, ("x", "weight", "constant"), (x, weight, constants))
 
     def elaborate(self, platform):
         m = Module()
@@ -120,10 +119,12 @@ class NormReader(wiring.Component):
         beats = Signal(range(p.max_features // lanes + 1), name="beats")
         buffer = Signal(name="buffer")          # the buffer the last QUANT filled
 
-        m.submodules.operand_fifo = operand_fifo = fifo.SyncFIFOBuffered(
-            width=2 * lanes * p.vector_bits, depth=OPERAND_DEPTH)
-        in_flight = Signal(name="in_flight")
-        room = operand_fifo.level + in_flight < OPERAND_DEPTH
+        in_flight = Signal(name="in_flight")          # a read whose data comes this cycle
+        beat_data = data.View(operand_layout(p), Signal(2 * lanes * p.vector_bits))
+        m.d.comb += [beat_data.x.eq(self.x_data), beat_data.weight.eq(self.weight_data)]
+        operands = operand_fifo(m, "operand_fifo", 2 * lanes * p.vector_bits, in_flight,
+                                beat_data.as_value(), self.operands)
+        room = operands.level + in_flight < OPERAND_BEATS
         fire = loaded & self.go & room
         last_beat = beat + 1 == beats
         m.d.comb += self.read.eq(fire)
@@ -157,7 +158,7 @@ class NormReader(wiring.Component):
                 m.d.sync += [payload.constant.exponent.eq(self.constant_data),
                              self.command.valid.eq(1)]
 
-        announced = (fetch == 0) & ~any_of(port.valid for port in streams)
+        announced = (fetch == 0) & ~Cat(port.valid for port in streams).any()
         take = queue.valid & (~loaded | (fire & last_beat & second)) & announced
         queue.take(m, take)
 
@@ -196,12 +197,5 @@ class NormReader(wiring.Component):
         m.d.comb += [self.x_addr.eq(x_base + beat), self.x_en.eq(fire),
                      self.weight_addr.eq(weight_base + beat), self.weight_en.eq(fire)]
         m.d.sync += in_flight.eq(fire)
-        beat_layout = operand_layout(p)
-        entry = data.View(beat_layout, operand_fifo.w_data)
-        m.d.comb += [operand_fifo.w_en.eq(in_flight),
-                     entry.x.eq(self.x_data), entry.weight.eq(self.weight_data),
-                     self.operands.valid.eq(operand_fifo.r_rdy),
-                     self.operands.payload.eq(operand_fifo.r_data),
-                     operand_fifo.r_en.eq(self.operands.ready)]
         return m
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal
 from amaranth.lib import data, fifo
 
-__all__ = ["CommandBeats", "CreditedOutput", "InstructionQueue", "any_of", "delay", "read_port",
-           "register"]
+__all__ = ["OPERAND_BEATS", "CommandBeats", "CreditedOutput", "InstructionQueue", "delay",
+           "operand_fifo", "read_ports", "register"]
+
+#: Operand beats a reader's FIFO holds (a read in flight counts against it).
+OPERAND_BEATS = 4
 
 
 def register(m, value, name, *, shape=None, reset_less=True):
@@ -19,19 +22,27 @@ def register(m, value, name, *, shape=None, reset_less=True):
     return result
 
 
-def any_of(conditions):
-    """The OR of ``conditions`` (0 for none)."""
-    result = Const(0, 1)
-    for condition in conditions:
-        result = result | condition
-    return result
+def read_ports(component, names, ports) -> list:
+    """The statements that join ``component``'s ``<name>_addr``, ``<name>_en`` (outputs) and
+    ``<name>_data`` (input) to each memory read port of ``ports`` (``addr``, ``en``, ``data``,
+    as Amaranth's ``Memory`` read ports and :class:`~tern_fpga.hw.memory_banks.MemoryPort`
+    have them), name by name."""
+    statements = []
+    for name, port in zip(names, ports, strict=True):
+        statements += [port.addr.eq(getattr(component, f"{name}_addr")),
+                       port.en.eq(getattr(component, f"{name}_en")),
+                       getattr(component, f"{name}_data").eq(port.data)]
+    return statements
 
 
-def read_port(port, addr, en, data) -> list:
-    """The statements that join a reader's ``addr``, ``en`` (outputs) and ``data`` (input) to
-    a memory read ``port`` (``addr``, ``en``, ``data``, as Amaranth's ``Memory`` read ports
-    and :class:`~tern_fpga.hw.memory_banks.MemoryPort` have them)."""
-    return [port.addr.eq(addr), port.en.eq(en), data.eq(port.data)]
+def operand_fifo(m, name: str, width: int, push, data, port):
+    """A FIFO of :data:`OPERAND_BEATS` operand beats between a memory's read ``data`` (taken
+    when ``push``: the cycle after the read's enable) and the ``Out`` stream ``port``."""
+    m.submodules[name] = queue = fifo.SyncFIFOBuffered(width=width, depth=OPERAND_BEATS)
+    m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(data),
+                 port.valid.eq(queue.r_rdy), port.payload.eq(queue.r_data),
+                 queue.r_en.eq(port.ready)]
+    return queue
 
 
 class InstructionQueue:

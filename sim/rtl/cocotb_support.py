@@ -62,6 +62,7 @@ __all__ = [
     "start_clock_and_reset",
     "test_config",
     "trace_window",
+    "unpack_lanes",
     "write_verilog",
 ]
 
@@ -473,6 +474,12 @@ def pack_lanes(values, bits: int) -> int:
     for lane, value in enumerate(values):
         word |= (int(value) & mask) << (bits * lane)
     return word
+
+
+def unpack_lanes(word: int, bits: int, count: int) -> list[int]:
+    """The inverse of :func:`pack_lanes`: ``count`` lanes of ``bits``, two's complement."""
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+    return [((word >> (bits * lane) & mask) ^ sign) - sign for lane in range(count)]
 
 
 class _StreamPort:

@@ -32,6 +32,7 @@ from tern_fpga.hw.dataflow.pipeline import register
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
 from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
 from tern_fpga.hw.memory_banks import BankedMemory
+from tern_fpga.sim.rtl.cocotb_support import pack_lanes
 
 __all__ = ["VectorSlice", "vector_slice"]
 
@@ -55,9 +56,7 @@ class VectorSlice:
 
 
 def _words(values, lanes: int, bits: int) -> list[int]:
-    mask = (1 << bits) - 1
-    return [sum((int(value) & mask) << (bits * lane)
-                for lane, value in enumerate(values[index:index + lanes]))
+    return [pack_lanes(values[index:index + lanes], bits)
             for index in range(0, len(values), lanes)]
 
 

@@ -15,6 +15,9 @@ from tern_fpga.contracts.isa import BINARY_OPERATIONS, OPERATION_OF_OPCODE, Opco
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
 from tern_fpga.hw.memory_banks import BankedMemory
+from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
+
+from support.streams import record_streams, send_all
 
 PARAMS = PRESETS["micro"]
 LANES = PARAMS.vector_lanes
@@ -27,8 +30,7 @@ OPCODES = [Opcode.ZERO, Opcode.EMBED, Opcode.SIGMOID, Opcode.SILU, Opcode.ONE_MI
 
 
 def _lanes(word: int, bits: int) -> list[int]:
-    values = [(word >> (bits * lane)) & ((1 << bits) - 1) for lane in range(LANES)]
-    return [value - (1 << bits) if value >> (bits - 1) else value for value in values]
+    return unpack_lanes(word, bits, LANES)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -79,45 +81,20 @@ def test_reads_each_instructions_beats_in_order_under_stalls(seed):
         reader.token.eq(token),
         *reader.read_ports(memory.read[0], memory.read[1], row),
     ]
-    seen = {"command": [], "destination": [], "a": [], "b": [], "reads": 0}
+    seen = {}
 
     async def feed(ctx):
-        for instruction in instructions:
-            ctx.set(reader.instruction.payload, instruction)
-            ctx.set(reader.instruction.valid, 1)
-            await ctx.tick().until(reader.instruction.ready)
-        ctx.set(reader.instruction.valid, 0)
+        await send_all(ctx, reader.instruction, instructions)
 
     async def consume(ctx):
-        stalled = 0
-        for _ in range(20_000):       # a lost beat would leave the loop waiting
-            if all(len(seen[key]) >= len(expected[key]) for key in expected):
-                break
-            # Long stalls of the operand streams: the unit's credits run out.
-            stalled = rng.choice([0, 0, 0, 20]) if stalled == 0 else stalled - 1
-            ctx.set(reader.go, rng.random() < 0.8)
-            ctx.set(reader.a.ready, stalled == 0 and rng.random() < 0.7)
-            ctx.set(reader.b.ready, stalled == 0 and rng.random() < 0.7)
-            ctx.set(reader.command.ready, rng.random() < 0.5)
-            ctx.set(reader.destination.ready, rng.random() < 0.5)
-            _, _, *sampled = await ctx.tick().sample(
-                reader.read, reader.command.valid, reader.command.ready,
-                reader.command.payload, reader.destination.valid, reader.destination.ready,
-                reader.destination.payload, reader.a.valid, reader.a.ready, reader.a.payload,
-                reader.b.valid, reader.b.ready, reader.b.payload)
-            (read, command_valid, command_ready, command, destination_valid,
-             destination_ready, destination, a_valid, a_ready, a, b_valid, b_ready, b) = sampled
-            seen["reads"] += read
-            if command_valid and command_ready:
-                seen["command"].append((command.operation, command.length, command.shift))
-            if destination_valid and destination_ready:
-                seen["destination"].append((destination.word, destination.length,
-                                            destination.to_memory))
-            # The unit takes ``b`` with ``a`` for a binary operation only: model it so.
-            if a_valid and a_ready:
-                seen["a"].append(list(a))
-            if b_valid and b_ready:
-                seen["b"].append(list(b))
+        # The unit takes ``b`` with ``a`` for a binary operation only; here each on its own.
+        seen.update(await record_streams(ctx, rng, reader, {
+            "command": lambda command: (command.operation, command.length, command.shift),
+            "destination": lambda destination: (destination.word, destination.length,
+                                                destination.to_memory),
+            "a": list, "b": list,
+        }, {name: len(values) for name, values in expected.items()}, stalled=("a", "b"),
+            limit=20_000))
 
     simulator = Simulator(top)
     simulator.add_clock(1e-8)

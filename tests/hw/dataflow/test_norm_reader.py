@@ -19,6 +19,9 @@ from tern_fpga.hw.dataflow.matrix_pipe import activation_words
 from tern_fpga.hw.dataflow.norm_reader import NormReader
 from tern_fpga.hw.memory_banks import BankedMemory
 from tern_fpga.hw.norm_quantizer import Operation
+from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
+
+from support.streams import record_streams, send_all
 
 PARAMS = PRESETS["demo"].replace(ternary_lanes=512)
 LANES = PARAMS.vector_lanes
@@ -28,8 +31,7 @@ SEGMENTS = 4
 
 
 def _lanes(word: int) -> list[int]:
-    values = [(word >> (BITS * lane)) & ((1 << BITS) - 1) for lane in range(LANES)]
-    return [value - (1 << BITS) if value >> (BITS - 1) else value for value in values]
+    return unpack_lanes(word, BITS, LANES)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -79,48 +81,22 @@ def test_reads_both_passes_and_announces_each_instruction(seed):
     top.submodules.constants = table = Memory(shape=unsigned(64), depth=len(constants),
                                               init=[c & ((1 << 64) - 1) for c in constants])
     top.d.comb += reader.read_ports(memory.read[0], memory.read[1], table.read_port())
-    seen = {key: [] for key in expected}
-    seen["reads"] = 0
+    seen = {}
 
     async def feed(ctx):
-        for instruction in instructions:
-            ctx.set(reader.instruction.payload, instruction)
-            ctx.set(reader.instruction.valid, 1)
-            await ctx.tick().until(reader.instruction.ready)
-        ctx.set(reader.instruction.valid, 0)
+        await send_all(ctx, reader.instruction, instructions)
 
     async def consume(ctx):
-        stalled = 0
-        streams = ("command", "destination", "activation", "scale_register", "operands")
-        for _ in range(40_000):       # a lost beat would leave the loop waiting
-            if all(len(seen[key]) >= len(expected[key]) for key in expected):
-                break
-            stalled = rng.choice([0, 0, 0, 20]) if stalled == 0 else stalled - 1
-            ctx.set(reader.go, rng.random() < 0.8)
-            for name in streams:
-                ctx.set(getattr(reader, name).ready,
-                        (stalled == 0 or name != "operands") and rng.random() < 0.6)
-            signals = [reader.read]
-            for name in streams:
-                port = getattr(reader, name)
-                signals += [port.valid, port.ready, port.payload]
-            _, _, read, *sampled = await ctx.tick().sample(*signals)
-            seen["reads"] += read
-            for index, name in enumerate(streams):
-                valid, ready, payload = sampled[3 * index:3 * index + 3]
-                if not (valid and ready):
-                    continue
-                if name == "command":
-                    seen[name].append((payload.operation, payload.length, payload.epsilon_term,
-                                       payload.constant.mantissa, payload.constant.exponent))
-                elif name == "destination":
-                    seen[name].append((payload.word, payload.length, payload.to_memory))
-                elif name == "activation":
-                    seen[name].append((payload.start, payload.segments_log2, payload.length))
-                elif name == "scale_register":
-                    seen[name].append(payload)
-                else:
-                    seen[name].append((list(payload.x), list(payload.weight)))
+        seen.update(await record_streams(ctx, rng, reader, {
+            "command": lambda payload: (payload.operation, payload.length, payload.epsilon_term,
+                                        payload.constant.mantissa, payload.constant.exponent),
+            "destination": lambda payload: (payload.word, payload.length, payload.to_memory),
+            "activation": lambda payload: (payload.start, payload.segments_log2,
+                                           payload.length),
+            "scale_register": lambda payload: payload,
+            "operands": lambda payload: (list(payload.x), list(payload.weight)),
+        }, {name: len(values) for name, values in expected.items()}, stalled=("operands",),
+            limit=40_000))
 
     simulator = Simulator(top)
     simulator.add_clock(1e-8)

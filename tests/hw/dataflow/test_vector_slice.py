@@ -20,6 +20,7 @@ from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.golden.vector_writes import arbitrated_memory
+from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
 from support.memory_ports import read_back
@@ -66,8 +67,7 @@ def _program(rng, count, norms):
 
 
 def _values(word: int) -> list[int]:
-    lanes = [(word >> (BITS * lane)) & ((1 << BITS) - 1) for lane in range(LANES)]
-    return [value - (1 << BITS) if value >> (BITS - 1) else value for value in lanes]
+    return unpack_lanes(word, BITS, LANES)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -18,24 +18,21 @@ from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
 from tern_fpga.hw.memory_banks import BankedMemory
 from tern_fpga.sim.golden.vector_writes import arbitrated_memory
+from tern_fpga.sim.rtl.cocotb_support import pack_lanes, unpack_lanes
 
 from support.memory_ports import read_back
 
 PARAMS = PRESETS["demo"]
 LANES = PARAMS.vector_lanes
 WORDS = PARAMS.vector_memory_words // LANES
-MASK = (1 << PARAMS.vector_bits) - 1
 
 
 def _word_bits(values) -> int:
-    return sum((int(value) & MASK) << (PARAMS.vector_bits * lane)
-               for lane, value in enumerate(values))
+    return pack_lanes(values, PARAMS.vector_bits)
 
 
-def _lanes(bits: int) -> list[int]:
-    values = [(bits >> (PARAMS.vector_bits * lane)) & MASK for lane in range(LANES)]
-    return [value - (1 << PARAMS.vector_bits) if value >> (PARAMS.vector_bits - 1) else value
-            for value in values]
+def _lanes(word: int) -> list[int]:
+    return unpack_lanes(word, PARAMS.vector_bits, LANES)
 
 
 def _random_writes(rng, count, addresses):
