@@ -108,6 +108,9 @@ class MatrixPipe(wiring.Component):
     activation_addr, activation_en : ``Out``; activation_data : ``In(8 * P)``
     write : ``Out(stream.Signature(write_layout(params)))``
     done : ``Out(stream.Signature(done_layout(params, max_segments)))``
+    released : ``Out(1)``
+        A pulse in the cycle that a command's last activation word is read (enabled): its
+        activation buffer may be written from the next cycle on (the scoreboard's ``release``).
     busy : ``Out(1)``
         High while a command is anywhere in the pipe.
     """
@@ -133,6 +136,7 @@ class MatrixPipe(wiring.Component):
             "activation_data": In(params.activation_bits * params.ternary_lanes),
             "write": Out(stream.Signature(write_layout(params))),
             "done": Out(stream.Signature(done_layout(params, max_segments))),
+            "released": Out(1),
             "busy": Out(1),
         })
 
@@ -202,6 +206,7 @@ class MatrixPipe(wiring.Component):
             self.matrix_en.eq(take),
             self.activation_addr.eq(activation_address),
             self.activation_en.eq(take),
+            self.released.eq(take & last_read),
         ]
         with m.If(advance):
             m.d.sync += read_valid.eq(take)

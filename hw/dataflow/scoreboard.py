@@ -121,7 +121,9 @@ class UnitPort(wiring.Signature):
     """The scoreboard's side of one unit: ``command`` (the unit's instructions in program
     order), ``go`` (its next beat may be taken), ``read`` and ``write`` (pulses: a beat taken,
     a beat's results written), ``release`` (a pulse: the matrix pipe's TMV has read its last
-    activation word; the other units leave it low)."""
+    activation word; the other units leave it low), ``buffer`` (with ``command``: the
+    activation buffer that a TMV reads, a QUANT fills; the QUANTs issued alternate between
+    the two, the first filling buffer 1)."""
 
     def __init__(self, params: AcceleratorParameters):
         super().__init__({
@@ -130,6 +132,7 @@ class UnitPort(wiring.Signature):
             "read": In(1),
             "write": In(1),
             "release": In(1),
+            "buffer": Out(1),
         })
 
 
@@ -187,6 +190,9 @@ class Scoreboard(wiring.Component):
         for index, port in enumerate(ports):
             m.d.comb += [port.command.payload.eq(staged),
                          port.command.valid.eq(staged_valid & has_room & (unit == index))]
+        quant_parity = Signal()
+        for port in ports:
+            m.d.comb += port.buffer.eq(quant_parity ^ decoded.is_quant)
         issued = staged_valid & has_room & Cat(port.command.ready & (unit == index)
                                                for index, port in enumerate(ports)).any()
         m.d.comb += [self.instruction.ready.eq(~staged_valid | issued),
@@ -197,7 +203,6 @@ class Scoreboard(wiring.Component):
                            in _decode(self.instruction.payload, params).items())]
         with m.Elif(issued):
             m.d.sync += staged_valid.eq(0)
-        quant_parity = Signal()
         with m.If(issued & decoded.is_quant):
             m.d.sync += quant_parity.eq(~quant_parity)
         valid_now = Cat(slot.valid for slot in slots)

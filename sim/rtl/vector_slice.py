@@ -60,11 +60,11 @@ def _words(values, lanes: int, bits: int) -> list[int]:
             for index in range(0, len(values), lanes)]
 
 
-def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants, token: int,
+def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants, token,
                  slots: int = 6, max_segments: int = 4) -> VectorSlice:
     """The slice with the vector memory holding ``vector`` (one value an element), the
     embedding memory ``embeddings`` (rows of a whole number of words), the constants memory
-    ``constants`` and the token register ``token``."""
+    ``constants`` and the token register ``token`` (an int, or the core's register)."""
     lanes, bits = params.vector_lanes, params.vector_bits
     top = Module()
     top.submodules.scoreboard = scoreboard = Scoreboard(params, slots=slots)

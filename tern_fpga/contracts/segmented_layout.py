@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.weight_layout import (
     check_ternary,
@@ -40,6 +41,7 @@ __all__ = [
     "SegmentedShape",
     "best_segments",
     "pack_segmented_words",
+    "segment_program",
     "segmented_activation_words",
     "segmented_shape",
     "segments_for_inputs",
@@ -245,3 +247,53 @@ def segmented_activation_words(activations, shape: SegmentedShape) -> np.ndarray
     padded[:shape.in_features] = activations
     return np.tile(padded.reshape(shape.beats, 1, shape.width), (1, shape.segments, 1)
                    ).reshape(shape.beats, shape.lanes)
+
+
+def segment_program(program, matrix, params: AcceleratorParameters, max_segments: int):
+    """A program's matrices in the segmented layout that the dataflow core reads.
+
+    Each TMV reads the activations of the latest QUANT before it, so its ``in_features`` is
+    that QUANT's length and its ``k`` is :func:`segments_for_inputs` of it (what the core's norm
+    reader writes the activations with). Its matrix (``matrix(instruction)``: the ``length x
+    a * P`` ternary matrix the plain layout holds at ``imm``) is packed with that ``k`` from
+    ``in_features`` columns (those past it must be zero: the golden model's rule), and the
+    TMV's ``imm`` becomes its first word in the new image; a matrix read twice with one ``k`` is
+    packed once.
+
+    Returns
+    -------
+    (list of Instruction, numpy.ndarray of uint64)
+        The program with the TMVs' ``imm`` rewritten, and the weight words
+        (:func:`pack_segmented_words`' rows, one after another).
+
+    Raises
+    ------
+    ValueError
+        If a TMV comes before any QUANT, or its matrix has non-zero weights past the QUANT's
+        length.
+    """
+    rewritten, words, placed, in_features = [], [], {}, None
+    for index, instruction in enumerate(program):
+        if instruction.opcode == Opcode.QUANT:
+            in_features = instruction.length
+        if instruction.opcode != Opcode.TMV:
+            rewritten.append(instruction)
+            continue
+        if in_features is None:
+            raise ValueError(f"instruction {index} (tmv) comes before any quant: its "
+                             f"activations, and so its segments, are undefined")
+        segments = segments_for_inputs(in_features, params, max_segments)
+        key = (instruction.imm, instruction.length, instruction.a, in_features, segments)
+        if key not in placed:
+            w_t = np.asarray(matrix(instruction))
+            if np.any(w_t[:, in_features:]):
+                raise ValueError(
+                    f"instruction {index} (tmv at weight word {instruction.imm}) has non-zero "
+                    f"weights past column {in_features}, the length of the quant it reads; "
+                    f"pad the matrix with zero weights or quantise the whole input")
+            placed[key] = sum(len(chunk) for chunk in words)
+            words.append(pack_segmented_words(w_t[:, :in_features], params, segments))
+        rewritten.append(dataclasses.replace(instruction, imm=placed[key]))
+    chunks = -(-2 * params.ternary_lanes // 64)
+    image = np.concatenate(words) if words else np.zeros((0, chunks), np.uint64)
+    return rewritten, image

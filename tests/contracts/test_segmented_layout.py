@@ -7,11 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
+from tern_fpga.contracts.isa import Instruction, Opcode
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.segmented_layout import (
     SegmentedShape,
     best_segments,
     pack_segmented_words,
+    segment_program,
     segmented_activation_words,
     segmented_shape,
     segments_for_inputs,
@@ -131,3 +133,54 @@ def test_bad_shapes_name_the_value():
         unpack_segmented_words(np.zeros((3, 1), dtype=np.uint64), params, shape)
     with pytest.raises(ValueError, match="activations must have shape"):
         segmented_activation_words(np.zeros(5), shape)
+
+
+
+def test_a_program_in_the_segmented_layout_keeps_every_matrix():
+    """TMVs at P = 512: each rewritten ``imm`` points at its matrix packed with the ``k`` of the
+    QUANT before it (its length is the TMV's ``in_features``), the image holds those words and
+    nothing else, and a TMV of the same matrix and ``k`` shares them."""
+    params = dataclasses.replace(preset("demo"), ternary_lanes=512)
+    rng = np.random.default_rng(7)
+    program, matrices, inputs = [], {}, {}
+    for opcode, rows, length in [(Opcode.QUANT, 0, 128), (Opcode.TMV, 128, 0),
+                                 (Opcode.TMV, 384, 0), (Opcode.QUANT, 0, 512),
+                                 (Opcode.TMV, 128, 0), (Opcode.QUANT, 0, 100),
+                                 (Opcode.TMV, 3, 0)]:
+        if opcode == Opcode.QUANT:
+            in_features = length
+            program.append(Instruction(opcode, dst=0, a=0, b=0, length=length))
+            continue
+        beats = -(-in_features // params.ternary_lanes) + 1      # one beat of zero columns
+        matrix = np.zeros((rows, beats * params.ternary_lanes), dtype=np.int8)
+        matrix[:, :in_features] = rng.integers(-1, 2, (rows, in_features))
+        imm = 1000 * len(program)
+        matrices[imm], inputs[imm] = matrix, in_features
+        program.append(Instruction(opcode, dst=0, a=beats, b=0, length=rows, imm=imm))
+    program.insert(3, program[1])                  # the first matrix again, same activations
+    rewritten, image = segment_program(program, lambda ins: matrices[ins.imm], params, 4)
+    for before, after in zip(program, rewritten):
+        if before.opcode != Opcode.TMV:
+            assert after == before
+            continue
+        in_features = inputs[before.imm]
+        shape = segmented_shape(before.length, in_features, params,
+                                segments_for_inputs(in_features, params, 4))
+        np.testing.assert_array_equal(
+            unpack_segmented_words(image[after.imm:after.imm + shape.words], params, shape),
+            matrices[before.imm][:, :in_features])
+    assert rewritten[3].imm == rewritten[1].imm
+    # 128 inputs: 4 rows a word (a 128-lane segment); 512: one; 100: 4 (a quarter word a row).
+    assert len(image) == 128 // 4 + 384 // 4 + 128 + 1
+
+
+def test_a_program_in_the_segmented_layout_names_what_it_cannot_place():
+    params = preset("demo")
+    tmv = Instruction(Opcode.TMV, dst=0, a=1, b=0, length=2, imm=0)
+    with pytest.raises(ValueError, match="before any quant"):
+        segment_program([tmv], lambda ins: np.zeros((2, 128), np.int8), params, 4)
+    matrix = np.zeros((2, 128), np.int8)
+    matrix[1, 100] = 1
+    quant = Instruction(Opcode.QUANT, dst=0, a=0, b=0, length=64)
+    with pytest.raises(ValueError, match="past column 64"):
+        segment_program([quant, tmv], lambda ins: matrix, params, 4)

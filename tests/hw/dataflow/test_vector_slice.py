@@ -2,8 +2,8 @@
 ``ElementwiseUnit`` and ``NormUnit``, their result writers, the write arbiter and a real
 ``BankedMemory``) in Amaranth's simulator, on random programs of ZERO, EMBED, every row
 operation, NORM and QUANT (their weights and constants a compiled model's) over the compiler's
-kind of regions, while the arbiter's third source (the matrix pipe's) keeps the one write port
-busy with words of its own. The vector memory afterwards must equal the golden model's
+kind of regions (``support.dataflow_programs``), while the arbiter's third source (the matrix
+pipe's) keeps the one write port busy with words of its own. The vector memory afterwards must equal the golden model's
 (``GoldenModel.execute`` in program order, and those words) element for element, and each
 QUANT's values and output scale the golden model's: every hazard the scoreboard resolves is on
 real values here."""
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from tern_fpga.contracts.isa import Instruction, Opcode
+from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
@@ -23,6 +23,7 @@ from tern_fpga.sim.golden.vector_writes import arbitrated_memory
 from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
+from support.dataflow_programs import D, random_program
 from support.memory_ports import read_back
 from support.random_model import random_model
 
@@ -30,40 +31,7 @@ PARAMS = PRESETS["micro"]
 LANES = PARAMS.vector_lanes
 WORDS = PARAMS.vector_memory_words // LANES
 BITS = PARAMS.vector_bits
-D = 64                    # the model's width: NORM's and QUANT's length, EMBED's row
 ROWS = 6
-ELEMENTWISE = [Opcode.ZERO, Opcode.EMBED, Opcode.SIGMOID, Opcode.SILU, Opcode.ONE_MINUS,
-               Opcode.MUL, Opcode.ADD, Opcode.SUB]
-
-
-def _program(rng, count, norms):
-    """``count`` instructions over regions of ``D`` elements (and small ones for the
-    element-wise work alone), NORM and QUANT with a compiled model's weight and constants."""
-    big = [index * D for index in range(8)]
-    small = [8 * D + index * 2 * LANES for index in range(6)]
-    program = []
-    for _ in range(count):
-        kind = rng.random()
-        if kind < 0.3:
-            norm = rng.choice(norms)
-            a = rng.choice(big)
-            dst = rng.randrange(4) if norm.opcode == Opcode.QUANT else rng.choice([a, *big])
-            program.append(Instruction(norm.opcode, dst=dst, a=a, b=norm.b, length=D,
-                                       imm=norm.imm))
-            continue
-        opcode = rng.choice(ELEMENTWISE)
-        if opcode == Opcode.EMBED:
-            program.append(Instruction(opcode, dst=rng.choice(big), length=D,
-                                       imm=rng.randrange(0, BITS - PARAMS.embedding_bits + 1)))
-            continue
-        regions = rng.choice([big, big, small])
-        words = D // LANES if regions is big else 2
-        length = rng.choice([words * LANES, rng.randrange((words - 1) * LANES + 1,
-                                                          words * LANES + 1)])
-        a, b = rng.choice(regions), rng.choice(regions)
-        dst = rng.choice([a, b, rng.choice(regions)])
-        program.append(Instruction(opcode, dst=dst, a=a, b=b, length=length))
-    return program
 
 
 def _values(word: int) -> list[int]:
@@ -76,7 +44,7 @@ def test_random_programs_leave_the_golden_models_memory(seed):
     compiled = compile_model(random_model(3, layers=1), PARAMS)
     norms = [instruction for instruction in step_instructions(compiled)
              if instruction.opcode in (Opcode.NORM, Opcode.QUANT) and instruction.length == D]
-    program = _program(rng, 36, norms)
+    program, _ = random_program(rng, PARAMS, 36, norms)
     golden = GoldenModel(PARAMS, compiled.sections())
     work = PARAMS.vector_work_words
     # Activations of the magnitudes a model's have (Q16.16), some larger.

@@ -1,0 +1,141 @@
+"""Where a QUANT's results go in the dataflow core (issue 15, ``docs/dataflow.md``): its int8
+values into an activation buffer, its output scale into a scale register, and what the matrix
+side must know of both when a TMV starts.
+
+:class:`QuantResults` joins the norm side's outputs for QUANT:
+
+- ``command`` (the norm reader's activation-writer command, one a QUANT as it is taken) drives an
+  :class:`~tern_fpga.hw.dataflow.activation_writer.ActivationWriter`, whose write port is the
+  activation memory's;
+- ``values`` (the norm unit's QUANT beats, passed on by its result writer) go into the writer, one
+  a cycle; **a command's last beat is taken only once its output scale is in its register**,
+  so the cycle after a beat is taken its write is on the buffer's port, and the core counts
+  that as the norm unit's ``write`` for the scoreboard: a QUANT's last write then means that its
+  buffer *and* its scale register are filled, which is what a TMV's start waits for;
+- ``scale`` (the norm unit's output scales, in QUANT order) go into ``scales[r]``, ``r`` from
+  ``scale_register`` (the norm reader's, one a QUANT as it is taken, queued here: the scale comes
+  some 50 cycles later and the reader should not wait for it);
+- a QUANT's buffer's ``layouts`` entry (its ``segments_log2`` and ``length``) is set with its last
+  beat: a TMV reads it when it starts, after that QUANT's last write and before any later QUANT
+  that fills the same buffer may write (the scoreboard's rule), so the matrix side sees the
+  layout of the values it reads.
+
+The golden model's meaning is :meth:`~tern_fpga.sim.golden.model.GoldenModel.execute`'s for
+QUANT (``activations[:n]``, ``scales[dst]``), with the buffers alternating.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from tern_fpga.contracts.isa import SCALE_REGISTERS
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.dataflow import activation_writer
+from tern_fpga.hw.dataflow.activation_writer import ActivationWriter
+from tern_fpga.hw.dataflow.matrix_pipe import activation_words
+from tern_fpga.hw.row_unit import result_layout
+from tern_fpga.hw.scale_layout import scale_layout
+
+__all__ = ["QuantResults", "buffer_layout"]
+
+#: QUANTs whose scale register the unit holds before their scale comes.
+SCALE_REGISTERS_QUEUED = 4
+
+
+def buffer_layout(params: AcceleratorParameters, max_segments: int) -> data.StructLayout:
+    """What a filled activation buffer holds: its ``segments_log2`` (the layout its TMVs
+    read) and ``length`` (elements: its TMVs' ``in_features``)."""
+    command = activation_writer.command_layout(params, max_segments)
+    return data.StructLayout({"segments_log2": command["segments_log2"].shape,
+                              "length": command["length"].shape})
+
+
+class QuantResults(wiring.Component):
+    """A QUANT's values into its activation buffer, its scale into its register.
+
+    Parameters
+    ----------
+    params : tern_fpga.contracts.params.AcceleratorParameters
+    max_segments : int
+        ``S`` of the matrix pipe (as the activation writer's).
+
+    Members
+    -------
+    command : ``In(stream.Signature(activation_writer.command_layout(params, S)))``
+    values : ``In(stream.Signature(row_unit.result_layout(params)))``
+        The QUANT's int8 values in the low bits of each lane, ``last`` on a command's last beat.
+    scale : ``In(stream.Signature(scale_layout(params)))``
+    scale_register : ``In(stream.Signature(range(SCALE_REGISTERS)))``
+    write_addr, write_data, write_en : ``Out``
+        The activation memory's write port (the writer's: ``8 * P`` bits, a byte enable each).
+    scales : ``Out(data.ArrayLayout(scale_layout(params), SCALE_REGISTERS))``
+        The scale registers.
+    layouts : ``Out(data.ArrayLayout(buffer_layout(params, S), 2))``
+        Each buffer's layout, as its last QUANT left it.
+    busy : ``Out(1)``
+    """
+
+    def __init__(self, params: AcceleratorParameters, *, max_segments: int):
+        self._params, self._max_segments = params, max_segments
+        self._writer = ActivationWriter(params, max_segments=max_segments)
+        writer = self._writer.signature.members
+        super().__init__({
+            "command": In(stream.Signature(
+                activation_writer.command_layout(params, max_segments))),
+            "values": In(stream.Signature(result_layout(params))),
+            "scale": In(stream.Signature(scale_layout(params))),
+            "scale_register": In(stream.Signature(range(SCALE_REGISTERS))),
+            "write_addr": Out(writer["write_addr"].shape),
+            "write_data": Out(writer["write_data"].shape),
+            "write_en": Out(writer["write_en"].shape),
+            "scales": Out(data.ArrayLayout(scale_layout(params), SCALE_REGISTERS)),
+            "layouts": Out(data.ArrayLayout(buffer_layout(params, max_segments), 2)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        params = self._params
+        m.submodules.writer = writer = self._writer
+        wiring.connect(m, wiring.flipped(self.command), writer.command)
+        m.d.comb += [self.write_addr.eq(writer.write_addr), self.write_data.eq(writer.write_data),
+                     self.write_en.eq(writer.write_en)]
+
+        # The scale registers, each scale to the register its QUANT named.
+        m.submodules.registers = registers = fifo.SyncFIFOBuffered(
+            width=self.scale_register.payload.shape().width, depth=SCALE_REGISTERS_QUEUED)
+        m.d.comb += [registers.w_data.eq(self.scale_register.payload),
+                     registers.w_en.eq(self.scale_register.valid),
+                     self.scale_register.ready.eq(registers.w_rdy),
+                     self.scale.ready.eq(registers.r_rdy),
+                     registers.r_en.eq(self.scale.valid)]
+        scale_in = self.scale.valid & registers.r_rdy
+        with m.If(scale_in):
+            m.d.sync += self.scales[registers.r_data].eq(self.scale.payload)
+
+        # Scales in whose QUANT has not taken its last beat (0, 1 or 2: a QUANT's scale may
+        # come before or after its last values, the next QUANT's only after them).
+        scales_ahead = Signal(range(SCALE_REGISTERS_QUEUED + 1))
+        beat = self.values.payload
+        allowed = ~beat.last | (scales_ahead != 0)
+        m.d.comb += [writer.values.valid.eq(self.values.valid & allowed),
+                     self.values.ready.eq(writer.values.ready & allowed),
+                     *(writer.values.payload[lane].eq(beat.data[lane][:8])
+                       for lane in range(params.vector_lanes))]
+        last_taken = self.values.valid & self.values.ready & beat.last
+        m.d.sync += scales_ahead.eq(scales_ahead + scale_in - last_taken)
+
+        # The layout of the command in progress goes to its buffer with its last beat.
+        words = activation_words(params, self._max_segments)
+        filling = Signal(range(2))
+        layout = Signal(buffer_layout(params, self._max_segments))
+        with m.If(self.command.valid & self.command.ready):
+            m.d.sync += [filling.eq(self.command.payload.start >= words),
+                         layout.segments_log2.eq(self.command.payload.segments_log2),
+                         layout.length.eq(self.command.payload.length)]
+        with m.If(last_taken):
+            m.d.sync += self.layouts[filling].eq(layout)
+        m.d.comb += self.busy.eq(writer.busy | self.values.valid | registers.r_rdy)
+        return m

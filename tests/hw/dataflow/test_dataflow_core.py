@@ -1,0 +1,153 @@
+"""The dataflow core (sim/rtl/dataflow_core.py: the vector slice with the matrix reader, the
+matrix pipe, the activation writer and scale registers, weights in the segmented layout) in
+Amaranth's simulator, on random programs of every opcode but HALT: TMVs of the latest QUANT's
+activations (long ones in one row a word, short ones in two), with ARGMAX and NO_WRITE,
+between NORM, QUANT (a compiled model's weights and constants) and element-wise work. The
+vector memory afterwards must equal the golden model's element for element, and the token
+register its token: every hazard the scoreboard resolves, the activation buffers' reuse and the
+scale registers included, is on real values here."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from tern_fpga.contracts.isa import Instruction, Opcode
+from tern_fpga.contracts.params import PRESETS
+from tern_fpga.contracts.segmented_layout import segment_program
+from tern_fpga.contracts.weight_layout import pack_weight_image
+from tern_fpga.quant.compiler import compile_model
+from tern_fpga.sim.golden.model import GoldenModel
+from tern_fpga.sim.golden.run_plan import step_instructions
+from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
+from tern_fpga.sim.rtl.dataflow_core import dataflow_core
+
+from support.dataflow_programs import SHORT, D, random_program
+from support.memory_ports import read_back
+from support.random_model import random_model
+
+PARAMS = PRESETS["micro"]
+LANES = PARAMS.vector_lanes
+WORDS = PARAMS.vector_memory_words // LANES
+ROWS = 6
+SEGMENTS = 2             # micro's V = 2 allows two rows a word
+LIMIT = 20_000           # cycles: the programs take about 3,000
+
+
+def _golden(rng, compiled, program, matrices):
+    # The weights are the program's matrices, in the plain layout at their ``imm``; no
+    # batched run (it would stack the compiled step's matrices from them at load).
+    sections = dict(compiled.sections())
+    sections["weights"] = pack_weight_image([matrices[imm] for imm in sorted(matrices)], PARAMS)
+    golden = GoldenModel(PARAMS, sections, batched=False)
+    work = PARAMS.vector_work_words
+    golden.memory[:work] = [rng.randrange(-2**31, 2**31) >> rng.choice([8, 12, 14])
+                            for _ in range(work)]
+    golden.embeddings = np.array([[rng.randrange(-2**15, 2**15) for _ in range(D)]
+                                  for _ in range(ROWS)], dtype=np.int64)
+    golden.token = rng.randrange(ROWS)
+    return golden
+
+
+def _run(rng, compiled, program, matrices):
+    """``program`` through the core and the golden model: the core's vector memory, its token,
+    its cycles, and the golden model."""
+    golden = _golden(rng, compiled, program, matrices)
+    token = golden.token
+    segmented, weights = segment_program(
+        program, lambda instruction: matrices[instruction.imm], PARAMS, SEGMENTS)
+    design = dataflow_core(PARAMS, vector=golden.memory.copy(), embeddings=golden.embeddings,
+                           constants=golden.constants, weights=weights, max_segments=SEGMENTS)
+    for instruction in program:
+        golden.execute(instruction)
+    memory, results = [], {}
+
+    async def run(ctx):
+        ctx.set(design.matrix_reader.set_token.payload, token)
+        ctx.set(design.matrix_reader.set_token.valid, 1)
+        await ctx.tick()
+        ctx.set(design.matrix_reader.set_token.valid, 0)
+        count = 0
+        for instruction in segmented:
+            ctx.set(design.scoreboard.instruction.payload, {
+                "opcode": instruction.opcode, "dst": instruction.dst, "a": instruction.a,
+                "b": instruction.b, "length": instruction.length, "imm": instruction.imm,
+                "flags": int(instruction.flags)})
+            ctx.set(design.scoreboard.instruction.valid, 1)
+            while count < LIMIT:
+                count += 1
+                _, _, ready = await ctx.tick().sample(design.scoreboard.instruction.ready)
+                if ready:
+                    break
+        ctx.set(design.scoreboard.instruction.valid, 0)
+        await ctx.tick()
+        while count < LIMIT and not (ctx.get(design.scoreboard.idle)
+                                     and not ctx.get(design.busy)):
+            await ctx.tick()
+            count += 1
+        results["cycles"] = count
+        for word in await read_back(ctx, design.read, WORDS,
+                                    lambda word: unpack_lanes(word, PARAMS.vector_bits, LANES)):
+            memory.extend(word)
+        results["token"] = ctx.get(design.matrix_reader.token)
+
+    simulator = Simulator(design.top)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(run)
+    simulator.run()
+    assert results["cycles"] < LIMIT, "the program did not finish: a deadlock"
+    differing = np.flatnonzero(np.array(memory) != golden.memory)
+    assert differing.size == 0, (
+        f"{differing.size} elements differ from the golden model's, the first at "
+        f"{differing[0]}: {memory[differing[0]]} against {golden.memory[differing[0]]}")
+    assert results["token"] == golden.token
+    return results["cycles"]
+
+
+def _norms(compiled):
+    return [instruction for instruction in step_instructions(compiled)
+            if instruction.opcode in (Opcode.NORM, Opcode.QUANT) and instruction.length == D]
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_programs_with_tmvs_leave_the_golden_models_memory(seed):
+    rng = random.Random(f"dataflow-core{seed}")
+    compiled = compile_model(random_model(3, layers=1), PARAMS)
+    program, matrices = random_program(rng, PARAMS, 40, _norms(compiled), tmv=0.25)
+    _run(rng, compiled, program, matrices)
+    kinds = [instruction.opcode for instruction in program]
+    assert kinds.count(Opcode.TMV) >= 6 and kinds.count(Opcode.QUANT) >= 3
+
+
+def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
+    """Three long TMVs read a buffer; two QUANTs later the buffer is filled again: its second
+    pass must wait for the last TMV's last read (the matrix pipe's ``released``), not for the
+    TMVs' hand-over to the pipe, which comes hundreds of cycles sooner."""
+    rng = random.Random("dataflow-core-release")
+    compiled = compile_model(random_model(3, layers=1), PARAMS)
+    quant = next(norm for norm in _norms(compiled) if norm.opcode == Opcode.QUANT)
+    lanes, words = PARAMS.ternary_lanes, 0
+    program, matrices = [], {}
+
+    def tmv(dst, in_features):
+        nonlocal words
+        beats = -(-in_features // lanes)
+        matrix = np.zeros((D, beats * lanes), dtype=np.int8)
+        matrix[:, :in_features] = np.random.default_rng(words).integers(-1, 2,
+                                                                       (D, in_features))
+        matrices[words] = matrix
+        program.append(Instruction(Opcode.TMV, dst=dst, a=beats, b=0, length=D, imm=words))
+        words += D * beats
+
+    def quantize(a, length, register):
+        program.append(Instruction(Opcode.QUANT, dst=register, a=a, b=quant.b, length=length,
+                                   imm=quant.imm))
+
+    quantize(0, D, 0)
+    for dst in (64, 128, 192):
+        tmv(dst, D)
+    quantize(8 * D, SHORT, 1)
+    quantize(256, D, 0)
+    tmv(320, D)
+    _run(rng, compiled, program, matrices)
