@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+from amaranth.sim import Simulator
 
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.segmented_layout import segment_program
 from tern_fpga.contracts.weight_layout import weight_word_to_int
 from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe, activation_words
 from tern_fpga.hw.dataflow.matrix_reader import MatrixReader
 from tern_fpga.hw.dataflow.quant_results import QuantResults
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
+from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
-__all__ = ["DataflowCore", "dataflow_core"]
+__all__ = ["CoreRun", "DataflowCore", "dataflow_core", "run_program"]
 
 
 @dataclasses.dataclass
@@ -101,3 +105,83 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
                          (vector_side.scale_register, quant.scale_register)):
         wiring.connect(top, source, sink)
     return DataflowCore(top, scoreboard, vector_side.read, matrix_reader, pipe, quant)
+
+
+@dataclasses.dataclass
+class CoreRun:
+    """What a program left: ``memory`` (the vector memory, an element a value), ``token``
+    (the token register) and ``cycles`` (from the first instruction offered until the core is
+    idle: every result written)."""
+
+    memory: np.ndarray
+    token: int
+    cycles: int
+
+
+def run_program(golden, program, *, max_segments: int, slots: int = 6,
+                limit: int = 100_000) -> CoreRun:
+    """``program`` through the core from ``golden``'s state (a
+    :class:`~tern_fpga.sim.golden.model.GoldenModel` before it runs ``program``: its vector
+    memory, embeddings, constants and token; its weights, in the plain layout, go into the
+    segmented one with :func:`~tern_fpga.contracts.segmented_layout.segment_program`), one
+    instruction offered a cycle as the scoreboard takes them.
+
+    Raises
+    ------
+    RuntimeError
+        If the core is not idle after ``limit`` cycles (a deadlock).
+    """
+    params = golden.params
+    lanes, words = params.vector_lanes, params.vector_memory_words // params.vector_lanes
+
+    def matrix(instruction):
+        rows, beats = instruction.length, instruction.a
+        return golden.weights[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
+
+    segmented, weights = segment_program(program, matrix, params, max_segments)
+    design = dataflow_core(params, vector=golden.memory.copy(), embeddings=golden.embeddings,
+                           constants=golden.constants, weights=weights, slots=slots,
+                           max_segments=max_segments)
+    scoreboard, reader = design.scoreboard, design.matrix_reader
+    results = {}
+
+    async def run(ctx):
+        ctx.set(reader.set_token.payload, golden.token)
+        ctx.set(reader.set_token.valid, 1)
+        await ctx.tick()
+        ctx.set(reader.set_token.valid, 0)
+        cycles = 0
+        for instruction in segmented:
+            ctx.set(scoreboard.instruction.payload, {
+                "opcode": instruction.opcode, "dst": instruction.dst, "a": instruction.a,
+                "b": instruction.b, "length": instruction.length, "imm": instruction.imm,
+                "flags": int(instruction.flags)})
+            ctx.set(scoreboard.instruction.valid, 1)
+            while cycles < limit:
+                cycles += 1
+                _, _, ready = await ctx.tick().sample(scoreboard.instruction.ready)
+                if ready:
+                    break
+        ctx.set(scoreboard.instruction.valid, 0)
+        while cycles < limit and not (ctx.get(scoreboard.idle) and not ctx.get(design.busy)):
+            await ctx.tick()
+            cycles += 1
+        results["cycles"] = cycles
+        if cycles >= limit:
+            return
+        memory = []
+        for address in range(words):
+            ctx.set(design.read.addr, address)
+            ctx.set(design.read.en, 1)
+            await ctx.tick()
+            memory += unpack_lanes(ctx.get(design.read.data), params.vector_bits, lanes)
+        results["memory"] = np.array(memory, dtype=np.int64)
+        results["token"] = ctx.get(reader.token)
+
+    simulator = Simulator(design.top)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(run)
+    simulator.run()
+    if results["cycles"] >= limit:
+        raise RuntimeError(f"the core is not idle after {limit} cycles: a deadlock")
+    return CoreRun(results["memory"], int(results["token"]), results["cycles"])

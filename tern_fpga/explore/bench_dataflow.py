@@ -155,7 +155,44 @@ def _schedule_figures(source):
             ]
             if (lanes, vector) == SCOREBOARD_POINT and name.startswith("norm_unit"):
                 figures += _scoreboard_figures(compiled, timing, schedule, source)
+    lanes, vector = SCOREBOARD_POINT
+    wide = dataclasses.replace(preset("demo"), ternary_lanes=lanes, vector_lanes=vector)
+    segments = dict(DESIGN_POINTS)[lanes]
+    figures += _core_figures(compile_model(load_pretrained(folder), wide), lanes, segments,
+                             source)
     return figures
+
+
+def _core_figures(compiled, lanes: int, segments: int, source) -> list:
+    """The step through the RTL dataflow core (sim/rtl/dataflow_core.py) at ``P = lanes``,
+    from the state a three-token prompt left, bit-exact against the golden model."""
+    import numpy as np  # here: only this figure needs it
+
+    from tern_fpga.sim.golden.model import GoldenModel  # here: beside the core's run
+    from tern_fpga.sim.rtl.dataflow_core import run_program  # here: loads Amaranth
+
+    params = compiled.params
+    golden = GoldenModel(params, compiled.sections())
+    for token in (72, 101, 108):
+        golden.step(token)
+    golden.token = 108
+    program = step_instructions(compiled)
+    run = run_program(golden, program, max_segments=segments)
+    for instruction in program:
+        golden.execute(instruction)
+    if np.any(run.memory != golden.memory) or run.token != golden.token:
+        raise AssertionError("the dataflow core's step differs from the golden model's")
+    key = f"dataflow.demo_core.p{lanes}_v{params.vector_lanes}"
+    note = (f"the demo checkpoint's decode step through the RTL dataflow core (scoreboard, "
+            f"{SCOREBOARD_SLOTS} slots; the readers, ElementwiseUnit, NormUnit, MatrixPipe at "
+            f"P={lanes} with up to {segments} rows a word, one vector-memory write port) in "
+            f"Amaranth's simulator, weights in block RAM; the vector memory and the next token "
+            f"equal the golden model's")
+    return [
+        Figure(f"{key}.cycles_per_token", run.cycles, "cycles", "simulated", source, note),
+        Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / run.cycles), "tokens/s",
+               "projected", source, "100 MHz over the core's simulated cycles"),
+    ]
 
 
 #: (P, V) of the schedule run through the RTL scoreboard too, its slots and unit queue depth.

@@ -11,25 +11,21 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
+from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Instruction, Opcode
 from tern_fpga.contracts.params import PRESETS
-from tern_fpga.contracts.segmented_layout import segment_program
 from tern_fpga.contracts.weight_layout import pack_weight_image
+from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
-from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
-from tern_fpga.sim.rtl.dataflow_core import dataflow_core
+from tern_fpga.sim.rtl.dataflow_core import run_program
 
 from support.dataflow_programs import SHORT, D, random_program
-from support.memory_ports import read_back
 from support.random_model import random_model
 
 PARAMS = PRESETS["micro"]
-LANES = PARAMS.vector_lanes
-WORDS = PARAMS.vector_memory_words // LANES
 ROWS = 6
 SEGMENTS = 2             # micro's V = 2 allows two rows a word
 LIMIT = 20_000           # cycles: the programs take about 3,000
@@ -51,58 +47,21 @@ def _golden(rng, compiled, program, matrices):
 
 
 def _run(rng, compiled, program, matrices):
-    """``program`` through the core and the golden model: the core's vector memory, its token,
-    its cycles, and the golden model."""
+    """``program`` through the core and the golden model: they must agree on every element
+    of the vector memory and on the token."""
     golden = _golden(rng, compiled, program, matrices)
-    token = golden.token
-    segmented, weights = segment_program(
-        program, lambda instruction: matrices[instruction.imm], PARAMS, SEGMENTS)
-    design = dataflow_core(PARAMS, vector=golden.memory.copy(), embeddings=golden.embeddings,
-                           constants=golden.constants, weights=weights, max_segments=SEGMENTS)
+    try:
+        run = run_program(golden, program, max_segments=SEGMENTS, limit=LIMIT)
+    except RuntimeError as error:
+        raise AssertionError(f"the program did not finish: {error}") from None
     for instruction in program:
         golden.execute(instruction)
-    memory, results = [], {}
-
-    async def run(ctx):
-        ctx.set(design.matrix_reader.set_token.payload, token)
-        ctx.set(design.matrix_reader.set_token.valid, 1)
-        await ctx.tick()
-        ctx.set(design.matrix_reader.set_token.valid, 0)
-        count = 0
-        for instruction in segmented:
-            ctx.set(design.scoreboard.instruction.payload, {
-                "opcode": instruction.opcode, "dst": instruction.dst, "a": instruction.a,
-                "b": instruction.b, "length": instruction.length, "imm": instruction.imm,
-                "flags": int(instruction.flags)})
-            ctx.set(design.scoreboard.instruction.valid, 1)
-            while count < LIMIT:
-                count += 1
-                _, _, ready = await ctx.tick().sample(design.scoreboard.instruction.ready)
-                if ready:
-                    break
-        ctx.set(design.scoreboard.instruction.valid, 0)
-        await ctx.tick()
-        while count < LIMIT and not (ctx.get(design.scoreboard.idle)
-                                     and not ctx.get(design.busy)):
-            await ctx.tick()
-            count += 1
-        results["cycles"] = count
-        for word in await read_back(ctx, design.read, WORDS,
-                                    lambda word: unpack_lanes(word, PARAMS.vector_bits, LANES)):
-            memory.extend(word)
-        results["token"] = ctx.get(design.matrix_reader.token)
-
-    simulator = Simulator(design.top)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(run)
-    simulator.run()
-    assert results["cycles"] < LIMIT, "the program did not finish: a deadlock"
-    differing = np.flatnonzero(np.array(memory) != golden.memory)
+    differing = np.flatnonzero(run.memory != golden.memory)
     assert differing.size == 0, (
         f"{differing.size} elements differ from the golden model's, the first at "
-        f"{differing[0]}: {memory[differing[0]]} against {golden.memory[differing[0]]}")
-    assert results["token"] == golden.token
-    return results["cycles"]
+        f"{differing[0]}: {run.memory[differing[0]]} against {golden.memory[differing[0]]}")
+    assert run.token == golden.token
+    return run.cycles
 
 
 def _norms(compiled):
@@ -151,3 +110,22 @@ def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
     quantize(256, D, 0)
     tmv(320, D)
     _run(rng, compiled, program, matrices)
+
+
+def test_the_micro_models_step_through_the_core_is_the_golden_models():
+    """The committed micro checkpoint's decode step (its 29 TMVs, NORMs, QUANTs and
+    element-wise work, the LM head's ARGMAX), from the state three tokens of a prompt left:
+    the whole vector memory and the next token equal the golden model's."""
+    compiled = compile_model(load_pretrained(paths.CHECKPOINTS / "micro"), PARAMS)
+    golden = GoldenModel(PARAMS, compiled.sections())
+    for token in (72, 101, 108):
+        golden.step(token)
+    golden.token = 108
+    program = step_instructions(compiled)
+    run = run_program(golden, program, max_segments=SEGMENTS)
+    for instruction in program:
+        golden.execute(instruction)
+    differing = np.flatnonzero(run.memory != golden.memory)
+    assert differing.size == 0, f"{differing.size} elements differ, the first at {differing[0]}"
+    assert run.token == golden.token
+    assert sum(instruction.opcode == Opcode.TMV for instruction in program) == 29
