@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy as np
+
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
+from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DESIGN_POINTS", "demo_step_shapes", "run"]
@@ -166,9 +169,6 @@ def _schedule_figures(source):
 def _core_figures(compiled, lanes: int, segments: int, source) -> list:
     """The step through the RTL dataflow core (sim/rtl/dataflow_core.py) at ``P = lanes``,
     from the state a three-token prompt left, bit-exact against the golden model."""
-    import numpy as np  # here: only this figure needs it
-
-    from tern_fpga.sim.golden.model import GoldenModel  # here: beside the core's run
     from tern_fpga.sim.rtl.dataflow_core import run_program  # here: loads Amaranth
 
     params = compiled.params
