@@ -145,7 +145,8 @@ class MatrixPipe(wiring.Component):
         params, segments = self._params, self._max_segments
         m.submodules.matvec = matvec = SegmentedMatVec(params, max_segments=segments)
         m.submodules.scaler = scaler = RowSumScaler(params, max_segments=segments)
-        queue = _Queue(m, "queue", command_layout(params, segments), QUEUE_DEPTH)
+        queue = _Queue(m, "queue", command_layout(params, segments), QUEUE_DEPTH,
+                       buffered=False)
         # The matrix unit takes the next command with the current one's last beat, which
         # leaves the reader a cycle later: the commands wait in a queue of their own.
         matvec_commands = _Queue(m, "matvec_commands", matvec.command.payload.shape(), 2,

@@ -10,17 +10,18 @@ are in the segmented layout with that ``k``
 (:func:`tern_fpga.contracts.segmented_layout.segment_program` gives ``imm`` as the first word
 of that layout). So its command is:
 
-- ``beats = ceil(in_features / (P / k))`` activation words a group, ``rows = length``,
-- ``words = ceil(rows / k) * beats``,
+- ``beats = ceil(in_features / (P / k))`` activation words a group (``layouts`` holds it),
+  ``rows = length``,
+- ``words = ceil(rows / k) * beats`` (``ceil(rows / k)`` for every ``k`` is found as the TMV
+  enters the queue),
 - ``activation_start``: the buffer's first word, ``scale``: register ``b``, ``no_write`` from
   the flags.
 
 :class:`MatrixReader` queues up to ``queue`` TMVs. When the head's ``go`` is high it *starts* it
 (the scoreboard's ``read``): reads the buffer's layout and the scale register (both final
 then: the scoreboard starts a TMV only after every older QUANT's last write, which
-:class:`~.quant_results.QuantResults` gives only once the scale is in), and the next cycle
-forms the command's counts, the cycle after that the product ``words``; the matrix pipe takes
-commands ahead of its reader (its queue), so these two cycles are hidden behind the TMV before.
+:class:`~.quant_results.QuantResults` gives only once the scale is in) into the command
+register, so the matrix pipe has the command the cycle after ``go``.
 The matrix pipe's ``done`` beats come back in order; those of TMVs with ARGMAX set ``token``.
 """
 
@@ -44,8 +45,8 @@ from tern_fpga.hw.scale_layout import scale_layout
 __all__ = ["MatrixReader"]
 
 #: Commands the matrix pipe may hold whose ``done`` has not come: its queue, its reader and its
-#: commands in flight (``matrix_pipe.QUEUE_DEPTH + 1 + matrix_pipe.IN_FLIGHT``), and the one
-#: being handed over.
+#: commands in flight (``matrix_pipe.QUEUE_DEPTH + 1 + matrix_pipe.IN_FLIGHT``), and the one in
+#: the command register.
 _ARGMAX_FLAGS = matrix_pipe.QUEUE_DEPTH + matrix_pipe.IN_FLIGHT + 2
 
 
@@ -97,74 +98,44 @@ class MatrixReader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p, segments = self._params, self._max_segments
-        entry = data.StructLayout({"instruction": instruction_layout(p), "buffer": 1})
+        choices = segments.bit_length()                 # k = 1, 2, .. S: log2 k = 0 .. choices-1
+        groups_shape = range(p.weight_memory_words + 1)
+        # A queued TMV with its groups at every k (ceil(rows / k)), found as it enters, so that
+        # its start needs only a choice and a product.
+        entry = data.StructLayout({"instruction": instruction_layout(p), "buffer": 1,
+                                   "groups": data.ArrayLayout(groups_shape, choices)})
         joined = types.SimpleNamespace(
             payload=Signal(entry, name="queued"), valid=self.instruction.valid,
             ready=self.instruction.ready)
+        rows = self.instruction.payload.length
         m.d.comb += [joined.payload.instruction.eq(self.instruction.payload),
-                     joined.payload.buffer.eq(self.buffer)]
+                     joined.payload.buffer.eq(self.buffer),
+                     *(joined.payload.groups[log2].eq((rows + (1 << log2) - 1) >> log2)
+                       for log2 in range(choices))]
         queue = InstructionQueue(m, joined, entry, self._queue)
         head = queue.payload.instruction
 
-        # Stage 1 (the start): the instruction, its buffer's layout, its scale.
-        started = Signal(name="started")
-        rows = Signal.like(self.command.payload.rows, name="started_rows")
-        layout = Signal(buffer_layout(p, segments), name="started_layout")
-        fields = Signal(self.command.payload.shape(), name="started_fields")
-        argmax = Signal(name="started_argmax")
-        # Stage 2: the counts; then the command register with their product.
-        counted = Signal(name="counted")
-        groups = Signal(range(p.weight_memory_words + 1), name="groups")
-        beats = Signal.like(self.command.payload.beats, name="counted_beats")
-        counted_fields = Signal.like(fields, name="counted_fields")
-        counted_argmax = Signal(name="counted_argmax")
-
+        # The start: the command register from the head, its buffer's layout and its scale.
         m.submodules.argmax_flags = flags = fifo.SyncFIFOBuffered(width=1, depth=_ARGMAX_FLAGS)
-        command_free = ~self.command.valid | self.command.ready
-        counted_free = ~counted | (command_free & flags.w_rdy)
-        started_free = ~started | counted_free
-        start = queue.valid & self.go & started_free
+        start = queue.valid & self.go & (~self.command.valid | self.command.ready) & flags.w_rdy
         queue.take(m, start)
-        m.d.comb += self.read.eq(start)
-
-        with m.If(started_free):
-            m.d.sync += started.eq(start)
+        m.d.comb += [self.read.eq(start), flags.w_en.eq(start),
+                     flags.w_data.eq((head.flags & Flag.ARGMAX) != 0)]
+        buffer = queue.payload.buffer
+        layout = self.layouts[buffer]
+        fields = self.command.payload
+        with m.If(self.command.ready):
+            m.d.sync += self.command.valid.eq(0)
         with m.If(start):
-            buffer = queue.payload.buffer
             m.d.sync += [
-                rows.eq(head.length), layout.eq(self.layouts[buffer]),
+                self.command.valid.eq(1),
                 fields.weight_start.eq(head.imm), fields.rows.eq(head.length),
+                fields.segments_log2.eq(layout.segments_log2), fields.beats.eq(layout.beats),
+                fields.words.eq(queue.payload.groups[layout.segments_log2] * layout.beats),
                 fields.activation_start.eq(Mux(buffer, activation_words(p, segments), 0)),
                 fields.dst.eq(head.dst), fields.scale.eq(self.scales[head.b]),
                 fields.no_write.eq((head.flags & Flag.NO_WRITE) != 0),
-                argmax.eq((head.flags & Flag.ARGMAX) != 0),
             ]
-
-        lanes_log2 = p.ternary_lanes.bit_length() - 1
-        with m.If(counted_free):
-            m.d.sync += counted.eq(started)
-        with m.If(started & counted_free):
-            with m.Switch(layout.segments_log2):
-                for log2 in range(segments.bit_length()):
-                    width_log2 = lanes_log2 - log2                  # a segment's lanes, log2
-                    with m.Case(log2):
-                        m.d.sync += [
-                            beats.eq((layout.length + (1 << width_log2) - 1) >> width_log2),
-                            groups.eq((rows + (1 << log2) - 1) >> log2)]
-            m.d.sync += [
-                counted_fields.eq(fields),
-                counted_fields.segments_log2.eq(layout.segments_log2),
-                counted_argmax.eq(argmax),
-            ]
-
-        handed = counted & command_free & flags.w_rdy
-        with m.If(self.command.ready):
-            m.d.sync += self.command.valid.eq(0)
-        with m.If(handed):
-            m.d.sync += [self.command.valid.eq(1), self.command.payload.eq(counted_fields),
-                         self.command.payload.beats.eq(beats),
-                         self.command.payload.words.eq(groups * beats)]
-        m.d.comb += [flags.w_en.eq(handed), flags.w_data.eq(counted_argmax)]
 
         # Done beats in order: those of ARGMAX TMVs set the token register.
         m.d.comb += [self.done.ready.eq(1), flags.r_en.eq(self.done.valid),

@@ -38,7 +38,7 @@ def read_ports(component, names, ports) -> list:
 def operand_fifo(m, name: str, width: int, push, data, port):
     """A FIFO of :data:`OPERAND_BEATS` operand beats between a memory's read ``data`` (taken
     when ``push``: the cycle after the read's enable) and the ``Out`` stream ``port``."""
-    m.submodules[name] = queue = fifo.SyncFIFOBuffered(width=width, depth=OPERAND_BEATS)
+    m.submodules[name] = queue = fifo.SyncFIFO(width=width, depth=OPERAND_BEATS)
     m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(data),
                  port.valid.eq(queue.r_rdy), port.payload.eq(queue.r_data),
                  queue.r_en.eq(port.ready)]
@@ -87,7 +87,7 @@ class CreditedOutput:
             raise ValueError(f"a credited output needs a FIFO of 3 or more results, not {depth}")
         self._port = port
         self.credits = Signal(range(depth + 1), init=depth, name=f"{name}_credits")
-        m.submodules[name] = results = fifo.SyncFIFOBuffered(
+        m.submodules[name] = results = fifo.SyncFIFO(
             width=Shape.cast(port.payload.shape()).width, depth=depth)
         self.w_data, self.w_en = results.w_data, results.w_en
         m.d.comb += [port.payload.eq(results.r_data), port.valid.eq(results.r_rdy),

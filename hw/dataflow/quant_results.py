@@ -46,10 +46,12 @@ SCALE_REGISTERS_QUEUED = 4
 
 def buffer_layout(params: AcceleratorParameters, max_segments: int) -> data.StructLayout:
     """What a filled activation buffer holds: its ``segments_log2`` (the layout its TMVs
-    read) and ``length`` (elements: its TMVs' ``in_features``)."""
+    read), ``length`` (elements: its TMVs' ``in_features``) and ``beats`` (its words,
+    ``ceil(length / (P / k))``: a group's words in those TMVs)."""
     command = activation_writer.command_layout(params, max_segments)
     return data.StructLayout({"segments_log2": command["segments_log2"].shape,
-                              "length": command["length"].shape})
+                              "length": command["length"].shape,
+                              "beats": range(activation_words(params, max_segments) + 1)})
 
 
 class QuantResults(wiring.Component):
@@ -131,10 +133,18 @@ class QuantResults(wiring.Component):
         words = activation_words(params, self._max_segments)
         filling = Signal(range(2))
         layout = Signal(buffer_layout(params, self._max_segments))
+        given = self.command.payload
+        lanes_log2 = params.ternary_lanes.bit_length() - 1
         with m.If(self.command.valid & self.command.ready):
-            m.d.sync += [filling.eq(self.command.payload.start >= words),
-                         layout.segments_log2.eq(self.command.payload.segments_log2),
-                         layout.length.eq(self.command.payload.length)]
+            m.d.sync += [filling.eq(given.start >= words),
+                         layout.segments_log2.eq(given.segments_log2),
+                         layout.length.eq(given.length)]
+            with m.Switch(given.segments_log2):
+                for log2 in range(self._max_segments.bit_length()):
+                    width_log2 = lanes_log2 - log2              # a segment's lanes, log2
+                    with m.Case(log2):
+                        m.d.sync += layout.beats.eq(
+                            (given.length + (1 << width_log2) - 1) >> width_log2)
         with m.If(last_taken):
             m.d.sync += self.layouts[filling].eq(layout)
         m.d.comb += self.busy.eq(writer.busy | self.values.valid | registers.r_rdy)

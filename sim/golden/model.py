@@ -82,6 +82,7 @@ class GoldenModel:
         self.scales = [Scale(0, 0)] * SCALE_REGISTERS
         self.activation_length = 0     # elements the last QUANT wrote
         self.token = 0
+        self.token_written = False     # a TMV with ARGMAX ran since the run began
         self.record = trace
         self.trace: list[TraceRecord] = []
         self.instructions_executed = 0
@@ -139,6 +140,7 @@ class GoldenModel:
     def run(self, entry: int):
         """Execute from ``entry`` to the first HALT."""
         self.trace.clear()
+        self.token_written = False
         if self.batched and not self.record:
             if entry not in self._batched_runs:
                 self._batched_runs[entry] = compile_batched_run(self, entry)
@@ -214,6 +216,11 @@ class GoldenModel:
         if op == Opcode.ZERO:
             return self._write(ins.dst, np.zeros(n, np.int64)), None
         if op == Opcode.EMBED:
+            if self.token_written:
+                raise ExecutionError(
+                    "embed after a tmv with argmax in the same run: the dataflow core does not "
+                    "order the token register's read after that write (docs/isa.md); embed "
+                    "the token first, or end the run and start the next one")
             return self._write(ins.dst, self.embeddings[self.token, :n] << ins.imm), None
         if op == Opcode.NORM:
             epsilon_term, constant = self._constants(ins.imm)
@@ -235,6 +242,7 @@ class GoldenModel:
             sums = sums.astype(np.int64)
             if ins.flags & Flag.ARGMAX:
                 self.token = int(np.argmax(sums))
+                self.token_written = True
             if ins.flags & Flag.NO_WRITE:
                 return None, None
             return self._write(ins.dst, numerics.apply_scale(sums, self.scales[ins.b], p)), None

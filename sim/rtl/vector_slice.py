@@ -10,9 +10,10 @@ units (:class:`~tern_fpga.hw.dataflow.elementwise.ElementwiseUnit`,
 pipe) of a :class:`~tern_fpga.hw.memory_banks.BankedMemory` with the core's work and
 constants banks and a read port a reader's operand. The QUANT beats that the norm unit's
 writer passes on stand for the activation buffer's writes: they leave on
-:attr:`VectorSlice.quant_values` and count as the norm unit's writes a cycle later, as the
-activation writer's registered write would; a QUANT's output scale leaves on
-:attr:`VectorSlice.quant_scale`, its register on :attr:`VectorSlice.scale_register`.
+:attr:`VectorSlice.quant_values` and count as the norm unit's writes as they leave (the
+activation writer's registered write lands the cycle after, before any TMV reads them); a
+QUANT's output scale leaves on :attr:`VectorSlice.quant_scale`, its register on
+:attr:`VectorSlice.scale_register`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit
 from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
 from tern_fpga.hw.dataflow.norm_reader import NormReader
 from tern_fpga.hw.dataflow.norm_unit import NormUnit
-from tern_fpga.hw.dataflow.pipeline import register
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
 from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
 from tern_fpga.hw.memory_banks import BankedMemory
@@ -92,9 +92,10 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
                        reader.instruction.payload.eq(port.command.payload),
                        port.command.ready.eq(reader.instruction.ready),
                        reader.go.eq(port.go), port.read.eq(reader.read)]
-    # A passed QUANT beat is written (to the activation buffer) a cycle after it leaves.
-    quant_written = register(top, norm_writer.passed.valid & norm_writer.passed.ready,
-                             "quant_written", reset_less=False)
+    # A passed QUANT beat counts as written as it leaves: the activation writer's registered
+    # write lands at the end of the next cycle, and a TMV, the only reader of the buffer, starts
+    # two cycles after the pulse at the soonest (the scoreboard's ``go``) and reads later still.
+    quant_written = norm_writer.passed.valid & norm_writer.passed.ready
     top.d.comb += [
         scoreboard.elementwise.write.eq(arbiter.written[1]),
         scoreboard.norm.write.eq(arbiter.written[2] | quant_written),

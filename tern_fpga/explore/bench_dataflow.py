@@ -175,7 +175,7 @@ def _core_figures(compiled, lanes: int, segments: int, source) -> list:
     golden = GoldenModel(params, compiled.sections())
     for token in (72, 101, 108):
         golden.step(token)
-    golden.token = 108
+    golden.token, golden.token_written = 108, False      # a new run from here
     program = step_instructions(compiled)
     run = run_program(golden, program, max_segments=segments)
     for instruction in program:
@@ -249,9 +249,11 @@ def run(quick: bool = False) -> list:
     from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit  # here: loads Amaranth
     from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader  # here: Amaranth
     from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.matrix_reader import MatrixReader  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_reader import NormReader  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_statistics import NormStatistics  # here: loads Amaranth
     from tern_fpga.hw.dataflow.norm_unit import NormUnit  # here: loads Amaranth
+    from tern_fpga.hw.dataflow.quant_results import QuantResults  # here: loads Amaranth
     from tern_fpga.hw.dataflow.reciprocal import Reciprocal  # here: loads Amaranth
     from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler  # here: loads Amaranth
     from tern_fpga.hw.dataflow.scale_engine import ScaleEngine  # here: loads Amaranth
@@ -308,6 +310,8 @@ def run(quick: bool = False) -> list:
         "result_writer_16": ResultWriter(demo, commands=16),
         "elementwise_reader_v8": ElementwiseReader(demo),
         "norm_reader_v8": NormReader(_wide(512), max_segments=4),
+        "matrix_reader_p512": MatrixReader(_wide(512), max_segments=4),
+        "quant_results_p512": QuantResults(_wide(512), max_segments=4),
     }
     for name, component in units.items():
         result, mapping = _fmax(name, component)

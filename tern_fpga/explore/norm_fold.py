@@ -77,6 +77,7 @@ class FoldedGoldenModel(GoldenModel):
         if entry != self.step_entry:
             super().run(entry)
             return
+        self.token_written = False          # a new run (GoldenModel.run's rule)
         pc = entry
         while self.program[pc].opcode != Opcode.HALT:
             instruction = self.program[pc]

@@ -7,7 +7,7 @@ import torch
 
 from tern_fpga.commands.cli import main as tern_main
 from tern_fpga.contracts import paths
-from tern_fpga.contracts.isa import Opcode
+from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.quant.checkpoint import save_pretrained
 from tern_fpga.quant.compiler import DoesNotFitError, compile_layout, compile_model
@@ -213,3 +213,20 @@ def test_golden_refuses_a_tmv_that_reads_undefined_activations():
     with pytest.raises(ExecutionError, match=r"reads 64 activations, but the last quant wrote "
                                              r"32 .* columns 32 to 63 are not all zero"):
         GoldenModel(MICRO, sections).run(0)
+
+
+def test_an_embed_after_an_argmax_in_the_same_run_is_refused():
+    """The dataflow core does not order EMBED's read of the token register after a TMV with
+    ARGMAX (docs/isa.md): the golden model names the rule; a new run may embed again."""
+    golden = GoldenModel(MICRO, compile_model(random_model(7, layers=1), MICRO).sections())
+    golden.step(3)
+    quant = Instruction(Opcode.QUANT, dst=0, a=0, b=0, length=MICRO.ternary_lanes)
+    argmax = Instruction(Opcode.TMV, dst=512, a=1, b=0, length=4, imm=0, flags=Flag.ARGMAX)
+    embed = Instruction(Opcode.EMBED, dst=0, length=64)
+    golden.token_written = False
+    for instruction in (quant, argmax):
+        golden.execute(instruction)
+    with pytest.raises(ExecutionError, match="embed after a tmv with argmax in the same run"):
+        golden.execute(embed)
+    # A new run (the step: EMBED first, the LM head's ARGMAX last) embeds again.
+    assert 0 <= golden.step(5) < 256

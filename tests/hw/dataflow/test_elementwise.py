@@ -49,14 +49,14 @@ def test_results_equal_golden_under_random_stalls(lanes):
 
 
 def test_one_beat_a_cycle_across_commands():
-    """Without stalls the first result leaves ``latency`` + 2 cycles (the FIFO) after the first
+    """Without stalls the first result leaves ``latency`` + 1 cycles (the FIFO) after the first
     beat, and the rest follow one a cycle, across commands of every operation."""
     params = PRESETS["micro"]
     jobs = make_jobs(params, np.random.default_rng(7), repeats=2, sweep=False,
                      operations=OPERATIONS)
     results, moments, unit = _simulate(params, jobs, probability=1.0, seed=0)
     check_results(params, jobs, results)
-    assert moments["result"] - moments["a"] == unit.latency + 2
+    assert moments["result"] - moments["a"] == unit.latency + 1
     assert moments["final"] - moments["result"] == len(results) - 1
 
 
