@@ -37,11 +37,16 @@ def read_ports(component, names, ports) -> list:
 
 def operand_fifo(m, name: str, width: int, push, data, port):
     """A FIFO of :data:`OPERAND_BEATS` operand beats between a memory's read ``data`` (taken
-    when ``push``: the cycle after the read's enable) and the ``Out`` stream ``port``."""
+    when ``push``: the cycle after the read's enable) and the ``Out`` stream ``port``. A beat
+    that finds the FIFO empty is offered at once (the memory's data on ``port``) and goes into
+    the FIFO only if it is not taken, so a unit that waits for its operands gets them the cycle
+    the memory gives them."""
     m.submodules[name] = queue = fifo.SyncFIFO(width=width, depth=OPERAND_BEATS)
-    m.d.comb += [queue.w_en.eq(push), queue.w_data.eq(data),
-                 port.valid.eq(queue.r_rdy), port.payload.eq(queue.r_data),
-                 queue.r_en.eq(port.ready)]
+    passing = push & ~queue.r_rdy
+    m.d.comb += [queue.w_en.eq(push & ~(passing & port.ready)), queue.w_data.eq(data),
+                 port.valid.eq(queue.r_rdy | push),
+                 port.payload.eq(Mux(queue.r_rdy, queue.r_data, data)),
+                 queue.r_en.eq(port.ready & queue.r_rdy)]
     return queue
 
 

@@ -36,10 +36,25 @@ def compile_batched_run(golden, entry: int) -> BatchedRun | None:
     program = golden.program
     if not any(ins.opcode == Opcode.HALT for ins in program[entry:]):
         return None
+    if _embeds_after_argmax(program, entry):
+        return None                    # the interpreter names the rule (docs/isa.md)
     try:
         return BatchedRun(golden, plan_run(program, entry))
     except _PROGRAM_ERRORS:
         return None
+
+
+def _embeds_after_argmax(program, entry: int) -> bool:
+    """Whether the run from ``entry`` has an EMBED after a TMV with ARGMAX (the ISA forbids it:
+    the dataflow core does not order the two)."""
+    argmax = False
+    for instruction in program[entry:]:
+        if instruction.opcode == Opcode.HALT:
+            return False
+        if instruction.opcode == Opcode.EMBED and argmax:
+            return True
+        argmax |= instruction.opcode == Opcode.TMV and bool(instruction.flags & Flag.ARGMAX)
+    return False
 
 
 class BatchedRun:

@@ -41,10 +41,11 @@ from tern_fpga.sim.golden.run_plan import step_instructions
 __all__ = ["DataflowSchedule", "DataflowTiming", "dataflow_schedule", "fused_step", "fusion_plan"]
 
 #: Cycles from a TMV's command to its last values in the vector memory, beyond its weight words:
-#: one TMV alone in ``MatrixPipe`` at P = 256 takes its words plus 23 cycles from the command to
+#: one TMV alone in ``MatrixPipe`` at P = 256 takes its words plus 22 cycles from the command to
 #: its ``done`` (``tests/explore/test_dataflow_schedule.py`` checks this in simulation; 26 before
-#: the pipe's command queue and output FIFOs became first-word-fall-through, 2026-12-07).
-MATRIX_DRAIN = 22
+#: the pipe's command queue and output FIFOs became first-word-fall-through and the queue passed
+#: a command to an idle reader in the cycle it comes, 2026-12-07).
+MATRIX_DRAIN = 21
 #: ``ElementwiseUnit.latency`` (14), its output FIFO (2), a vector-memory read and a write.
 ELEMENTWISE_LATENCY = 18
 
