@@ -20,7 +20,7 @@ import torch
 
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.errors import TernError
-from tern_fpga.contracts.isa import FIELDS, Flag, Instruction, Opcode, encode
+from tern_fpga.contracts.isa import FIELDS, SCALE_REGISTERS, Flag, Instruction, Opcode, encode
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.weight_layout import pack_weight_image
 from tern_fpga.quant.bitlinear import BITLINEAR_NORM_EPS, ternarize
@@ -122,6 +122,10 @@ class _Builder:
         self.constants: list[int] = []
         self.weight_codes: list[np.ndarray] = []
         self.weight_words = 0
+        # Each BitLinear's QUANT takes the next scale register in turn, so that a QUANT need
+        # not wait for the TMVs of the one before it to read theirs (the dataflow core's
+        # scoreboard orders a QUANT after older TMVs of its buffer *or* its register).
+        self.quants = 0
         self.matrices: dict[str, list[int]] = {}
 
     # Memories ---------------------------------------------------------------------------------
@@ -191,11 +195,13 @@ class _Builder:
         address, rows, beats, mean_abs = self.matrix(name)
         constants = self.norm_constants(length, BITLINEAR_NORM_EPS,
                                         mean_abs / self.params.activation_max)
-        self.emit(Opcode.QUANT, name, dst=0, a=source, b=norm_weight, length=length,
+        register = self.quants % SCALE_REGISTERS
+        self.quants += 1
+        self.emit(Opcode.QUANT, name, dst=register, a=source, b=norm_weight, length=length,
                   imm=constants)
         part = rows // len(destinations)
         for index, destination in enumerate(destinations):
-            self.emit(Opcode.TMV, name, dst=destination, a=beats, b=0, length=part,
+            self.emit(Opcode.TMV, name, dst=destination, a=beats, b=register, length=part,
                       imm=address + index * part * beats, flags=flags)
 
     def norm(self, name: str, source: int, destination: int, length: int):
