@@ -29,10 +29,12 @@ from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe, activation_words
 from tern_fpga.hw.dataflow.matrix_reader import MatrixReader
 from tern_fpga.hw.dataflow.quant_results import QuantResults
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
+from tern_fpga.sim.golden.model import GoldenModel
+from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
-__all__ = ["CoreRun", "DataflowCore", "dataflow_core", "run_program"]
+__all__ = ["CoreRun", "DataflowCore", "dataflow_core", "run_program", "step_after_prompt"]
 
 
 @dataclasses.dataclass
@@ -185,3 +187,18 @@ def run_program(golden, program, *, max_segments: int, slots: int = 6,
     if results["cycles"] >= limit:
         raise RuntimeError(f"the core is not idle after {limit} cycles: a deadlock")
     return CoreRun(results["memory"], int(results["token"]), results["cycles"])
+
+
+def step_after_prompt(compiled, prompt, *, max_segments: int) -> tuple[CoreRun, GoldenModel]:
+    """A compiled model's decode step through the core, on the last token of ``prompt`` from the
+    state the tokens before it left (the golden model steps them), and the golden model after
+    the same step, for comparing: the whole vector memory and the token register."""
+    golden = GoldenModel(compiled.params, compiled.sections())
+    for token in prompt[:-1]:
+        golden.step(token)
+    golden.token, golden.token_written = prompt[-1], False      # a new run from here
+    program = step_instructions(compiled)
+    run = run_program(golden, program, max_segments=max_segments)
+    for instruction in program:
+        golden.execute(instruction)
+    return run, golden

@@ -21,7 +21,6 @@ from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
-from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DESIGN_POINTS", "demo_step_shapes", "run"]
@@ -169,17 +168,10 @@ def _schedule_figures(source):
 def _core_figures(compiled, lanes: int, segments: int, source) -> list:
     """The step through the RTL dataflow core (sim/rtl/dataflow_core.py) at ``P = lanes``,
     from the state a three-token prompt left, bit-exact against the golden model."""
-    from tern_fpga.sim.rtl.dataflow_core import run_program  # here: loads Amaranth
+    from tern_fpga.sim.rtl.dataflow_core import step_after_prompt  # here: loads Amaranth
 
     params = compiled.params
-    golden = GoldenModel(params, compiled.sections())
-    for token in (72, 101, 108):
-        golden.step(token)
-    golden.token, golden.token_written = 108, False      # a new run from here
-    program = step_instructions(compiled)
-    run = run_program(golden, program, max_segments=segments)
-    for instruction in program:
-        golden.execute(instruction)
+    run, golden = step_after_prompt(compiled, (72, 101, 108), max_segments=segments)
     if np.any(run.memory != golden.memory) or run.token != golden.token:
         raise AssertionError("the dataflow core's step differs from the golden model's")
     key = f"dataflow.demo_core.p{lanes}_v{params.vector_lanes}"

@@ -20,7 +20,7 @@ from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
-from tern_fpga.sim.rtl.dataflow_core import run_program
+from tern_fpga.sim.rtl.dataflow_core import run_program, step_after_prompt
 
 from support.dataflow_programs import SHORT, D, random_program
 from support.random_model import random_model
@@ -114,18 +114,12 @@ def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
 
 def test_the_micro_models_step_through_the_core_is_the_golden_models():
     """The committed micro checkpoint's decode step (its 29 TMVs, NORMs, QUANTs and
-    element-wise work, the LM head's ARGMAX), from the state three tokens of a prompt left:
+    element-wise work, the LM head's ARGMAX), on a prompt's third token after the first two:
     the whole vector memory and the next token equal the golden model's."""
     compiled = compile_model(load_pretrained(paths.CHECKPOINTS / "micro"), PARAMS)
-    golden = GoldenModel(PARAMS, compiled.sections())
-    for token in (72, 101, 108):
-        golden.step(token)
-    golden.token, golden.token_written = 108, False      # a new run from here
-    program = step_instructions(compiled)
-    run = run_program(golden, program, max_segments=SEGMENTS)
-    for instruction in program:
-        golden.execute(instruction)
+    run, golden = step_after_prompt(compiled, (72, 101, 108), max_segments=SEGMENTS)
     differing = np.flatnonzero(run.memory != golden.memory)
     assert differing.size == 0, f"{differing.size} elements differ, the first at {differing[0]}"
     assert run.token == golden.token
-    assert sum(instruction.opcode == Opcode.TMV for instruction in program) == 29
+    assert sum(instruction.opcode == Opcode.TMV
+               for instruction in step_instructions(compiled)) == 29
