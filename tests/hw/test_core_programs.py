@@ -5,9 +5,9 @@ The whole-model test (``test_core.py``) runs the compiler's programs, which neve
 read the TMV before it, never issue NO_WRITE, and always quantise a whole input. These random
 programs do: QUANTs of two lengths, a TMV's result read by the next instruction through operand
 ``a`` or ``b``, NO_WRITE and ARGMAX TMVs back to back, scale registers 0-3, and the row and norm
-instructions between them. The core runs in Amaranth's own simulator (a few seconds a
-program at the micro preset), loaded through its host memory interface as the protocol engine
-loads it.
+instructions between them (EMBEDs only before the first ARGMAX: ``docs/isa.md``). The core runs
+in Amaranth's own simulator (a few seconds a program at the micro preset), loaded through its
+host memory interface as the protocol engine loads it.
 """
 
 import math
@@ -54,6 +54,7 @@ class _Program:
         self.constants: list[int] = []
         self.quantised = 0           # the last QUANT's length
         self.last_written = None     # (dst, length) of the last TMV that wrote
+        self.argmax = False          # an ARGMAX TMV ran: no EMBED after it (docs/isa.md)
 
     def address(self, length: int) -> int:
         if self.last_written and self.rng.random() < 0.3:     # read the last TMV's result
@@ -94,11 +95,14 @@ class _Program:
                                              imm=word, flags=int(flags)))
         if not flags & Flag.NO_WRITE:
             self.last_written = (dst, rows)
+        self.argmax |= bool(flags & Flag.ARGMAX)
 
     def other(self):
         length = 2 * self.rng.randrange(1, FEATURES // 2 + 1)
         kind = self.rng.choice([Opcode.ADD, Opcode.NORM, Opcode.ZERO, Opcode.SIGMOID,
                                 Opcode.EMBED])
+        if kind == Opcode.EMBED and self.argmax:
+            kind = Opcode.ZERO
         a, b = self.address(length), self.address(length)
         if kind == Opcode.ADD:
             ins = Instruction(kind, dst=self.destination(length, a, b), a=a, b=b, length=length)
