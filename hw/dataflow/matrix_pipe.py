@@ -36,7 +36,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.hw.dataflow.pipeline import delay, register
+from tern_fpga.hw.dataflow.pipeline import bypass, delay, register
 from tern_fpga.hw.dataflow.row_sum_scaler import RowSumScaler
 from tern_fpga.hw.dataflow.segmented_matvec import SegmentedMatVec
 from tern_fpga.hw.dataflow.segmented_matvec import command_layout as matvec_command_layout
@@ -146,7 +146,7 @@ class MatrixPipe(wiring.Component):
         m.submodules.matvec = matvec = SegmentedMatVec(params, max_segments=segments)
         m.submodules.scaler = scaler = RowSumScaler(params, max_segments=segments)
         queue = _Queue(m, "queue", command_layout(params, segments), QUEUE_DEPTH,
-                       buffered=False, bypass=True)
+                       buffered=False, bypassed=True)
         # The matrix unit takes the next command with the current one's last beat, which
         # leaves the reader a cycle later: the commands wait in a queue of their own.
         matvec_commands = _Queue(m, "matvec_commands", matvec.command.payload.shape(), 2,
@@ -340,31 +340,26 @@ class MatrixPipe(wiring.Component):
 
 class _Queue:
     """A :class:`~amaranth.lib.fifo.SyncFIFOBuffered` (or, unbuffered, a
-    :class:`~amaranth.lib.fifo.SyncFIFO`, whose entries show a cycle sooner; with ``bypass``, an
-    entry put into an empty queue shows in the same cycle) seen through a layout: ``input``
-    and ``put``/``ready`` on the write side, ``payload`` and ``valid``/``take`` on the read
-    side."""
+    :class:`~amaranth.lib.fifo.SyncFIFO`, whose entries show a cycle sooner; ``bypassed``, with
+    :func:`~.pipeline.bypass`: an entry put into an empty queue shows in the same cycle) seen
+    through a layout: ``input`` and ``put``/``ready`` on the write side, ``payload`` and
+    ``valid``/``take`` on the read side."""
 
-    def __init__(self, m, name, layout, depth, *, buffered=True, bypass=False):
+    def __init__(self, m, name, layout, depth, *, buffered=True, bypassed=False):
         layout = data.Layout.cast(layout)
         kind = fifo.SyncFIFOBuffered if buffered else fifo.SyncFIFO
         m.submodules[name] = self.fifo = kind(width=layout.size, depth=depth)
         self.input = Signal(layout, name=f"{name}_input")
         self.put, self.take = Signal(name=f"{name}_put"), Signal(name=f"{name}_take")
         self.ready = self.fifo.w_rdy
-        m.d.comb += self.fifo.w_data.eq(self.input)
-        if not bypass:
+        if not bypassed:
             self.payload = data.View(layout, self.fifo.r_data)
             self.valid = self.fifo.r_rdy
-            m.d.comb += [self.fifo.w_en.eq(self.put), self.fifo.r_en.eq(self.take)]
+            m.d.comb += [self.fifo.w_data.eq(self.input), self.fifo.w_en.eq(self.put),
+                         self.fifo.r_en.eq(self.take)]
             return
-        # An entry put while the queue is empty is offered at once, and stored only if it is
-        # not taken in that cycle.
-        empty = ~self.fifo.r_rdy
-        self.payload = data.View(layout, Mux(empty, self.input.as_value(), self.fifo.r_data))
-        self.valid = self.fifo.r_rdy | self.put
-        m.d.comb += [self.fifo.w_en.eq(self.put & ~(empty & self.take)),
-                     self.fifo.r_en.eq(self.take & self.fifo.r_rdy)]
+        self.valid, payload = bypass(m, self.fifo, self.put, self.input.as_value(), self.take)
+        self.payload = data.View(layout, payload)
 
     def connect_input(self, m, port):
         """The queue's input from the component's ``In`` stream ``port``."""

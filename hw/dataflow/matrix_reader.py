@@ -27,8 +27,6 @@ The matrix pipe's ``done`` beats come back in order; those of TMVs with ARGMAX s
 
 from __future__ import annotations
 
-import types
-
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -104,15 +102,13 @@ class MatrixReader(wiring.Component):
         # its start needs only a choice and a product.
         entry = data.StructLayout({"instruction": instruction_layout(p), "buffer": 1,
                                    "groups": data.ArrayLayout(groups_shape, choices)})
-        joined = types.SimpleNamespace(
-            payload=Signal(entry, name="queued"), valid=self.instruction.valid,
-            ready=self.instruction.ready)
+        queued = Signal(entry, name="queued")
         rows = self.instruction.payload.length
-        m.d.comb += [joined.payload.instruction.eq(self.instruction.payload),
-                     joined.payload.buffer.eq(self.buffer),
-                     *(joined.payload.groups[log2].eq((rows + (1 << log2) - 1) >> log2)
+        m.d.comb += [queued.instruction.eq(self.instruction.payload),
+                     queued.buffer.eq(self.buffer),
+                     *(queued.groups[log2].eq((rows + (1 << log2) - 1) >> log2)
                        for log2 in range(choices))]
-        queue = InstructionQueue(m, joined, entry, self._queue)
+        queue = InstructionQueue(m, self.instruction, entry, self._queue, entry=queued)
         head = queue.payload.instruction
 
         # The start: the command register from the head, its buffer's layout and its scale.

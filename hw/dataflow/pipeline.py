@@ -7,8 +7,8 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal
 from amaranth.lib import data, fifo
 
-__all__ = ["OPERAND_BEATS", "CommandBeats", "CreditedOutput", "InstructionQueue", "delay",
-           "operand_fifo", "read_ports", "register"]
+__all__ = ["OPERAND_BEATS", "CommandBeats", "CreditedOutput", "InstructionQueue", "bypass",
+           "delay", "operand_fifo", "read_ports", "register"]
 
 #: Operand beats a reader's FIFO holds (a read in flight counts against it).
 OPERAND_BEATS = 4
@@ -35,33 +35,41 @@ def read_ports(component, names, ports) -> list:
     return statements
 
 
+def bypass(m, queue, put, data, take):
+    """``queue`` (a :class:`~amaranth.lib.fifo.SyncFIFO`) with a bypass: an entry ``data`` put
+    (``put``) while the queue is empty is offered in the same cycle and stored only if it is not
+    taken (``take``) then. Returns the read side's ``(valid, payload)``."""
+    empty = ~queue.r_rdy
+    m.d.comb += [queue.w_en.eq(put & ~(empty & take)), queue.w_data.eq(data),
+                 queue.r_en.eq(take & queue.r_rdy)]
+    return queue.r_rdy | put, Mux(empty, data, queue.r_data)
+
+
 def operand_fifo(m, name: str, width: int, push, data, port):
     """A FIFO of :data:`OPERAND_BEATS` operand beats between a memory's read ``data`` (taken
-    when ``push``: the cycle after the read's enable) and the ``Out`` stream ``port``. A beat
-    that finds the FIFO empty is offered at once (the memory's data on ``port``) and goes into
-    the FIFO only if it is not taken, so a unit that waits for its operands gets them the cycle
-    the memory gives them."""
+    when ``push``: the cycle after the read's enable) and the ``Out`` stream ``port``, with a
+    :func:`bypass`: a unit that waits for its operands gets them the cycle the memory gives
+    them."""
     m.submodules[name] = queue = fifo.SyncFIFO(width=width, depth=OPERAND_BEATS)
-    passing = push & ~queue.r_rdy
-    m.d.comb += [queue.w_en.eq(push & ~(passing & port.ready)), queue.w_data.eq(data),
-                 port.valid.eq(queue.r_rdy | push),
-                 port.payload.eq(Mux(queue.r_rdy, queue.r_data, data)),
-                 queue.r_en.eq(port.ready & queue.r_rdy)]
+    valid, payload = bypass(m, queue, push, data, port.ready)
+    m.d.comb += [port.valid.eq(valid), port.payload.eq(payload)]
     return queue
 
 
 class InstructionQueue:
     """A FIFO of ``depth`` instructions (``layout``) behind the ``In`` stream ``port``, so that
     the scoreboard may issue a unit's next instructions while the unit works on one: the queue's
-    head is :attr:`payload` (valid while :attr:`valid`), and :meth:`take` pops it."""
+    head is :attr:`payload` (valid while :attr:`valid`), and :meth:`take` pops it. ``entry``:
+    what is queued of each (a ``layout`` value; by default ``port``'s payload)."""
 
-    def __init__(self, m, port, layout, depth: int, *, name: str = "instructions"):
+    def __init__(self, m, port, layout, depth: int, *, name: str = "instructions",
+                 entry=None):
         if depth < 1:
             raise ValueError(f"an instruction queue needs at least 1 entry, not {depth}")
         m.submodules[name] = self._fifo = queue = fifo.SyncFIFOBuffered(
             width=Shape.cast(layout).width, depth=depth)
-        m.d.comb += [queue.w_data.eq(port.payload), queue.w_en.eq(port.valid),
-                     port.ready.eq(queue.w_rdy)]
+        m.d.comb += [queue.w_data.eq(port.payload if entry is None else entry),
+                     queue.w_en.eq(port.valid), port.ready.eq(queue.w_rdy)]
         self.payload = data.View(layout, queue.r_data)
         self.valid = queue.r_rdy
 

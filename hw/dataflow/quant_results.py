@@ -8,10 +8,11 @@ side must know of both when a TMV starts.
   :class:`~tern_fpga.hw.dataflow.activation_writer.ActivationWriter`, whose write port is the
   activation memory's;
 - ``values`` (the norm unit's QUANT beats, passed on by its result writer) go into the writer, one
-  a cycle; **a command's last beat is taken only once its output scale is in its register**,
-  so the cycle after a beat is taken its write is on the buffer's port, and the core counts
-  that as the norm unit's ``write`` for the scoreboard: a QUANT's last write then means that its
-  buffer *and* its scale register are filled, which is what a TMV's start waits for;
+  a cycle; **a command's last beat is taken only once its output scale is in its register**.
+  The core counts a beat as the norm unit's ``write`` for the scoreboard as it is taken (its
+  write is on the buffer's port the cycle after, before any TMV may read it), so a QUANT's last
+  write means that its buffer *and* its scale register are filled, which is what a TMV's start
+  waits for;
 - ``scale`` (the norm unit's output scales, in QUANT order) go into ``scales[r]``, ``r`` from
   ``scale_register`` (the norm reader's, one a QUANT as it is taken, queued here: the scale comes
   some 50 cycles later and the reader should not wait for it);

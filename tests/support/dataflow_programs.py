@@ -1,6 +1,7 @@
 """Random programs for the dataflow core's tests (the vector slice, the whole core), over the
 compiler's kind of regions (``docs/isa.md``: every two vector ranges are the same words or share
-none), on ``micro``-sized vectors, and the run that checks one against the golden model."""
+none), on ``micro``-sized vectors (``sim/rtl/dataflow_core.run_program`` runs one through the
+core)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.sim.golden.run_plan import step_instructions
 
 D = 64                 # the model's width: NORM's and QUANT's long length, EMBED's row
 SHORT = 16             # a QUANT's short length (a TMV then reads several rows a word)
@@ -40,6 +42,13 @@ class Regions:
         return D if first in self.big else SHORT if first in self.medium else 2 * self.lanes
 
 
+def compiled_norms(compiled) -> list:
+    """A compiled model's step's NORMs and QUANTs of length ``D`` (their weights and constants
+    are what :func:`random_program` reuses)."""
+    return [instruction for instruction in step_instructions(compiled)
+            if instruction.opcode in (Opcode.NORM, Opcode.QUANT) and instruction.length == D]
+
+
 def _length(rng, elements: int, lanes: int) -> int:
     """A length that covers the same words as a region of ``elements``."""
     words = elements // lanes
@@ -49,7 +58,7 @@ def _length(rng, elements: int, lanes: int) -> int:
 def random_program(rng, params: AcceleratorParameters, count: int, norms, *,
                    tmv: float = 0.0):
     """``count`` instructions: NORM and QUANT (the opcode, ``b`` and ``imm`` of one of
-    ``norms``, a compiled model's, of length ``D``; a QUANT may take ``SHORT``), element-wise
+    ``norms``, :func:`compiled_norms`; a QUANT may take ``SHORT``), element-wise
     work, and with probability ``tmv`` a TMV of the latest QUANT's activations (after the
     first QUANT; its scale register one that a QUANT wrote; ARGMAX and NO_WRITE at times, no
     EMBED after the first ARGMAX). Returns the program and each TMV's matrix (by ``imm``,

@@ -22,7 +22,7 @@ from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.rtl.dataflow_core import run_program, step_after_prompt
 
-from support.dataflow_programs import SHORT, D, random_program
+from support.dataflow_programs import SHORT, D, compiled_norms, random_program
 from support.random_model import random_model
 
 PARAMS = PRESETS["micro"]
@@ -64,16 +64,11 @@ def _run(rng, compiled, program, matrices):
     return run.cycles
 
 
-def _norms(compiled):
-    return [instruction for instruction in step_instructions(compiled)
-            if instruction.opcode in (Opcode.NORM, Opcode.QUANT) and instruction.length == D]
-
-
 @pytest.mark.parametrize("seed", range(2))
 def test_random_programs_with_tmvs_leave_the_golden_models_memory(seed):
     rng = random.Random(f"dataflow-core{seed}")
     compiled = compile_model(random_model(3, layers=1), PARAMS)
-    program, matrices = random_program(rng, PARAMS, 40, _norms(compiled), tmv=0.25)
+    program, matrices = random_program(rng, PARAMS, 40, compiled_norms(compiled), tmv=0.25)
     _run(rng, compiled, program, matrices)
     kinds = [instruction.opcode for instruction in program]
     assert kinds.count(Opcode.TMV) >= 6 and kinds.count(Opcode.QUANT) >= 3
@@ -85,7 +80,7 @@ def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
     TMVs' hand-over to the pipe, which comes hundreds of cycles sooner."""
     rng = random.Random("dataflow-core-release")
     compiled = compile_model(random_model(3, layers=1), PARAMS)
-    quant = next(norm for norm in _norms(compiled) if norm.opcode == Opcode.QUANT)
+    quant = next(norm for norm in compiled_norms(compiled) if norm.opcode == Opcode.QUANT)
     lanes, words = PARAMS.ternary_lanes, 0
     program, matrices = [], {}
 

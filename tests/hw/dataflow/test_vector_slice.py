@@ -18,12 +18,11 @@ from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
-from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.golden.vector_writes import arbitrated_memory
 from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
-from support.dataflow_programs import D, random_program
+from support.dataflow_programs import D, compiled_norms, random_program
 from support.memory_ports import read_back
 from support.random_model import random_model
 
@@ -42,9 +41,7 @@ def _values(word: int) -> list[int]:
 def test_random_programs_leave_the_golden_models_memory(seed):
     rng = random.Random(f"vector-slice{seed}")
     compiled = compile_model(random_model(3, layers=1), PARAMS)
-    norms = [instruction for instruction in step_instructions(compiled)
-             if instruction.opcode in (Opcode.NORM, Opcode.QUANT) and instruction.length == D]
-    program, _ = random_program(rng, PARAMS, 36, norms)
+    program, _ = random_program(rng, PARAMS, 36, compiled_norms(compiled))
     golden = GoldenModel(PARAMS, compiled.sections())
     work = PARAMS.vector_work_words
     # Activations of the magnitudes a model's have (Q16.16), some larger.
