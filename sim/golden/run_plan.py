@@ -25,7 +25,8 @@ import numpy as np
 
 from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 
-__all__ = ["Group", "RunPlan", "memory_ranges", "plan_run", "step_instructions", "vector_regions"]
+__all__ = ["Group", "RunPlan", "memory_ranges", "plan_run", "run_instructions", "step_instructions",
+           "vector_regions"]
 
 _READS_A = {Opcode.NORM, Opcode.QUANT, Opcode.SIGMOID, Opcode.SILU, Opcode.MUL, Opcode.ADD,
             Opcode.SUB, Opcode.ONE_MINUS}
@@ -77,11 +78,23 @@ def step_instructions(compiled) -> list[Instruction]:
     ValueError
         If no HALT follows the entry.
     """
-    program = compiled.program[compiled.entry_points["step"]:]
-    for index, instruction in enumerate(program):
-        if instruction.opcode == Opcode.HALT:
-            return list(program[:index])
-    raise ValueError("the program's step has no HALT")
+    return run_instructions(compiled.program, compiled.entry_points["step"])
+
+
+def run_instructions(program: list[Instruction], entry: int) -> list[Instruction]:
+    """The instructions a run of ``program`` from ``entry`` executes: those up to its first
+    HALT (the dataflow core's sequencer issues exactly these, ``hw/dataflow/sequencer.py``).
+
+    Raises
+    ------
+    ValueError
+        If no HALT follows ``entry``.
+    """
+    for index in range(entry, len(program)):
+        if program[index].opcode == Opcode.HALT:
+            return list(program[entry:index])
+    raise ValueError(f"no HALT follows entry {entry}: the run would not end; end the program "
+                     f"with a HALT")
 
 
 def memory_ranges(ins: Instruction) -> tuple[list[range], list[range]]:

@@ -8,8 +8,9 @@ the segmented layout (:func:`tern_fpga.contracts.segmented_layout.segment_progra
 activation memory (two buffers), writes through the arbiter's source 0 and pulses the
 scoreboard's ``release``; the norm unit's QUANT results go into
 :class:`~tern_fpga.hw.dataflow.quant_results.QuantResults` (the activation writer and the scale
-registers). What is not here yet: the weight memory's DRAM backend, the host link, the program
-memory and its sequencer (the testbench feeds the instructions).
+registers). :class:`~tern_fpga.hw.dataflow.sequencer.Sequencer` holds the program and issues a
+run's instructions into the scoreboard. What is not here yet: the weight memory's DRAM
+backend and the host link (the host's writes into the other memories).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
+from tern_fpga.contracts.isa import Instruction, Opcode, encode
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.segmented_layout import segment_program
 from tern_fpga.contracts.weight_layout import weight_word_to_int
@@ -29,47 +32,50 @@ from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe, activation_words
 from tern_fpga.hw.dataflow.matrix_reader import MatrixReader
 from tern_fpga.hw.dataflow.quant_results import QuantResults
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
+from tern_fpga.hw.dataflow.sequencer import Sequencer, program_values
 from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
-__all__ = ["CoreRun", "DataflowCore", "dataflow_core", "run_program", "step_after_prompt"]
+__all__ = ["CoreComponent", "CoreRun", "DataflowCore", "dataflow_core", "run_program",
+           "step_after_prompt"]
 
 
 @dataclasses.dataclass
 class DataflowCore:
-    """The core's top module and what a testbench drives or watches: ``scoreboard`` (its
-    ``instruction`` stream and ``idle``), ``read`` (a vector-memory read port, for reading it
-    back), ``matrix_reader`` (``token``, ``set_token``), ``pipe`` and ``quant`` (``scales``)."""
+    """The core's top module and what a testbench drives or watches: ``sequencer`` (its
+    ``run`` and ``done`` streams, its program memory's write port and counters), ``scoreboard``,
+    ``read`` (a vector-memory read port, for reading it back), ``matrix_reader`` (``token``),
+    ``pipe`` and ``quant`` (``scales``)."""
 
     top: Module
+    sequencer: Sequencer
     scoreboard: Scoreboard
     read: object
     matrix_reader: MatrixReader
     pipe: MatrixPipe
     quant: QuantResults
 
-    @property
-    def busy(self):
-        """High while anything but the scoreboard still works (the scoreboard's ``idle`` says
-        that every instruction has written its last result)."""
-        return self.pipe.busy | self.quant.busy
-
-
 def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constants, weights,
-                  slots: int = 6, max_segments: int = 4) -> DataflowCore:
-    """The core with the vector, embedding and constants memories as :func:`vector_slice`'s
-    and the weight memory holding ``weights`` (segmented words, ``[words, ceil(2P / 64)]``
-    uint64, as :func:`~tern_fpga.contracts.segmented_layout.segment_program` returns them).
-    The token register starts at 0; the testbench sets it through ``matrix_reader.set_token``.
+                  program=(), slots: int = 6, max_segments: int = 4,
+                  target=None) -> DataflowCore:
+    """The core with the vector, embedding and constants memories as :func:`vector_slice`'s,
+    the weight memory holding ``weights`` (segmented words, ``[words, ceil(2P / 64)]``
+    uint64, as :func:`~tern_fpga.contracts.segmented_layout.segment_program` returns them) and
+    the program memory ``program`` (instructions in the segmented layout's form, each run
+    ending with a HALT). A ``run`` beat into ``sequencer`` sets the token register and runs
+    the program from its entry until the core is idle after the HALT.
+    ``target`` is the multipliers' (:func:`~tern_fpga.sim.rtl.vector_slice.vector_slice`).
     """
     matrix_reader = MatrixReader(params, max_segments=max_segments)
     lanes = params.ternary_lanes
     vector_side = vector_slice(params, vector=vector, embeddings=embeddings,
                                constants=constants, token=matrix_reader.token, slots=slots,
-                               max_segments=max_segments)
+                               max_segments=max_segments, target=target)
     top, scoreboard = vector_side.top, vector_side.scoreboard
+    top.submodules.sequencer = sequencer = Sequencer(
+        params, init=program_values(encode(list(program))) if len(program) else ())
     top.submodules.matrix_reader = matrix_reader
     top.submodules.pipe = pipe = MatrixPipe(params, max_segments=max_segments)
     top.submodules.quant = quant = QuantResults(params, max_segments=max_segments)
@@ -99,21 +105,56 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
         activation_write.addr.eq(quant.write_addr), activation_write.data.eq(quant.write_data),
         activation_write.en.eq(quant.write_en),
     ]
-    for source, sink in ((matrix_reader.command, pipe.command), (pipe.done, matrix_reader.done),
+    top.d.comb += [sequencer.token.eq(matrix_reader.token),
+                   sequencer.idle.eq(scoreboard.idle & ~pipe.busy & ~quant.busy)]
+    for source, sink in ((sequencer.instruction, scoreboard.instruction),
+                         (sequencer.set_token, matrix_reader.set_token),
+                         (matrix_reader.command, pipe.command), (pipe.done, matrix_reader.done),
                          (pipe.write, vector_side.arbiter.source[0]),
                          (vector_side.activation, quant.command),
                          (vector_side.quant_values, quant.values),
                          (vector_side.quant_scale, quant.scale),
                          (vector_side.scale_register, quant.scale_register)):
         wiring.connect(top, source, sink)
-    return DataflowCore(top, scoreboard, vector_side.read, matrix_reader, pipe, quant)
+    return DataflowCore(top, sequencer, scoreboard, vector_side.read, matrix_reader, pipe, quant)
+
+
+class CoreComponent(wiring.Component):
+    """The core of :func:`dataflow_core` as a component, for synthesis (its Fmax and size):
+    its memories filled as that function's arguments say; the sequencer's ports (``run``,
+    ``done``, the program writes, ``busy`` and the counters) and a vector-memory read port
+    (``read_addr``, ``read_en``, ``read_data``) as its own."""
+
+    def __init__(self, params: AcceleratorParameters, **contents):
+        self._design = design = dataflow_core(params, **contents)
+        sequencer = design.sequencer
+        members = {name: member for name, member in sequencer.signature.members.items()
+                   if name in ("run", "done", "write_address", "write_data", "write_en", "busy",
+                               "cycles", "instructions")}
+        super().__init__({**members, "read_addr": In(len(design.read.addr)), "read_en": In(1),
+                          "read_data": Out(len(design.read.data))})
+
+    def elaborate(self, platform):
+        design = self._design
+        m = Module()
+        m.submodules.core = design.top
+        wiring.connect(m, wiring.flipped(self.run), design.sequencer.run)
+        wiring.connect(m, wiring.flipped(self.done), design.sequencer.done)
+        m.d.comb += [design.sequencer.write_address.eq(self.write_address),
+                     design.sequencer.write_data.eq(self.write_data),
+                     design.sequencer.write_en.eq(self.write_en),
+                     self.busy.eq(design.sequencer.busy), self.cycles.eq(design.sequencer.cycles),
+                     self.instructions.eq(design.sequencer.instructions),
+                     design.read.addr.eq(self.read_addr), design.read.en.eq(self.read_en),
+                     self.read_data.eq(design.read.data)]
+        return m
 
 
 @dataclasses.dataclass
 class CoreRun:
     """What a program left: ``memory`` (the vector memory, an element a value), ``token``
-    (the token register) and ``cycles`` (from the first instruction offered until the core is
-    idle: every result written)."""
+    (the token register) and ``cycles`` (the sequencer's count: from the ``run`` beat until
+    the ``done`` beat, every result written)."""
 
     memory: np.ndarray
     token: int
@@ -122,16 +163,18 @@ class CoreRun:
 
 def run_program(golden, program, *, max_segments: int, slots: int = 6,
                 limit: int = 100_000) -> CoreRun:
-    """``program`` through the core from ``golden``'s state (a
-    :class:`~tern_fpga.sim.golden.model.GoldenModel` before it runs ``program``: its vector
+    """``program`` (a run's instructions, no HALT) through the core from ``golden``'s state
+    (a :class:`~tern_fpga.sim.golden.model.GoldenModel` before it runs ``program``: its vector
     memory, embeddings, constants and token; its weights, in the plain layout, go into the
-    segmented one with :func:`~tern_fpga.contracts.segmented_layout.segment_program`), one
-    instruction offered a cycle as the scoreboard takes them.
+    segmented one with :func:`~tern_fpga.contracts.segmented_layout.segment_program`): the
+    program and a HALT in the program memory, one ``run`` beat from entry 0 with the golden
+    model's token, until ``done``. ``cycles`` is the sequencer's count, from the ``run`` beat to
+    the ``done`` beat.
 
     Raises
     ------
     RuntimeError
-        If the core is not idle after ``limit`` cycles (a deadlock).
+        If no ``done`` comes within ``limit`` cycles (a deadlock).
     """
     params = golden.params
     lanes, words = params.vector_lanes, params.vector_memory_words // params.vector_lanes
@@ -142,35 +185,27 @@ def run_program(golden, program, *, max_segments: int, slots: int = 6,
 
     segmented, weights = segment_program(program, matrix, params, max_segments)
     design = dataflow_core(params, vector=golden.memory.copy(), embeddings=golden.embeddings,
-                           constants=golden.constants, weights=weights, slots=slots,
+                           constants=golden.constants, weights=weights,
+                           program=[*segmented, Instruction(opcode=Opcode.HALT)], slots=slots,
                            max_segments=max_segments)
-    scoreboard, reader = design.scoreboard, design.matrix_reader
+    sequencer = design.sequencer
     results = {}
 
     async def run(ctx):
-        ctx.set(reader.set_token.payload, golden.token)
-        ctx.set(reader.set_token.valid, 1)
-        await ctx.tick()
-        ctx.set(reader.set_token.valid, 0)
-        cycles = 0
-        for instruction in segmented:
-            ctx.set(scoreboard.instruction.payload, {
-                "opcode": instruction.opcode, "dst": instruction.dst, "a": instruction.a,
-                "b": instruction.b, "length": instruction.length, "imm": instruction.imm,
-                "flags": int(instruction.flags)})
-            ctx.set(scoreboard.instruction.valid, 1)
-            while cycles < limit:
-                cycles += 1
-                _, _, ready = await ctx.tick().sample(scoreboard.instruction.ready)
-                if ready:
-                    break
-        ctx.set(scoreboard.instruction.valid, 0)
-        while cycles < limit and not (ctx.get(scoreboard.idle) and not ctx.get(design.busy)):
-            await ctx.tick()
-            cycles += 1
-        results["cycles"] = cycles
-        if cycles >= limit:
+        ctx.set(sequencer.run.payload, {"entry": 0, "token": golden.token})
+        ctx.set(sequencer.run.valid, 1)
+        await ctx.tick().until(sequencer.run.ready)
+        ctx.set(sequencer.run.valid, 0)
+        ctx.set(sequencer.done.ready, 1)
+        for _ in range(limit):
+            _, _, done, token = await ctx.tick().sample(sequencer.done.valid,
+                                                        sequencer.done.payload)
+            if done:
+                break
+        else:
             return
+        ctx.set(sequencer.done.ready, 0)
+        results["cycles"], results["token"] = ctx.get(sequencer.cycles), token
         memory = []
         for address in range(words):
             ctx.set(design.read.addr, address)
@@ -178,14 +213,13 @@ def run_program(golden, program, *, max_segments: int, slots: int = 6,
             await ctx.tick()
             memory += unpack_lanes(ctx.get(design.read.data), params.vector_bits, lanes)
         results["memory"] = np.array(memory, dtype=np.int64)
-        results["token"] = ctx.get(reader.token)
 
     simulator = Simulator(design.top)
     simulator.add_clock(1e-8)
     simulator.add_testbench(run)
     simulator.run()
-    if results["cycles"] >= limit:
-        raise RuntimeError(f"the core is not idle after {limit} cycles: a deadlock")
+    if "cycles" not in results:
+        raise RuntimeError(f"the core sent no done within {limit} cycles: a deadlock")
     return CoreRun(results["memory"], int(results["token"]), results["cycles"])
 
 

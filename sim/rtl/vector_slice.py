@@ -61,18 +61,19 @@ def _words(values, lanes: int, bits: int) -> list[int]:
 
 
 def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants, token,
-                 slots: int = 6, max_segments: int = 4) -> VectorSlice:
+                 slots: int = 6, max_segments: int = 4, target=None) -> VectorSlice:
     """The slice with the vector memory holding ``vector`` (one value an element), the
     embedding memory ``embeddings`` (rows of a whole number of words), the constants memory
-    ``constants`` and the token register ``token`` (an int, or the core's register)."""
+    ``constants`` and the token register ``token`` (an int, or the core's register);
+    ``target`` is the units' multipliers' (``None``: fabric, ``"ecp5"``: ``MULT18X18D``)."""
     lanes, bits = params.vector_lanes, params.vector_bits
     top = Module()
     top.submodules.scoreboard = scoreboard = Scoreboard(params, slots=slots)
     top.submodules.elementwise_reader = ew_reader = ElementwiseReader(params)
-    top.submodules.elementwise = ew_unit = ElementwiseUnit(params)
+    top.submodules.elementwise = ew_unit = ElementwiseUnit(params, target=target)
     top.submodules.elementwise_writer = ew_writer = ResultWriter(params, commands=16)
     top.submodules.norm_reader = norm_reader = NormReader(params, max_segments=max_segments)
-    top.submodules.norm = norm_unit = NormUnit(params)
+    top.submodules.norm = norm_unit = NormUnit(params, target=target)
     top.submodules.norm_writer = norm_writer = ResultWriter(params, commands=8)
     top.submodules.arbiter = arbiter = WriteArbiter(params, sources=3)
     work = params.vector_work_words // lanes

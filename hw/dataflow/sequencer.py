@@ -1,0 +1,144 @@
+"""The dataflow core's sequencer: the program memory, and one run of the program from an entry
+to its ``HALT`` issued into the scoreboard an instruction a cycle (``docs/dataflow.md``).
+
+A ``run`` beat (:data:`~tern_fpga.hw.core_interface.run_layout`: ``entry``, ``token``) sets the
+token register (``set_token``) and starts issuing at ``entry``; the instruction at the read
+port's output is offered to the scoreboard while it is not ``HALT``, and the next one is read
+as it is taken, so a scoreboard that takes one a cycle gets one a cycle. At ``HALT`` the
+sequencer waits for the core to be ``idle`` (every result written), then sends ``done`` with
+the token register. ``cycles`` and ``instructions`` count as
+:class:`~tern_fpga.hw.core_interface.CoreInterface` says, and ``busy`` is high from the ``run``
+transfer to the ``done`` transfer.
+
+The host writes the program a 32-bit word at a time (``write_address`` in 32-bit words, as the
+protocol's ``PROGRAM`` space addresses it: an instruction is four words, lowest bits first).
+The golden function is :func:`tern_fpga.sim.golden.run_plan.run_instructions`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from tern_fpga.contracts.isa import FIELDS, WORDS_PER_INSTRUCTION, Opcode
+from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.hw.core_interface import (
+    CYCLE_COUNTER_BITS,
+    INSTRUCTION_COUNTER_BITS,
+    TOKEN_BITS,
+    run_layout,
+)
+from tern_fpga.hw.dataflow.scoreboard import instruction_layout
+
+__all__ = ["Sequencer", "program_values"]
+
+INSTRUCTION_BITS = 32 * WORDS_PER_INSTRUCTION
+
+
+def program_values(words) -> list[int]:
+    """Program words (``uint32``, four an instruction, as :func:`~tern_fpga.contracts.isa.encode`
+    gives them) as the program memory's 128-bit values."""
+    rows = np.asarray(words, dtype=np.uint32).reshape(-1, WORDS_PER_INSTRUCTION)
+    return [sum(int(word) << (32 * index) for index, word in enumerate(row)) for row in rows]
+
+
+class Sequencer(wiring.Component):
+    """The program memory and the run of a program (module docstring).
+
+    Parameters
+    ----------
+    params : AcceleratorParameters
+        ``program_words`` instructions of memory.
+    init : sequence of int, optional
+        The program memory's first instructions (128-bit values: :func:`program_values`), for simulation; the host writes it otherwise.
+
+    Members
+    -------
+    run : ``In(stream.Signature(run_layout))``
+    done : ``Out(stream.Signature(TOKEN_BITS))``
+    instruction : ``Out(stream.Signature(instruction_layout(params)))``, to the scoreboard
+    set_token : ``Out(stream.Signature(range(params.embedding_memory_words)))``
+    token : ``In(range(params.embedding_memory_words))``, the token register
+    idle : ``In(1)``, the core has nothing in flight
+    write_address, write_data, write_en : ``In``, the host's 32-bit program writes
+    busy : ``Out(1)``; cycles, instructions : ``Out`` (counters since reset)
+    """
+
+    def __init__(self, params: AcceleratorParameters, *, init=()):
+        if not isinstance(params, AcceleratorParameters):
+            raise TypeError(f"params must be an AcceleratorParameters, not {params!r}")
+        if len(init) > params.program_words:
+            raise ValueError(f"{len(init)} instructions do not fit the preset's program "
+                             f"memory of {params.program_words}; use a larger preset")
+        self._params, self._init = params, list(init)
+        tokens = range(params.embedding_memory_words)
+        super().__init__({
+            "run": In(stream.Signature(run_layout)),
+            "done": Out(stream.Signature(TOKEN_BITS)),
+            "instruction": Out(stream.Signature(instruction_layout(params))),
+            "set_token": Out(stream.Signature(tokens)),
+            "token": In(tokens),
+            "idle": In(1),
+            "write_address": In(range(WORDS_PER_INSTRUCTION * params.program_words)),
+            "write_data": In(32),
+            "write_en": In(1),
+            "busy": Out(1),
+            "cycles": Out(CYCLE_COUNTER_BITS),
+            "instructions": Out(INSTRUCTION_COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        params = self._params
+        m = Module()
+        m.submodules.program = program = Memory(
+            shape=unsigned(INSTRUCTION_BITS), depth=params.program_words, init=self._init)
+        read = program.read_port()
+        write = program.write_port(granularity=32)
+        m.d.comb += [
+            write.addr.eq(self.write_address[2:]),
+            write.data.eq(self.write_data.replicate(WORDS_PER_INSTRUCTION)),
+            write.en.eq(self.write_en << self.write_address[:2]),
+        ]
+
+        word = read.data
+        fields = {name: word[low:low + width] for name, (low, width) in FIELDS.items()}
+        halt = fields["opcode"] == Opcode.HALT
+        m.d.comb += [self.instruction.payload[name].eq(value) for name, value in fields.items()]
+
+        pc = Signal(range(params.program_words))
+        taken = self.instruction.valid & self.instruction.ready
+        # The read port's ``en`` resets to 1: driven here in every state, the next
+        # instruction is read only as the one shown is taken.
+        m.d.comb += [read.addr.eq(pc + 1), read.en.eq(taken)]
+        with m.If(taken):
+            m.d.sync += [pc.eq(pc + 1), self.instructions.eq(self.instructions + 1)]
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.run.ready.eq(self.set_token.ready),
+                             self.set_token.valid.eq(self.run.valid),
+                             self.set_token.payload.eq(self.run.payload.token),
+                             read.addr.eq(self.run.payload.entry),
+                             read.en.eq(self.run.valid & self.run.ready)]
+                with m.If(self.run.valid & self.run.ready):
+                    m.d.sync += [pc.eq(self.run.payload.entry), self.busy.eq(1)]
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += self.instruction.valid.eq(~halt)
+                # The scoreboard's ``idle`` is low from the cycle after it takes an
+                # instruction, so it already counts the last one when HALT shows.
+                with m.If(halt):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"), m.If(self.idle):
+                m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += [self.done.valid.eq(1), self.done.payload.eq(self.token)]
+                with m.If(self.done.ready):
+                    m.d.sync += self.busy.eq(0)
+                    m.next = "IDLE"
+        return m
