@@ -38,8 +38,8 @@ from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
-__all__ = ["CoreComponent", "CoreRun", "DataflowCore", "dataflow_core", "run_program",
-           "step_after_prompt"]
+__all__ = ["CoreComponent", "CoreRun", "DataflowCore", "core_contents", "dataflow_core",
+           "run_program", "step_after_prompt"]
 
 
 @dataclasses.dataclass
@@ -161,6 +161,22 @@ class CoreRun:
     cycles: int
 
 
+def core_contents(golden, program, max_segments: int) -> dict:
+    """:func:`dataflow_core`'s memories for running ``program`` (a run's instructions, no
+    HALT) from ``golden``'s state: its vector memory, embeddings and constants, its weights in
+    the segmented layout (:func:`~tern_fpga.contracts.segmented_layout.segment_program`) and
+    the segmented program with a HALT."""
+
+    def matrix(instruction):
+        rows, beats = instruction.length, instruction.a
+        return golden.weights[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
+
+    segmented, weights = segment_program(program, matrix, golden.params, max_segments)
+    return {"vector": golden.memory.copy(), "embeddings": golden.embeddings,
+            "constants": golden.constants, "weights": weights,
+            "program": [*segmented, Instruction(opcode=Opcode.HALT)]}
+
+
 def run_program(golden, program, *, max_segments: int, slots: int = 6,
                 limit: int = 100_000) -> CoreRun:
     """``program`` (a run's instructions, no HALT) through the core from ``golden``'s state
@@ -178,15 +194,7 @@ def run_program(golden, program, *, max_segments: int, slots: int = 6,
     """
     params = golden.params
     lanes, words = params.vector_lanes, params.vector_memory_words // params.vector_lanes
-
-    def matrix(instruction):
-        rows, beats = instruction.length, instruction.a
-        return golden.weights[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
-
-    segmented, weights = segment_program(program, matrix, params, max_segments)
-    design = dataflow_core(params, vector=golden.memory.copy(), embeddings=golden.embeddings,
-                           constants=golden.constants, weights=weights,
-                           program=[*segmented, Instruction(opcode=Opcode.HALT)], slots=slots,
+    design = dataflow_core(params, **core_contents(golden, program, max_segments), slots=slots,
                            max_segments=max_segments)
     sequencer = design.sequencer
     results = {}

@@ -21,6 +21,7 @@ from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
+from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DESIGN_POINTS", "demo_step_shapes", "run"]
@@ -193,6 +194,35 @@ SCOREBOARD_SLOTS = 6
 SCOREBOARD_QUEUE = 8
 
 
+#: The weight words the whole core is synthesised with (the demo step needs 2,112 at P = 512:
+#: 145 DP16KD, which beside the other memories' 62 would not route; the board design will hold
+#: them base-3 packed or in DRAM).
+CORE_WEIGHT_WORDS = 1024
+
+
+def _core_component():
+    """The whole dataflow core at :data:`SCOREBOARD_POINT` for synthesis (ECP5 multipliers),
+    its memories filled with the demo checkpoint's step from a three-token prompt, the weight
+    memory cut to :data:`CORE_WEIGHT_WORDS`; None without the checkpoint."""
+    from tern_fpga.explore.bench_core import compile_model  # here: loads torch
+    from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
+    from tern_fpga.sim.rtl.dataflow_core import CoreComponent, core_contents  # here: Amaranth
+
+    folder = paths.CHECKPOINTS / "demo"
+    if not (folder / "config.json").exists():
+        return None
+    lanes, vector = SCOREBOARD_POINT
+    wide = dataclasses.replace(preset("demo"), ternary_lanes=lanes, vector_lanes=vector)
+    compiled = compile_model(load_pretrained(folder), wide)
+    golden = GoldenModel(compiled.params, compiled.sections())
+    for token in (72, 101):
+        golden.step(token)
+    contents = core_contents(golden, step_instructions(compiled), dict(DESIGN_POINTS)[lanes])
+    contents["weights"] = contents["weights"][:CORE_WEIGHT_WORDS]
+    return CoreComponent(compiled.params, **contents, slots=SCOREBOARD_SLOTS,
+                         max_segments=dict(DESIGN_POINTS)[lanes], target="ecp5")
+
+
 def _scoreboard_figures(compiled, timing, schedule, source):
     """The step of ``schedule`` issued through :class:`~tern_fpga.hw.dataflow.scoreboard.
     Scoreboard` to behavioural units of the same timing (sim/rtl/scoreboard_timing.py)."""
@@ -305,13 +335,19 @@ def run(quick: bool = False) -> list:
         "matrix_reader_p512": MatrixReader(_wide(512), max_segments=4),
         "quant_results_p512": QuantResults(_wide(512), max_segments=4),
     }
+    core = _core_component()
+    if core is not None:
+        units["core_p512_v8_ecp5"] = core
     for name, component in units.items():
         result, mapping = _fmax(name, component)
         used = {cell: value["used"] for cell, value in result["utilisation"].items()
                 if value["used"]}
         notes = "alone between flip-flops (RegisteredHarness), constraint 100 MHz, seed 1" + (
             f"; LUTs mapped by {mapping} (ABC9 exits with status 1 on this netlist)"
-            if mapping != "abc9" else "")
+            if mapping != "abc9" else "") + (
+            f"; the whole core (sequencer, scoreboard, readers, units, writers, matrix side, "
+            f"memories with the demo step's contents), weight memory cut to "
+            f"{CORE_WEIGHT_WORDS} words" if name.startswith("core_") else "")
         figures += [
             Figure(f"dataflow.{name}.fmax_mhz", round(result["fmax_mhz"], 1), "MHz",
                    "estimated", source, notes, machine=ECP5_DEVICE),
