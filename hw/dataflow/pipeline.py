@@ -7,8 +7,10 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal
 from amaranth.lib import data, fifo
 
+from tern_fpga.hw.memory_banks import MemoryPort
+
 __all__ = ["OPERAND_BEATS", "CommandBeats", "CreditedOutput", "InstructionQueue", "bypass",
-           "delay", "operand_fifo", "read_ports", "register"]
+           "delay", "operand_fifo", "read_ports", "register", "shared_read_port"]
 
 #: Operand beats a reader's FIFO holds (a read in flight counts against it).
 OPERAND_BEATS = 4
@@ -33,6 +35,18 @@ def read_ports(component, names, ports) -> list:
                        port.en.eq(getattr(component, f"{name}_en")),
                        getattr(component, f"{name}_data").eq(port.data)]
     return statements
+
+
+def shared_read_port(m, port, first: str, second: str) -> tuple[MemoryPort, MemoryPort]:
+    """Two logical read ports on one memory read ``port``: the ``first`` has it in a cycle
+    where its ``en`` is high (it must not read while the second may), the ``second``
+    otherwise; both see its ``data``."""
+    depth, width = 1 << len(port.addr), len(port.data)
+    ports = MemoryPort(first, depth, width), MemoryPort(second, depth, width)
+    m.d.comb += [port.addr.eq(Mux(ports[0].en, ports[0].addr, ports[1].addr)),
+                 port.en.eq(ports[0].en | ports[1].en),
+                 ports[0].data.eq(port.data), ports[1].data.eq(port.data)]
+    return ports
 
 
 def bypass(m, queue, put, data, take):

@@ -29,6 +29,7 @@ from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit
 from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
 from tern_fpga.hw.dataflow.norm_reader import NormReader
 from tern_fpga.hw.dataflow.norm_unit import NormUnit
+from tern_fpga.hw.dataflow.pipeline import shared_read_port
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
 from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
 from tern_fpga.hw.memory_banks import BankedMemory
@@ -79,8 +80,12 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
     work = params.vector_work_words // lanes
     words = params.vector_memory_words // lanes
     memory = BankedMemory(top, "vector", bits * lanes, [work, words - work],
-                          [[0], [0, 1], [0], [0, 1], [0, 1]], granularity=bits,
+                          [[0], [0, 1], [0], [0, 1]], granularity=bits,
                           init=_words(list(vector), lanes, bits))
+    # The host reads through the element-wise reader's second port (it reads only while the
+    # core is idle, CoreInterface's rule): a port of its own would cost a copy of each bank.
+    host_read, operand_b = shared_read_port(top, memory.read[1], "vector_host_read",
+                                             "vector_operand_b")
     rows = [value for row in embeddings for value in row]
     top.submodules.embeddings = embedding_memory = Memory(
         shape=unsigned(lanes * params.embedding_bits), depth=max(1, len(rows) // lanes),
@@ -101,7 +106,7 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
         scoreboard.elementwise.write.eq(arbiter.written[1]),
         scoreboard.norm.write.eq(arbiter.written[2] | quant_written),
         ew_reader.token.eq(token),
-        *ew_reader.read_ports(memory.read[0], memory.read[1], embedding_memory.read_port()),
+        *ew_reader.read_ports(memory.read[0], operand_b, embedding_memory.read_port()),
         *norm_reader.read_ports(memory.read[2], memory.read[3], constant_memory.read_port()),
         memory.write.addr.eq(arbiter.write_addr), memory.write.data.eq(arbiter.write_data),
         memory.write.en.eq(arbiter.write_en),
@@ -119,6 +124,6 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
     top.d.comb += [ew_writer.result.valid.eq(ew_unit.result.valid),
                    ew_writer.result.payload.eq(ew_unit.result.payload.data),
                    ew_unit.result.ready.eq(ew_writer.result.ready)]
-    return VectorSlice(top, scoreboard, arbiter, memory.read[4], norm_writer.passed,
+    return VectorSlice(top, scoreboard, arbiter, host_read, norm_writer.passed,
                        norm_unit.scale, norm_reader.scale_register, norm_reader.activation)
 
