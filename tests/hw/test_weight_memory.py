@@ -6,7 +6,6 @@ docs/sdram.md, "Next step")."""
 import random
 
 import pytest
-from amaranth.sim import Simulator
 
 from tern_fpga.contracts.params import preset
 from tern_fpga.hw.weight_memory import (
@@ -15,6 +14,8 @@ from tern_fpga.hw.weight_memory import (
     weight_word_bits,
 )
 
+from support import simulation
+
 PARAMS = preset("micro")
 LANES = weight_word_bits(PARAMS) // 32
 
@@ -22,14 +23,7 @@ LANES = weight_word_bits(PARAMS) // 32
 def run(testbench):
     dut = BlockRAMWeights(PARAMS)
     assert dut.signature == WeightMemorySignature(PARAMS).flip()
-
-    async def bench(ctx):
-        await testbench(ctx, dut)
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-6)
-    simulator.add_testbench(bench)
-    simulator.run()
+    simulation.simulate(dut, testbench)
 
 
 async def host_write(ctx, dut, address, value):

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.sim import Simulator
 
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.ice40.unified_memory import (
@@ -20,6 +19,8 @@ from tern_fpga.hw.ice40.unified_memory import (
     memory_map,
 )
 from tern_fpga.hw.synthesis import _cells, _run, _tool
+
+from support import simulation
 
 pytestmark = pytest.mark.xdist_group("yosys")
 
@@ -51,14 +52,7 @@ def test_memory_map_wrong_preset():
 def simulate(testbench):
     dut = UnifiedMemory(PARAMS)
     assert dut.regions == memory_map(PARAMS)
-
-    async def bench(ctx):
-        await testbench(ctx, dut)
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-6)
-    simulator.add_testbench(bench)
-    simulator.run()
+    simulation.simulate(dut, testbench)
 
 
 async def host_write(ctx, dut, model, address, value):
