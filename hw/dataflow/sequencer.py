@@ -53,7 +53,8 @@ class Sequencer(wiring.Component):
     params : AcceleratorParameters
         ``program_words`` instructions of memory.
     init : sequence of int, optional
-        The program memory's first instructions (128-bit values: :func:`program_values`), for simulation; the host writes it otherwise.
+        The program memory's first instructions (128-bit values: :func:`program_values`),
+        for simulation; the host writes it otherwise.
 
     Members
     -------

@@ -39,7 +39,7 @@ from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
 from tern_fpga.sim.rtl.vector_slice import vector_slice
 
 __all__ = ["CoreComponent", "CoreRun", "DataflowCore", "core_contents", "dataflow_core",
-           "run_program", "step_after_prompt"]
+           "golden_before_step", "run_program", "step_after_prompt"]
 
 
 @dataclasses.dataclass
@@ -56,6 +56,7 @@ class DataflowCore:
     matrix_reader: MatrixReader
     pipe: MatrixPipe
     quant: QuantResults
+
 
 def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constants, weights,
                   program=(), slots: int = 6, max_segments: int = 4,
@@ -75,7 +76,7 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
                                max_segments=max_segments, target=target)
     top, scoreboard = vector_side.top, vector_side.scoreboard
     top.submodules.sequencer = sequencer = Sequencer(
-        params, init=program_values(encode(list(program))) if len(program) else ())
+        params, init=program_values(encode(list(program))))
     top.submodules.matrix_reader = matrix_reader
     top.submodules.pipe = pipe = MatrixPipe(params, max_segments=max_segments)
     top.submodules.quant = quant = QuantResults(params, max_segments=max_segments)
@@ -125,27 +126,29 @@ class CoreComponent(wiring.Component):
     ``done``, the program writes, ``busy`` and the counters) and a vector-memory read port
     (``read_addr``, ``read_en``, ``read_data``) as its own."""
 
+    #: The sequencer's ports the component has as its own.
+    SEQUENCER_PORTS = ("run", "done", "write_address", "write_data", "write_en", "busy",
+                       "cycles", "instructions")
+
     def __init__(self, params: AcceleratorParameters, **contents):
         self._design = design = dataflow_core(params, **contents)
-        sequencer = design.sequencer
-        members = {name: member for name, member in sequencer.signature.members.items()
-                   if name in ("run", "done", "write_address", "write_data", "write_en", "busy",
-                               "cycles", "instructions")}
-        super().__init__({**members, "read_addr": In(len(design.read.addr)), "read_en": In(1),
+        members = design.sequencer.signature.members
+        super().__init__({**{name: members[name] for name in self.SEQUENCER_PORTS},
+                          "read_addr": In(len(design.read.addr)), "read_en": In(1),
                           "read_data": Out(len(design.read.data))})
 
     def elaborate(self, platform):
         design = self._design
         m = Module()
         m.submodules.core = design.top
-        wiring.connect(m, wiring.flipped(self.run), design.sequencer.run)
-        wiring.connect(m, wiring.flipped(self.done), design.sequencer.done)
-        m.d.comb += [design.sequencer.write_address.eq(self.write_address),
-                     design.sequencer.write_data.eq(self.write_data),
-                     design.sequencer.write_en.eq(self.write_en),
-                     self.busy.eq(design.sequencer.busy), self.cycles.eq(design.sequencer.cycles),
-                     self.instructions.eq(design.sequencer.instructions),
-                     design.read.addr.eq(self.read_addr), design.read.en.eq(self.read_en),
+        for name in self.SEQUENCER_PORTS:
+            outer, inner = getattr(self, name), getattr(design.sequencer, name)
+            member = self.signature.members[name]
+            if member.is_signature:
+                wiring.connect(m, wiring.flipped(outer), inner)
+            else:
+                m.d.comb += inner.eq(outer) if member.flow == In else outer.eq(inner)
+        m.d.comb += [design.read.addr.eq(self.read_addr), design.read.en.eq(self.read_en),
                      self.read_data.eq(design.read.data)]
         return m
 
@@ -231,14 +234,21 @@ def run_program(golden, program, *, max_segments: int, slots: int = 6,
     return CoreRun(results["memory"], int(results["token"]), results["cycles"])
 
 
-def step_after_prompt(compiled, prompt, *, max_segments: int) -> tuple[CoreRun, GoldenModel]:
-    """A compiled model's decode step through the core, on the last token of ``prompt`` from the
-    state the tokens before it left (the golden model steps them), and the golden model after
-    the same step, for comparing: the whole vector memory and the token register."""
+def golden_before_step(compiled, prompt) -> GoldenModel:
+    """The golden model of a compiled model with the tokens of ``prompt`` but the last
+    stepped, and the last in its token register: the state a decode step on it starts from."""
     golden = GoldenModel(compiled.params, compiled.sections())
     for token in prompt[:-1]:
         golden.step(token)
     golden.token, golden.token_written = prompt[-1], False      # a new run from here
+    return golden
+
+
+def step_after_prompt(compiled, prompt, *, max_segments: int) -> tuple[CoreRun, GoldenModel]:
+    """A compiled model's decode step through the core, on the last token of ``prompt`` from the
+    state the tokens before it left (:func:`golden_before_step`), and the golden model after
+    the same step, for comparing: the whole vector memory and the token register."""
+    golden = golden_before_step(compiled, prompt)
     program = step_instructions(compiled)
     run = run_program(golden, program, max_segments=max_segments)
     for instruction in program:

@@ -21,7 +21,6 @@ from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
 from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
-from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DESIGN_POINTS", "demo_step_shapes", "run", "whole_core_placement"]
@@ -195,32 +194,37 @@ SCOREBOARD_QUEUE = 8
 
 
 #: The weight words the whole core is synthesised with (the demo step needs 2,112 at P = 512:
-#: 145 DP16KD, which beside the other memories' 62 would not route; the board design will hold
-#: them base-3 packed or in DRAM).
+#: 145 DP16KD, which do not fit beside the other memories' 99; docs/dataflow.md, "The whole
+#: core on the ECP5-85F").
 CORE_WEIGHT_WORDS = 1024
 
 
 def _core_component():
     """The whole dataflow core at :data:`SCOREBOARD_POINT` for synthesis (ECP5 multipliers),
     its memories filled with the demo checkpoint's step from a three-token prompt, the weight
-    memory cut to :data:`CORE_WEIGHT_WORDS`; None without the checkpoint."""
+    memory cut to :data:`CORE_WEIGHT_WORDS`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the demo checkpoint is missing (``make demo`` trains or fetches it).
+    """
     from tern_fpga.explore.bench_core import compile_model  # here: loads torch
     from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
-    from tern_fpga.sim.rtl.dataflow_core import CoreComponent, core_contents  # here: Amaranth
+    from tern_fpga.sim.rtl import dataflow_core  # here: loads Amaranth
 
     folder = paths.CHECKPOINTS / "demo"
     if not (folder / "config.json").exists():
-        return None
+        raise FileNotFoundError(f"no demo checkpoint in {folder}; run make demo first")
     lanes, vector = SCOREBOARD_POINT
+    segments = dict(DESIGN_POINTS)[lanes]
     wide = dataclasses.replace(preset("demo"), ternary_lanes=lanes, vector_lanes=vector)
     compiled = compile_model(load_pretrained(folder), wide)
-    golden = GoldenModel(compiled.params, compiled.sections())
-    for token in (72, 101):
-        golden.step(token)
-    contents = core_contents(golden, step_instructions(compiled), dict(DESIGN_POINTS)[lanes])
+    golden = dataflow_core.golden_before_step(compiled, (72, 101, 108))
+    contents = dataflow_core.core_contents(golden, step_instructions(compiled), segments)
     contents["weights"] = contents["weights"][:CORE_WEIGHT_WORDS]
-    return CoreComponent(compiled.params, **contents, slots=SCOREBOARD_SLOTS,
-                         max_segments=dict(DESIGN_POINTS)[lanes], target="ecp5")
+    return dataflow_core.CoreComponent(compiled.params, **contents, slots=SCOREBOARD_SLOTS,
+                                       max_segments=segments, target="ecp5")
 
 
 def _scoreboard_figures(compiled, timing, schedule, source):
@@ -362,13 +366,9 @@ def whole_core_placement() -> dict:
     Raises
     ------
     FileNotFoundError
-        If the demo checkpoint is missing (``make demo`` trains or fetches it).
+        If the demo checkpoint is missing.
     """
-    core = _core_component()
-    if core is None:
-        raise FileNotFoundError(f"no demo checkpoint in {paths.CHECKPOINTS / 'demo'}; run "
-                                f"make demo first")
-    result, mapping = _fmax("core_p512_v8_ecp5", core)
+    result, mapping = _fmax("core_p512_v8_ecp5", _core_component())
     return {"fmax_mhz": result["fmax_mhz"], "mapping": mapping,
             "utilisation": {cell: value["used"] for cell, value in result["utilisation"].items()
                             if value["used"]}}

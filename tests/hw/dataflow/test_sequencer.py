@@ -12,13 +12,15 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from tern_fpga.contracts.isa import FIELDS, SCALE_REGISTERS, Flag, Instruction, Opcode, encode
+from tern_fpga.contracts.isa import FIELDS, Flag, Instruction, Opcode, encode
 from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 from tern_fpga.hw.dataflow.sequencer import Sequencer, program_values
 from tern_fpga.sim.golden.run_plan import run_instructions
 
 PARAMS = PRESETS["demo"]
-ADDRESSES = max(PARAMS.vector_memory_words, PARAMS.max_features + 1, SCALE_REGISTERS)
+# The scoreboard's address fields' range: random fields stay inside what the payload holds.
+ADDRESSES = instruction_layout(PARAMS)["dst"].shape.stop
 
 
 def _random_program(rng, count):
