@@ -5,9 +5,9 @@ items 1 and 2).
 ::
 
     command ─► queue ─► reader ──words + activations──► SegmentedMatVec ──sums──► RowSumScaler
-                 │        └─ prefetch, matvec command                 │ (raw sums)    │ values
-                 │                                                   ArgMax         Packer ─► write
-                 └──────────── scale, writer command ────────────────────────────────┘      done
+                 │        └─ prefetch, matvec command                 │ (raw sums)  ▲ │ values
+                 │                                                   ArgMax  scale ─┘ Packer ─► write
+                 └──────────── writer command ───────────────────────────────────────┘      done
 
 - The *reader* reads a command's ``words`` weight words from ``weight_start`` on, and with word
   ``i`` activation word ``activation_start + i mod beats``, one pair a cycle. It takes the next
@@ -22,6 +22,10 @@ items 1 and 2).
   ``np.argmax``: the first of equal maxima wins).
 - ``done`` gives one beat per command, in order, once its last write has been taken, with the
   command's ArgMax token (the core keeps it for ARGMAX instructions).
+- ``scale`` gives each command's scale, in command order, on a stream of its own: the scaler
+  needs it only when the command's first row sums reach it, so it may come after the command
+  (the core's QUANT output scale comes some cycles after the values that a TMV reads; the
+  reads go on meanwhile, until the credits stop them).
 
 The weight port is the matrix side of
 :class:`~tern_fpga.hw.weight_memory.WeightMemorySignature` (``matrix_*`` and ``prefetch``), so
@@ -60,7 +64,8 @@ def activation_words(params: AcceleratorParameters, max_segments: int) -> int:
 def command_layout(params: AcceleratorParameters, max_segments: int) -> data.StructLayout:
     """One TMV: ``weight_start``, ``words`` (``ceil(rows / k) * beats``), ``rows``, ``beats``,
     ``segments_log2`` (the matrix unit's command), ``activation_start`` (the buffer's first
-    word), ``dst`` (vector element, a multiple of ``V``), ``scale`` and ``no_write``."""
+    word), ``dst`` (vector element, a multiple of ``V``) and ``no_write``; its scale comes on
+    the pipe's ``scale`` stream."""
     matvec = matvec_command_layout(params, max_segments)
     return data.StructLayout({
         "weight_start": range(params.weight_memory_words),
@@ -70,7 +75,6 @@ def command_layout(params: AcceleratorParameters, max_segments: int) -> data.Str
         "segments_log2": matvec["segments_log2"].shape,
         "activation_start": range(2 * activation_words(params, max_segments)),
         "dst": range(params.vector_memory_words),
-        "scale": scale_layout(params),
         "no_write": 1,
     })
 
@@ -101,6 +105,8 @@ class MatrixPipe(wiring.Component):
     Members
     -------
     command : ``In(stream.Signature(command_layout(params, max_segments)))``
+    scale : ``In(stream.Signature(scale_layout(params)))``
+        The commands' scales, one a command, in order; before or after the command.
     matrix_addr, matrix_en : ``Out``; matrix_data, matrix_available : ``In``
         The weight memory's matrix port (:class:`~tern_fpga.hw.weight_memory.
         WeightMemorySignature`).
@@ -126,6 +132,7 @@ class MatrixPipe(wiring.Component):
         self._max_segments = max_segments
         super().__init__({
             "command": In(stream.Signature(command_layout(params, max_segments))),
+            "scale": In(stream.Signature(scale_layout(params))),
             "matrix_addr": Out(range(params.weight_memory_words)),
             "matrix_en": Out(1),
             "matrix_data": In(weight_word_bits(params)),
@@ -158,18 +165,19 @@ class MatrixPipe(wiring.Component):
         tokens = _Queue(m, "tokens", done_layout(params, segments), IN_FLIGHT)
         queue.connect_input(m, self.command)
         matvec_commands.connect_output(m, matvec.command)
+        scales.connect_input(m, self.scale)
         scales.connect_output(m, scaler.scale)
         wiring.connect(m, matvec.result, scaler.sums)
 
-        reading = self._elaborate_reader(m, queue, matvec, matvec_commands, scales, writers)
+        reading = self._elaborate_reader(m, queue, matvec, matvec_commands, writers)
         self._elaborate_argmax(m, matvec, tokens)
         self._elaborate_packer(m, scaler, writers, tokens)
         m.d.comb += self.busy.eq(queue.valid | reading | matvec_commands.valid | matvec.busy
                                  | scaler.busy | writers.valid)
         return m
 
-    def _elaborate_reader(self, m, queue, matvec, matvec_commands, scales, writers):
-        """Take a command (prefetch, the matrix unit's command, the scale, the writer entry),
+    def _elaborate_reader(self, m, queue, matvec, matvec_commands, writers):
+        """Take a command (prefetch, the matrix unit's command, the writer entry),
         then read its words; the next command's reads follow the last with no bubble. Returns
         a signal that is high while words are read or wait for the matrix unit."""
         command = Signal(command_layout(self._params, self._max_segments))
@@ -185,8 +193,7 @@ class MatrixPipe(wiring.Component):
         last_read = reads_after == 0
         take = reading & advance & self.matrix_available
         following = queue.payload
-        hand_over = (matvec_commands.ready & self.prefetch.ready & scales.ready
-                     & writers.ready)
+        hand_over = matvec_commands.ready & self.prefetch.ready & writers.ready
         start = queue.valid & hand_over & (~reading | (take & last_read))
         m.d.comb += [
             queue.take.eq(start),
@@ -197,8 +204,6 @@ class MatrixPipe(wiring.Component):
             matvec_commands.input.rows.eq(following.rows),
             matvec_commands.input.beats.eq(following.beats),
             matvec_commands.input.segments_log2.eq(following.segments_log2),
-            scales.put.eq(start),
-            scales.input.eq(following.scale),
             writers.put.eq(start),
             writers.input.dst.eq(following.dst),
             writers.input.no_write.eq(following.no_write),

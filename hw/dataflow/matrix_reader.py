@@ -14,14 +14,23 @@ of that layout). So its command is:
   ``rows = length``,
 - ``words = ceil(rows / k) * beats`` (``ceil(rows / k)`` for every ``k`` is found as the TMV
   enters the queue),
-- ``activation_start``: the buffer's first word, ``scale``: register ``b``, ``no_write`` from
-  the flags.
+- ``activation_start``: the buffer's first word, ``no_write`` from the flags.
 
 :class:`MatrixReader` queues up to ``queue`` TMVs. When the head's ``go`` is high it *starts* it
-(the scoreboard's ``read``): reads the buffer's layout and the scale register (both final
-then: the scoreboard starts a TMV only after every older QUANT's last write, which
-:class:`~.quant_results.QuantResults` gives only once the scale is in) into the command
-register, so the matrix pipe has the command the cycle after ``go``.
+(the scoreboard's ``read``): reads the buffer's layout (final then: the scoreboard starts a TMV
+only after every older QUANT's last write) into the command register, so the matrix pipe has
+the command the cycle after ``go``.
+
+Its scale, register ``b``, goes to the pipe's ``scale`` stream on its own, in start order,
+once :class:`~.quant_results.QuantResults` says that the register holds its latest QUANT's
+scale (``scale_ready``): a QUANT's output scale comes some cycles after its last values, and
+the pipe needs it only when the TMV's first row sums reach its scaler, so the reads start
+without it. That scale is the golden model's (``scales[b]`` in program order) because every
+older QUANT has begun its values when the TMV starts, and no younger QUANT that writes ``b``
+may begin before the TMV is released (the scoreboard's rule for a QUANT's second pass): so the
+reader passes the pipe's ``released`` pulse of a TMV on as ``release`` only once it has sent
+that TMV's scale.
+
 The matrix pipe's ``done`` beats come back in order; those of TMVs with ARGMAX set ``token``.
 """
 
@@ -66,9 +75,16 @@ class MatrixReader(wiring.Component):
         With ``instruction``: the activation buffer it reads (the scoreboard's ``buffer``).
     go : ``In(1)``; read : ``Out(1)``
         The scoreboard's permission to start the next TMV, and the pulse of its start.
+    released : ``In(1)``; release : ``Out(1)``
+        The pipe's pulse of a TMV's last activation read, and the scoreboard's: the same, once
+        the TMV's scale is sent.
     scales : ``In(data.ArrayLayout(scale_layout(params), SCALE_REGISTERS))``
+    scale_ready : ``In(SCALE_REGISTERS)``
+        :class:`~.quant_results.QuantResults`' registers and which of them are final.
     layouts : ``In(data.ArrayLayout(quant_results.buffer_layout(params, S), 2))``
     command : ``Out(stream.Signature(matrix_pipe.command_layout(params, S)))``
+    scale : ``Out(stream.Signature(scale_layout(params)))``
+        The started TMVs' scales, in order.
     done : ``In(stream.Signature(matrix_pipe.done_layout(params, S)))``
         Always taken.
     set_token : ``In(stream.Signature(range(params.embedding_memory_words)))``
@@ -85,9 +101,13 @@ class MatrixReader(wiring.Component):
             "buffer": In(1),
             "go": In(1),
             "read": Out(1),
+            "released": In(1),
+            "release": Out(1),
             "scales": In(data.ArrayLayout(scale_layout(params), SCALE_REGISTERS)),
+            "scale_ready": In(SCALE_REGISTERS),
             "layouts": In(data.ArrayLayout(buffer_layout(params, max_segments), 2)),
             "command": Out(stream.Signature(matrix_pipe.command_layout(params, max_segments))),
+            "scale": Out(stream.Signature(scale_layout(params))),
             "done": In(stream.Signature(matrix_pipe.done_layout(params, max_segments))),
             "set_token": In(stream.Signature(tokens)),
             "token": Out(tokens),
@@ -111,12 +131,17 @@ class MatrixReader(wiring.Component):
         queue = InstructionQueue(m, self.instruction, entry, self._queue, entry=queued)
         head = queue.payload.instruction
 
-        # The start: the command register from the head, its buffer's layout and its scale.
+        # The start: the command register from the head and its buffer's layout; its scale
+        # register into the queue of scales to send.
         m.submodules.argmax_flags = flags = fifo.SyncFIFOBuffered(width=1, depth=_ARGMAX_FLAGS)
-        start = queue.valid & self.go & (~self.command.valid | self.command.ready) & flags.w_rdy
+        m.submodules.scale_registers = registers = fifo.SyncFIFOBuffered(
+            width=(SCALE_REGISTERS - 1).bit_length(), depth=_ARGMAX_FLAGS)
+        start = (queue.valid & self.go & (~self.command.valid | self.command.ready)
+                 & flags.w_rdy & registers.w_rdy)
         queue.take(m, start)
         m.d.comb += [self.read.eq(start), flags.w_en.eq(start),
-                     flags.w_data.eq((head.flags & Flag.ARGMAX) != 0)]
+                     flags.w_data.eq((head.flags & Flag.ARGMAX) != 0),
+                     registers.w_en.eq(start), registers.w_data.eq(head.b)]
         buffer = queue.payload.buffer
         layout = self.layouts[buffer]
         fields = self.command.payload
@@ -129,9 +154,25 @@ class MatrixReader(wiring.Component):
                 fields.segments_log2.eq(layout.segments_log2), fields.beats.eq(layout.beats),
                 fields.words.eq(queue.payload.groups[layout.segments_log2] * layout.beats),
                 fields.activation_start.eq(Mux(buffer, activation_words(p, segments), 0)),
-                fields.dst.eq(head.dst), fields.scale.eq(self.scales[head.b]),
+                fields.dst.eq(head.dst),
                 fields.no_write.eq((head.flags & Flag.NO_WRITE) != 0),
             ]
+
+        # The scales, each once its register is final; releases only of TMVs whose scale is
+        # sent (`owed`: the pipe's pulses not passed on; `sent`: scales sent, TMVs not released).
+        register = registers.r_data
+        send = (registers.r_rdy & self.scale_ready.bit_select(register, 1)
+                & (~self.scale.valid | self.scale.ready))
+        m.d.comb += registers.r_en.eq(send)
+        with m.If(self.scale.ready):
+            m.d.sync += self.scale.valid.eq(0)
+        with m.If(send):
+            m.d.sync += [self.scale.valid.eq(1), self.scale.payload.eq(self.scales[register])]
+        owed = Signal(range(_ARGMAX_FLAGS + 1))
+        sent = Signal(range(_ARGMAX_FLAGS + 1))
+        m.d.comb += self.release.eq(((owed != 0) | self.released) & (sent != 0))
+        m.d.sync += [owed.eq(owed + self.released - self.release),
+                     sent.eq(sent + send - self.release)]
 
         # Done beats in order: those of ARGMAX TMVs set the token register.
         m.d.comb += [self.done.ready.eq(1), flags.r_en.eq(self.done.valid),

@@ -8,14 +8,16 @@ side must know of both when a TMV starts.
   :class:`~tern_fpga.hw.dataflow.activation_writer.ActivationWriter`, whose write port is the
   activation memory's;
 - ``values`` (the norm unit's QUANT beats, passed on by its result writer) go into the writer, one
-  a cycle; **a command's last beat is taken only once its output scale is in its register**.
-  The core counts a beat as the norm unit's ``write`` for the scoreboard as it is taken (its
-  write is on the buffer's port the cycle after, before any TMV may read it), so a QUANT's last
-  write means that its buffer *and* its scale register are filled, which is what a TMV's start
-  waits for;
+  a cycle. The core counts a beat as the norm unit's ``write`` for the scoreboard as it is taken
+  (its write is on the buffer's port the cycle after, before any TMV may read it), so a QUANT's
+  last write means that its buffer is filled, which is what a TMV's start waits for. Its output
+  scale may come later (a QUANT's second pass waits for the reciprocal only, the scale for the
+  longer rsqrt and products): the TMV does not wait for it to start, only its scale does
+  (``scale_ready``, which the matrix reader watches);
 - ``scale`` (the norm unit's output scales, in QUANT order) go into ``scales[r]``, ``r`` from
   ``scale_register`` (the norm reader's, one a QUANT as it is taken, queued here: the scale comes
-  some 50 cycles later and the reader should not wait for it);
+  some 50 cycles later and the reader should not wait for it), each only once its QUANT has
+  begun its values (below);
 - a QUANT's buffer's ``layouts`` entry (its ``segments_log2`` and ``length``) is set with its last
   beat: a TMV reads it when it starts, after that QUANT's last write and before any later QUANT
   that fills the same buffer may write (the scoreboard's rule), so the matrix side sees the
@@ -75,6 +77,9 @@ class QuantResults(wiring.Component):
         The activation memory's write port (the writer's: ``8 * P`` bits, a byte enable each).
     scales : ``Out(data.ArrayLayout(scale_layout(params), SCALE_REGISTERS))``
         The scale registers.
+    scale_ready : ``Out(SCALE_REGISTERS)``
+        A bit a register: no QUANT that has begun its values still has its scale to come (the
+        register holds the latest such QUANT's scale).
     layouts : ``Out(data.ArrayLayout(buffer_layout(params, S), 2))``
         Each buffer's layout, as its last QUANT left it.
     busy : ``Out(1)``
@@ -94,6 +99,7 @@ class QuantResults(wiring.Component):
             "write_data": Out(writer["write_data"].shape),
             "write_en": Out(writer["write_en"].shape),
             "scales": Out(data.ArrayLayout(scale_layout(params), SCALE_REGISTERS)),
+            "scale_ready": Out(SCALE_REGISTERS),
             "layouts": Out(data.ArrayLayout(buffer_layout(params, max_segments), 2)),
             "busy": Out(1),
         })
@@ -106,29 +112,49 @@ class QuantResults(wiring.Component):
         m.d.comb += [self.write_addr.eq(writer.write_addr), self.write_data.eq(writer.write_data),
                      self.write_en.eq(writer.write_en)]
 
-        # The scale registers, each scale to the register its QUANT named.
-        m.submodules.registers = registers = fifo.SyncFIFOBuffered(
-            width=self.scale_register.payload.shape().width, depth=SCALE_REGISTERS_QUEUED)
-        m.d.comb += [registers.w_data.eq(self.scale_register.payload),
-                     registers.w_en.eq(self.scale_register.valid),
-                     self.scale_register.ready.eq(registers.w_rdy),
-                     self.scale.ready.eq(registers.r_rdy),
-                     registers.r_en.eq(self.scale.valid)]
-        scale_in = self.scale.valid & registers.r_rdy
+        # The scale registers of the QUANTs taken, in order: `waiting` until the QUANT's first
+        # value beat, then `begun` until its scale is written. A scale is written only once its
+        # QUANT has begun its values: a QUANT's second pass waits for every older TMV that
+        # reads its register to be released (the scoreboard's rule), and the matrix reader
+        # releases a TMV only once it has its scale, so no scale is overwritten before the
+        # TMVs that read it have it.
+        register_bits = self.scale_register.payload.shape().width
+        m.submodules.waiting = waiting = fifo.SyncFIFOBuffered(
+            width=register_bits, depth=SCALE_REGISTERS_QUEUED)
+        m.submodules.begun = begun = fifo.SyncFIFOBuffered(
+            width=register_bits, depth=SCALE_REGISTERS_QUEUED)
+        m.d.comb += [waiting.w_data.eq(self.scale_register.payload),
+                     waiting.w_en.eq(self.scale_register.valid),
+                     self.scale_register.ready.eq(waiting.w_rdy),
+                     self.scale.ready.eq(begun.r_rdy),
+                     begun.r_en.eq(self.scale.valid)]
+        scale_in = self.scale.valid & begun.r_rdy
         with m.If(scale_in):
-            m.d.sync += self.scales[registers.r_data].eq(self.scale.payload)
+            m.d.sync += self.scales[begun.r_data].eq(self.scale.payload)
 
-        # Scales in whose QUANT has not taken its last beat (0, 1 or 2: a QUANT's scale may
-        # come before or after its last values, the next QUANT's only after them).
-        scales_ahead = Signal(range(SCALE_REGISTERS_QUEUED + 1))
+        # The values; a command's first beat moves its register from `waiting` to `begun`.
+        first = Signal(init=1)
         beat = self.values.payload
-        allowed = ~beat.last | (scales_ahead != 0)
+        allowed = ~first | (waiting.r_rdy & begun.w_rdy)
         m.d.comb += [writer.values.valid.eq(self.values.valid & allowed),
                      self.values.ready.eq(writer.values.ready & allowed),
                      *(writer.values.payload[lane].eq(beat.data[lane][:8])
                        for lane in range(params.vector_lanes))]
-        last_taken = self.values.valid & self.values.ready & beat.last
-        m.d.sync += scales_ahead.eq(scales_ahead + scale_in - last_taken)
+        taken = self.values.valid & self.values.ready
+        last_taken = taken & beat.last
+        begin = taken & first
+        m.d.comb += [waiting.r_en.eq(begin), begun.w_en.eq(begin),
+                     begun.w_data.eq(waiting.r_data)]
+        with m.If(taken):
+            m.d.sync += first.eq(beat.last)
+
+        # A register's QUANTs begun whose scale is not written yet: none means that it holds
+        # the scale of its latest QUANT begun.
+        for register in range(SCALE_REGISTERS):
+            pending = Signal(range(SCALE_REGISTERS_QUEUED + 1), name=f"pending{register}")
+            m.d.sync += pending.eq(pending + (begin & (waiting.r_data == register))
+                                   - (scale_in & (begun.r_data == register)))
+            m.d.comb += self.scale_ready[register].eq(pending == 0)
 
         # The layout of the command in progress goes to its buffer with its last beat.
         words = activation_words(params, self._max_segments)
@@ -148,5 +174,6 @@ class QuantResults(wiring.Component):
                             (given.length + (1 << width_log2) - 1) >> width_log2)
         with m.If(last_taken):
             m.d.sync += self.layouts[filling].eq(layout)
-        m.d.comb += self.busy.eq(writer.busy | self.values.valid | registers.r_rdy)
+        m.d.comb += self.busy.eq(writer.busy | self.values.valid | waiting.r_rdy
+                                 | begun.r_rdy)
         return m

@@ -16,9 +16,10 @@ that the unit's next beat may be taken: no older instruction in flight
 - has still to read, in its last pass, an element the beat writes (write after read),
 - has still to write an element the beat writes (write after write);
 
-a TMV starts once every older QUANT has written its activations (the buffer and the scale
-register it reads), and QUANT's second pass (which writes a buffer and a scale register) waits
-for older TMVs that read that buffer or that register. Element-wise beats therefore stream
+a TMV starts once every older QUANT has written its activations (the buffer it reads; its scale
+follows, :class:`~tern_fpga.hw.dataflow.matrix_reader.MatrixReader`), and QUANT's second pass
+(which writes a buffer and a scale register) waits for older TMVs that read that buffer or that
+register (released by the matrix reader once the TMV has its scale). Element-wise beats therefore stream
 behind the instruction that produces their operands, element by element, as
 :func:`tern_fpga.explore.dataflow_schedule.dataflow_schedule` assumes. The oldest instruction in
 flight never waits for another, so the program cannot deadlock.

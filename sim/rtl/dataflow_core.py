@@ -6,7 +6,8 @@ The scoreboard's TMVs go through :class:`~tern_fpga.hw.dataflow.matrix_reader.Ma
 :class:`~tern_fpga.hw.dataflow.matrix_pipe.MatrixPipe`, which reads a block-RAM weight memory in
 the segmented layout (:func:`tern_fpga.contracts.segmented_layout.segment_program`) and the
 activation memory (two buffers), writes through the arbiter's source 0 and pulses the
-scoreboard's ``release``; the norm unit's QUANT results go into
+scoreboard's ``release`` (through the matrix reader, once the TMV has its scale); the norm
+unit's QUANT results go into
 :class:`~tern_fpga.hw.dataflow.quant_results.QuantResults` (the activation writer and the scale
 registers). :class:`~tern_fpga.hw.dataflow.sequencer.Sequencer` holds the program and issues a
 run's instructions into the scoreboard. What is not here yet: the weight memory's DRAM
@@ -96,8 +97,10 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
         port.command.ready.eq(matrix_reader.instruction.ready),
         matrix_reader.buffer.eq(port.buffer),
         matrix_reader.go.eq(port.go), port.read.eq(matrix_reader.read),
-        port.write.eq(vector_side.arbiter.written[0]), port.release.eq(pipe.released),
-        matrix_reader.scales.eq(quant.scales), matrix_reader.layouts.eq(quant.layouts),
+        port.write.eq(vector_side.arbiter.written[0]),
+        matrix_reader.released.eq(pipe.released), port.release.eq(matrix_reader.release),
+        matrix_reader.scales.eq(quant.scales), matrix_reader.scale_ready.eq(quant.scale_ready),
+        matrix_reader.layouts.eq(quant.layouts),
         weight_read.addr.eq(pipe.matrix_addr), weight_read.en.eq(pipe.matrix_en),
         pipe.matrix_data.eq(weight_read.data), pipe.matrix_available.eq(1),
         pipe.prefetch.ready.eq(1),
@@ -110,7 +113,8 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
                    sequencer.idle.eq(scoreboard.idle & ~pipe.busy & ~quant.busy)]
     for source, sink in ((sequencer.instruction, scoreboard.instruction),
                          (sequencer.set_token, matrix_reader.set_token),
-                         (matrix_reader.command, pipe.command), (pipe.done, matrix_reader.done),
+                         (matrix_reader.command, pipe.command),
+                         (matrix_reader.scale, pipe.scale), (pipe.done, matrix_reader.done),
                          (pipe.write, vector_side.arbiter.source[0]),
                          (vector_side.activation, quant.command),
                          (vector_side.quant_values, quant.values),

@@ -40,7 +40,7 @@ class PipeHarness(wiring.Component):
         self._weights = weight_words
         self._activations = activation_rows
         super().__init__({name: member for name, member in self.pipe.signature.members.items()
-                          if name in ("command", "write", "done", "busy")})
+                          if name in ("command", "scale", "write", "done", "busy")})
 
     def elaborate(self, platform):
         m = Module()
@@ -62,7 +62,7 @@ class PipeHarness(wiring.Component):
             pipe.activation_data.eq(activation_read.data),
             self.busy.eq(pipe.busy),
         ]
-        for name in ("command", "write", "done"):
+        for name in ("command", "scale", "write", "done"):
             wiring.connect(m, getattr(pipe, name), wiring.flipped(getattr(self, name)))
         return m
 
@@ -70,7 +70,8 @@ class PipeHarness(wiring.Component):
 @dataclasses.dataclass
 class TMVCase:
     """Weight words, activation rows and commands (each a dict: ``payload`` for the pipe,
-    ``values`` (``None`` for NO_WRITE), ``token``, ``dst``, ``words``)."""
+    ``scale`` (its ``scale`` stream's payload), ``values`` (``None`` for NO_WRITE), ``token``,
+    ``dst``, ``words``)."""
 
     weight_words: list
     activation_rows: list
@@ -130,8 +131,8 @@ def tmv_case(params, max_segments, shapes, rng: random.Random, *, buffers=None) 
                         "rows": rows, "beats": shape.beats,
                         "segments_log2": segments.bit_length() - 1,
                         "activation_start": buffer * buffer_words, "dst": dst,
-                        "scale": {"mantissa": scale.mantissa, "exponent": scale.exponent},
                         "no_write": no_write},
+            "scale": {"mantissa": scale.mantissa, "exponent": scale.exponent},
             "values": None if no_write else numerics.apply_scale(sums, scale, params),
             "token": int(np.argmax(sums)), "dst": dst, "words": shape.words})
         weight_words += [weight_word_to_int(word) for word in words]
@@ -150,9 +151,11 @@ class PipeRun:
 
 
 def run_tmvs(params, max_segments, case: TMVCase, *, write_ready=1.0, done_ready=1.0,
-             rng: random.Random | None = None) -> PipeRun:
+             scale_delay=0, rng: random.Random | None = None) -> PipeRun:
     """Run ``case``'s commands back to back; the write and done streams are ready with the
-    given probabilities (1: always).
+    given probabilities (1: always). Each command's scale is offered ``scale_delay`` cycles
+    after the command is taken (at random from 0 to ``-scale_delay`` if negative), as the
+    core's scale may come some cycles after a TMV's start.
 
     Raises
     ------
@@ -164,12 +167,37 @@ def run_tmvs(params, max_segments, case: TMVCase, *, write_ready=1.0, done_ready
     memory, tokens, cycles = {}, [], []
     commands = case.commands
 
+    taken = []                                        # the cycle each command was taken
+    delays = [rng.randrange(-scale_delay + 1) if scale_delay < 0 else scale_delay
+              for _ in commands]
+
     async def feed(ctx):
+        cycle = 0
         for command in commands:
             ctx.set(dut.command.payload, command["payload"])
             ctx.set(dut.command.valid, 1)
-            await ctx.tick().until(dut.command.ready)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.command.ready)
+                cycle += 1
+                if ready:
+                    break
+            taken.append(cycle)
         ctx.set(dut.command.valid, 0)
+
+    async def feed_scales(ctx):
+        cycle = 0
+        for index, command in enumerate(commands):
+            while len(taken) <= index or cycle < taken[index] + delays[index]:
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.scale.payload, command["scale"])
+            ctx.set(dut.scale.valid, 1)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.scale.ready)
+                cycle += 1
+                if ready:
+                    break
+            ctx.set(dut.scale.valid, 0)
 
     async def drain(ctx):
         for cycle in range(60 * case.words + 2000):
@@ -196,6 +224,7 @@ def run_tmvs(params, max_segments, case: TMVCase, *, write_ready=1.0, done_ready
     simulator = Simulator(dut)
     simulator.add_clock(1e-6)
     simulator.add_testbench(feed)
+    simulator.add_testbench(feed_scales)
     simulator.add_testbench(drain)
     simulator.run()
     if not cycles:

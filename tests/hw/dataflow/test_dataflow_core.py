@@ -74,18 +74,21 @@ def test_random_programs_with_tmvs_leave_the_golden_models_memory(seed):
     assert kinds.count(Opcode.TMV) >= 6 and kinds.count(Opcode.QUANT) >= 3
 
 
-def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
-    """Three long TMVs read a buffer; two QUANTs later the buffer is filled again: its second
-    pass must wait for the last TMV's last read (the matrix pipe's ``released``), not for the
-    TMVs' hand-over to the pipe, which comes hundreds of cycles sooner."""
-    rng = random.Random("dataflow-core-release")
+def _directed(rng_name, steps):
+    """A program of QUANTs and long TMVs (``steps``: ``("quant", source, length, register)``
+    or ``("tmv", dst, in_features)``, each TMV D rows, scale register 0) through the core."""
+    rng = random.Random(rng_name)
     compiled = compile_model(random_model(3, layers=1), PARAMS)
     quant = next(norm for norm in compiled_norms(compiled) if norm.opcode == Opcode.QUANT)
     lanes, words = PARAMS.ternary_lanes, 0
     program, matrices = [], {}
-
-    def tmv(dst, in_features):
-        nonlocal words
+    for kind, *fields in steps:
+        if kind == "quant":
+            source, length, register = fields
+            program.append(Instruction(Opcode.QUANT, dst=register, a=source, b=quant.b,
+                                       length=length, imm=quant.imm))
+            continue
+        dst, in_features = fields
         beats = -(-in_features // lanes)
         matrix = np.zeros((D, beats * lanes), dtype=np.int8)
         matrix[:, :in_features] = np.random.default_rng(words).integers(-1, 2,
@@ -93,18 +96,25 @@ def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
         matrices[words] = matrix
         program.append(Instruction(Opcode.TMV, dst=dst, a=beats, b=0, length=D, imm=words))
         words += D * beats
-
-    def quantize(a, length, register):
-        program.append(Instruction(Opcode.QUANT, dst=register, a=a, b=quant.b, length=length,
-                                   imm=quant.imm))
-
-    quantize(0, D, 0)
-    for dst in (64, 128, 192):
-        tmv(dst, D)
-    quantize(8 * D, SHORT, 1)
-    quantize(256, D, 0)
-    tmv(320, D)
     _run(rng, compiled, program, matrices)
+
+
+def test_a_quant_waits_for_every_tmv_still_reading_its_buffer():
+    """Three long TMVs read a buffer; two QUANTs later the buffer is filled again: its second
+    pass must wait for the last TMV's last read (the matrix pipe's ``released``), not for the
+    TMVs' hand-over to the pipe, which comes hundreds of cycles sooner."""
+    _directed("dataflow-core-release", [
+        ("quant", 0, D, 0), ("tmv", 64, D), ("tmv", 128, D), ("tmv", 192, D),
+        ("quant", 8 * D, SHORT, 1), ("quant", 256, D, 0), ("tmv", 320, D)])
+
+
+def test_a_quants_scale_waits_for_every_tmv_that_reads_its_register():
+    """Six long TMVs read scale register 0; the next QUANT writes register 0 (and the other
+    buffer): its first pass and its scale come while the last TMVs still wait in the matrix
+    reader's queue, and its scale must not reach the register before they have sent theirs."""
+    _directed("dataflow-core-scale", [
+        ("quant", 0, D, 0), *(("tmv", 64 * index, D) for index in range(1, 7)),
+        ("quant", 8 * D, SHORT, 0), ("tmv", 448, SHORT)])
 
 
 def test_the_micro_models_step_through_the_core_is_the_golden_models():

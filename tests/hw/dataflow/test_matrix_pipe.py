@@ -3,7 +3,8 @@ activation memories (sim/rtl/dataflow_pipe.py), in Amaranth's simulator, against
 model: TMVs of every mode back to back, their vector-memory writes (values = apply_scale(W @ x),
 lanes masked, nothing else written), NO_WRITE commands, every command's ArgMax token (all-zero
 weights included: the first row wins), back-pressure from the write and done streams that
-reaches the reader; and, without it, one weight word a cycle across commands."""
+reaches the reader, scales that come after their commands; and, without either, one weight word
+a cycle across commands."""
 
 import random
 
@@ -36,8 +37,10 @@ def test_writes_and_tokens_equal_the_golden_model_under_back_pressure(preset_nam
         buffers = [(max_segments, rng.randrange(1, width + 1)), (1, params.ternary_lanes)]
     case = tmv_case(params, max_segments, _shapes(params, rng, 14 if narrow else 10, narrow),
                     rng, buffers=buffers)
-    # Writes taken rarely: the back-pressure reaches the reader through every FIFO.
-    run = run_tmvs(params, max_segments, case, write_ready=0.1, done_ready=0.3, rng=rng)
+    # Writes taken rarely: the back-pressure reaches the reader through every FIFO. Scales
+    # come up to 30 cycles after their commands: the scaler waits for them.
+    run = run_tmvs(params, max_segments, case, write_ready=0.1, done_ready=0.3,
+                   scale_delay=-30, rng=rng)
     assert run.tokens == [command["token"] for command in case.commands]
     assert run.memory == case.expected_memory()
 
