@@ -10,7 +10,9 @@ them is a bound, labelled projected.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import random
 
 import numpy as np
@@ -23,7 +25,7 @@ from tern_fpga.explore.report import Figure
 from tern_fpga.quant.presets import get_preset
 from tern_fpga.sim.golden.run_plan import step_instructions
 
-__all__ = ["DESIGN_POINTS", "demo_step_shapes", "run", "whole_core_placement"]
+__all__ = ["DESIGN_POINTS", "demo_step_shapes", "main", "run", "whole_core_placement"]
 
 #: (P, S) of the demo preset's dataflow designs: two 128-wide rows a word at P = 256 (the
 #: quick run's), four at P = 512 (the schedule model's choice, docs/dataflow.md).
@@ -199,10 +201,11 @@ SCOREBOARD_QUEUE = 8
 CORE_WEIGHT_WORDS = 1024
 
 
-def _core_component():
-    """The whole dataflow core at :data:`SCOREBOARD_POINT` for synthesis (ECP5 multipliers),
-    its memories filled with the demo checkpoint's step from a three-token prompt, the weight
-    memory cut to :data:`CORE_WEIGHT_WORDS`.
+def _core_component(lanes: int, vector: int):
+    """The whole dataflow core at ``P = lanes``, ``V = vector`` (rows a word as
+    :data:`DESIGN_POINTS` gives for ``P``) for synthesis (ECP5 multipliers), its memories
+    filled with the demo checkpoint's step from a three-token prompt, the weight memory cut to
+    :data:`CORE_WEIGHT_WORDS`.
 
     Raises
     ------
@@ -216,8 +219,7 @@ def _core_component():
     folder = paths.CHECKPOINTS / "demo"
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"no demo checkpoint in {folder}; run make demo first")
-    lanes, vector = SCOREBOARD_POINT
-    segments = dict(DESIGN_POINTS)[lanes]
+    segments = min(dict(DESIGN_POINTS)[lanes], vector)
     wide = dataclasses.replace(preset("demo"), ternary_lanes=lanes, vector_lanes=vector)
     compiled = compile_model(load_pretrained(folder), wide)
     golden = dataflow_core.golden_before_step(compiled, (72, 101, 108))
@@ -357,24 +359,39 @@ def run(quick: bool = False) -> list:
     return figures
 
 
-def whole_core_placement() -> dict:
-    """nextpnr on the whole core (:func:`_core_component`), as :func:`_fmax` runs a unit: not
-    part of :func:`run`, since the P = 512, V = 8 core did not route (router2 stopped making
-    progress after 7 iterations, 31 minutes; docs/dataflow.md, "The whole core on the
-    ECP5-85F"). Run it with ``python -m tern_fpga.explore.bench_dataflow``.
+def whole_core_placement(lanes: int = SCOREBOARD_POINT[0],
+                         vector: int = SCOREBOARD_POINT[1]) -> dict:
+    """nextpnr on the whole core at ``P = lanes``, ``V = vector`` (:func:`_core_component`),
+    as :func:`_fmax` runs a unit: not part of :func:`run`, since the P = 512, V = 8 core did
+    not route (router2 stopped making progress after 7 iterations, 31 minutes;
+    docs/dataflow.md, "The whole core on the ECP5-85F"). Run it with
+    ``python -m tern_fpga.explore.bench_dataflow [--lanes P] [--vector V]``.
 
     Raises
     ------
     FileNotFoundError
         If the demo checkpoint is missing.
     """
-    result, mapping = _fmax("core_p512_v8_ecp5", _core_component())
+    result, mapping = _fmax(f"core_p{lanes}_v{vector}_ecp5", _core_component(lanes, vector))
     return {"fmax_mhz": result["fmax_mhz"], "mapping": mapping,
             "utilisation": {cell: value["used"] for cell, value in result["utilisation"].items()
                             if value["used"]}}
 
 
-if __name__ == "__main__":
-    import json
+def main(argv=None) -> None:
+    """``python -m tern_fpga.explore.bench_dataflow``: the whole core's placement and routing
+    (tens of minutes; nextpnr's log is written as it goes, under build/bench/)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tern_fpga.explore.bench_dataflow",
+        description="Synthesise, place and route the whole dataflow core on the ECP5-85F "
+                    "(the demo step's memory contents) and print its Fmax and cells.")
+    parser.add_argument("--lanes", type=int, default=SCOREBOARD_POINT[0],
+                        help="P, the matrix unit's ternary lanes (default %(default)s)")
+    parser.add_argument("--vector", type=int, default=SCOREBOARD_POINT[1],
+                        help="V, the vector lanes (default %(default)s)")
+    arguments = parser.parse_args(argv)
+    print(json.dumps(whole_core_placement(arguments.lanes, arguments.vector), indent=1))
 
-    print(json.dumps(whole_core_placement(), indent=1))
+
+if __name__ == "__main__":
+    main()
