@@ -10,8 +10,11 @@ the token register. ``cycles`` and ``instructions`` count as
 :class:`~tern_fpga.hw.core_interface.CoreInterface` says, and ``busy`` is high from the ``run``
 transfer to the ``done`` transfer.
 
-The host writes the program a 32-bit word at a time (``write_address`` in 32-bit words, as the
-protocol's ``PROGRAM`` space addresses it: an instruction is four words, lowest bits first).
+The host reaches the program memory through ``host`` (a
+:func:`~tern_fpga.hw.dataflow.host_access.window_signature` of 128-bit words written 32 bits at
+a time: an instruction is four of the protocol's ``PROGRAM`` words, lowest bits first); its
+reads share the run's read port, so it reads only while no run is in progress
+(CoreInterface's rule).
 The golden function is :func:`tern_fpga.sim.golden.run_plan.run_instructions`.
 """
 
@@ -31,6 +34,7 @@ from tern_fpga.hw.core_interface import (
     TOKEN_BITS,
     run_layout,
 )
+from tern_fpga.hw.dataflow.host_access import Window, window_signature
 from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 
 __all__ = ["Sequencer", "program_values"]
@@ -64,7 +68,8 @@ class Sequencer(wiring.Component):
     set_token : ``Out(stream.Signature(range(params.embedding_memory_words)))``
     token : ``In(range(params.embedding_memory_words))``, the token register
     idle : ``In(1)``, the core has nothing in flight
-    write_address, write_data, write_en : ``In``, the host's 32-bit program writes
+    host : ``In(host_access.window_signature(Window(program_words, 128)))``
+        The host's reads and writes of the program memory.
     busy : ``Out(1)``; cycles, instructions : ``Out`` (counters since reset)
     """
 
@@ -83,9 +88,7 @@ class Sequencer(wiring.Component):
             "set_token": Out(stream.Signature(tokens)),
             "token": In(tokens),
             "idle": In(1),
-            "write_address": In(range(WORDS_PER_INSTRUCTION * params.program_words)),
-            "write_data": In(32),
-            "write_en": In(1),
+            "host": In(window_signature(Window(params.program_words, INSTRUCTION_BITS))),
             "busy": Out(1),
             "cycles": Out(CYCLE_COUNTER_BITS),
             "instructions": Out(INSTRUCTION_COUNTER_BITS),
@@ -98,11 +101,8 @@ class Sequencer(wiring.Component):
             shape=unsigned(INSTRUCTION_BITS), depth=params.program_words, init=self._init)
         read = program.read_port()
         write = program.write_port(granularity=32)
-        m.d.comb += [
-            write.addr.eq(self.write_address[2:]),
-            write.data.eq(self.write_data.replicate(WORDS_PER_INSTRUCTION)),
-            write.en.eq(self.write_en << self.write_address[:2]),
-        ]
+        m.d.comb += [write.addr.eq(self.host.addr), write.data.eq(self.host.write_data),
+                     write.en.eq(self.host.write_en), self.host.read_data.eq(read.data)]
 
         word = read.data
         fields = {name: word[low:low + width] for name, (low, width) in FIELDS.items()}
@@ -126,6 +126,8 @@ class Sequencer(wiring.Component):
                              self.set_token.payload.eq(self.run.payload.token),
                              read.addr.eq(self.run.payload.entry),
                              read.en.eq(self.run.valid & self.run.ready)]
+                with m.If(self.host.read_en):
+                    m.d.comb += [read.addr.eq(self.host.addr), read.en.eq(1)]
                 with m.If(self.run.valid & self.run.ready):
                     m.d.sync += [pc.eq(self.run.payload.entry), self.busy.eq(1)]
                     m.next = "ISSUE"

@@ -22,13 +22,14 @@ import numpy as np
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from tern_fpga.contracts.isa import Instruction, Opcode, encode
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.segmented_layout import segment_program
 from tern_fpga.contracts.weight_layout import weight_word_to_int
+from tern_fpga.hw.core_interface import CoreInterface
+from tern_fpga.hw.dataflow.host_access import HostAccess, connect_window, core_windows
 from tern_fpga.hw.dataflow.matrix_pipe import MatrixPipe, activation_words
 from tern_fpga.hw.dataflow.matrix_reader import MatrixReader
 from tern_fpga.hw.dataflow.quant_results import QuantResults
@@ -48,7 +49,8 @@ class DataflowCore:
     """The core's top module and what a testbench drives or watches: ``sequencer`` (its
     ``run`` and ``done`` streams, its program memory's write port and counters), ``scoreboard``,
     ``read`` (a vector-memory read port, for reading it back), ``matrix_reader`` (``token``),
-    ``pipe`` and ``quant`` (``scales``)."""
+    ``pipe`` and ``quant`` (``scales``); with the host's access, ``host`` (its ``request`` and
+    ``response`` streams) and no ``read``."""
 
     top: Module
     sequencer: Sequencer
@@ -57,11 +59,12 @@ class DataflowCore:
     matrix_reader: MatrixReader
     pipe: MatrixPipe
     quant: QuantResults
+    host: HostAccess | None = None
 
 
 def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constants, weights,
                   program=(), slots: int = 6, max_segments: int = 4,
-                  target=None) -> DataflowCore:
+                  target=None, host: bool = False) -> DataflowCore:
     """The core with the vector, embedding and constants memories as :func:`vector_slice`'s,
     the weight memory holding ``weights`` (segmented words, ``[words, ceil(2P / 64)]``
     uint64, as :func:`~tern_fpga.contracts.segmented_layout.segment_program` returns them) and
@@ -69,12 +72,18 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
     ending with a HALT). A ``run`` beat into ``sequencer`` sets the token register and runs
     the program from its entry until the core is idle after the HALT.
     ``target`` is the multipliers' (:func:`~tern_fpga.sim.rtl.vector_slice.vector_slice`).
+    ``host``: the host's reads and writes of every memory through a
+    :class:`~tern_fpga.hw.dataflow.host_access.HostAccess` (the weight memory's words as many
+    as ``weights``, the others the preset's).
     """
     matrix_reader = MatrixReader(params, max_segments=max_segments)
     lanes = params.ternary_lanes
+    access = None
+    if host:
+        access = HostAccess(params, core_windows(params, weight_words=max(1, len(weights))))
     vector_side = vector_slice(params, vector=vector, embeddings=embeddings,
                                constants=constants, token=matrix_reader.token, slots=slots,
-                               max_segments=max_segments, target=target)
+                               max_segments=max_segments, target=target, host=access)
     top, scoreboard = vector_side.top, vector_side.scoreboard
     top.submodules.sequencer = sequencer = Sequencer(
         params, init=program_values(encode(list(program))))
@@ -87,6 +96,11 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
     top.submodules.activations = activation_memory = Memory(
         shape=unsigned(8 * lanes), depth=2 * activation_words(params, max_segments), init=[])
     weight_read = weight_memory.read_port()
+    if access is not None:
+        top.submodules.host = access
+        weight_read = connect_window(top, access.weights, weight_memory, weight_read, "weight",
+                                     32)
+        wiring.connect(top, access.program, sequencer.host)
     activation_read = activation_memory.read_port()
     activation_write = activation_memory.write_port(granularity=8)
 
@@ -121,39 +135,40 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
                          (vector_side.quant_scale, quant.scale),
                          (vector_side.scale_register, quant.scale_register)):
         wiring.connect(top, source, sink)
-    return DataflowCore(top, sequencer, scoreboard, vector_side.read, matrix_reader, pipe, quant)
+    return DataflowCore(top, sequencer, scoreboard, vector_side.read, matrix_reader, pipe, quant,
+                        access)
 
 
 class CoreComponent(wiring.Component):
-    """The core of :func:`dataflow_core` as a component, for synthesis (its Fmax and size):
-    its memories filled as that function's arguments say; the sequencer's ports (``run``,
-    ``done``, the program writes, ``busy`` and the counters) and a vector-memory read port
-    (``read_addr``, ``read_en``, ``read_data``) as its own."""
-
-    #: The sequencer's ports the component has as its own.
-    SEQUENCER_PORTS = ("run", "done", "write_address", "write_data", "write_en", "busy",
-                       "cycles", "instructions")
+    """The core of :func:`dataflow_core` with the host's access, as a component with the
+    flipped :class:`~tern_fpga.hw.core_interface.CoreInterface` (what the protocol engine
+    drives): ``memory_request`` and ``memory_response`` through its
+    :class:`~tern_fpga.hw.dataflow.host_access.HostAccess`, ``run``, ``done``, ``cycles``,
+    ``instructions`` and ``busy`` the sequencer's, ``memory_status`` 0 (its memories are block
+    RAM). Its memories start as :func:`dataflow_core`'s arguments say (for synthesis: its
+    Fmax and size with real contents; for a test, what the host does not load)."""
 
     def __init__(self, params: AcceleratorParameters, **contents):
-        self._design = design = dataflow_core(params, **contents)
-        members = design.sequencer.signature.members
-        super().__init__({**{name: members[name] for name in self.SEQUENCER_PORTS},
-                          "read_addr": In(len(design.read.addr)), "read_en": In(1),
-                          "read_data": Out(len(design.read.data))})
+        self._design = dataflow_core(params, **contents, host=True)
+        super().__init__(CoreInterface(params).flip())
+
+    @property
+    def design(self) -> DataflowCore:
+        return self._design
 
     def elaborate(self, platform):
         design = self._design
         m = Module()
         m.submodules.core = design.top
-        for name in self.SEQUENCER_PORTS:
-            outer, inner = getattr(self, name), getattr(design.sequencer, name)
-            member = self.signature.members[name]
-            if member.is_signature:
-                wiring.connect(m, wiring.flipped(outer), inner)
-            else:
-                m.d.comb += inner.eq(outer) if member.flow == In else outer.eq(inner)
-        m.d.comb += [design.read.addr.eq(self.read_addr), design.read.en.eq(self.read_en),
-                     self.read_data.eq(design.read.data)]
+        sequencer, host = design.sequencer, design.host
+        wiring.connect(m, wiring.flipped(self.memory_request), host.request)
+        wiring.connect(m, host.response, wiring.flipped(self.memory_response))
+        wiring.connect(m, wiring.flipped(self.run), sequencer.run)
+        m.d.comb += [self.done.valid.eq(sequencer.done.valid),
+                     self.done.payload.eq(sequencer.done.payload),
+                     sequencer.done.ready.eq(self.done.ready),
+                     self.cycles.eq(sequencer.cycles), self.instructions.eq(sequencer.instructions),
+                     self.busy.eq(sequencer.busy), self.memory_status.eq(0)]
         return m
 
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit
 from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
+from tern_fpga.hw.dataflow.host_access import connect_window
 from tern_fpga.hw.dataflow.norm_reader import NormReader
 from tern_fpga.hw.dataflow.norm_unit import NormUnit
 from tern_fpga.hw.dataflow.pipeline import shared_read_port
@@ -62,11 +63,18 @@ def _words(values, lanes: int, bits: int) -> list[int]:
 
 
 def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants, token,
-                 slots: int = 6, max_segments: int = 4, target=None) -> VectorSlice:
+                 slots: int = 6, max_segments: int = 4, target=None,
+                 host=None) -> VectorSlice:
     """The slice with the vector memory holding ``vector`` (one value an element), the
     embedding memory ``embeddings`` (rows of a whole number of words), the constants memory
     ``constants`` and the token register ``token`` (an int, or the core's register);
-    ``target`` is the units' multipliers' (``None``: fabric, ``"ecp5"``: ``MULT18X18D``)."""
+    ``target`` is the units' multipliers' (``None``: fabric, ``"ecp5"``: ``MULT18X18D``).
+
+    ``host``: a :class:`~tern_fpga.hw.dataflow.host_access.HostAccess` whose ``vector``,
+    ``embedding`` and ``constants`` windows then reach those memories (writes on the vector
+    memory's port ahead of the arbiter's, which is idle then; reads on the readers' ports), and
+    the slice's ``read`` is ``None``; without it the memories are as their contents say and
+    ``read`` is a vector-memory read port for the testbench."""
     lanes, bits = params.vector_lanes, params.vector_bits
     top = Module()
     top.submodules.scoreboard = scoreboard = Scoreboard(params, slots=slots)
@@ -87,11 +95,34 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
     host_read, operand_b = shared_read_port(top, memory.read[1], "vector_host_read",
                                              "vector_operand_b")
     rows = [value for row in embeddings for value in row]
+    embedding_depth = max(1, len(rows) // lanes)
+    constant_depth = len(constants)
+    if host is not None:                        # every word the host may address
+        embedding_depth = max(embedding_depth, params.embedding_memory_words // lanes)
+        constant_depth = max(constant_depth, params.program_words)
     top.submodules.embeddings = embedding_memory = Memory(
-        shape=unsigned(lanes * params.embedding_bits), depth=max(1, len(rows) // lanes),
+        shape=unsigned(lanes * params.embedding_bits), depth=embedding_depth,
         init=_words(rows, lanes, params.embedding_bits))
     top.submodules.constants = constant_memory = Memory(
-        shape=unsigned(64), depth=len(constants), init=[int(c) % (1 << 64) for c in constants])
+        shape=unsigned(64), depth=constant_depth,
+        init=[int(c) % (1 << 64) for c in constants])
+    embedding_read, constant_read = embedding_memory.read_port(), constant_memory.read_port()
+    vector_write = (memory.write.addr, memory.write.data, memory.write.en)
+    arbiter_write = (arbiter.write_addr, arbiter.write_data, arbiter.write_en)
+    if host is None:
+        top.d.comb += [port.eq(value) for port, value in zip(vector_write, arbiter_write)]
+    else:
+        window = host.vector
+        writing = window.write_en.any()
+        top.d.comb += [port.eq(Mux(writing, value, other)) for port, value, other in zip(
+            vector_write, (window.addr, window.write_data, window.write_en), arbiter_write)]
+        top.d.comb += [host_read.addr.eq(window.addr), host_read.en.eq(window.read_en),
+                       window.read_data.eq(host_read.data)]
+        host_read = None
+        embedding_read = connect_window(top, host.embedding, embedding_memory, embedding_read,
+                                        "embedding", params.embedding_bits)
+        constant_read = connect_window(top, host.constants, constant_memory, constant_read,
+                                       "constant", 32)
 
     for reader, port in ((ew_reader, scoreboard.elementwise), (norm_reader, scoreboard.norm)):
         top.d.comb += [reader.instruction.valid.eq(port.command.valid),
@@ -106,10 +137,8 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
         scoreboard.elementwise.write.eq(arbiter.written[1]),
         scoreboard.norm.write.eq(arbiter.written[2] | quant_written),
         ew_reader.token.eq(token),
-        *ew_reader.read_ports(memory.read[0], operand_b, embedding_memory.read_port()),
-        *norm_reader.read_ports(memory.read[2], memory.read[3], constant_memory.read_port()),
-        memory.write.addr.eq(arbiter.write_addr), memory.write.data.eq(arbiter.write_data),
-        memory.write.en.eq(arbiter.write_en),
+        *ew_reader.read_ports(memory.read[0], operand_b, embedding_read),
+        *norm_reader.read_ports(memory.read[2], memory.read[3], constant_read),
     ]
     for source, sink in ((ew_reader.command, ew_unit.command), (ew_reader.a, ew_unit.a),
                          (ew_reader.b, ew_unit.b),

@@ -11,6 +11,8 @@ import numpy as np
 
 from tern_fpga.contracts.isa import Flag, Instruction, Opcode
 from tern_fpga.contracts.params import AcceleratorParameters
+from tern_fpga.contracts.weight_layout import pack_weight_image
+from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 
 D = 64                 # the model's width: NORM's and QUANT's long length, EMBED's row
@@ -116,3 +118,21 @@ def random_program(rng, params: AcceleratorParameters, count: int, norms, *,
         program.append(Instruction(opcode, dst=dst, a=a, b=b,
                                    length=_length(rng, regions.elements(a), lanes)))
     return program, matrices
+
+
+def golden_for_program(rng, compiled, matrices, *, rows: int) -> GoldenModel:
+    """A golden model to run a :func:`random_program` on: ``compiled``'s sections with the
+    program's ``matrices`` as its weights (in the plain layout at their ``imm``; no batched
+    run, which would stack the compiled step's matrices at load), the work bank random at
+    three magnitudes, ``rows`` random embedding rows and a random token among them."""
+    params = compiled.params
+    sections = dict(compiled.sections())
+    sections["weights"] = pack_weight_image([matrices[imm] for imm in sorted(matrices)], params)
+    golden = GoldenModel(params, sections, batched=False)
+    work = params.vector_work_words
+    golden.memory[:work] = [rng.randrange(-2**31, 2**31) >> rng.choice([8, 12, 14])
+                            for _ in range(work)]
+    golden.embeddings = np.array([[rng.randrange(-2**15, 2**15) for _ in range(D)]
+                                  for _ in range(rows)], dtype=np.int64)
+    golden.token = rng.randrange(rows)
+    return golden

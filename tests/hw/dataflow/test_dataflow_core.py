@@ -15,14 +15,12 @@ import pytest
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.isa import Instruction, Opcode
 from tern_fpga.contracts.params import PRESETS
-from tern_fpga.contracts.weight_layout import pack_weight_image
 from tern_fpga.quant.checkpoint import load_pretrained
 from tern_fpga.quant.compiler import compile_model
-from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.run_plan import step_instructions
 from tern_fpga.sim.rtl.dataflow_core import run_program, step_after_prompt
 
-from support.dataflow_programs import SHORT, D, compiled_norms, random_program
+from support.dataflow_programs import SHORT, D, compiled_norms, golden_for_program, random_program
 from support.random_model import random_model
 
 PARAMS = PRESETS["micro"]
@@ -31,25 +29,10 @@ SEGMENTS = 2             # micro's V = 2 allows two rows a word
 LIMIT = 20_000           # cycles: the programs take about 3,000
 
 
-def _golden(rng, compiled, program, matrices):
-    # The weights are the program's matrices, in the plain layout at their ``imm``; no
-    # batched run (it would stack the compiled step's matrices from them at load).
-    sections = dict(compiled.sections())
-    sections["weights"] = pack_weight_image([matrices[imm] for imm in sorted(matrices)], PARAMS)
-    golden = GoldenModel(PARAMS, sections, batched=False)
-    work = PARAMS.vector_work_words
-    golden.memory[:work] = [rng.randrange(-2**31, 2**31) >> rng.choice([8, 12, 14])
-                            for _ in range(work)]
-    golden.embeddings = np.array([[rng.randrange(-2**15, 2**15) for _ in range(D)]
-                                  for _ in range(ROWS)], dtype=np.int64)
-    golden.token = rng.randrange(ROWS)
-    return golden
-
-
 def _run(rng, compiled, program, matrices):
     """``program`` through the core and the golden model: they must agree on every element
     of the vector memory and on the token."""
-    golden = _golden(rng, compiled, program, matrices)
+    golden = golden_for_program(rng, compiled, matrices, rows=ROWS)
     try:
         run = run_program(golden, program, max_segments=SEGMENTS, limit=LIMIT)
     except RuntimeError as error:

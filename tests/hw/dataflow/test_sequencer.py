@@ -51,12 +51,18 @@ def test_runs_issue_the_golden_instructions(seed):
     runs = []
 
     async def testbench(ctx):
-        for address in range(4 * preloaded, len(words)):
-            ctx.set(dut.write_address, address)
-            ctx.set(dut.write_data, int(words[address]))
-            ctx.set(dut.write_en, 1)
+        for address in range(4 * preloaded, len(words)):     # the host's 32-bit writes
+            ctx.set(dut.host.addr, address >> 2)
+            ctx.set(dut.host.write_data, int(words[address]) * (2**96 + 2**64 + 2**32 + 1))
+            ctx.set(dut.host.write_en, 1 << (address & 3))
             await ctx.tick()
-        ctx.set(dut.write_en, 0)
+        ctx.set(dut.host.write_en, 0)
+        for address in rng.sample(range(len(program)), len(program)):   # and reads
+            ctx.set(dut.host.addr, address)
+            ctx.set(dut.host.read_en, 1)
+            await ctx.tick()
+            ctx.set(dut.host.read_en, 0)
+            assert ctx.get(dut.host.read_data) == values[address], f"instruction {address}"
         counted = 0
         for entry in entries:
             token = rng.randrange(PARAMS.embedding_memory_words)
