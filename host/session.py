@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.bitstreams import manifest_for
 from tern_fpga.contracts.boards import BOARDS, weights_in_sdram
+from tern_fpga.contracts.errors import TernError
+from tern_fpga.contracts.segmented_layout import default_segments
 from tern_fpga.host.driver import Board
 from tern_fpga.host.profile_run import profile_workload
 from tern_fpga.sim.rtl.virtual_board import VirtualBoard
 
 __all__ = [
+    "CORES",
     "GenerationReport",
     "bitstream_fmax_mhz",
     "connect",
@@ -35,8 +38,13 @@ __all__ = [
 VIRTUAL_SDRAM_TIMEOUT = 120.0
 
 
+#: The cores a virtual board can hold: the committed one, and issue 15's dataflow core.
+CORES = ("instruction", "dataflow")
+
+
 @contextmanager
-def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None):
+def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None,
+            core: str = "instruction"):
     """A connected :class:`~tern_fpga.host.driver.Board` on ``port`` (a serial port or pyserial
     URL), or,
     for ``port == "sim"``, on a virtual board of ``params`` started for the purpose. Yields
@@ -44,7 +52,22 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
     :class:`~tern_fpga.sim.rtl.virtual_board.VirtualBoard` or
     ``None``; its ``stats`` are complete after the block. Given the ``export`` it will run, the
     virtual board is built profile-guided by a slice of it
-    (:mod:`tern_fpga.host.profile_run`; once per design, cached)."""
+    (:mod:`tern_fpga.host.profile_run`; once per design, cached).
+
+    ``core``: ``"instruction"`` (the committed core, every board's) or ``"dataflow"`` (issue
+    15's dataflow core, on the virtual board only; it runs exports in its own layout,
+    :func:`tern_fpga.contracts.segmented_layout.segmented_export` with
+    :func:`~tern_fpga.contracts.segmented_layout.default_segments`)."""
+    if core not in CORES:
+        raise TernError(f"no core {core!r}; choose one of {', '.join(CORES)}")
+    if core == "dataflow":
+        if port != "sim":
+            raise TernError("the dataflow core runs only on the virtual board for now (no "
+                            "bitstream of it exists: it does not route on the ECP5-85F yet); "
+                            "use --port sim, or the instruction core on a board")
+        with _dataflow_virtual_board(params, waves) as connected:
+            yield connected
+        return
     if port != "sim":
         with Board(port, baud=baud) as board:
             yield board, None
@@ -64,6 +87,21 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
           f"keep the simulation short", file=sys.stderr)
     virtual = VirtualBoard(design, params, name=params.name, waves=waves,  # waves: FST path
                            profile=profile)
+    with virtual as url, Board(url, baud=design.baud) as board:
+        yield board, virtual
+
+
+@contextmanager
+def _dataflow_virtual_board(params, waves):
+    """The virtual board of the dataflow core (:mod:`tern_fpga.sim.rtl.dataflow_board`)."""
+    # here, not at the top: loads Amaranth
+    from tern_fpga.sim.rtl.dataflow_board import DataflowAccelerator
+
+    design = DataflowAccelerator(params, max_segments=default_segments(params))
+    print(f"starting a virtual board of the dataflow core for preset {params.name!r} (Verilator;"
+          f" the first build takes a minute or more); its UART runs at {design.baud:,} baud",
+          file=sys.stderr)
+    virtual = VirtualBoard(design, params, name=f"{params.name}-dataflow", waves=waves)
     with virtual as url, Board(url, baud=design.baud) as board:
         yield board, virtual
 

@@ -16,6 +16,7 @@ from tern_fpga.contracts.boards import BOARDS, DEFAULT_BAUD, LINE_RATES, board
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import check_compiled, read_export
 from tern_fpga.contracts.params import preset
+from tern_fpga.contracts.segmented_layout import default_segments, segmented_export
 from tern_fpga.host import session
 from tern_fpga.host.meters import measure_generation, open_meter
 from tern_fpga.host.programmer import find_programmer, run_programmer
@@ -63,6 +64,11 @@ def register(subparsers):
         parser.add_argument("--port", required=True, help="serial port, pyserial URL or 'sim'")
         parser.add_argument("--baud", type=line_rate, default=DEFAULT_BAUD,
                             help="line rate of the bitstream (the virtual board uses its own)")
+        parser.add_argument("--core", choices=session.CORES, default="instruction",
+                            help="the core: 'instruction' (every board's; default) or "
+                                 "'dataflow' (issue 15's dataflow core, on --port sim only: no "
+                                 "bitstream of it exists yet; the export is rewritten into its "
+                                 "segmented weight layout as it is loaded)")
         parser.add_argument("--abort", action="store_true",
                             help="if the board is still running an earlier generation (its host "
                                  "was killed, say), end that run first instead of stopping with "
@@ -116,7 +122,8 @@ def run_flash(args) -> int:
 def _connect(args, export):
     """The board, idle: an earlier run still going is ended if ``--abort`` (or the user) says so."""
     with session.connect(args.port, export.params, baud=args.baud,
-                         waves=_waves_file(args), export=export) as (board, virtual):
+                         waves=_waves_file(args), export=export,
+                         core=args.core) as (board, virtual):
         if board.status().running:
             question = "the board is still running an earlier generation; end it (ABORT)?"
             if not (args.abort or _yes(question)):
@@ -145,6 +152,11 @@ def _read(args):
     """The export, checked whole before a board is touched."""
     export = read_export(args.export)
     check_compiled(export, args.export)
+    if args.core == "dataflow":       # the dataflow core's weight layout, and its program's
+        try:
+            export = segmented_export(export, default_segments(export.params))
+        except ValueError as error:
+            raise TernError(f"{args.export} cannot run on the dataflow core: {error}") from None
     return export
 
 

@@ -29,20 +29,24 @@ import math
 
 import numpy as np
 
-from tern_fpga.contracts.isa import Opcode
+from tern_fpga.contracts.isa import Opcode, decode, encode
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.contracts.weight_layout import (
     check_ternary,
     pack_weight_words,
+    unpack_weight_image,
     unpack_weight_words,
 )
 
 __all__ = [
+    "MAX_SEGMENTS",
     "SegmentedShape",
     "best_segments",
+    "default_segments",
     "pack_segmented_words",
     "segment_program",
     "segmented_activation_words",
+    "segmented_export",
     "segmented_shape",
     "segments_for_inputs",
     "unpack_segmented_words",
@@ -297,3 +301,48 @@ def segment_program(program, matrix, params: AcceleratorParameters, max_segments
     chunks = -(-2 * params.ternary_lanes // 64)
     image = np.concatenate(words) if words else np.zeros((0, chunks), np.uint64)
     return rewritten, image
+
+
+#: The most rows a weight word holds in the dataflow core that the host and the virtual board
+#: agree on (a divisor of ``V``; ``docs/dataflow.md``: four at P = 512).
+MAX_SEGMENTS = 4
+
+
+def default_segments(params: AcceleratorParameters) -> int:
+    """``S`` of a dataflow core for ``params``: :data:`MAX_SEGMENTS`, or ``V`` if smaller."""
+    return min(params.vector_lanes, MAX_SEGMENTS)
+
+
+def segmented_export(export, max_segments: int):
+    """``export`` (a :class:`~tern_fpga.contracts.export_format.TernExport`) as the dataflow
+    core loads it: its program with the TMVs' ``imm`` rewritten and its weights in the segmented
+    layout (:func:`segment_program`), both as sections of the same names (the weights as the
+    little-endian bytes of the segmented words, so that the host writes word ``w`` at WEIGHTS
+    word ``w * P / 16``); the other sections and the entry points as they are (the rewrite
+    changes no instruction's place).
+
+    Raises
+    ------
+    ValueError
+        If ``P`` is below 32 (a segmented word is then not a whole number of 64-bit chunks), or
+        the segmented weights do not fit the preset's weight memory.
+    """
+    params = export.params
+    if params.ternary_lanes < 32:
+        raise ValueError(f"P = {params.ternary_lanes}: the segmented layout's words are whole "
+                         f"64-bit chunks only from P = 32 on; use a preset with P >= 32")
+    program = decode(export.sections["program"])
+    plain = unpack_weight_image(export.sections["weights"], params)
+
+    def matrix(instruction):
+        rows, beats = instruction.length, instruction.a
+        return plain[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
+
+    rewritten, image = segment_program(program, matrix, params, max_segments)
+    if len(image) > params.weight_memory_words:
+        raise ValueError(f"the segmented weights take {len(image):,} words, the preset's weight "
+                         f"memory {params.weight_memory_words:,}; use a preset with more")
+    words = np.asarray(encode(rewritten), dtype=export.sections["program"].dtype)
+    weights = np.ascontiguousarray(image.astype("<u8")).view(np.uint8).reshape(-1)
+    return dataclasses.replace(export, sections={**export.sections, "program": words,
+                                                 "weights": weights})

@@ -68,7 +68,7 @@ def stand_in(monkeypatch):
     board = StandInBoard()
 
     @contextlib.contextmanager
-    def connect(port, params, *, baud, waves=None, export=None):
+    def connect(port, params, *, baud, waves=None, export=None, core="instruction"):
         yield board, None
 
     monkeypatch.setattr(session, "connect", connect)
