@@ -19,10 +19,18 @@ import numpy as np
 
 from tern_fpga.contracts import paths
 from tern_fpga.contracts.params import preset
-from tern_fpga.contracts.segmented_layout import best_segments, segmented_shape
+from tern_fpga.contracts.protocol import MemorySpace
+from tern_fpga.contracts.segmented_layout import (
+    best_segments,
+    default_segments,
+    segmented_export,
+    segmented_shape,
+)
 from tern_fpga.explore.dataflow_schedule import DataflowTiming, dataflow_schedule, fused_step
 from tern_fpga.explore.report import Figure
+from tern_fpga.host import session
 from tern_fpga.quant.presets import get_preset
+from tern_fpga.sim.golden.model import golden_from_export
 from tern_fpga.sim.golden.run_plan import step_instructions
 
 __all__ = ["DESIGN_POINTS", "demo_step_shapes", "main", "run", "whole_core_placement"]
@@ -164,6 +172,64 @@ def _schedule_figures(source):
     segments = dict(DESIGN_POINTS)[lanes]
     figures += _core_figures(compile_model(load_pretrained(folder), wide), lanes, segments,
                              source)
+    return figures
+
+
+#: (preset, P, V) of the dataflow core's virtual-board runs in the report.
+BOARD_POINTS = (("micro", None, None), ("demo", 512, 8))
+#: Tokens each board run generates (the whole-model check's count).
+BOARD_TOKENS = 64
+
+
+def _board_figures(source) -> list:
+    """Each :data:`BOARD_POINTS` checkpoint on the dataflow core's virtual board (Verilator,
+    the host's driver, the export in the core's layout loaded through the UART):
+    :data:`BOARD_TOKENS` tokens, every one and the vector memory afterwards equal to the golden
+    model's, and the chip's cycles a token against the ideal (weight words at that P)."""
+    from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
+    from tern_fpga.quant.compiler import compile_model  # here: loads torch
+    from tern_fpga.quant.export import to_export  # here: loads torch
+
+    figures = []
+    for name, lanes, vector in BOARD_POINTS:
+        folder = paths.CHECKPOINTS / name
+        if not (folder / "config.json").exists():
+            continue
+        params = preset(name)
+        if lanes:
+            params = dataclasses.replace(params, ternary_lanes=lanes, vector_lanes=vector)
+        export = to_export(compile_model(load_pretrained(folder), params))
+        golden = golden_from_export(export)
+        prompt = list(b"The ")
+        expected = golden.generate(prompt, BOARD_TOKENS)
+        segmented = segmented_export(export, default_segments(params))
+        with session.connect("sim", params, core="dataflow") as (board, _):
+            session.load(board, segmented, progress=False)
+            report = session.generate_text(board, segmented, prompt, BOARD_TOKENS, show=False)
+            memory = board.read_memory(MemorySpace.VECTOR, 0, params.vector_memory_words)
+        if report.generated != expected or np.any(memory.astype(np.int32)
+                                                  != golden.memory.astype(np.int32)):
+            raise AssertionError(f"{name} at P={params.ternary_lanes}: the dataflow core's "
+                                 f"tokens or vector memory differ from the golden model's")
+        words = len(segmented.sections["weights"]) * 8 // params.weight_word_bits
+        cycles = round(report.cycles_per_token)
+        key = f"dataflow.{name}_board.p{params.ternary_lanes}_v{params.vector_lanes}"
+        note = (f"the {name} checkpoint on the dataflow core's virtual board (Verilator, "
+                f"P={params.ternary_lanes}, V={params.vector_lanes}, up to "
+                f"{default_segments(params)} rows a word; the host's driver over the simulated "
+                f"UART): {BOARD_TOKENS} tokens after a {len(prompt)}-token prompt, every token "
+                f"and the vector memory afterwards equal to the golden model's; the chip's "
+                f"cycle counter, prompt steps included")
+        figures += [
+            Figure(f"{key}.cycles_per_token", cycles, "cycles", "simulated", source, note),
+            Figure(f"{key}.ideal_cycles", words, "cycles", "simulated", source,
+                   "the step's weight words in the segmented layout (one a cycle)"),
+            Figure(f"{key}.ratio_to_ideal", round(cycles / words, 3), "", "simulated", source,
+                   "cycles a token over the ideal (issue 15's target: 1.15)"),
+            Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / cycles), "tokens/s",
+                   "projected", source, "100 MHz over the simulated cycles (no bitstream: the "
+                   "whole core does not route yet)"),
+        ]
     return figures
 
 
@@ -318,6 +384,7 @@ def run(quick: bool = False) -> list:
     if quick:
         return figures
     figures += _schedule_figures(source)
+    figures += _board_figures(source)
     units = {
         "segmented_matvec_p256_s2": SegmentedMatVec(_wide(256), max_segments=2),
         "segmented_matvec_p512_s4": SegmentedMatVec(_wide(512), max_segments=4),
