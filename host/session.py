@@ -61,6 +61,10 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
     if core not in CORES:
         raise TernError(f"no core {core!r}; choose one of {', '.join(CORES)}")
     if core == "dataflow":
+        if weights_in_sdram(params):
+            raise TernError(f"the dataflow core has no DRAM backend yet, and preset "
+                            f"{params.name!r} keeps its weights in SDRAM; use a block-RAM "
+                            f"preset (micro, demo) or the instruction core")
         if port != "sim":
             raise TernError("the dataflow core runs only on the virtual board for now (no "
                             "bitstream of it exists: it does not route on the ECP5-85F yet); "

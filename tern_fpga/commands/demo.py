@@ -7,6 +7,9 @@
 5. generate on the virtual board, check every token against the golden model's, and report
    tokens/s measured at the host, cycles per token from the chip's counters and tokens/s
    projected at the bitstream's Fmax.
+
+``--core dataflow`` runs issue 15's dataflow core instead (virtual board only; the export
+rewritten into its segmented weight layout before the load).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from tern_fpga.contracts.export_format import EXPORT_KIND
 from tern_fpga.contracts.output_paths import check_output_file
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.sdram_image import preferred_packing
-from tern_fpga.host.session import connect, generate_text, load
+from tern_fpga.contracts.segmented_layout import default_segments, segmented_export
+from tern_fpga.host.session import CORES, connect, generate_text, load
 from tern_fpga.sim.golden.model import golden_from_file
 
 REPOSITORY = paths.SOURCE_ROOT
@@ -40,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the shipped model and its preset (default demo; stdlib: the "
                              "20.6 M-weight model with its weights in a simulated SDRAM, "
                              "preloaded, about 3 s of simulation a token)")
+    parser.add_argument("--core", choices=CORES, default="instruction",
+                        help="the virtual board's core: 'instruction' (the committed one, "
+                             "default) or 'dataflow' (issue 15's dataflow core)")
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("-n", "--tokens", type=int, default=64)
     args = parser.parse_args(argv)
@@ -73,8 +80,13 @@ def run(args) -> int:
     print(args.prompt + tokenizer.decode(expected))
     print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
 
-    step("3. the virtual board: the board's top level in Verilator, UART on a local port")
-    with connect("sim", params, export=export) as (board, virtual):
+    if args.core == "dataflow":
+        export = segmented_export(export, default_segments(params))
+        print(f"the dataflow core's layout: up to {default_segments(params)} rows a weight "
+              f"word, {len(export.sections['weights']):,} bytes of weights")
+    step(f"3. the virtual board: the {'board' if args.core == 'instruction' else 'dataflow core'}"
+         f"'s top level in Verilator, UART on a local port")
+    with connect("sim", params, export=export, core=args.core) as (board, virtual):
         identity = board.identity
         print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x}, "
               f"parameters hash 0x{identity.params_hash:016x}")

@@ -66,6 +66,9 @@ def test_the_dataflow_core_is_refused_on_a_serial_port():
     with pytest.raises(TernError, match="only on the virtual board"), \
             session.connect("/dev/ttyUSB9", PARAMS, core="dataflow"):
         pass
+    with pytest.raises(TernError, match="no DRAM backend yet"), \
+            session.connect("sim", PRESETS["stdlib"], core="dataflow"):
+        pass
     with pytest.raises(TernError, match="no core 'systolic'"), \
             session.connect("sim", PARAMS, core="systolic"):
         pass
