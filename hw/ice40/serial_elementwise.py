@@ -156,11 +156,7 @@ class SerialElementwiseUnit(wiring.Component):
             raise ValueError(f"EMBED's largest shift with frac_bits={params.frac_bits} and "
                              f"embedding_bits={params.embedding_bits} needs a power of two "
                              f"above 2**{width - 2}")
-        if not isinstance(tag_bits, int) or isinstance(tag_bits, bool) or tag_bits < 1:
-            raise ValueError(f"tag_bits must be a positive integer, not {tag_bits!r}")
-        if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < 1 << tag_bits:
-            raise ValueError(f"tag must be an integer from 0 to {(1 << tag_bits) - 1}, not "
-                             f"{tag!r}")
+        shared_multiplier.check_client_tag(tag_bits, tag)
         self._params, self._tag = params, tag
         super().__init__({
             "command": In(stream.Signature(command_layout(params))),
@@ -168,9 +164,7 @@ class SerialElementwiseUnit(wiring.Component):
             "b": In(stream.Signature(operand_layout(params))),
             "result": Out(stream.Signature(result_layout(params))),
             "busy": Out(1),
-            "multiplier_request": Out(stream.Signature(
-                shared_multiplier.request_layout(tag_bits))),
-            "multiplier_result": In(stream.Signature(shared_multiplier.result_layout(tag_bits))),
+            **shared_multiplier.client_ports(tag_bits),
         })
 
     @property

@@ -141,18 +141,12 @@ class SerialScalarEngine(wiring.Component):
         # The normaliser checks bits_per_cycle and the multiplier's layouts tag_bits.
         self._normaliser = SerialNormaliser(params, bits_per_cycle=bits_per_cycle)
         self._divider = SerialDivider(params)
-        if not isinstance(tag_bits, int) or isinstance(tag_bits, bool) or tag_bits < 1:
-            raise ValueError(f"tag_bits must be a positive integer, not {tag_bits!r}")
-        if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < 1 << tag_bits:
-            raise ValueError(f"tag must be an integer from 0 to {(1 << tag_bits) - 1}, not "
-                             f"{tag!r}")
+        shared_multiplier.check_client_tag(tag_bits, tag)
         self._params, self._tag = params, tag
         super().__init__({
             "request": In(stream.Signature(scalar_engine.request_layout(params))),
             "result": Out(stream.Signature(scalar_engine.result_layout(params))),
-            "multiplier_request": Out(stream.Signature(
-                shared_multiplier.request_layout(tag_bits))),
-            "multiplier_result": In(stream.Signature(shared_multiplier.result_layout(tag_bits))),
+            **shared_multiplier.client_ports(tag_bits),
         })
 
     @property

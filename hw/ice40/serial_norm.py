@@ -163,9 +163,7 @@ class SerialNormUnit(wiring.Component):
             "result": Out(stream.Signature(result_layout(params))),
             "scale": Out(stream.Signature(scale_layout(params))),
             "busy": Out(1),
-            "multiplier_request": Out(stream.Signature(
-                shared_multiplier.request_layout(tag_bits))),
-            "multiplier_result": In(stream.Signature(shared_multiplier.result_layout(tag_bits))),
+            **shared_multiplier.client_ports(tag_bits),
         })
 
     @property

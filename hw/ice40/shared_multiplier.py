@@ -42,7 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.hw.dataflow.products import HALF, partial_product
 
-__all__ = ["LATENCY", "OPERAND_BITS", "SharedMultiplier", "exact_product", "request_layout",
+__all__ = ["LATENCY", "OPERAND_BITS", "SharedMultiplier", "check_client_tag", "client_ports",
+           "exact_product", "request_layout",
            "result_layout"]
 
 #: Bits of each signed operand; the product has twice as many.
@@ -76,6 +77,23 @@ def request_layout(tag_bits: int) -> data.StructLayout:
 def result_layout(tag_bits: int) -> data.StructLayout:
     """A result: the ``product`` and the request's ``tag``."""
     return data.StructLayout({"product": signed(2 * OPERAND_BITS), "tag": tag_bits})
+
+
+def client_ports(tag_bits: int) -> dict:
+    """A client's port on the shared multiplier, as signature members: ``multiplier_request``
+    (``Out``) and ``multiplier_result`` (``In``), in this module's layouts."""
+    return {"multiplier_request": Out(stream.Signature(request_layout(tag_bits))),
+            "multiplier_result": In(stream.Signature(result_layout(tag_bits)))}
+
+
+def check_client_tag(tag_bits, tag) -> None:
+    """Refuse a client's ``tag_bits`` that is not a positive integer, or a ``tag`` that it
+    cannot hold, naming the value."""
+    if not isinstance(tag_bits, int) or isinstance(tag_bits, bool) or tag_bits < 1:
+        raise ValueError(f"tag_bits must be a positive integer, not {tag_bits!r}")
+    if not isinstance(tag, int) or isinstance(tag, bool) or not 0 <= tag < 1 << tag_bits:
+        raise ValueError(f"tag must be an integer from 0 to {(1 << tag_bits) - 1}, not "
+                         f"{tag!r}")
 
 
 class SharedMultiplier(wiring.Component):

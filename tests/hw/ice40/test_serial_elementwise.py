@@ -11,8 +11,6 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable, Module, Signal
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from tern_fpga.contracts.isa import BINARY_OPERATIONS, RowOperation
@@ -20,9 +18,7 @@ from tern_fpga.contracts.numerics import Scale
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.dataflow.elementwise import OPERATIONS, command_layout
 from tern_fpga.hw.ice40 import shared_multiplier
-from tern_fpga.hw.ice40.multiplier_arbiter import MultiplierArbiter
 from tern_fpga.hw.ice40.serial_elementwise import SerialElementwiseUnit
-from tern_fpga.hw.ice40.shared_multiplier import SharedMultiplier, exact_product
 from tern_fpga.hw.row_unit import operand_layout, result_layout
 from tern_fpga.hw.synthesis import synthesize
 from tern_fpga.sim.golden.row_unit import row_operation
@@ -35,39 +31,16 @@ from tern_fpga.sim.rtl.testbenches.row_unit import (
     stream_payloads,
 )
 
+from support.ice40_clients import TAG_BITS, UNIT_TAG, CompetingClient, UnitOnArbiter
+
 pytestmark = [pytest.mark.xdist_group("yosys"),
               pytest.mark.filterwarnings("ignore:.*created but never used")]
 
 PARAMS = PRESETS["micro"].replace(vector_lanes=1)
-TAG_BITS, UNIT_TAG, OTHER_TAG = 1, 1, 0
 LOW, HIGH = -2**31, 2**31 - 1
 ONE = PARAMS.one
 EDGES = (LOW, LOW + 1, HIGH, HIGH - 1, 0, 1, -1, ONE, -ONE, ONE - 1)
 LIMIT = 200_000  # cycles: a lost beat leaves a loop waiting until then
-
-
-class UnitOnArbiter(Elaboratable):
-    """The unit on port :data:`UNIT_TAG` of a two-port arbiter in front of a
-    :class:`SharedMultiplier`; port :data:`OTHER_TAG` is the test's other client."""
-
-    def __init__(self, params=PARAMS):
-        self.unit = SerialElementwiseUnit(params, tag_bits=TAG_BITS, tag=UNIT_TAG)
-        self.arbiter = MultiplierArbiter(2, TAG_BITS)
-        self.multiplier = SharedMultiplier(TAG_BITS)
-        self.other_request = self.arbiter.requests[OTHER_TAG]
-        self.other_result = self.arbiter.results[OTHER_TAG]
-        self.cycle = Signal(32)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.unit, m.submodules.arbiter, m.submodules.multiplier = (
-            unit, arbiter, multiplier) = self.unit, self.arbiter, self.multiplier
-        wiring.connect(m, unit.multiplier_request, arbiter.requests[UNIT_TAG])
-        wiring.connect(m, arbiter.results[UNIT_TAG], unit.multiplier_result)
-        wiring.connect(m, arbiter.multiplier_request, multiplier.requests)
-        wiring.connect(m, multiplier.results, arbiter.multiplier_result)
-        m.d.sync += self.cycle.eq(self.cycle + 1)
-        return m
 
 
 def job(operation, a, b=None, shift=0) -> RowJob:
@@ -96,15 +69,15 @@ def simulate(jobs, *, probability: float, seed: int, other: bool, holds: float =
     most cycles (random operands, edge ones in about a third) and takes its results with
     probability 0.6, holding them back for 5 to 15 cycles from a cycle with probability
     ``holds`` (which stalls the multiplier for both clients). Returns the unit's result
-    payloads, the cycle of each, and the other client's ``(asked, received)``."""
-    dut = UnitOnArbiter()
+    payloads, the cycle of each, and the other client (a :class:`CompetingClient`)."""
+    dut = UnitOnArbiter(SerialElementwiseUnit(PARAMS, tag_bits=TAG_BITS, tag=UNIT_TAG))
     unit = dut.unit
     commands, a_beats, b_beats = stream_payloads(PARAMS, jobs, padding_seed=seed,
                                                  layout=command_layout(PARAMS))
     count = result_beat_count(PARAMS, jobs)
     rng = random.Random(seed)
-    results, cycles, asked, received = [], [], [], []
-    done = []
+    results, cycles, done = [], [], []
+    client = CompetingClient(dut, rng, EDGES, done, holds=holds, limit=LIMIT)
 
     def sender(port, payloads):
         async def send(ctx):
@@ -134,52 +107,17 @@ def simulate(jobs, *, probability: float, seed: int, other: bool, holds: float =
         assert not ctx.get(unit.busy), "busy after the last result"
         done.append(True)
 
-    def operand():
-        return rng.choice(EDGES) if rng.random() < 0.3 else rng.getrandbits(32) - 2**31
-
-    async def other_requests(ctx):
-        port = dut.other_request
-        while not done:
-            ctx.set(port.valid, 0)
-            while rng.random() < 0.2:
-                await ctx.tick()
-            pair = operand(), operand()
-            ctx.set(port.payload, {"a": pair[0], "b": pair[1], "tag": 0})
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            asked.append(pair)
-        ctx.set(port.valid, 0)
-
-    async def other_results(ctx):
-        port, hold = dut.other_result, 0
-        for _ in range(LIMIT):
-            if done and len(received) == len(asked):
-                break
-            if hold == 0 and rng.random() < holds:
-                hold = rng.randrange(5, 16)
-            hold = max(hold - 1, 0)
-            ctx.set(port.ready, bool(done) or (not hold and rng.random() < 0.6))
-            _, _, valid, ready, product, tag = await ctx.tick().sample(
-                port.valid, port.ready, port.payload.product, port.payload.tag)
-            if valid and ready:
-                received.append((product, tag))
-
     simulator = Simulator(dut)
     simulator.add_clock(1e-6)
     for port, payloads in ((unit.command, commands), (unit.a, a_beats), (unit.b, b_beats)):
         simulator.add_testbench(sender(port, payloads), background=True)
     simulator.add_testbench(receive)
     if other:
-        simulator.add_testbench(other_requests)
-        simulator.add_testbench(other_results)
+        simulator.add_testbench(client.requests)
+        simulator.add_testbench(client.results)
     simulator.run()
     assert len(results) == count, f"{len(results)} of {count} results"
-    return results, cycles, (asked, received)
-
-
-def check_other(asked, received):
-    """The other client got exactly its own products, once each, in order."""
-    assert received == [(exact_product(a, b), OTHER_TAG) for a, b in asked]
+    return results, cycles, client
 
 
 def test_init():
@@ -228,8 +166,8 @@ def test_random_and_edge_operands_under_stalls():
     jobs = [jobs[index] for index in rng.permutation(len(jobs))]
     results, _, other = simulate(jobs, probability=0.6, seed=3, other=True, holds=0.03)
     check_results(PARAMS, jobs, results)
-    check_other(*other)
-    assert len(other[0]) > 500  # they did compete
+    other.check()
+    assert len(other.asked) > 500  # they did compete
 
 
 def test_sigmoid_segment_boundaries():
@@ -239,7 +177,7 @@ def test_sigmoid_segment_boundaries():
     jobs = [job(operation, boundaries) for operation in (RowOperation.SIGMOID, RowOperation.SILU)]
     results, _, other = simulate(jobs, probability=1.0, seed=5, other=True)
     check_results(PARAMS, jobs, results)
-    check_other(*other)
+    other.check()
 
 
 def test_cycles_per_element():

@@ -10,16 +10,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Const, Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Const
 from amaranth.sim import Simulator
 
 from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.ice40 import shared_multiplier
-from tern_fpga.hw.ice40.multiplier_arbiter import MultiplierArbiter
 from tern_fpga.hw.ice40.serial_norm import SerialNormUnit
-from tern_fpga.hw.ice40.shared_multiplier import SharedMultiplier, exact_product
 from tern_fpga.hw.norm_quantizer import (
     Operation,
     command_layout,
@@ -36,36 +33,13 @@ from tern_fpga.sim.rtl.testbenches.norm_quantizer_cases import (
     split_result,
 )
 
+from support.ice40_clients import TAG_BITS, UNIT_TAG, CompetingClient, UnitOnArbiter
+
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 
 PARAMS = PRESETS["micro"].replace(vector_lanes=1)
-TAG_BITS, UNIT_TAG, OTHER_TAG = 1, 1, 0
 EDGES = (-2**31, -2**31 + 1, 2**31 - 1, 0, 1, -1, 1 << 16, -(1 << 16))
 LIMIT = 400_000  # cycles: a lost beat leaves a loop waiting until then
-
-
-class UnitOnArbiter(Elaboratable):
-    """The unit on port :data:`UNIT_TAG` of a two-port arbiter in front of a
-    :class:`SharedMultiplier`; port :data:`OTHER_TAG` is the test's other client."""
-
-    def __init__(self, params=PARAMS):
-        self.unit = SerialNormUnit(params, tag_bits=TAG_BITS, tag=UNIT_TAG)
-        self.arbiter = MultiplierArbiter(2, TAG_BITS)
-        self.multiplier = SharedMultiplier(TAG_BITS)
-        self.other_request = self.arbiter.requests[OTHER_TAG]
-        self.other_result = self.arbiter.results[OTHER_TAG]
-        self.cycle = Signal(32)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.unit, m.submodules.arbiter, m.submodules.multiplier = (
-            unit, arbiter, multiplier) = self.unit, self.arbiter, self.multiplier
-        wiring.connect(m, unit.multiplier_request, arbiter.requests[UNIT_TAG])
-        wiring.connect(m, arbiter.results[UNIT_TAG], unit.multiplier_result)
-        wiring.connect(m, arbiter.multiplier_request, multiplier.requests)
-        wiring.connect(m, multiplier.results, arbiter.multiplier_result)
-        m.d.sync += self.cycle.eq(self.cycle + 1)
-        return m
 
 
 def simulate(cases, *, probability: float, seed: int, other: bool, params=PARAMS,
@@ -75,12 +49,13 @@ def simulate(cases, *, probability: float, seed: int, other: bool, params=PARAMS
     asks a product in most cycles (edge operands in about a third) and takes its results with
     probability 0.6 (which stalls the multiplier for both clients). With ``statistics_check``,
     the engine's requests carry :func:`golden_statistics`. Returns the result lanes, the
-    scales, the cycle of each result, and the other client's ``(asked, received)``."""
-    dut = UnitOnArbiter(params)
+    scales, the cycle of each result, and the other client (a :class:`CompetingClient`)."""
+    dut = UnitOnArbiter(SerialNormUnit(params, tag_bits=TAG_BITS, tag=UNIT_TAG))
     unit = dut.unit
     rng = random.Random(seed)
-    payloads, scales, cycles, asked, received = [], [], [], [], []
+    payloads, scales, cycles = [], [], []
     finished, done, statistics = [], [], []
+    client = CompetingClient(dut, rng, EDGES, done, limit=LIMIT)
 
     def sender(port, items, chance):
         async def send(ctx):
@@ -119,33 +94,6 @@ def simulate(cases, *, probability: float, seed: int, other: bool, params=PARAMS
                 done.append(True)
         return receive
 
-    def operand():
-        return rng.choice(EDGES) if rng.random() < 0.3 else rng.getrandbits(32) - 2**31
-
-    async def other_requests(ctx):
-        port = dut.other_request
-        while not done:
-            ctx.set(port.valid, 0)
-            while rng.random() < 0.2:
-                await ctx.tick()
-            pair = operand(), operand()
-            ctx.set(port.payload, {"a": pair[0], "b": pair[1], "tag": 0})
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            asked.append(pair)
-        ctx.set(port.valid, 0)
-
-    async def other_results(ctx):
-        port = dut.other_result
-        for _ in range(LIMIT):
-            if done and len(received) == len(asked):
-                break
-            ctx.set(port.ready, bool(done) or rng.random() < 0.6)
-            _, _, valid, ready, product, tag = await ctx.tick().sample(
-                port.valid, port.ready, port.payload.product, port.payload.tag)
-            if valid and ready:
-                received.append((product, tag))
-
     async def monitor(ctx):
         # The statistics that the engine is asked with.
         request = unit.engine.request
@@ -169,23 +117,21 @@ def simulate(cases, *, probability: float, seed: int, other: bool, params=PARAMS
     simulator.add_testbench(receiver(unit.result, sum(len(c.beats) for c in cases),
                                      probability, payloads, cycles))
     if other:
-        simulator.add_testbench(other_requests)
-        simulator.add_testbench(other_results)
+        simulator.add_testbench(client.requests)
+        simulator.add_testbench(client.results)
     simulator.run()
     lanes = [lane for payload in payloads for lane in split_result(payload, params)]
     if statistics_check:
         assert statistics == [golden_statistics(case, params) for case in cases]
-    return lanes, [scale_from_payload(s, params) for s in scales], cycles, (asked, received)
+    return lanes, [scale_from_payload(s, params) for s in scales], cycles, client
 
 
 def check(cases, lanes, scales, other=None):
     assert lanes == [lane for case in cases for lane in case.expected]
     assert scales == [case.scale for case in cases if case.scale is not None]
     if other is not None:
-        asked, received = other
-        # Exactly its own products, once each, in order.
-        assert received == [(exact_product(a, b), OTHER_TAG) for a, b in asked]
-        assert len(received) > 200  # they did compete
+        other.check()
+        assert len(other.received) > 200  # they did compete
 
 
 def cases_for(lengths, seed, params=PARAMS):
