@@ -267,26 +267,26 @@ SCOREBOARD_QUEUE = 8
 CORE_WEIGHT_WORDS = 1024
 
 
-def _core_component(lanes: int, vector: int):
-    """The whole dataflow core at ``P = lanes``, ``V = vector`` (rows a word as
-    :data:`DESIGN_POINTS` gives for ``P``) for synthesis (ECP5 multipliers), its memories
-    filled with the demo checkpoint's step from a three-token prompt, the weight memory cut to
-    :data:`CORE_WEIGHT_WORDS`.
+def _core_component(lanes: int, vector: int, name: str = "demo"):
+    """The whole dataflow core of preset ``name`` at ``P = lanes``, ``V = vector`` (up to
+    :func:`~tern_fpga.contracts.segmented_layout.default_segments` rows a word) for synthesis
+    (ECP5 multipliers), its memories filled with the checkpoint's step from a three-token
+    prompt, the weight memory cut to :data:`CORE_WEIGHT_WORDS`.
 
     Raises
     ------
     FileNotFoundError
-        If the demo checkpoint is missing (``make demo`` trains or fetches it).
+        If the checkpoint is missing (``make demo`` trains or fetches the demo's).
     """
     from tern_fpga.explore.bench_core import compile_model  # here: loads torch
     from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
     from tern_fpga.sim.rtl import dataflow_core  # here: loads Amaranth
 
-    folder = paths.CHECKPOINTS / "demo"
+    folder = paths.CHECKPOINTS / name
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no demo checkpoint in {folder}; run make demo first")
-    segments = min(dict(DESIGN_POINTS)[lanes], vector)
-    wide = dataclasses.replace(preset("demo"), ternary_lanes=lanes, vector_lanes=vector)
+        raise FileNotFoundError(f"no {name} checkpoint in {folder}; run make demo first")
+    wide = dataclasses.replace(preset(name), ternary_lanes=lanes, vector_lanes=vector)
+    segments = default_segments(wide)
     compiled = compile_model(load_pretrained(folder), wide)
     golden = dataflow_core.golden_before_step(compiled, (72, 101, 108))
     contents = dataflow_core.core_contents(golden, step_instructions(compiled), segments)
@@ -427,19 +427,21 @@ def run(quick: bool = False) -> list:
 
 
 def whole_core_placement(lanes: int = SCOREBOARD_POINT[0],
-                         vector: int = SCOREBOARD_POINT[1]) -> dict:
-    """nextpnr on the whole core at ``P = lanes``, ``V = vector`` (:func:`_core_component`),
+                         vector: int = SCOREBOARD_POINT[1], name: str = "demo") -> dict:
+    """nextpnr on the whole core of preset ``name`` at ``P = lanes``, ``V = vector``
+    (:func:`_core_component`),
     as :func:`_fmax` runs a unit: not part of :func:`run`, since the P = 512, V = 8 core did
     not route (router2 stopped making progress after 7 iterations, 31 minutes;
     docs/dataflow.md, "The whole core on the ECP5-85F"). Run it with
-    ``python -m tern_fpga.explore.bench_dataflow [--lanes P] [--vector V]``.
+    ``python -m tern_fpga.explore.bench_dataflow [--preset NAME] [--lanes P] [--vector V]``.
 
     Raises
     ------
     FileNotFoundError
         If the demo checkpoint is missing.
     """
-    result, mapping = _fmax(f"core_p{lanes}_v{vector}_ecp5", _core_component(lanes, vector))
+    result, mapping = _fmax(f"core_{name}_p{lanes}_v{vector}_ecp5",
+                            _core_component(lanes, vector, name))
     return {"fmax_mhz": result["fmax_mhz"], "mapping": mapping,
             "utilisation": {cell: value["used"] for cell, value in result["utilisation"].items()
                             if value["used"]}}
@@ -451,13 +453,16 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tern_fpga.explore.bench_dataflow",
         description="Synthesise, place and route the whole dataflow core on the ECP5-85F "
-                    "(the demo step's memory contents) and print its Fmax and cells.")
+                    "(a checkpoint's step as its memory contents) and print its Fmax and cells.")
+    parser.add_argument("--preset", default="demo", choices=("demo", "micro"),
+                        help="the checkpoint and preset (default %(default)s)")
     parser.add_argument("--lanes", type=int, default=SCOREBOARD_POINT[0],
                         help="P, the matrix unit's ternary lanes (default %(default)s)")
     parser.add_argument("--vector", type=int, default=SCOREBOARD_POINT[1],
                         help="V, the vector lanes (default %(default)s)")
     arguments = parser.parse_args(argv)
-    print(json.dumps(whole_core_placement(arguments.lanes, arguments.vector), indent=1))
+    print(json.dumps(whole_core_placement(arguments.lanes, arguments.vector, arguments.preset),
+                     indent=1))
 
 
 if __name__ == "__main__":
