@@ -179,7 +179,15 @@ class MatrixPipe(wiring.Component):
     def _elaborate_reader(self, m, queue, matvec, matvec_commands, writers):
         """Take a command (prefetch, the matrix unit's command, the writer entry),
         then read its words; the next command's reads follow the last with no bubble. Returns
-        a signal that is high while words are read or wait for the matrix unit."""
+        a signal that is high while words are read or wait for the matrix unit.
+
+        The memories' read enable comes from registers only (``reading``, the skid register's
+        ``held``) and the weight port's ``matrix_available``, never from the matrix unit's
+        ``ready``: that enable reaches every block RAM of the weight memory, across the chip
+        (the whole core's critical path when it was ``ready``-gated, docs/dataflow.md). A word
+        read is at the memories' outputs the next cycle (``fresh``) and stays there until the
+        next read; when the matrix unit does not take it then and a read follows, it moves into
+        the skid register, and no read is made while the skid register is full."""
         command = Signal(command_layout(self._params, self._max_segments))
         reading = Signal()
         # Addresses and counts down are registers, so that neither the memories' addresses nor
@@ -188,10 +196,12 @@ class MatrixPipe(wiring.Component):
         activation_address = Signal.like(self.activation_addr)
         reads_after = Signal.like(command.words)      # reads of the command after the next
         beats_after = Signal.like(command.beats)      # beats of the group after the next
-        read_valid = Signal()
-        advance = ~read_valid | (matvec.weights.ready & matvec.activations.ready)
+        fresh = Signal()                              # the memories' outputs hold a word
+        held = Signal()                               # the skid register holds one
+        held_weights = Signal.like(self.matrix_data)
+        held_activations = Signal.like(self.activation_data)
         last_read = reads_after == 0
-        take = reading & advance & self.matrix_available
+        take = reading & ~held & self.matrix_available
         following = queue.payload
         hand_over = matvec_commands.ready & self.prefetch.ready & writers.ready
         start = queue.valid & hand_over & (~reading | (take & last_read))
@@ -214,8 +224,17 @@ class MatrixPipe(wiring.Component):
             self.activation_en.eq(take),
             self.released.eq(take & last_read),
         ]
-        with m.If(advance):
-            m.d.sync += read_valid.eq(take)
+        # The word offered: the skid register's, else the memories' outputs.
+        accepted = (held | fresh) & matvec.weights.ready & matvec.activations.ready
+        with m.If(held & accepted):
+            m.d.sync += held.eq(0)
+        with m.Elif(~held & fresh & ~accepted & take):  # the next read would overwrite it
+            m.d.sync += [held.eq(1), held_weights.eq(self.matrix_data),
+                         held_activations.eq(self.activation_data)]
+        with m.If(take):
+            m.d.sync += fresh.eq(1)
+        with m.Elif(accepted & ~held):
+            m.d.sync += fresh.eq(0)
         with m.If(take):
             group_done = beats_after == 0
             m.d.sync += [
@@ -233,12 +252,13 @@ class MatrixPipe(wiring.Component):
                          reads_after.eq(following.words - 1),
                          beats_after.eq(following.beats - 1)]
         m.d.comb += [
-            matvec.weights.valid.eq(read_valid),
-            matvec.activations.valid.eq(read_valid),
-            matvec.weights.payload.as_value().eq(self.matrix_data),
-            matvec.activations.payload.as_value().eq(self.activation_data),
+            matvec.weights.valid.eq(held | fresh),
+            matvec.activations.valid.eq(held | fresh),
+            matvec.weights.payload.as_value().eq(Mux(held, held_weights, self.matrix_data)),
+            matvec.activations.payload.as_value().eq(
+                Mux(held, held_activations, self.activation_data)),
         ]
-        return reading | read_valid
+        return reading | fresh | held
 
     def _elaborate_argmax(self, m, matvec, tokens):
         """Each command's ArgMax over its raw row sums, into ``tokens`` at its last beat: the
