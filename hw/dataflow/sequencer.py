@@ -2,9 +2,11 @@
 to its ``HALT`` issued into the scoreboard an instruction a cycle (``docs/dataflow.md``).
 
 A ``run`` beat (:data:`~tern_fpga.hw.core_interface.run_layout`: ``entry``, ``token``) sets the
-token register (``set_token``) and starts issuing at ``entry``; the instruction at the read
-port's output is offered to the scoreboard while it is not ``HALT``, and the next one is read
-as it is taken, so a scoreboard that takes one a cycle gets one a cycle. At ``HALT`` the
+token register (``set_token``) and starts reading at ``entry``, ahead of the issue into a FIFO
+of :data:`PREFETCH` instructions (the read enable from registers only: the program memory's
+output and enable stay out of the scoreboard's paths); the FIFO's head is offered to the
+scoreboard while it is not ``HALT``, so a scoreboard that takes one a cycle gets one a cycle,
+the first four cycles after the ``run`` beat. At ``HALT`` the
 sequencer waits for the core to be ``idle`` (every result written), then sends ``done`` with
 the token register. ``cycles`` and ``instructions`` count as
 :class:`~tern_fpga.hw.core_interface.CoreInterface` says, and ``busy`` is high from the ``run``
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -40,6 +42,8 @@ from tern_fpga.hw.dataflow.scoreboard import instruction_layout
 __all__ = ["Sequencer", "program_values"]
 
 INSTRUCTION_BITS = 32 * WORDS_PER_INSTRUCTION
+#: Instructions read ahead of the one offered (the FIFO's depth).
+PREFETCH = 3
 
 
 def program_values(words) -> list[int]:
@@ -104,18 +108,38 @@ class Sequencer(wiring.Component):
         m.d.comb += [write.addr.eq(self.host.addr), write.data.eq(self.host.write_data),
                      write.en.eq(self.host.write_en), self.host.read_data.eq(read.data)]
 
-        word = read.data
-        fields = {name: word[low:low + width] for name, (low, width) in FIELDS.items()}
-        halt = fields["opcode"] == Opcode.HALT
-        m.d.comb += [self.instruction.payload[name].eq(value) for name, value in fields.items()]
+        # The program is read ahead into a FIFO, from the entry until a HALT is read: the read
+        # enable comes from registers only (the FIFO's room, counted with the read in flight),
+        # and the instruction offered is the FIFO's registered output, so neither the program
+        # memory's output nor its enable is in a path with the scoreboard's ready.
+        m.submodules.fetched = fetched = fifo.SyncFIFOBuffered(width=INSTRUCTION_BITS,
+                                                                depth=PREFETCH)
+        fetch = Signal(range(params.program_words))    # the next address to read
+        fetching = Signal()
+        in_flight = Signal()                           # a word at the read port's output
+        room = fetched.level + in_flight < PREFETCH
+        read_ahead = fetching & room
 
-        pc = Signal(range(params.program_words))
+        def is_halt(word):
+            low, width = FIELDS["opcode"]
+            return word[low:low + width] == Opcode.HALT
+
+        arrived = in_flight & fetching                 # words after a HALT are dropped
+        m.d.comb += [fetched.w_en.eq(arrived), fetched.w_data.eq(read.data),
+                     read.addr.eq(fetch), read.en.eq(read_ahead)]
+        m.d.sync += in_flight.eq(read_ahead)
+        with m.If(read_ahead):
+            m.d.sync += fetch.eq(fetch + 1)
+        with m.If(arrived & is_halt(read.data)):
+            m.d.sync += fetching.eq(0)
+
+        head = fetched.r_data
+        fields = {name: head[low:low + width] for name, (low, width) in FIELDS.items()}
+        halt = fetched.r_rdy & is_halt(head)
+        m.d.comb += [self.instruction.payload[name].eq(value) for name, value in fields.items()]
         taken = self.instruction.valid & self.instruction.ready
-        # The read port's ``en`` resets to 1: driven here in every state, the next
-        # instruction is read only as the one shown is taken.
-        m.d.comb += [read.addr.eq(pc + 1), read.en.eq(taken)]
         with m.If(taken):
-            m.d.sync += [pc.eq(pc + 1), self.instructions.eq(self.instructions + 1)]
+            m.d.sync += self.instructions.eq(self.instructions + 1)
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
@@ -123,18 +147,19 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.run.ready.eq(self.set_token.ready),
                              self.set_token.valid.eq(self.run.valid),
-                             self.set_token.payload.eq(self.run.payload.token),
-                             read.addr.eq(self.run.payload.entry),
-                             read.en.eq(self.run.valid & self.run.ready)]
+                             self.set_token.payload.eq(self.run.payload.token)]
                 with m.If(self.host.read_en):
                     m.d.comb += [read.addr.eq(self.host.addr), read.en.eq(1)]
                 with m.If(self.run.valid & self.run.ready):
-                    m.d.sync += [pc.eq(self.run.payload.entry), self.busy.eq(1)]
+                    m.d.sync += [fetch.eq(self.run.payload.entry), fetching.eq(1),
+                                 self.busy.eq(1)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += self.instruction.valid.eq(~halt)
+                m.d.comb += [self.instruction.valid.eq(fetched.r_rdy & ~halt),
+                             fetched.r_en.eq(taken | halt)]
                 # The scoreboard's ``idle`` is low from the cycle after it takes an
-                # instruction, so it already counts the last one when HALT shows.
+                # instruction; HALT reaches the FIFO's output a cycle after the last one is
+                # taken at the soonest, so ``idle`` counts it when DRAIN looks.
                 with m.If(halt):
                     m.next = "DRAIN"
             with m.State("DRAIN"), m.If(self.idle):
