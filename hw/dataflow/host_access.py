@@ -24,14 +24,19 @@ tables, which the host checks by reading them back).
 
 from __future__ import annotations
 
+import dataclasses
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from tern_fpga.contracts import numerics
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.contracts.protocol import MemorySpace, space_words, table_offsets
+from tern_fpga.contracts.protocol import MemorySpace, space_words
+
+# The TABLES space's words, as the committed core answers them (hw/core.py is part of the
+# bitstreams' build id, so its helper keeps its name).
+from tern_fpga.hw.core import _table_words as table_words
 from tern_fpga.hw.core_interface import memory_request_layout
 from tern_fpga.hw.dataflow.pipeline import shared_read_port
 
@@ -43,17 +48,21 @@ WINDOW_SPACES = (MemorySpace.PROGRAM, MemorySpace.WEIGHTS, MemorySpace.VECTOR,
                  MemorySpace.EMBEDDING, MemorySpace.CONSTANTS)
 
 
+@dataclasses.dataclass(frozen=True)
 class Window:
     """The shape of one memory as the host reaches it: ``depth`` words of ``width`` bits,
     written in slices of ``granularity`` bits (at most 32, dividing it)."""
 
-    def __init__(self, depth: int, width: int, granularity: int = 32):
-        slices = width // 32
-        if width % 32 or 32 % granularity or slices & (slices - 1):
-            raise ValueError(f"a window of {width}-bit words written {granularity} bits at a "
-                             f"time cannot take 32-bit host words; the width must be a power of "
-                             f"two times 32 and the granularity divide 32")
-        self.depth, self.width, self.granularity = depth, width, granularity
+    depth: int
+    width: int
+    granularity: int = 32
+
+    def __post_init__(self):
+        slices = self.width // 32
+        if self.width % 32 or 32 % self.granularity or slices & (slices - 1):
+            raise ValueError(f"a window of {self.width}-bit words written {self.granularity} "
+                             f"bits at a time cannot take 32-bit host words; the width must be "
+                             f"a power of two times 32 and the granularity divide 32")
 
     @property
     def slices(self) -> int:
@@ -64,13 +73,6 @@ class Window:
     def slice_bits(self) -> int:
         """The host address's bits that choose the slice."""
         return (self.slices - 1).bit_length()
-
-    def __eq__(self, other):
-        return isinstance(other, Window) and (self.depth, self.width, self.granularity) == (
-            other.depth, other.width, other.granularity)
-
-    def __repr__(self):
-        return f"Window({self.depth}, {self.width}, {self.granularity})"
 
 
 def window_signature(window: Window) -> wiring.Signature:
@@ -84,12 +86,12 @@ def window_signature(window: Window) -> wiring.Signature:
     })
 
 
-def connect_window(m, window, memory: Memory, read_port, name: str, granularity: int):
+def connect_window(m, window, memory: Memory, read_port, name: str):
     """The host's ``window`` (a :func:`window_signature` port) on ``memory``: a write port of
-    its own (``granularity`` bits an enable) and reads on ``read_port`` (the unit's, which the
-    host uses only while the core is idle). Returns the unit's read port in its place (a
+    its own (the window's granularity) and reads on ``read_port`` (the unit's, which the host
+    uses only while the core is idle). Returns the unit's read port in its place (a
     :class:`~tern_fpga.hw.memory_banks.MemoryPort`: ``addr``, ``en``, ``data``)."""
-    write = memory.write_port(granularity=granularity)
+    write = memory.write_port(granularity=len(window.write_data) // len(window.write_en))
     host_read, unit_read = shared_read_port(m, read_port, f"{name}_host_read",
                                             f"{name}_unit_read")
     m.d.comb += [write.addr.eq(window.addr), write.data.eq(window.write_data),
@@ -125,14 +127,6 @@ def core_windows(params: AcceleratorParameters, *, weight_words: int | None = No
                                       params.embedding_bits * lanes, params.embedding_bits),
         MemorySpace.CONSTANTS: Window(params.program_words, 64),
     }
-
-
-def table_words(params: AcceleratorParameters) -> list[int]:
-    """The ``TABLES`` space's words: the sigmoid table at 0, the rsqrt seeds at their offset."""
-    sigmoid = [int(value) & 0xFFFF_FFFF for value in numerics.sigmoid_table(params)]
-    rsqrt = [int(value) & 0xFFFF_FFFF for value in numerics.rsqrt_table(params)]
-    start = table_offsets(params)["rsqrt_table"]
-    return sigmoid + [0] * (start - len(sigmoid)) + rsqrt
 
 
 class HostAccess(wiring.Component):

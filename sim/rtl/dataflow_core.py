@@ -26,7 +26,7 @@ from amaranth.sim import Simulator
 
 from tern_fpga.contracts.isa import Instruction, Opcode, encode
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.contracts.segmented_layout import segment_program
+from tern_fpga.contracts.segmented_layout import plain_matrix, segment_program
 from tern_fpga.contracts.weight_layout import weight_word_to_int
 from tern_fpga.hw.core_interface import CoreInterface
 from tern_fpga.hw.dataflow.host_access import HostAccess, connect_window, core_windows
@@ -98,8 +98,7 @@ def dataflow_core(params: AcceleratorParameters, *, vector, embeddings, constant
     weight_read = weight_memory.read_port()
     if access is not None:
         top.submodules.host = access
-        weight_read = connect_window(top, access.weights, weight_memory, weight_read, "weight",
-                                     32)
+        weight_read = connect_window(top, access.weights, weight_memory, weight_read, "weight")
         wiring.connect(top, access.program, sequencer.host)
     activation_read = activation_memory.read_port()
     activation_write = activation_memory.write_port(granularity=8)
@@ -189,11 +188,9 @@ def core_contents(golden, program, max_segments: int) -> dict:
     the segmented layout (:func:`~tern_fpga.contracts.segmented_layout.segment_program`) and
     the segmented program with a HALT."""
 
-    def matrix(instruction):
-        rows, beats = instruction.length, instruction.a
-        return golden.weights[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
-
-    segmented, weights = segment_program(program, matrix, golden.params, max_segments)
+    segmented, weights = segment_program(
+        program, lambda instruction: plain_matrix(golden.weights, instruction), golden.params,
+        max_segments)
     return {"vector": golden.memory.copy(), "embeddings": golden.embeddings,
             "constants": golden.constants, "weights": weights,
             "program": [*segmented, Instruction(opcode=Opcode.HALT)]}

@@ -120,9 +120,9 @@ def vector_slice(params: AcceleratorParameters, *, vector, embeddings, constants
                        window.read_data.eq(host_read.data)]
         host_read = None
         embedding_read = connect_window(top, host.embedding, embedding_memory, embedding_read,
-                                        "embedding", params.embedding_bits)
+                                        "embedding")
         constant_read = connect_window(top, host.constants, constant_memory, constant_read,
-                                       "constant", 32)
+                                       "constant")
 
     for reader, port in ((ew_reader, scoreboard.elementwise), (norm_reader, scoreboard.norm)):
         top.d.comb += [reader.instruction.valid.eq(port.command.valid),

@@ -16,7 +16,7 @@ from tern_fpga.contracts.boards import BOARDS, DEFAULT_BAUD, LINE_RATES, board
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import check_compiled, read_export
 from tern_fpga.contracts.params import preset
-from tern_fpga.contracts.segmented_layout import default_segments, segmented_export
+from tern_fpga.contracts.segmented_layout import segmented_export
 from tern_fpga.host import session
 from tern_fpga.host.meters import measure_generation, open_meter
 from tern_fpga.host.programmer import find_programmer, run_programmer
@@ -154,7 +154,7 @@ def _read(args):
     check_compiled(export, args.export)
     if args.core == "dataflow":       # the dataflow core's weight layout, and its program's
         try:
-            export = segmented_export(export, default_segments(export.params))
+            export = segmented_export(export)
         except ValueError as error:
             raise TernError(f"{args.export} cannot run on the dataflow core: {error}") from None
     return export

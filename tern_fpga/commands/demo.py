@@ -81,7 +81,7 @@ def run(args) -> int:
     print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
 
     if args.core == "dataflow":
-        export = segmented_export(export, default_segments(params))
+        export = segmented_export(export)
         print(f"the dataflow core's layout: up to {default_segments(params)} rows a weight "
               f"word, {len(export.sections['weights']):,} bytes of weights")
     step(f"3. the virtual board: the {'board' if args.core == 'instruction' else 'dataflow core'}"

@@ -44,6 +44,7 @@ __all__ = [
     "best_segments",
     "default_segments",
     "pack_segmented_words",
+    "plain_matrix",
     "segment_program",
     "segmented_activation_words",
     "segmented_export",
@@ -313,13 +314,21 @@ def default_segments(params: AcceleratorParameters) -> int:
     return min(params.vector_lanes, MAX_SEGMENTS)
 
 
-def segmented_export(export, max_segments: int):
+def plain_matrix(weights, instruction) -> np.ndarray:
+    """A TMV's ``length x a * P`` ternary matrix as the plain layout holds it at ``imm`` in
+    ``weights`` (:func:`~tern_fpga.contracts.weight_layout.unpack_weight_image`'s rows): the
+    ``matrix`` that :func:`segment_program` asks for."""
+    rows, beats = instruction.length, instruction.a
+    return weights[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
+
+
+def segmented_export(export, max_segments: int | None = None):
     """``export`` (a :class:`~tern_fpga.contracts.export_format.TernExport`) as the dataflow
     core loads it: its program with the TMVs' ``imm`` rewritten and its weights in the segmented
     layout (:func:`segment_program`), both as sections of the same names (the weights as the
     little-endian bytes of the segmented words, so that the host writes word ``w`` at WEIGHTS
     word ``w * P / 16``); the other sections and the entry points as they are (the rewrite
-    changes no instruction's place).
+    changes no instruction's place). ``max_segments``: :func:`default_segments` unless given.
 
     Raises
     ------
@@ -333,12 +342,9 @@ def segmented_export(export, max_segments: int):
                          f"64-bit chunks only from P = 32 on; use a preset with P >= 32")
     program = decode(export.sections["program"])
     plain = unpack_weight_image(export.sections["weights"], params)
-
-    def matrix(instruction):
-        rows, beats = instruction.length, instruction.a
-        return plain[instruction.imm:instruction.imm + rows * beats].reshape(rows, -1)
-
-    rewritten, image = segment_program(program, matrix, params, max_segments)
+    rewritten, image = segment_program(
+        program, lambda instruction: plain_matrix(plain, instruction), params,
+        default_segments(params) if max_segments is None else max_segments)
     if len(image) > params.weight_memory_words:
         raise ValueError(f"the segmented weights take {len(image):,} words, the preset's weight "
                          f"memory {params.weight_memory_words:,}; use a preset with more")

@@ -202,7 +202,7 @@ def _board_figures(source) -> list:
         golden = golden_from_export(export)
         prompt = list(b"The ")
         expected = golden.generate(prompt, BOARD_TOKENS)
-        segmented = segmented_export(export, default_segments(params))
+        segmented = segmented_export(export)
         with session.connect("sim", params, core="dataflow") as (board, _):
             session.load(board, segmented, progress=False)
             report = session.generate_text(board, segmented, prompt, BOARD_TOKENS, show=False)

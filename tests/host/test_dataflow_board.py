@@ -16,7 +16,7 @@ from tern_fpga.contracts.export_format import read_export
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.paths import CHECKPOINTS
 from tern_fpga.contracts.protocol import MemorySpace
-from tern_fpga.contracts.segmented_layout import default_segments, segmented_export
+from tern_fpga.contracts.segmented_layout import segmented_export
 from tern_fpga.host import session
 from tern_fpga.quant.export import export_checkpoint
 from tern_fpga.sim.golden.model import golden_from_export
@@ -38,7 +38,7 @@ def test_the_micro_model_generates_64_tokens_bit_exact_on_the_dataflow_core(micr
     prompt, count = list(b"The "), 64
     golden = golden_from_export(export)
     expected = golden.generate(prompt, count)
-    segmented = segmented_export(export, default_segments(PARAMS))
+    segmented = segmented_export(export)
     with session.connect("sim", PARAMS, core="dataflow") as (board, virtual):
         session.load(board, segmented, progress=False)
         report = session.generate_text(board, segmented, prompt, count, show=False)
