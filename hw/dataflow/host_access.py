@@ -143,7 +143,7 @@ class HostAccess(wiring.Component):
     -------
     request : ``In(stream.Signature(core_interface.memory_request_layout(params)))``
     response : ``Out(stream.Signature(32))``
-        One beat a read, in order; two cycles after the read is taken at the soonest.
+        One beat a read, in order; three cycles after the read is taken at the soonest.
     program, weights, vector, embedding, constants : ``Out(window_signature(window))``
     """
 
@@ -171,18 +171,22 @@ class HostAccess(wiring.Component):
             shape=32, depth=space_words(params)[MemorySpace.TABLES], init=tables)
         table_read = table_memory.read_port()
 
-        # A read: the memory's read in the cycle it is taken, its word the next cycle, the
-        # chosen slice into the response register the cycle after; no request is taken until
-        # the response is.
+        # A read: the memory's read in the cycle it is taken, its word the next cycle, each
+        # window's slice into a register of its own the cycle after, the space's register into
+        # the response register the cycle after that (one mux a stage: from a block RAM's
+        # output through the slice and the space muxes in one cycle was the micro core's
+        # critical path, docs/dataflow.md); no request is taken until the response is.
         reading = Signal()                      # the memory's word is at its read port
+        choosing = Signal()                     # each window's slice is in its register
         responding = Signal()
         space = Signal.like(request.space)
         slice_index = Signal(max(max(w.slice_bits for w in self._windows.values()), 1))
-        take = self.request.valid & ~reading & ~responding
+        take = self.request.valid & ~reading & ~choosing & ~responding
         m.d.comb += [self.request.ready.eq(take),
                      table_read.addr.eq(request.address),
                      table_read.en.eq(take & (request.space == MemorySpace.TABLES)
                                       & ~request.write)]
+        slices = {MemorySpace.TABLES: Signal(32, name="tables_slice")}
         for name, window in self._windows.items():
             port = getattr(self, name.name.lower())
             enables = 32 // window.granularity  # write enables a host word
@@ -193,20 +197,23 @@ class HostAccess(wiring.Component):
                          port.read_en.eq(selected & ~request.write)]
             with m.If(selected & request.write):
                 m.d.comb += port.write_en.eq(((1 << enables) - 1) << (part * enables))
+            slices[name] = Signal(32, name=f"{name.name.lower()}_slice")
+            with m.If(reading):
+                m.d.sync += slices[name].eq(
+                    port.read_data.word_select(slice_index[:window.slice_bits], 32)
+                    if window.slices > 1 else port.read_data)
         with m.If(take & ~request.write):
             m.d.sync += [reading.eq(1), space.eq(request.space),
                          slice_index.eq(request.address)]
         with m.If(reading):
-            m.d.sync += [reading.eq(0), responding.eq(1)]
+            m.d.sync += [reading.eq(0), choosing.eq(1),
+                         slices[MemorySpace.TABLES].eq(table_read.data)]
+        with m.If(choosing):
+            m.d.sync += [choosing.eq(0), responding.eq(1)]
             with m.Switch(space):
-                for name, window in self._windows.items():
-                    port = getattr(self, name.name.lower())
+                for name, word in slices.items():
                     with m.Case(name):
-                        chosen = (port.read_data.word_select(slice_index[:window.slice_bits], 32)
-                                  if window.slices > 1 else port.read_data)
-                        m.d.sync += self.response.payload.eq(chosen)
-                with m.Case(MemorySpace.TABLES):
-                    m.d.sync += self.response.payload.eq(table_read.data)
+                        m.d.sync += self.response.payload.eq(word)
         m.d.comb += self.response.valid.eq(responding)
         with m.If(self.response.valid & self.response.ready):
             m.d.sync += responding.eq(0)

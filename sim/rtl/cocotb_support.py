@@ -39,6 +39,10 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from tern_fpga.contracts import paths
+from tern_fpga.contracts.lanes import (  # re-exported: the testbenches' helpers
+    pack_lanes,
+    unpack_lanes,
+)
 from tern_fpga.sim.rtl.waves import write_state_names
 
 __all__ = [
@@ -464,22 +468,6 @@ async def start_clock_and_reset(dut, cycles: int = 2):
     for _ in range(cycles):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-
-
-def pack_lanes(values, bits: int) -> int:
-    """Lane ``j`` of ``values`` (two's complement, ``bits`` wide) into bits ``bits*j`` up:
-    the flattened form of an Amaranth ``ArrayLayout`` payload."""
-    mask = (1 << bits) - 1
-    word = 0
-    for lane, value in enumerate(values):
-        word |= (int(value) & mask) << (bits * lane)
-    return word
-
-
-def unpack_lanes(word: int, bits: int, count: int) -> list[int]:
-    """The inverse of :func:`pack_lanes`: ``count`` lanes of ``bits``, two's complement."""
-    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
-    return [((word >> (bits * lane) & mask) ^ sign) - sign for lane in range(count)]
 
 
 class _StreamPort:

@@ -19,14 +19,14 @@ from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.board import simulation_baud
+from tern_fpga.hw.dataflow.core import CoreComponent
 from tern_fpga.hw.host_link import HostLink
-from tern_fpga.sim.rtl.dataflow_core import CoreComponent
 
 __all__ = ["DataflowAccelerator"]
 
 
 class DataflowAccelerator(wiring.Component):
-    """The host link and the dataflow core (:class:`~tern_fpga.sim.rtl.dataflow_core.
+    """The host link and the dataflow core (:class:`~tern_fpga.hw.dataflow.core.
     CoreComponent`, its memories zero), with :class:`~tern_fpga.hw.board.Accelerator`'s ports.
 
     Parameters

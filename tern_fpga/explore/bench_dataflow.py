@@ -234,7 +234,7 @@ def _board_figures(source) -> list:
 
 
 def _core_figures(compiled, lanes: int, segments: int, source) -> list:
-    """The step through the RTL dataflow core (sim/rtl/dataflow_core.py) at ``P = lanes``,
+    """The step through the RTL dataflow core (hw/dataflow/core.py) at ``P = lanes``,
     from the state a three-token prompt left, bit-exact against the golden model."""
     from tern_fpga.sim.rtl.dataflow_core import step_after_prompt  # here: loads Amaranth
 
@@ -279,6 +279,7 @@ def _core_component(lanes: int, vector: int, name: str = "demo"):
         If the checkpoint is missing (``make demo`` trains or fetches the demo's).
     """
     from tern_fpga.explore.bench_core import compile_model  # here: loads torch
+    from tern_fpga.hw.dataflow.core import CoreComponent  # here: loads Amaranth
     from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
     from tern_fpga.sim.rtl import dataflow_core  # here: loads Amaranth
 
@@ -291,8 +292,8 @@ def _core_component(lanes: int, vector: int, name: str = "demo"):
     golden = dataflow_core.golden_before_step(compiled, (72, 101, 108))
     contents = dataflow_core.core_contents(golden, step_instructions(compiled), segments)
     contents["weights"] = contents["weights"][:CORE_WEIGHT_WORDS]
-    return dataflow_core.CoreComponent(compiled.params, **contents, slots=SCOREBOARD_SLOTS,
-                                       max_segments=segments, target="ecp5")
+    return CoreComponent(compiled.params, **contents, slots=SCOREBOARD_SLOTS,
+                         max_segments=segments, target="ecp5")
 
 
 def _scoreboard_figures(compiled, timing, schedule, source):

@@ -1,4 +1,4 @@
-"""The dataflow core (sim/rtl/dataflow_core.py: the vector slice with the matrix reader, the
+"""The dataflow core (hw/dataflow/core.py, run by sim/rtl/dataflow_core.py: the vector slice with the matrix reader, the
 matrix pipe, the activation writer and scale registers, weights in the segmented layout) in
 Amaranth's simulator, on random programs of every opcode but HALT: TMVs of the latest QUANT's
 activations (long ones in one row a word, short ones in two), with ARGMAX and NO_WRITE,

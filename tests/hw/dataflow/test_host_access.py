@@ -1,5 +1,5 @@
 """The host's access to the dataflow core (hw/dataflow/host_access.py, the core as a component
-with CoreInterface's ports: sim/rtl/dataflow_core.py's CoreComponent), in Amaranth's simulator
+with CoreInterface's ports: hw/dataflow/core.py's CoreComponent), in Amaranth's simulator
 on the micro preset: random 32-bit writes into every memory space read back in a random order
 (the first and last word of each included; the tables' words as the parameters give them, a
 write to them changing nothing), and a random program whose weights, program and constants the
@@ -16,9 +16,10 @@ from amaranth.sim import Simulator
 from tern_fpga.contracts.isa import encode
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.contracts.protocol import MemorySpace, space_words, to_words
+from tern_fpga.hw.dataflow.core import CoreComponent
 from tern_fpga.hw.dataflow.host_access import HostAccess, Window, core_windows, table_words
 from tern_fpga.quant.compiler import compile_model
-from tern_fpga.sim.rtl.dataflow_core import CoreComponent, core_contents
+from tern_fpga.sim.rtl.dataflow_core import core_contents
 
 from support.dataflow_programs import compiled_norms, golden_for_program, random_program
 from support.random_model import random_model

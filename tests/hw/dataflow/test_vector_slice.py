@@ -1,4 +1,4 @@
-"""The vector slice of the dataflow core (sim/rtl/vector_slice.py: the scoreboard, both readers,
+"""The vector slice of the dataflow core (hw/dataflow/vector_slice.py: the scoreboard, both readers,
 ``ElementwiseUnit`` and ``NormUnit``, their result writers, the write arbiter and a real
 ``BankedMemory``) in Amaranth's simulator, on random programs of ZERO, EMBED, every row
 operation, NORM and QUANT (their weights and constants a compiled model's) over the compiler's
@@ -16,11 +16,11 @@ from amaranth.sim import Simulator
 
 from tern_fpga.contracts.isa import Opcode
 from tern_fpga.contracts.params import PRESETS
+from tern_fpga.hw.dataflow.vector_slice import vector_slice
 from tern_fpga.quant.compiler import compile_model
 from tern_fpga.sim.golden.model import GoldenModel
 from tern_fpga.sim.golden.vector_writes import arbitrated_memory
 from tern_fpga.sim.rtl.cocotb_support import unpack_lanes
-from tern_fpga.sim.rtl.vector_slice import vector_slice
 
 from support.dataflow_programs import D, compiled_norms, random_program
 from support.memory_ports import read_back

@@ -1,5 +1,5 @@
 """The vector slice of the dataflow core (issue 15, ``docs/dataflow.md``): everything but the
-matrix side, wired as the core will be, for Amaranth's simulator.
+matrix side, which :mod:`tern_fpga.hw.dataflow.core` adds.
 
 ``Scoreboard`` issues to two readers (:class:`~tern_fpga.hw.dataflow.elementwise_reader.
 ElementwiseReader`, :class:`~tern_fpga.hw.dataflow.norm_reader.NormReader`) in front of their
@@ -24,6 +24,7 @@ from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
+from tern_fpga.contracts.lanes import pack_lanes
 from tern_fpga.contracts.params import AcceleratorParameters
 from tern_fpga.hw.dataflow.elementwise import ElementwiseUnit
 from tern_fpga.hw.dataflow.elementwise_reader import ElementwiseReader
@@ -34,7 +35,6 @@ from tern_fpga.hw.dataflow.pipeline import shared_read_port
 from tern_fpga.hw.dataflow.scoreboard import Scoreboard
 from tern_fpga.hw.dataflow.vector_writes import ResultWriter, WriteArbiter
 from tern_fpga.hw.memory_banks import BankedMemory
-from tern_fpga.sim.rtl.cocotb_support import pack_lanes
 
 __all__ = ["VectorSlice", "vector_slice"]
 
