@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from tern_fpga.contracts import tokenizer
 from tern_fpga.contracts.bitstreams import manifest_for
-from tern_fpga.contracts.boards import BOARDS, weights_in_sdram
+from tern_fpga.contracts.boards import BOARDS, runs_dataflow_core, weights_in_sdram
 from tern_fpga.contracts.errors import TernError
-from tern_fpga.contracts.segmented_layout import default_segments
+from tern_fpga.contracts.segmented_layout import default_segments, segmented_export
 from tern_fpga.host.driver import Board
 from tern_fpga.host.profile_run import profile_workload
 from tern_fpga.sim.rtl.virtual_board import VirtualBoard
@@ -42,9 +42,50 @@ VIRTUAL_SDRAM_TIMEOUT = 120.0
 CORES = ("instruction", "dataflow")
 
 
+def resolve_core(params, core: str | None = None) -> str:
+    """The core that runs ``params``: the dataflow core for a board's dataflow presets
+    (:attr:`~tern_fpga.contracts.boards.Board.dataflow_presets`, whose bitstreams hold it),
+    else the instruction core, unless ``core`` names one (``--core``; ``"dataflow"`` runs any
+    block-RAM preset on the dataflow core's virtual board).
+
+    Raises
+    ------
+    TernError
+        For an unknown core, or the instruction core asked for a dataflow preset.
+    """
+    default = "dataflow" if runs_dataflow_core(params) else "instruction"
+    if core is None:
+        return default
+    if core not in CORES:
+        raise TernError(f"no core {core!r}; choose one of {', '.join(CORES)}")
+    if default == "dataflow" and core != "dataflow":
+        raise TernError(f"preset {params.name!r} is built with the dataflow core; leave out "
+                        f"--core or pass --core dataflow")
+    return core
+
+
+def export_for_core(export, core: str):
+    """``export`` as ``core`` loads it: for the dataflow core its weights in the segmented
+    layout and its TMVs rewritten (:func:`~tern_fpga.contracts.segmented_layout.
+    segmented_export`, :func:`~tern_fpga.contracts.segmented_layout.default_segments` rows a
+    word), else as it is.
+
+    Raises
+    ------
+    TernError
+        If the export cannot take the dataflow core's layout (``P`` below 32, too many words).
+    """
+    if core != "dataflow":
+        return export
+    try:
+        return segmented_export(export)
+    except ValueError as error:
+        raise TernError(f"the export cannot run on the dataflow core: {error}") from None
+
+
 @contextmanager
 def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None,
-            core: str = "instruction"):
+            core: str | None = None):
     """A connected :class:`~tern_fpga.host.driver.Board` on ``port`` (a serial port or pyserial
     URL), or,
     for ``port == "sim"``, on a virtual board of ``params`` started for the purpose. Yields
@@ -54,24 +95,26 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
     virtual board is built profile-guided by a slice of it
     (:mod:`tern_fpga.host.profile_run`; once per design, cached).
 
-    ``core``: ``"instruction"`` (the committed core, every board's) or ``"dataflow"`` (issue
-    15's dataflow core, on the virtual board only; it runs exports in its own layout,
-    :func:`tern_fpga.contracts.segmented_layout.segmented_export` with
-    :func:`~tern_fpga.contracts.segmented_layout.default_segments`)."""
-    if core not in CORES:
-        raise TernError(f"no core {core!r}; choose one of {', '.join(CORES)}")
+    ``core``: :func:`resolve_core`'s: ``"instruction"`` (the committed core) or
+    ``"dataflow"`` (issue 15's dataflow core: a board's dataflow presets, on a board or the
+    virtual board, and any block-RAM preset on the virtual board; it runs exports in its own
+    layout, :func:`export_for_core`)."""
+    core = resolve_core(params, core)
     if core == "dataflow":
         if weights_in_sdram(params):
             raise TernError(f"the dataflow core has no DRAM backend yet, and preset "
                             f"{params.name!r} keeps its weights in SDRAM; use a block-RAM "
                             f"preset (micro, demo) or the instruction core")
-        if port != "sim":
-            raise TernError("the dataflow core runs only on the virtual board for now (no "
-                            "bitstream of it exists: it does not route on the ECP5-85F yet); "
-                            "use --port sim, or the instruction core on a board")
-        with _dataflow_virtual_board(params, waves) as connected:
-            yield connected
-        return
+        if port != "sim" and not runs_dataflow_core(params):
+            presets = sorted(name for entry in BOARDS.values() for name in entry.dataflow_presets)
+            raise TernError(f"no bitstream of the dataflow core exists for preset "
+                            f"{params.name!r}: on a board it runs preset(s) "
+                            f"{', '.join(presets)} (tern build --preset {presets[0]}); use "
+                            f"--port sim for this one, or the instruction core on a board")
+        if port == "sim":
+            with _dataflow_virtual_board(params, waves) as connected:
+                yield connected
+            return
     if port != "sim":
         with Board(port, baud=baud) as board:
             yield board, None
@@ -97,9 +140,9 @@ def connect(port: str, params, *, baud: int = 3_000_000, waves=None, export=None
 
 @contextmanager
 def _dataflow_virtual_board(params, waves):
-    """The virtual board of the dataflow core (:mod:`tern_fpga.sim.rtl.dataflow_board`)."""
+    """The virtual board of the dataflow core (:mod:`tern_fpga.hw.dataflow.accelerator`)."""
     # here, not at the top: loads Amaranth
-    from tern_fpga.sim.rtl.dataflow_board import DataflowAccelerator
+    from tern_fpga.hw.dataflow.accelerator import DataflowAccelerator
 
     design = DataflowAccelerator(params, max_segments=default_segments(params))
     print(f"starting a virtual board of the dataflow core for preset {params.name!r} (Verilator;"

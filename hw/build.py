@@ -23,15 +23,17 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
-from tern_fpga.contracts.boards import BOARDS, board, weights_in_sdram
+from tern_fpga.contracts.boards import BOARDS, board, runs_dataflow_core, weights_in_sdram
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.params import AcceleratorParameters, preset
 from tern_fpga.contracts.paths import SOURCE_ROOT, module_source
 from tern_fpga.hw.board import BoardTop
+from tern_fpga.hw.dataflow.board import DataflowBoardTop
 from tern_fpga.hw.sdram.config import sdram_core_config
 from tern_fpga.hw.sdram.litedram_core import generate_core
 
 __all__ = [
+    "DATAFLOW_DESIGN_ROOT",
     "DESIGN_ROOT",
     "NEXTPNR_SEED",
     "NEXTPNR_SEEDS",
@@ -57,6 +59,8 @@ DESIGN_ROOT = "hw/board.py"
 # The top level of a board's presets with the weights in SDRAM (Board.sdram_presets); their build
 # id also hashes the generated LiteDRAM core's Verilog.
 SDRAM_DESIGN_ROOT = "hw/sdram/board.py"
+# The top level of a board's presets on the dataflow core (Board.dataflow_presets, issue 15).
+DATAFLOW_DESIGN_ROOT = "hw/dataflow/board.py"
 DESIGN_SOURCES = ("hw", "sim/golden", "tern_fpga/contracts/isa.py",
                   "tern_fpga/contracts/numerics.py", "tern_fpga/contracts/protocol.py",
                   "tern_fpga/contracts/sdram_image.py", "tern_fpga/contracts/weight_layout.py")
@@ -161,10 +165,14 @@ def _import_closure(root: str) -> tuple[Path, ...]:
 
 def design_root(board_name: str, params) -> str:
     """The top level's source for ``params`` on board ``board_name``: :data:`SDRAM_DESIGN_ROOT`
-    for the board's SDRAM presets, else :data:`DESIGN_ROOT`."""
+    for the board's SDRAM presets, :data:`DATAFLOW_DESIGN_ROOT` for its dataflow presets, else
+    :data:`DESIGN_ROOT`."""
     target = BOARDS.get(board_name)
     if target is not None and params.name in target.sdram_presets and weights_in_sdram(params):
         return SDRAM_DESIGN_ROOT
+    if (target is not None and params.name in target.dataflow_presets
+            and runs_dataflow_core(params)):
+        return DATAFLOW_DESIGN_ROOT
     return DESIGN_ROOT
 
 
@@ -247,6 +255,8 @@ def build_bitstream(board_name: str, preset_name: str, *, output_dir: Path | str
         from tern_fpga.hw.sdram.board import SDRAMBoardTop  # loads LiteDRAM's core on use
 
         top = SDRAMBoardTop(target, params, build_id=build_id, **kwargs)
+    elif root == DATAFLOW_DESIGN_ROOT:
+        top = DataflowBoardTop(target, params, build_id=build_id, **kwargs)
     else:
         top = BoardTop(target, params, build_id=build_id, **kwargs)
     platform = target.make_platform()

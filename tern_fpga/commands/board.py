@@ -16,7 +16,6 @@ from tern_fpga.contracts.boards import BOARDS, DEFAULT_BAUD, LINE_RATES, board
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.export_format import check_compiled, read_export
 from tern_fpga.contracts.params import preset
-from tern_fpga.contracts.segmented_layout import segmented_export
 from tern_fpga.host import session
 from tern_fpga.host.meters import measure_generation, open_meter
 from tern_fpga.host.programmer import find_programmer, run_programmer
@@ -64,11 +63,12 @@ def register(subparsers):
         parser.add_argument("--port", required=True, help="serial port, pyserial URL or 'sim'")
         parser.add_argument("--baud", type=line_rate, default=DEFAULT_BAUD,
                             help="line rate of the bitstream (the virtual board uses its own)")
-        parser.add_argument("--core", choices=session.CORES, default="instruction",
-                            help="the core: 'instruction' (every board's; default) or "
-                                 "'dataflow' (issue 15's dataflow core, on --port sim only: no "
-                                 "bitstream of it exists yet; the export is rewritten into its "
-                                 "segmented weight layout as it is loaded)")
+        parser.add_argument("--core", choices=session.CORES, default=None,
+                            help="the core: by default the preset's ('dataflow' for a board's "
+                                 "dataflow presets, e.g. micro-dataflow, else 'instruction'); "
+                                 "'dataflow' runs any block-RAM preset on issue 15's dataflow "
+                                 "core with --port sim. For the dataflow core the export is "
+                                 "rewritten into its segmented weight layout as it is loaded")
         parser.add_argument("--abort", action="store_true",
                             help="if the board is still running an earlier generation (its host "
                                  "was killed, say), end that run first instead of stopping with "
@@ -152,12 +152,10 @@ def _read(args):
     """The export, checked whole before a board is touched."""
     export = read_export(args.export)
     check_compiled(export, args.export)
-    if args.core == "dataflow":       # the dataflow core's weight layout, and its program's
-        try:
-            export = segmented_export(export)
-        except ValueError as error:
-            raise TernError(f"{args.export} cannot run on the dataflow core: {error}") from None
-    return export
+    try:
+        return session.export_for_core(export, session.resolve_core(export.params, args.core))
+    except TernError as error:
+        raise TernError(f"{args.export}: {error}") from None
 
 
 def run_load(args) -> int:

@@ -25,8 +25,15 @@ from tern_fpga.contracts.export_format import EXPORT_KIND
 from tern_fpga.contracts.output_paths import check_output_file
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.sdram_image import preferred_packing
-from tern_fpga.contracts.segmented_layout import default_segments, segmented_export
-from tern_fpga.host.session import CORES, connect, generate_text, load
+from tern_fpga.contracts.segmented_layout import default_segments
+from tern_fpga.host.session import (
+    CORES,
+    connect,
+    export_for_core,
+    generate_text,
+    load,
+    resolve_core,
+)
 from tern_fpga.sim.golden.model import golden_from_file
 
 REPOSITORY = paths.SOURCE_ROOT
@@ -44,9 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the shipped model and its preset (default demo; stdlib: the "
                              "20.6 M-weight model with its weights in a simulated SDRAM, "
                              "preloaded, about 3 s of simulation a token)")
-    parser.add_argument("--core", choices=CORES, default="instruction",
+    parser.add_argument("--core", choices=CORES, default=None,
                         help="the virtual board's core: 'instruction' (the committed one, "
-                             "default) or 'dataflow' (issue 15's dataflow core)")
+                             "the default for the demo preset) or 'dataflow' (issue 15's "
+                             "dataflow core)")
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("-n", "--tokens", type=int, default=64)
     args = parser.parse_args(argv)
@@ -80,13 +88,14 @@ def run(args) -> int:
     print(args.prompt + tokenizer.decode(expected))
     print(f"[golden model: {(len(prompt) - 1 + args.tokens) / seconds:.0f} steps/s on this CPU]")
 
-    if args.core == "dataflow":
-        export = segmented_export(export)
+    core = resolve_core(params, args.core)
+    if core == "dataflow":
+        export = export_for_core(export, core)
         print(f"the dataflow core's layout: up to {default_segments(params)} rows a weight "
               f"word, {len(export.sections['weights']):,} bytes of weights")
-    step(f"3. the virtual board: the {'board' if args.core == 'instruction' else 'dataflow core'}"
+    step(f"3. the virtual board: the {'board' if core == 'instruction' else 'dataflow core'}"
          f"'s top level in Verilator, UART on a local port")
-    with connect("sim", params, export=export, core=args.core) as (board, virtual):
+    with connect("sim", params, export=export, core=core) as (board, virtual):
         identity = board.identity
         print(f"identified: board 0x{identity.board_id:04x}, build 0x{identity.build_id:08x}, "
               f"parameters hash 0x{identity.params_hash:016x}")

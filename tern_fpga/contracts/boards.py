@@ -157,6 +157,10 @@ class Board:
     sdram_presets : tuple of str
         The presets whose weights this board keeps in its external SDRAM
         (:class:`tern_fpga.hw.sdram.board.SDRAMBoardTop`, docs/sdram.md) rather than block RAM.
+    dataflow_presets : tuple of str
+        The presets this board builds with issue 15's dataflow core
+        (:class:`tern_fpga.hw.dataflow.board.DataflowBoardTop`, docs/dataflow.md) rather than
+        the instruction-at-a-time core; their exports load in the dataflow core's layout.
     """
 
     name: str
@@ -173,6 +177,7 @@ class Board:
     board_power_note: str
     power: BoardPower | None = None
     sdram_presets: tuple = ()
+    dataflow_presets: tuple = ()
 
     def make_platform(self):
         """An instance of the amaranth-boards platform (imported here: Amaranth is heavy)."""
@@ -196,7 +201,7 @@ BOARDS = MappingProxyType({
         "the FT231X, ESP32, SDRAM, oscillator and LEDs (tern_fpga/contracts/boards.py, "
         "docs/power.md); no published measurement of the board was found: measure the USB "
         "supply (docs/measurement.md: a UM25C meter or an INA219)",
-        ULX3S_POWER, sdram_presets=("stdlib",)),
+        ULX3S_POWER, sdram_presets=("stdlib",), dataflow_presets=("micro-dataflow",)),
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "clk12", 0x0105,
         ".bin", "iceprog", "micro", (("led_g", 0), ("led_r", 0)),
@@ -216,6 +221,15 @@ def weights_in_sdram(params) -> bool:
     known = PRESETS.get(params.name)
     return (known is not None and known.hash == params.hash
             and any(params.name in entry.sdram_presets for entry in BOARDS.values()))
+
+
+def runs_dataflow_core(params) -> bool:
+    """Whether ``params`` is a preset that a board builds with the dataflow core (the preset
+    itself, not a variant of it with other sizes): the host then loads its exports in the
+    dataflow core's layout (:func:`tern_fpga.contracts.segmented_layout.segmented_export`)."""
+    known = PRESETS.get(params.name)
+    return (known is not None and known.hash == params.hash
+            and any(params.name in entry.dataflow_presets for entry in BOARDS.values()))
 
 
 def board(name: str) -> Board:

@@ -13,6 +13,9 @@ Presets (see :data:`PRESETS`):
 ``micro``
     The byte-level micro model (d=64, 4 layers): the small ULX3S build. Meant for the
     iCEBreaker (iCE40UP5K), which this design does not fit (``docs/boards.md``).
+``micro-dataflow``
+    ``micro``'s sizes on issue 15's dataflow core (``docs/dataflow.md``) on the ULX3S, at the
+    clock that core's routed design meets: the first bitstream of that core.
 ``stdlib``
     ULX3S ECP5-85F with its 32 MB SDRAM: the byte-level stdlib model (d=512, 6 layers, I=1536,
     20.6 M ternary weights), whose weights do not fit block RAM and stream from the SDRAM
@@ -231,6 +234,15 @@ PRESETS: dict[str, AcceleratorParameters] = {
         # 20 MHz: the ECP5's PLL makes it exactly from the ULX3S's 25 MHz (24 MHz it cannot),
         # the iCE40's from the iCEBreaker's 12 MHz within 0.7 %.
         clock_hz=20_000_000),
+    "micro-dataflow": AcceleratorParameters(
+        # micro's sizes on the dataflow core (Board.dataflow_presets): its own preset because
+        # the clock is part of the parameters' hash, and a bitstream and an export must agree
+        # on it. 50 MHz: the core alone routes at 73.6 MHz (docs/dataflow.md), the whole
+        # board design (host link, PLL, pins) with a margin.
+        name="micro-dataflow", ternary_lanes=32, vector_lanes=2,
+        weight_memory_words=9 * 1024, vector_memory_words=5632, vector_work_words=2 * 1024,
+        embedding_memory_words=256 * 64, program_words=1024, max_features=512,
+        clock_hz=50_000_000),
     "stdlib": AcceleratorParameters(
         # P=16: a 32-bit weight word is two of the SDRAM's 16-bit words, and the SDRAM gives
         # one a cycle at best, so a wider matrix unit would only wait. V=4: the element-wise

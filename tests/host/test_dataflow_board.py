@@ -1,9 +1,11 @@
-"""The dataflow core (issue 15) on the virtual board (sim/rtl/dataflow_board.py: the host link and
-the core, Verilator), driven by the host's own driver over the simulated UART: the committed
-micro checkpoint, its export rewritten into the core's segmented layout, loaded through the UART
-and run for 64 tokens, every token and, after the run, the whole vector memory (the recurrent
-state, the buffers, the last step's logits) equal to the golden model's; ``tern generate --core
-dataflow --port sim`` prints the golden model's tokens; the core on a serial port is refused."""
+"""The dataflow core (issue 15) on the virtual board (hw/dataflow/accelerator.py: the host link
+and the core, Verilator; the design of the ULX3S's micro-dataflow bitstream but for its
+multipliers' form), driven by the host's own driver over the simulated UART: the committed micro
+checkpoint exported for the ``micro-dataflow`` preset, rewritten into the core's segmented
+layout, loaded through the UART and run for 64 tokens, every token and, after the run, the whole
+vector memory (the recurrent state, the buffers, the last step's logits) equal to the golden
+model's; ``tern generate --port sim`` on that export picks the dataflow core by itself and prints
+the golden model's tokens; the core on a serial port without a bitstream is refused."""
 
 import shutil
 
@@ -21,14 +23,14 @@ from tern_fpga.host import session
 from tern_fpga.quant.export import export_checkpoint
 from tern_fpga.sim.golden.model import golden_from_export
 
-PARAMS = PRESETS["micro"]
+PARAMS = PRESETS["micro-dataflow"]
 pytestmark = [pytest.mark.skipif(shutil.which("verilator") is None, reason="needs verilator"),
               pytest.mark.xdist_group("dataflow_board")]
 
 
 @pytest.fixture(scope="module")
 def micro_export(tmp_path_factory):
-    path = tmp_path_factory.mktemp("dataflow") / "micro.tern"
+    path = tmp_path_factory.mktemp("dataflow") / "micro-dataflow.tern"
     export_checkpoint(CHECKPOINTS / "micro", PARAMS, path)
     return path
 
@@ -38,8 +40,10 @@ def test_the_micro_model_generates_64_tokens_bit_exact_on_the_dataflow_core(micr
     prompt, count = list(b"The "), 64
     golden = golden_from_export(export)
     expected = golden.generate(prompt, count)
-    segmented = segmented_export(export)
-    with session.connect("sim", PARAMS, core="dataflow") as (board, virtual):
+    segmented = session.export_for_core(export, session.resolve_core(PARAMS))
+    assert segmented.sections["weights"].tobytes() == segmented_export(export).sections[
+        "weights"].tobytes()
+    with session.connect("sim", PARAMS) as (board, virtual):
         session.load(board, segmented, progress=False)
         report = session.generate_text(board, segmented, prompt, count, show=False)
         memory = board.read_memory(MemorySpace.VECTOR, 0, PARAMS.vector_memory_words)
@@ -55,16 +59,20 @@ def test_the_micro_model_generates_64_tokens_bit_exact_on_the_dataflow_core(micr
 def test_tern_generate_runs_the_dataflow_core(micro_export, capsys):
     export = read_export(micro_export)
     expected = golden_from_export(export).generate(list(b"Once "), 12)
-    code = tern_main(["generate", str(micro_export), "--port", "sim", "--core", "dataflow",
+    code = tern_main(["generate", str(micro_export), "--port", "sim",
                       "--prompt", "Once ", "-n", "12"])
     out = capsys.readouterr().out
     assert code == 0
     assert bytes(expected).decode("utf-8", "replace") in out, (expected, out)
 
 
-def test_the_dataflow_core_is_refused_on_a_serial_port():
-    with pytest.raises(TernError, match="only on the virtual board"), \
-            session.connect("/dev/ttyUSB9", PARAMS, core="dataflow"):
+def test_the_dataflow_core_is_refused_where_it_cannot_run():
+    with pytest.raises(TernError, match="no bitstream of the dataflow core exists for preset "
+                                        "'micro'.*micro-dataflow"), \
+            session.connect("/dev/ttyUSB9", PRESETS["micro"], core="dataflow"):
+        pass
+    with pytest.raises(TernError, match="'micro-dataflow' is built with the dataflow core"), \
+            session.connect("sim", PARAMS, core="instruction"):
         pass
     with pytest.raises(TernError, match="no DRAM backend yet"), \
             session.connect("sim", PRESETS["stdlib"], core="dataflow"):
