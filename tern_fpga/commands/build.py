@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from tern_fpga.commands.board import line_rate
-from tern_fpga.contracts.boards import BOARDS, board
+from tern_fpga.contracts.boards import BOARDS, board, runs_dataflow_core
 from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.output_paths import (
     OutputKind,
@@ -141,6 +141,10 @@ def check_fit(board_name: str, preset_name: str, progress=print) -> None:
 
     device = sweep.BOARD_DEVICES.get(board_name)
     if device is None:
+        return
+    if runs_dataflow_core(preset(preset_name)):
+        progress(f"{preset_name} runs the dataflow core: no quick fit check (the memory "
+                 f"mapping models the instruction core); its size is in docs/dataflow.md")
         return
     progress(f"checking that {preset_name} fits the {device.description} (Yosys memory "
              f"mapping) ...")
