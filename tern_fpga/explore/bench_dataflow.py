@@ -18,6 +18,7 @@ import random
 import numpy as np
 
 from tern_fpga.contracts import paths
+from tern_fpga.contracts.bitstreams import manifest_for
 from tern_fpga.contracts.params import preset
 from tern_fpga.contracts.protocol import MemorySpace
 from tern_fpga.contracts.segmented_layout import (
@@ -176,26 +177,28 @@ def _schedule_figures(source):
 
 
 #: (preset, P, V) of the dataflow core's virtual-board runs in the report.
-BOARD_POINTS = (("micro", None, None), ("demo", 512, 8))
+BOARD_POINTS = (("micro", "micro-dataflow", None, None), ("demo", "demo", 512, 8))
 #: Tokens each board run generates (the whole-model check's count).
 BOARD_TOKENS = 64
 
 
 def _board_figures(source) -> list:
-    """Each :data:`BOARD_POINTS` checkpoint on the dataflow core's virtual board (Verilator,
-    the host's driver, the export in the core's layout loaded through the UART):
-    :data:`BOARD_TOKENS` tokens, every one and the vector memory afterwards equal to the golden
-    model's, and the chip's cycles a token against the ideal (weight words at that P)."""
+    """Each :data:`BOARD_POINTS` checkpoint (compiled for its preset, at P and V where given)
+    on the dataflow core's virtual board (Verilator, the host's driver, the export in the core's
+    layout loaded through the UART): :data:`BOARD_TOKENS` tokens, every one and the vector
+    memory afterwards equal to the golden model's, and the chip's cycles a token against the
+    ideal (weight words at that P); for a preset with a committed bitstream (micro-dataflow),
+    its clock, its nextpnr Fmax and the tokens/s at that clock."""
     from tern_fpga.quant.checkpoint import load_pretrained  # here: loads torch
     from tern_fpga.quant.compiler import compile_model  # here: loads torch
     from tern_fpga.quant.export import to_export  # here: loads torch
 
     figures = []
-    for name, lanes, vector in BOARD_POINTS:
+    for name, preset_name, lanes, vector in BOARD_POINTS:
         folder = paths.CHECKPOINTS / name
         if not (folder / "config.json").exists():
             continue
-        params = preset(name)
+        params = preset(preset_name)
         if lanes:
             params = dataclasses.replace(params, ternary_lanes=lanes, vector_lanes=vector)
         export = to_export(compile_model(load_pretrained(folder), params))
@@ -213,13 +216,13 @@ def _board_figures(source) -> list:
                                  f"tokens or vector memory differ from the golden model's")
         words = len(segmented.sections["weights"]) * 8 // params.weight_word_bits
         cycles = round(report.cycles_per_token)
-        key = f"dataflow.{name}_board.p{params.ternary_lanes}_v{params.vector_lanes}"
+        key = f"dataflow.{preset_name}_board.p{params.ternary_lanes}_v{params.vector_lanes}"
         note = (f"the {name} checkpoint on the dataflow core's virtual board (Verilator, "
                 f"P={params.ternary_lanes}, V={params.vector_lanes}, up to "
                 f"{default_segments(params)} rows a word; the host's driver over the simulated "
                 f"UART): {BOARD_TOKENS} tokens after a {len(prompt)}-token prompt, every token "
                 f"and the vector memory afterwards equal to the golden model's; the chip's "
-                f"cycle counter, prompt steps included")
+                f"cycle counter, prompt steps included; preset {params.name}")
         figures += [
             Figure(f"{key}.cycles_per_token", cycles, "cycles", "simulated", source, note),
             Figure(f"{key}.ideal_cycles", words, "cycles", "simulated", source,
@@ -228,8 +231,22 @@ def _board_figures(source) -> list:
                    "cycles a token over the ideal (issue 15's target: 1.15)"),
             Figure(f"{key}.tokens_per_s_at_100mhz", round(100e6 / cycles), "tokens/s",
                    "projected", source, "100 MHz over the simulated cycles (no bitstream: the "
-                   "whole core does not route yet)"),
+                   "whole core does not route at 100 MHz)"),
         ]
+        built = manifest_for(params, "ulx3s-85f")
+        if built is not None:
+            clock = built["clock_mhz"]
+            figures += [
+                Figure(f"{key}.bitstream_clock_mhz", clock, "MHz", "estimated", source,
+                       f"the committed bitstream's clock ({built['bitstream']}, build id "
+                       f"{built['build_id']}), which nextpnr's timing analysis says it meets"),
+                Figure(f"{key}.bitstream_fmax_mhz", round(min(built["fmax_mhz"].values()), 2),
+                       "MHz", "estimated", source, "nextpnr's Fmax of the whole board design "
+                       "(the committed manifest)"),
+                Figure(f"{key}.tokens_per_s_at_bitstream_clock", round(clock * 1e6 / cycles),
+                       "tokens/s", "projected", source, "the bitstream's clock over the "
+                       "simulated cycles a token (not run on a physical board)"),
+            ]
     return figures
 
 

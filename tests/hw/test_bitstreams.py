@@ -18,7 +18,8 @@ from tern_fpga.hw.build import (
 )
 
 # The bitstreams that must be committed (board, preset).
-COMMITTED = [("ulx3s-85f", "micro"), ("ulx3s-85f", "demo"), ("ulx3s-85f", "stdlib")]
+COMMITTED = [("ulx3s-85f", "micro"), ("ulx3s-85f", "demo"), ("ulx3s-85f", "stdlib"),
+             ("ulx3s-85f", "micro-dataflow")]
 
 
 @pytest.mark.parametrize(("board_name", "preset_name"), COMMITTED)
