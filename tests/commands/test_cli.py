@@ -21,7 +21,7 @@ TERN = Path(sys.executable).parent / "tern"
     (["build", "--board", "ulx3s-85f", "--baud", "fast"],
      "argument --baud: 'fast' is not a whole number of baud"),
     (["build", "--board", "ulx3s-85f", "--preset", "huge"],
-     "argument --preset: invalid choice: 'huge' (choose from 'demo', 'large', 'micro', 'stdlib')"),
+     "argument --preset: invalid choice: 'huge' (choose from 'demo', 'large', 'micro', 'micro-dataflow', 'stdlib')"),
 ])
 def test_a_usage_mistake_is_one_line(one_line_error, argv, message):
     assert one_line_error(2, *argv).startswith(message)
