@@ -10,6 +10,13 @@ litex-boards' ECPIX-5 target uses; LiteDRAM's ``MT41K256M16`` is its 1600 speed 
 Clocks as litex-boards' ECPIX-5 target: the 100 MHz oscillator in, ``sys`` at 75 MHz, the
 ECP5DDRPHY's ``sys2x`` (the DDR3 clock) at 150 MHz, 1:2 rate: DDR3-300, far below the chip's
 speed grade and within what the ECP5's DDR I/O is known to close timing at.
+
+One key is not ``litedram_gen``'s: ``sdram_module_trfc_ns``, the refresh cycle time tRFC in ns
+that the child generator (:mod:`.litedram_ddr3`) gives the module in place of LiteDRAM's, in
+every speed grade (``None`` or ``"None"`` keeps LiteDRAM's). LiteDRAM's ``MT41K256M16`` gives
+tRFC as a clock count of its speed grade, 208 clocks (260 ns at DDR3-1600), and the controller
+waits that many of *our* DRAM clocks: 1,387 ns at 150 MHz. Micron's 4 Gbit DDR3 (as JEDEC's
+tRFC(min) for 4 Gbit) needs 260 ns whatever the clock.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ ECPIX5_DDR3 = {
     "cpu": "None",
     "memtype": "DDR3",
     "sdram_module": "MT41K256M16",
+    # tRFC as a time (260 ns, the 4 Gbit part's), not LiteDRAM's 208 clocks of DDR3-1600.
+    "sdram_module_trfc_ns": 260,
     "sdram_module_nb": 2,  # bytes of the data bus: 16 bits
     "sdram_rank_nb": 1,
     "sdram_phy": "ECP5DDRPHY",

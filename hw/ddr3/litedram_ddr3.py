@@ -27,6 +27,10 @@ reads ``soc.sdrphy`` (``GENSDRPHY`` only), its command log sees DFI phase 0 only
     (tCCD, tWTR, tRRD, tFAW, tRFC...) are not. LiteDRAM's model cannot take the ECP5's settings
     instead: it fixes two beats a phase for DDR3.
 
+One change to LiteDRAM's inputs: the configuration's ``sdram_module_trfc_ns`` (not a key of
+``litedram_gen``) replaces the module's tRFC, a clock count of DDR3-1600, with a time in ns
+(:func:`_with_trfc_ns`).
+
 Each folder holds ``litedram_core.v``, ``core.json`` (:class:`DDR3Core`), ``config.json`` and
 ``generate.log``; the LiteX build tree stays in ``litex/`` (its ``csr.csv``).
 """
@@ -190,9 +194,34 @@ def _bidirectional_pads(verilog: str, dq_width: int, strobes: int) -> str:
     return verilog
 
 
+def _with_trfc_ns(module, trfc_ns: float):
+    """A subclass of the LiteDRAM module class ``module`` whose every speed grade gives tRFC as
+    ``trfc_ns`` ns and no clock count; every other timing as LiteDRAM's. Child process only.
+
+    Why: LiteDRAM's ``MT41K256M16`` gives tRFC as ``(208, None)``, a count of DRAM clocks that
+    is the part's 260 ns at its speed grade (DDR3-1600, 1.25 ns a clock); LiteDRAM counts it as
+    208 clocks of *our* DRAM clock, 1,387 ns at 150 MHz (hw) or 693 ns at 300 MHz (sim). The
+    4 Gbit part needs 260 ns whatever the clock (Micron's data sheet, JEDEC's tRFC(min) for
+    4 Gbit). A time is converted as LiteDRAM converts the others: (ns + its margin of
+    (1 - 1/n) sys cycles at 1:n) / 13.33 ns, rounded up (sim 21, hw 20 cycles of 75 MHz).
+    tREFI (a technology timing, 7.8125 us) and the refresh postponing (a controller setting,
+    LiteDRAM's default 1) do not depend on tRFC; the model's timing checker reads the same
+    module, so it checks REF to ACT against 260 ns."""
+    grades = {grade: _SpeedgradeTimings(**{name: getattr(timings, name)
+                                           for name in _speedgrade_timings}
+                                        | {"tRFC": (None, trfc_ns)})
+              for grade, timings in module.speedgrade_timings.items()}
+    return type(module.__name__, (module,), {"speedgrade_timings": grades,
+                                             "__module__": module.__module__})
+
+
 def _write_core(directory: Path, variant: str) -> None:
     """Run LiteDRAM's generator in ``directory`` (the child process's whole work)."""
     config = _litex_config(json.loads((directory / "config.json").read_text()))
+    # Not litedram_gen's key (hw/ddr3/config.py): tRFC in ns for the module, None for LiteDRAM's.
+    trfc_ns = config.pop("sdram_module_trfc_ns", None)
+    if trfc_ns is not None:
+        config["sdram_module"] = _with_trfc_ns(config["sdram_module"], float(trfc_ns))
     if variant == "sim":
         # As the SDR generator does (hw/sdram/litedram_core.py): --sim reaches this function
         # through litex.tools.litex_sim (which needs LiteEth), and LiteX's simulator toolchain
@@ -244,6 +273,7 @@ if __name__ == "__main__":
     # the top of this block rather than in the functions above, as litedram_child.py does at
     # its top. litedram_child's helpers are shared with the SDR generator.
     from litedram import gen
+    from litedram.modules import _speedgrade_timings, _SpeedgradeTimings
     from litedram.phy import model
     from litex.build.lattice import LatticePlatform
     from litex.build.sim import SimPlatform, verilator

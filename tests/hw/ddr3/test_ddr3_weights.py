@@ -6,7 +6,8 @@ The rate is *simulated on LiteDRAM's memory model*: a 1:4 PHY (DDR3 clock 4 x 75
 read latency of 8 cycles, not the ECP5DDRPHY's 1:2 (150 MHz) and 13 (docs/ddr3.md). On the
 board the round trip is longer (the FIFO covers it) and a BL8 burst takes 4 DRAM clocks, two
 sys cycles (its tCCD is 2): the board's peak is half the model's, one 128-bit word every
-other cycle, and its tRFC of 104 cycles doubles the refresh's share.
+other cycle. Both cores take tRFC as 260 ns (hw/ddr3/config.py): 21 cycles here, 20 on the
+board, so a refresh costs about the same share of the time on both.
 
 The cocotb test (:func:`weights_through_ddr3`) lives in this file too; the simulator imports
 the file as the cocotb test module (``pytest`` collects only the ``test_*`` functions).
@@ -68,6 +69,7 @@ def _log(params=PARAMS) -> str:
     results = build.run("test_ddr3_weights", {
         "seed": 17, "lanes": weight_word_bits(params) // 32, "image_words": image_words,
         "long_run": long_run, "runs": RUNS, "stalling": STALLING, "row_words": ROW_WORDS,
+        "t_rfc": generated.timings["tRFC"],
         "address_bits": address_bits(params),
         "prefetch_word_bits": Shape.cast(prefetch_layout(params)["start"].shape).width,
     }, module_dir=HERE)
@@ -110,11 +112,13 @@ def test_a_long_run_streams_near_one_word_a_cycle():
     and activate around it) or a new row (the crossbar holds a port's command for another bank
     until its commands to this one are out; then precharge and activate). Nothing else stalls.
 
-    Measured (seed 17): 2,048 words in 2,400 cycles, 0.853 of peak; 4 refreshes of 61 to 64
-    cycles (247), 15 new rows of 7 (105). The steady state is about (1 - 61/586) x 128/135 =
-    0.85; a run that meets 5 refreshes instead of 4 gives about 0.83, hence the bound 0.82.
+    Measured (seed 17, tRFC 21 cycles = 260 ns): 2,048 words in 2,280 cycles, 0.898 of peak;
+    4 refreshes of 30 cycles (120, 5.3 % of the run: tRFC 21 plus 9 for the precharge before
+    and the activate after), 16 new rows of 7 (112, 4.9 %). The steady state is about
+    (1 - 30/586) x 128/135 = 0.90; a run that meets 5 refreshes and 17 new rows gives about
+    0.88, hence the bound 0.87. (With LiteDRAM's tRFC of 52 cycles it was 0.853.)
     """
-    fields = _fields(_log(), "tern-ddr3-bandwidth")
+    fields = _fields(_log(PARAMS), "tern-ddr3-bandwidth")  # the P64 case's run, cached
     words, cycles = fields["words"], fields["cycles"]
     rate = words / cycles
     print(f"{words} words in {cycles} cycles from the first to the last: {rate:.3f} of peak; "
@@ -124,11 +128,17 @@ def test_a_long_run_streams_near_one_word_a_cycle():
     timings = generate_ddr3_core(variant="sim").timings
     assert words == LONG_RUN
     assert fields["other_gaps"] == 0, fields
-    # A refresh: tRFC and the precharge and activate around it, a new row at times too.
+    # Every cycle without a word is in a refresh's gap or a new row's (one word a cycle at P = 64).
+    assert fields["refresh_cycles"] + fields["row_cycles"] == cycles - words, fields
+    # A refresh: tRFC (at least: a shorter gap is not counted as one) and the precharge and
+    # activate around it (9 cycles measured), a new row's 7 at times too.
     assert fields["longest_refresh"] <= timings["tRFC"] + 20, fields
     assert fields["longest_row"] <= 10, fields
-    assert fields["refreshes"] <= -(-cycles // timings["tREFI"]) + 1, fields
-    assert rate >= 0.82, fields
+    # One refresh each tREFI (586 cycles), LiteDRAM's postponing of one: a run of 2,280 cycles
+    # meets 3 to 5.
+    assert cycles // timings["tREFI"] <= fields["refreshes"] <= -(-cycles // timings["tREFI"]) + 1, \
+        fields
+    assert rate >= 0.87, fields
 
 
 def test_a_preset_that_does_not_fit_the_port_or_the_dram_is_refused():
@@ -247,13 +257,14 @@ async def weights_through_ddr3(dut):
     announced = current_cycle()
     received, cycles = await _stream(dut, config, runs, 1.0, rng)
     check(runs, received, "long")
-    # Cycles without a word: gaps long enough to be a refresh (tRFC is 52 cycles), gaps where
-    # the run enters a new row (and bank), and any other (weight words of B DRAM words).
-    (first, _), beats = runs[0], lanes // 4
+    # Cycles without a word: gaps of at least tRFC (a refresh), shorter gaps where the run
+    # enters a new row (and bank), and any other (weight words of B DRAM words).
+    (first, _), beats, t_rfc = runs[0], lanes // 4, config["t_rfc"]
     gaps = [(b - a - beats, (first + index + 1) * beats)
             for index, (a, b) in enumerate(itertools.pairwise(cycles)) if b - a > beats]
-    refreshes = [gap for gap, _ in gaps if gap > 20]
-    rows = [gap for gap, address in gaps if gap <= 20 and address % config["row_words"] == 0]
+    refreshes = [gap for gap, _ in gaps if gap >= t_rfc]
+    rows = [gap for gap, address in gaps
+            if gap < t_rfc and address % config["row_words"] == 0]
     dut._log.info("tern-ddr3-bandwidth words=%d cycles=%d latency=%d refreshes=%d "
                   "refresh_cycles=%d longest_refresh=%d row_gaps=%d row_cycles=%d longest_row=%d "
                   "other_gaps=%d", len(cycles), cycles[-1] - cycles[0] + 1,
