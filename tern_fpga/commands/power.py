@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tern_fpga.contracts.boards import BOARDS
+from tern_fpga.contracts.boards import BOARDS, runs_dataflow_core
+from tern_fpga.contracts.errors import TernError
 from tern_fpga.contracts.output_paths import OutputKind, add_force_argument, check_output_file
-from tern_fpga.contracts.params import PRESETS
+from tern_fpga.contracts.params import PRESETS, preset
 from tern_fpga.explore.power_report import format_report, power_report
 
 # What --json writes, which a later run may overwrite.
@@ -71,6 +72,11 @@ def register(subparsers):
 
 
 def run(args) -> int:
+    if runs_dataflow_core(preset(args.preset)):
+        raise TernError(f"tern power models the instruction core (its activity from a Verilator "
+                        f"run of that core, its cycles from that core's model); preset "
+                        f"{args.preset!r} runs the dataflow core, whose power is not modelled "
+                        f"yet: its resources and cycles are in docs/dataflow.md")
     if args.json:
         check_output_file(args.json, REPORT_KIND, force=args.force, inputs=[args.utilisation],
                           option="--json")
