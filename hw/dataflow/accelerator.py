@@ -12,21 +12,22 @@ TMVs' ``imm`` rewritten), then runs it as any board.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from tern_fpga.contracts.params import AcceleratorParameters
-from tern_fpga.hw.board import simulation_baud
+from tern_fpga.hw.board import Accelerator, simulation_baud
 from tern_fpga.hw.dataflow.core import CoreComponent
 from tern_fpga.hw.host_link import HostLink
 
 __all__ = ["DataflowAccelerator"]
 
 
-class DataflowAccelerator(wiring.Component):
+class DataflowAccelerator(Accelerator):
     """The host link and the dataflow core (:class:`~tern_fpga.hw.dataflow.core.CoreComponent`,
-    its memories zero), with :class:`~tern_fpga.hw.board.Accelerator`'s ports.
+    its memories zero) in place of :class:`~tern_fpga.hw.board.Accelerator`'s core: the same
+    ports, lights and elaboration (the core has the same flipped
+    :class:`~tern_fpga.hw.core_interface.CoreInterface`).
 
     Parameters
     ----------
@@ -46,17 +47,16 @@ class DataflowAccelerator(wiring.Component):
 
     Members
     -------
-    uart_rx : ``In(1, init=1)``; uart_tx : ``Out(1, init=1)``
-    idle : ``Out(1)``
-        Nothing in progress (the virtual board skips idle time).
-    leds : ``Out(4)``
-        :class:`~tern_fpga.hw.board.Accelerator`'s: 0 alive (blinks about twice a second),
-        1 the core busy, 2 link activity, 3 idle.
+    uart_rx, uart_tx, idle, leds :
+        :class:`~tern_fpga.hw.board.Accelerator`'s.
     """
 
     def __init__(self, params: AcceleratorParameters, *, max_segments: int,
                  baud: int | None = None, build_id: int = 0, board_id: int = 0,
                  target: str | None = None):
+        # Accelerator's own __init__ would build the instruction core: set what its elaborate
+        # and properties read (hw/board.py is in the committed bitstreams' build id, so it does
+        # not take a core of the caller's choice).
         self._params, self._max_segments = params, max_segments
         self._baud = simulation_baud(params) if baud is None else baud
         self._link = HostLink(params, baud=self._baud, build_id=build_id, board_id=board_id)
@@ -65,32 +65,9 @@ class DataflowAccelerator(wiring.Component):
             params, vector=np.zeros(params.vector_memory_words, dtype=np.int64), embeddings=[],
             constants=[], weights=np.zeros((params.weight_memory_words, chunks), np.uint64),
             max_segments=max_segments, target=target)
-        super().__init__({"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
-                          "idle": Out(1), "leds": Out(4)})
-
-    @property
-    def params(self) -> AcceleratorParameters:
-        return self._params
-
-    @property
-    def baud(self) -> int:
-        return self._baud
+        wiring.Component.__init__(self, {"uart_rx": In(1, init=1), "uart_tx": Out(1, init=1),
+                                         "idle": Out(1), "leds": Out(4)})
 
     @property
     def max_segments(self) -> int:
         return self._max_segments
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.link = link = self._link
-        m.submodules.core = core = self._core
-        wiring.connect(m, link.core, core)
-        m.d.comb += [link.uart_rx.eq(self.uart_rx), self.uart_tx.eq(link.uart_tx),
-                     self.idle.eq(link.idle)]
-        heartbeat = Signal(range(max(self._params.clock_hz // 4, 2)))
-        alive = Signal()
-        m.d.sync += heartbeat.eq(heartbeat + 1)
-        with m.If(heartbeat == self._params.clock_hz // 4 - 1):
-            m.d.sync += [heartbeat.eq(0), alive.eq(~alive)]
-        m.d.comb += self.leds.eq(Cat(alive, core.busy, ~self.uart_rx | ~self.uart_tx, link.idle))
-        return m

@@ -55,6 +55,7 @@ __all__ = [
     "StreamDriver",
     "StreamSink",
     "VerilatorBuild",
+    "announce_prefetches",
     "build_component",
     "current_cycle",
     "failure_message",
@@ -451,6 +452,22 @@ def current_cycle() -> int:
     from cocotb.simtime import get_sim_time  # here, not at the top: loads cocotb
 
     return int(get_sim_time("ns")) // CLOCK_PERIOD_NS
+
+
+async def announce_prefetches(dut, runs, prefetch_word_bits: int):
+    """Offer each ``(start, words)`` of ``runs`` on a weight memory's ``prefetch`` stream
+    (:class:`~tern_fpga.hw.weight_memory.WeightMemorySignature`, the payload ``start`` below
+    ``words``), each as soon as the one before was taken: TMVs announced back to back."""
+    from cocotb.triggers import FallingEdge, RisingEdge  # here, not at the top: loads cocotb
+
+    for start, words in runs:
+        dut.prefetch__payload.value = start | words << prefetch_word_bits
+        dut.prefetch__valid.value = 1
+        await RisingEdge(dut.clk)
+        while not int(dut.prefetch__ready.value):
+            await RisingEdge(dut.clk)
+        await FallingEdge(dut.clk)
+        dut.prefetch__valid.value = 0
 
 
 async def start_clock_and_reset(dut, cycles: int = 2):

@@ -31,6 +31,7 @@ from tern_fpga.hw.weight_memory import prefetch_layout, weight_word_bits
 from tern_fpga.sim.rtl.cocotb_support import (
     StreamDriver,
     StreamSink,
+    announce_prefetches,
     current_cycle,
     start_clock_and_reset,
     test_config,
@@ -164,18 +165,8 @@ async def _stream(dut, config, runs, probability, rng):
     """Announce ``runs`` back to back on ``prefetch`` (each as soon as it is taken) and take
     their words, ``matrix_en`` with chance ``probability`` while ``matrix_available``: the
     words and the cycle each was taken in."""
-    async def announce():
-        for start, count in runs:
-            dut.prefetch__payload.value = start | count << config["prefetch_word_bits"]
-            dut.prefetch__valid.value = 1
-            await RisingEdge(dut.clk)
-            while not int(dut.prefetch__ready.value):
-                await RisingEdge(dut.clk)
-            await FallingEdge(dut.clk)
-            dut.prefetch__valid.value = 0
-
     total = sum(count for _, count in runs)
-    cocotb.start_soon(announce())
+    cocotb.start_soon(announce_prefetches(dut, runs, config["prefetch_word_bits"]))
     received, cycles, taken_before = [], [], False
     for _ in range(40 * total + 1000):
         await FallingEdge(dut.clk)

@@ -20,6 +20,7 @@ from tern_fpga.sim.golden.base3 import sdram_run_words
 from tern_fpga.sim.rtl.cocotb_support import (
     StreamDriver,
     StreamSink,
+    announce_prefetches,
     current_cycle,
     start_clock_and_reset,
     test_config,
@@ -74,18 +75,8 @@ async def host_then_matrix(dut):
         expected += sdram_run_words(sdram, *plan, count, config["ternary_lanes"], packing)
         beats += plan[1]
 
-    async def announce():
-        for first, count in runs:
-            dut.prefetch__payload.value = first | count << config["prefetch_word_bits"]
-            dut.prefetch__valid.value = 1
-            await RisingEdge(dut.clk)
-            while not int(dut.prefetch__ready.value):
-                await RisingEdge(dut.clk)
-            await FallingEdge(dut.clk)
-            dut.prefetch__valid.value = 0
-
     first_cycle = current_cycle()
-    cocotb.start_soon(announce())
+    cocotb.start_soon(announce_prefetches(dut, runs, config["prefetch_word_bits"]))
     received, taken_before = [], False
     for _ in range(config["matrix_timeout"]):
         await FallingEdge(dut.clk)
