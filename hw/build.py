@@ -81,9 +81,7 @@ NEXTPNR_SEEDS: dict[tuple[str, str], int] = {
     # after 3 iterations. The ABORT netlist (build id 0xb609f964, 2026-12-04) routes with seed 1
     # too, in about 5 minutes of routing. The weight-memory backend netlist (build id
     # 0xc99f9982, 2026-12-06) plateaued at about 8,500-9,000 overused wires with seed 1
-    # (iterations 14-20) and routed with seed 5 in 184 iterations (14 minutes). The netlist
-    # with the reworked protocol engine (build id 0x61473426, 2026-12-08) routed with seed 5
-    # as well (37.0 MHz).
+    # (iterations 14-20) and routed with seed 5 in 184 iterations (14 minutes).
     ("ulx3s-85f", "demo"): 5,
     # The stdlib design (weights in SDRAM, base-3 unpacker). Build id 0x9400b0d0 routed with
     # seeds 2 (48 iterations) and 3 (40); with LiteX's volatile comments left out of the

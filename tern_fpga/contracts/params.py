@@ -237,9 +237,10 @@ PRESETS: dict[str, AcceleratorParameters] = {
     "micro-dataflow": AcceleratorParameters(
         # micro's sizes on the dataflow core (Board.dataflow_presets): its own preset because
         # the clock is part of the parameters' hash, and a bitstream and an export must agree
-        # on it. 55 MHz: the board design routes at 66.7 MHz (nextpnr seed 1, 2026-12-08; its
-        # critical path in the core, from the weight memory's output). It was held near 40 MHz
-        # by the protocol engine until that engine's rework the same day.
+        # on it. 55 MHz: the core alone routes at 73.6 MHz (docs/dataflow.md); the board
+        # design was held near 40 MHz by the protocol engine until its rework of 2026-12-08
+        # (the engine alone 84-92 MHz, nextpnr seeds 1-3), so the core and the host link's
+        # paths now meet at about this clock.
         name="micro-dataflow", ternary_lanes=32, vector_lanes=2,
         weight_memory_words=9 * 1024, vector_memory_words=5632, vector_work_words=2 * 1024,
         embedding_memory_words=256 * 64, program_words=1024, max_features=512,
