@@ -142,8 +142,6 @@ class BoardStatus:
 # A host word of weights or embeddings in SDRAM (hw/sdram/weight_memory.py): two 16-bit accesses and the
 # controller's latency of about 12 cycles, one word at a time; with margin for refreshes.
 SDRAM_CYCLES_PER_WORD = 24
-# A word through the chip's CRC-32 (hw/protocol_engine.py): loaded, then a byte a cycle.
-CRC_CYCLES_PER_WORD = 5
 
 # Seconds check_memory gives a weight memory to finish initialising before its fault counts.
 MEMORY_INIT_SECONDS = 2.0
@@ -281,15 +279,13 @@ class Board:
             raise BoardError(f"the board's weight memory reports fault {code}: "
                              f"{MEMORY_FAULTS.get(code, 'an unknown fault code')}")
 
-    def _memory_time(self, count: int, space: MemorySpace, *, least_cycles: int = 1) -> float:
+    def _memory_time(self, count: int, space: MemorySpace) -> float:
         """The chip's time for ``count`` words of ``space``: a cycle a word in block RAM,
-        :data:`SDRAM_CYCLES_PER_WORD` for weights and embeddings in SDRAM, and at least
-        ``least_cycles`` a word (what the engine does with each word: the CRC's
-        :data:`CRC_CYCLES_PER_WORD`)."""
+        :data:`SDRAM_CYCLES_PER_WORD` for weights and embeddings in SDRAM."""
         cycles = 1
         if space in (MemorySpace.WEIGHTS, MemorySpace.EMBEDDING) and self._weights_in_sdram:
             cycles = SDRAM_CYCLES_PER_WORD
-        return count * max(cycles, least_cycles) / self.identity.clock_hz
+        return count * cycles / self.identity.clock_hz
 
     def write_memory(self, space: MemorySpace, address: int, words, *, progress=None) -> None:
         """Write ``uint32`` words from ``address`` (in words) of ``space``, in chunks.
@@ -330,7 +326,7 @@ class Board:
         payload = self._command(
             Code.CRC, MEMORY_HEADER.pack(space, address, count),
             f"CRC of {count} words of {space.name} at {address}",
-            extra_seconds=self._memory_time(count, space, least_cycles=CRC_CYCLES_PER_WORD))
+            extra_seconds=self._memory_time(count, space))
         return CRC_REPLY.unpack(payload)[1]
 
     # Loading -------------------------------------------------------------------------------

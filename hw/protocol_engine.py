@@ -135,8 +135,7 @@ class ProtocolEngine(wiring.Component):
         m.submodules.receiver = receiver = self._receiver
         m.submodules.transmitter = transmitter = FrameTransmitter()
         m.submodules.runner = runner = Runner(self._token_history)
-        # A byte a cycle (a word in four): a quarter of the 32-bit-wide CRC's logic.
-        m.submodules.checksum = checksum = crc.catalog.CRC32_ISO_HDLC(data_width=8).create()
+        m.submodules.checksum = checksum = crc.catalog.CRC32_ISO_HDLC(data_width=32).create()
         wiring.connect(m, wiring.flipped(self.rx), receiver.i)
         wiring.connect(m, transmitter.o, wiring.flipped(self.tx))
         wiring.connect(m, runner.run, wiring.flipped(self.core.run))
@@ -156,12 +155,7 @@ class _Executor:
         TOKENS             first index | most wanted << 16
 
     A reply is a header, then the bytes loaded into ``reply`` (low byte first), then a data
-    phase that refills ``reply`` with memory words (READ) or tokens (TOKENS). A CRC runs its
-    words through ``reply`` too, a byte a cycle into the checksum.
-
-    For the clock rate, what the decode decides on is registered a cycle or more before it
-    (in the check state, or in states of its own for TOKENS): the decode's choices load
-    ``reply`` and the runner, hundreds of flip-flops, and only the busy flags are left live.
+    phase that refills ``reply`` with memory words (READ) or tokens (TOKENS).
     """
 
     def __init__(self, engine, m, receiver, transmitter, runner, checksum):
@@ -174,23 +168,10 @@ class _Executor:
         self.header = Signal(frame_layout)
         self.reply = Signal(8 * REPLY_BYTES)
         self.reply_left = Signal(range(REPLY_BYTES + 1))
-        # ``reply_left == 0``, kept as a flip-flop beside it: many decisions wait on it.
-        self.reply_empty = Signal(init=1)
-        # The byte offered to the transmitter, taken from ``reply`` a cycle before, so that
-        # the shift of all of ``reply`` waits on flip-flops, not on the line's ``ready``.
-        self.out_byte, self.out_full = Signal(8), Signal()
-        self.checksumming = Signal()        # ``reply``'s bytes go to the checksum, not out
-        self.word_loaded = Signal()         # a memory word into ``reply`` (READ, CRC)
-        # The long replies, loaded from the check state's decision (see _elaborate_fsm).
-        self.load_identify, self.load_status = Signal(), Signal()
         self.phase = Signal(2)   # 0: no data phase, 1: memory words, 2: tokens
         self.index = Signal(16)  # words written, feed tokens copied, tokens sent
-        self.tokens_left = Signal(range(MAX_TOKENS_PER_REPLY + 1))
-        # TOKENS: the run as it was when the frame was decoded, and the tokens still in the ring
-        self.tokens_produced, self.tokens_running = Signal(16), Signal()
-        self.tokens_available, self.tokens_gone = Signal(16), Signal()
+        self.tokens_left = Signal(16)
         self.run_seq = Signal(8)
-        self.run_starting = Signal()
         self.counters = {name: Signal(32, name=name) for name in (
             "tokens", "bytes_received", "frame_errors", "crc_errors", "uart_errors",
             "duplicates")}
@@ -199,41 +180,31 @@ class _Executor:
         # Memory reads (READ, CRC) run in the background: requests as fast as the core takes
         # them, responses as fast as the reply (or the CRC) takes them.
         self.reading = Signal()
-        # WRITE's addresses come from ``request_address`` too. The checks bound a count by
-        # its space's size.
         self.request_address = Signal.like(self.core.memory_request.payload.address)
-        self.requests_left = Signal(range(max(space_words(engine.params).values()) + 1))
-        self.responses_left = Signal.like(self.requests_left)
-        # Registered in the check state: the decode's tests of the frame, the index of the
-        # last word (WRITE) or feed token (RUN) to copy, and the copies' end test.
-        self.duplicate, self.no_words, self.feed_run = Signal(), Signal(), Signal()
-        self.last_index, self.at_last_index = Signal(16), Signal()
+        self.requests_left = Signal(33)
+        self.responses_left = Signal(33)
 
     # Helpers used inside FSM states ---------------------------------------------------------
 
     def send(self, value, nbytes, *, length=None, code=None, seq=None, data_phase=0):
-        """Start a reply: ``nbytes`` bytes of ``value``, then the data phase. Only those bytes
-        of ``reply`` are loaded (the rest is not sent), so that most of its bits have only
-        the long replies and the shift as sources; a ``value`` of None has been loaded."""
+        """Start a reply: ``nbytes`` bytes of ``value``, then the data phase."""
         m, frame = self.m, self.frame
         m.d.sync += [
             self.header.seq.eq(frame.seq if seq is None else seq),
             self.header.code.eq(frame.code | RESPONSE if code is None else code),
             self.header.length.eq(nbytes if length is None else length),
-            self.reply_left.eq(nbytes), self.reply_empty.eq(0), self.phase.eq(data_phase),
+            self.reply.eq(value), self.reply_left.eq(nbytes), self.phase.eq(data_phase),
         ]
-        if value is not None:
-            m.d.sync += self.reply[:8 * nbytes].eq(value)
         m.next = "header"
 
     def release(self):
         """Done with the receiver's buffer: it may take the next frame."""
         self.m.d.comb += self.receiver.frame.ready.eq(1)
 
-    def start_run(self):
-        """Start the runner in the next cycle: its loads are then not behind the decode's
-        checks. Nothing reads it in between (the reply is being sent, no frame is decoded)."""
-        self.m.d.sync += self.run_starting.eq(1)
+    def start_reading(self):
+        _, address, count = self.words
+        self.m.d.sync += [self.reading.eq(1), self.request_address.eq(address),
+                          self.requests_left.eq(count), self.responses_left.eq(count)]
 
     # Elaboration ----------------------------------------------------------------------------
 
@@ -245,9 +216,7 @@ class _Executor:
     def _elaborate_counters(self):
         m, counters, receiver = self.m, self.counters, self.receiver
         rx = self.engine.rx
-        m.d.comb += self.runner.start.eq(self.run_starting)
         m.d.sync += [
-            self.run_starting.eq(0),    # a pulse: start_run() sets it, after this
             counters["uptime"].eq(counters["uptime"] + 1),
             counters["tokens"].eq(counters["tokens"] + self.runner.token_done),
             counters["bytes_received"].eq(counters["bytes_received"] + (rx.valid & rx.ready)),
@@ -303,17 +272,23 @@ class _Executor:
 
     def _status(self, frame_status):
         """The status a frame gets if it is executed now: every check before any effect. The
-        frame's own checks (registered, ``frame_status``) come first, then the live one: a
-        memory access or a run while the core is busy. (TOKENS checks its tokens in its own
-        states, see :meth:`_elaborate_tokens_states`.)"""
+        frame's own checks (registered, ``frame_status``) come first, then the live ones: a
+        memory access or a run while the core is busy; tokens no longer in the ring."""
         m, frame, runner = self.m, self.frame, self.runner
+        history = self.engine.token_history
+        word0 = self.words[0]
         busy = runner.running | self.core.busy
+        start, produced = word0[:16], runner.produced
         status = Signal(8)
         m.d.comb += status.eq(frame_status)
-        memory_or_run = ((frame.code == Code.WRITE) | (frame.code == Code.READ)
-                         | (frame.code == Code.CRC) | (frame.code == Code.RUN))
-        with m.If((frame_status == Status.OK) & memory_or_run & busy):
-            m.d.comb += status.eq(Status.BUSY)
+        with m.If(frame_status == Status.OK), m.Switch(frame.code):
+            with m.Case(Code.WRITE, Code.READ, Code.CRC, Code.RUN), m.If(busy):
+                m.d.comb += status.eq(Status.BUSY)
+            # The ring holds the last ``history`` tokens; while running, the next token may
+            # overwrite one more before the reply has read it.
+            gone = (start > produced) | (produced - start + runner.running > history)
+            with m.Case(Code.TOKENS), m.If(gone):
+                m.d.comb += status.eq(Status.OUT_OF_RANGE)
         return status
 
     def _elaborate_datapath(self):
@@ -323,32 +298,13 @@ class _Executor:
         index, reply, reply_left = self.index, self.reply, self.reply_left
         m.d.comb += [
             transmitter.header.payload.eq(self.header),
-            transmitter.payload.payload.eq(self.out_byte),
-            transmitter.payload.valid.eq(self.out_full),
+            transmitter.payload.payload.eq(reply[:8]),
+            transmitter.payload.valid.eq(reply_left != 0),
             request.payload.space.eq(word0[:3]),
-            self.checksum.data.eq(reply[:8]),
-            self.checksum.valid.eq(self.checksumming & ~self.reply_empty),
+            self.checksum.data.eq(self.core.memory_response.payload),
         ]
-        # One shift and one word load of ``reply`` for all their users: each place that
-        # assigns it costs a mux per bit.
         with m.If(transmitter.payload.valid & transmitter.payload.ready):
-            m.d.sync += self.out_full.eq(0)
-        refill = ~self.out_full & ~self.reply_empty & ~self.checksumming
-        with m.If(refill):
-            m.d.sync += [self.out_byte.eq(reply[:8]), self.out_full.eq(1)]
-        with m.If(refill | self.checksum.valid):
-            m.d.sync += [reply.eq(reply >> 8), reply_left.eq(reply_left - 1),
-                         self.reply_empty.eq(reply_left == 1)]
-        with m.If(self.word_loaded):
-            m.d.sync += [reply[:32].eq(self.core.memory_response.payload), reply_left.eq(4),
-                         self.reply_empty.eq(0),
-                         self.responses_left.eq(self.responses_left - 1)]
-        identify, status_reply = self._replies()
-        m.d.sync += [self.load_identify.eq(0), self.load_status.eq(0)]    # pulses
-        with m.If(self.load_identify):
-            m.d.sync += reply[:len(identify)].eq(identify)
-        with m.If(self.load_status):
-            m.d.sync += reply[:len(status_reply)].eq(status_reply)
+            m.d.sync += [reply.eq(reply >> 8), reply_left.eq(reply_left - 1)]
         with m.If(self.reading):
             m.d.comb += [request.valid.eq(self.requests_left != 0),
                          request.payload.address.eq(self.request_address)]
@@ -389,17 +345,18 @@ class _Executor:
         frame_status = Signal(8)
         status = self._status(frame_status)
         last_valid, last_seq, last_code, last_status = Signal(), Signal(8), Signal(8), Signal(8)
-        duplicate = self.duplicate
+        duplicate = (last_valid & ((frame.code == Code.WRITE) | (frame.code == Code.RUN))
+                     & (frame.seq == last_seq) & (frame.code == last_code))
         nak_pending, nak_seq, nak_reason = Signal(), Signal(8), Signal(8)
         duplicates = self.counters["duplicates"]
 
         with m.FSM(name="executor"):
             with m.State("idle"):
                 m.d.comb += self.engine.idle.eq(
-                    self.reply_empty & ~self.out_full & ~nak_pending & ~runner.notify.valid
+                    (self.reply_left == 0) & ~nak_pending & ~runner.notify.valid
                     & ~runner.running & receiver.idle & ~self.engine.rx.valid
                     & self.transmitter.idle)
-                with m.If(~self.reply_empty | self.out_full):
+                with m.If(self.reply_left != 0):
                     pass    # the previous reply is still being sent from ``reply``
                 with m.Elif(nak_pending):
                     m.d.sync += nak_pending.eq(0)
@@ -422,27 +379,7 @@ class _Executor:
                     m.d.sync += self.words[i - 1].eq(receiver.read_data)
                     m.next = f"fetch{i + 1}" if i < HEADER_WORDS else "check"
             with m.State("check"):
-                # Nothing that these depend on changes before the decode (the next state).
-                checked, (_, word1, word2) = Signal(8), self.words
-                ok = checked == Status.OK
-                m.d.comb += checked.eq(self._frame_status())
-                m.d.sync += [
-                    frame_status.eq(checked),
-                    self.duplicate.eq(
-                        last_valid & ((frame.code == Code.WRITE) | (frame.code == Code.RUN))
-                        & (frame.seq == last_seq) & (frame.code == last_code)),
-                    self.no_words.eq(word2 == 0),
-                    self.feed_run.eq(word2[:8] == RunMode.FEED),
-                    # the checks have made the count at least 1 where it is used
-                    self.last_index.eq(
-                        Mux(frame.code == Code.WRITE, word2[:16], word1[16:]) - 1),
-                    # read only once a memory command has started
-                    self.request_address.eq(word1), self.requests_left.eq(word2),
-                    self.responses_left.eq(word2),
-                    # the decode answers a good IDENTIFY or STATUS whatever else holds
-                    self.load_identify.eq(ok & (frame.code == Code.IDENTIFY)),
-                    self.load_status.eq(ok & (frame.code == Code.STATUS)),
-                ]
+                m.d.sync += frame_status.eq(self._frame_status())
                 m.next = "decode"
             with m.State("decode"):
                 with m.If(frame.code >= COMMAND_LIMIT):
@@ -471,38 +408,40 @@ class _Executor:
     def _start(self, status):
         """In the decode state, for a new frame: reply with an error, or start executing."""
         m, frame, runner = self.m, self.frame, self.runner
+        word0, _, word2 = self.words
+        identify, status_reply = self._replies()
         with m.If(status != Status.OK):
             self.release()
             self.send(status, 1)
         with m.Else(), m.Switch(frame.code):
             with m.Case(Code.IDENTIFY):
                 self.release()
-                self.send(None, IDENTIFY_REPLY.size)     # loaded on ``load_identify``
+                self.send(identify, IDENTIFY_REPLY.size)
             with m.Case(Code.STATUS):
                 self.release()
-                self.send(None, STATUS_REPLY.size)       # loaded on ``load_status``
+                self.send(status_reply, STATUS_REPLY.size)
             with m.Case(Code.WRITE):
-                with m.If(self.no_words):
+                with m.If(word2 == 0):
                     self.release()
                     self.send(Status.OK, 1)
                 with m.Else():
                     m.next = "write_fetch"
             with m.Case(Code.READ):
                 self.release()
-                m.d.sync += self.reading.eq(1)
-                self.send(Status.OK, 1, length=1 + (self.words[2][:16] << 2), data_phase=1)
+                self.start_reading()
+                self.send(Status.OK, 1, length=1 + (word2[:16] << 2), data_phase=1)
             with m.Case(Code.CRC):
                 self.release()
-                m.d.sync += self.reading.eq(1)
+                self.start_reading()
                 m.d.comb += self.checksum.start.eq(1)
                 m.next = "crc"
             with m.Case(Code.RUN):
                 m.d.sync += self.run_seq.eq(frame.seq)
-                with m.If(self.feed_run):
+                with m.If(word2[:8] == RunMode.FEED):
                     m.next = "copy_fetch"
                 with m.Else():
                     self.release()
-                    self.start_run()
+                    m.d.comb += runner.start.eq(1)
                     self.send(Status.OK, 1)
             with m.Case(Code.ABORT):
                 # Taken while running, too: the run ends at the next token boundary, and the
@@ -512,34 +451,36 @@ class _Executor:
                 self.send(Cat(Const(Status.OK, 8), runner.running, Const(0, 7),
                               runner.produced), ABORT_REPLY.size)
             with m.Case(Code.TOKENS):
-                # The run as it is now, checked and answered in the next states: the ring's
-                # bounds, two minimums and the reply's length are too long a path for here.
-                m.d.sync += [self.tokens_produced.eq(runner.produced),
-                             self.tokens_running.eq(runner.running)]
-                m.next = "tokens_check"
+                self.release()
+                available = Signal(16)
+                wanted = Signal(16)
+                m.d.comb += [available.eq(runner.produced - word0[:16]),
+                             wanted.eq(Mux(word0[16:] < available, word0[16:], available))]
+                sent = Mux(wanted < MAX_TOKENS_PER_REPLY, wanted, MAX_TOKENS_PER_REPLY)
+                m.d.sync += [self.tokens_left.eq(sent), self.index.eq(word0[:16])]
+                self.send(Cat(Const(Status.OK, 8), runner.running, Const(0, 7),
+                              runner.produced), 4, length=4 + (sent << 1), data_phase=2)
 
     def _elaborate_memory_states(self):
         """WRITE and feed copies from the buffer, and the CRC over memory."""
         m, receiver, runner, index = self.m, self.receiver, self.runner, self.index
         request, response = self.core.memory_request, self.core.memory_response
+        _, word1, word2 = self.words
         with m.State("write_fetch"):
             m.d.comb += receiver.read_address.eq(HEADER_WORDS + index)
             m.next = "write"
-        # Up to date in the copy states: the fetch state before each leaves ``index`` as it is.
-        m.d.sync += self.at_last_index.eq(index == self.last_index)
         with m.State("write"):
             m.d.comb += [
                 receiver.read_address.eq(HEADER_WORDS + index),
                 request.valid.eq(1),
                 request.payload.write.eq(1),
-                request.payload.address.eq(self.request_address),
+                request.payload.address.eq(word1 + index),
                 request.payload.write_data.eq(receiver.read_data),
             ]
             with m.If(request.ready):
-                m.d.sync += [index.eq(index + 1),
-                             self.request_address.eq(self.request_address + 1)]
+                m.d.sync += index.eq(index + 1)
                 m.next = "write_fetch"
-                with m.If(self.at_last_index):
+                with m.If(index + 1 == word2):
                     self.release()
                     self.send(Status.OK, 1)
         with m.State("copy_fetch"):
@@ -550,50 +491,19 @@ class _Executor:
                          runner.load_enable.eq(1)]
             m.d.sync += index.eq(index + 1)
             m.next = "copy_fetch"
-            with m.If(self.at_last_index):
+            with m.If(index + 1 == word1[16:]):
                 self.release()
-                self.start_run()
+                m.d.comb += runner.start.eq(1)
                 self.send(Status.OK, 1)
         with m.State("crc"):
-            # Each word through ``reply``, low byte first (the words' little-endian bytes).
-            m.d.comb += [self.checksumming.eq(1),
-                         response.ready.eq(self.reply_empty),
-                         self.word_loaded.eq(response.valid & response.ready)]
-            with m.If((self.responses_left == 0) & self.reply_empty):
+            m.d.comb += [response.ready.eq(1), self.checksum.valid.eq(response.valid)]
+            with m.If(response.valid):
+                m.d.sync += self.responses_left.eq(self.responses_left - 1)
+            with m.If(self.responses_left == 0):
                 m.d.sync += self.reading.eq(0)
                 m.next = "crc_done"
         with m.State("crc_done"):
             self.send(Cat(Const(Status.OK, 8), self.checksum.crc), 5)
-
-    def _elaborate_tokens_states(self):
-        """TOKENS, from the run as it was when the frame was decoded (a token that ends in
-        between is as one that ends just after the decode, which the check allows for)."""
-        m, history = self.m, self.engine.token_history
-        start, most_wanted = self.words[0][:16], self.words[0][16:]
-        produced, running = self.tokens_produced, self.tokens_running
-        available = self.tokens_available
-        with m.State("tokens_check"):
-            # The ring holds the last ``history`` tokens; while running, the next token may
-            # overwrite one more before the reply has read it.
-            m.d.sync += [
-                self.tokens_gone.eq((start > produced)
-                                    | (produced - start + running > history)),
-                available.eq(produced - start)]
-            m.next = "tokens_count"
-        with m.State("tokens_count"):
-            with m.If(self.tokens_gone):
-                self.release()
-                self.send(Status.OUT_OF_RANGE, 1)
-            with m.Else():
-                wanted = Mux(most_wanted < available, most_wanted, available)
-                m.d.sync += self.tokens_left.eq(
-                    Mux(wanted < MAX_TOKENS_PER_REPLY, wanted, MAX_TOKENS_PER_REPLY))
-                m.next = "tokens_reply"
-        with m.State("tokens_reply"):
-            self.release()
-            m.d.sync += self.index.eq(start)
-            self.send(Cat(Const(Status.OK, 8), running, Const(0, 7), produced), 4,
-                      length=4 + (self.tokens_left << 1), data_phase=2)
 
     def _elaborate_reply_states(self):
         """The reply's header, and the data phases of READ and TOKENS."""
@@ -609,20 +519,20 @@ class _Executor:
                 with m.Case(2):
                     m.next = "tokens_fetch"
         with m.State("read_data"):
-            m.d.comb += [response.ready.eq(self.reply_empty),
-                         self.word_loaded.eq(response.valid & response.ready)]
+            m.d.comb += response.ready.eq(reply_left == 0)
+            with m.If(response.valid & response.ready):
+                m.d.sync += [reply.eq(response.payload), reply_left.eq(4),
+                             self.responses_left.eq(self.responses_left - 1)]
             with m.If(self.responses_left == 0):
                 m.d.sync += self.reading.eq(0)
                 m.next = "idle"
-        self._elaborate_tokens_states()
         with m.State("tokens_fetch"):
             # The history read port follows ``index``: its data is there in the next state.
             with m.If(self.tokens_left == 0):
                 m.next = "idle"
             with m.Else():
                 m.next = "tokens"
-        with m.State("tokens"), m.If(self.reply_empty):
-            m.d.sync += [reply[:16].eq(runner.history_data), reply_left.eq(2),
-                         self.reply_empty.eq(0),
+        with m.State("tokens"), m.If(reply_left == 0):
+            m.d.sync += [reply.eq(runner.history_data), reply_left.eq(2),
                          self.index.eq(self.index + 1), self.tokens_left.eq(self.tokens_left - 1)]
             m.next = "tokens_fetch"

@@ -99,11 +99,7 @@ class Runner(wiring.Component):
             m.d.sync += self.notify.valid.eq(0)
         with m.If(self.stop & self.running):
             m.d.sync += stopping.eq(1)
-        # Whether the step that just ended was the run's last, registered as it ends:
-        # ``running`` (which the engine's checks and replies read) is then a few gates from
-        # flip-flops, not behind a 16-bit comparison.
-        last_step = Signal()
-        another_step = ~last_step & ~stopping
+        another_step = (self.produced != count) & ~stopping
 
         with m.FSM():
             with m.State("idle"), m.If(self.start):
@@ -132,7 +128,6 @@ class Runner(wiring.Component):
                         self.notify.payload.token.eq(self.done.payload),
                         previous.eq(self.done.payload),
                         self.produced.eq(self.produced + 1),
-                        last_step.eq((self.produced + 1)[:16] == count),
                     ]
                     m.next = "step_done"
             with m.State("step_done"):

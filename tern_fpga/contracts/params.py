@@ -237,14 +237,15 @@ PRESETS: dict[str, AcceleratorParameters] = {
     "micro-dataflow": AcceleratorParameters(
         # micro's sizes on the dataflow core (Board.dataflow_presets): its own preset because
         # the clock is part of the parameters' hash, and a bitstream and an export must agree
-        # on it. 55 MHz: the core alone routes at 73.6 MHz (docs/dataflow.md); the board
-        # design was held near 40 MHz by the protocol engine until its rework of 2026-12-08
-        # (the engine alone 84-92 MHz, nextpnr seeds 1-3), so the core and the host link's
-        # paths now meet at about this clock.
+        # on it. 35 MHz: the core alone routes at 73.6 MHz (docs/dataflow.md), but the whole
+        # board design at 41.9 MHz when asked for 50 and 38.9 when asked for 40 (nextpnr, seed
+        # 1, 2026-12-08): its critical path is the host link's protocol engine (the runner's
+        # token count through a reply header's sum into the status), which the committed
+        # designs share; a faster board needs a faster engine or the link in a slower domain.
         name="micro-dataflow", ternary_lanes=32, vector_lanes=2,
         weight_memory_words=9 * 1024, vector_memory_words=5632, vector_work_words=2 * 1024,
         embedding_memory_words=256 * 64, program_words=1024, max_features=512,
-        clock_hz=55_000_000),
+        clock_hz=35_000_000),
     "stdlib": AcceleratorParameters(
         # P=16: a 32-bit weight word is two of the SDRAM's 16-bit words, and the SDRAM gives
         # one a cycle at best, so a wider matrix unit would only wait. V=4: the element-wise
