@@ -56,6 +56,7 @@ __all__ = [
     "StreamSink",
     "VerilatorBuild",
     "announce_prefetches",
+    "await_memory_ready",
     "build_component",
     "current_cycle",
     "failure_message",
@@ -468,6 +469,18 @@ async def announce_prefetches(dut, runs, prefetch_word_bits: int):
             await RisingEdge(dut.clk)
         await FallingEdge(dut.clk)
         dut.prefetch__valid.value = 0
+
+
+async def await_memory_ready(dut, cycles: int, failure: str):
+    """Wait until a weight memory's ``status`` reads 0 (its controller initialised), for at
+    most ``cycles`` rising edges; then raise :class:`AssertionError` with ``failure``."""
+    from cocotb.triggers import RisingEdge  # here, not at the top: loads cocotb
+
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+        if int(dut.status.value) == 0:
+            return
+    raise AssertionError(failure)
 
 
 async def start_clock_and_reset(dut, cycles: int = 2):

@@ -22,7 +22,7 @@ from pathlib import Path
 import cocotb
 import pytest
 from amaranth.hdl import Shape
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import FallingEdge, with_timeout
 
 from tern_fpga.contracts.params import preset
 from tern_fpga.hw.core_interface import address_bits
@@ -32,6 +32,7 @@ from tern_fpga.sim.rtl.cocotb_support import (
     StreamDriver,
     StreamSink,
     announce_prefetches,
+    await_memory_ready,
     current_cycle,
     start_clock_and_reset,
     test_config,
@@ -190,12 +191,7 @@ async def weights_through_ddr3(dut):
     lanes, image_words = config["lanes"], config["image_words"]
     await start_clock_and_reset(dut)
     assert int(dut.status.value) == 1, "status must say 'not initialised' before init_done"
-    for _ in range(200):
-        await RisingEdge(dut.clk)
-        if int(dut.status.value) == 0:
-            break
-    else:
-        raise AssertionError("status stayed 1: the controller's init_done did not rise")
+    await await_memory_ready(dut, 200, "status stayed 1: the controller's init_done did not rise")
 
     # The host writes every 32-bit word once, in random order (four byte-enabled writes build
     # each DRAM word), then reads some back with random stalls on both sides.

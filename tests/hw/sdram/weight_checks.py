@@ -13,7 +13,7 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import FallingEdge, RisingEdge, with_timeout
+from cocotb.triggers import FallingEdge, with_timeout
 
 from tern_fpga.contracts.sdram_image import PACKING_CODES, sdram_weight_run
 from tern_fpga.sim.golden.base3 import sdram_run_words
@@ -21,6 +21,7 @@ from tern_fpga.sim.rtl.cocotb_support import (
     StreamDriver,
     StreamSink,
     announce_prefetches,
+    await_memory_ready,
     current_cycle,
     start_clock_and_reset,
     test_config,
@@ -32,12 +33,8 @@ async def host_then_matrix(dut):
     config = test_config()
     rng = random.Random(config["seed"])
     await start_clock_and_reset(dut)
-    for _ in range(config["init_timeout"]):
-        await RisingEdge(dut.clk)
-        if int(dut.status.value) == 0:
-            break
-    else:
-        raise AssertionError("status stayed non-zero: the SDRAM did not initialise")
+    await await_memory_ready(dut, config["init_timeout"],
+                             "status stayed non-zero: the SDRAM did not initialise")
 
     packing = config["packing"]
     address_bits = config["address_bits"]
